@@ -1,0 +1,82 @@
+"""Keras 3 on the TensorFlow backend: the real layer, built, weights set with set_weights, called."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineRejected, EngineSkip
+from .base import EngineOutput, Inputs
+
+
+def _import_keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise EngineSkip(f"keras runs on the {keras.backend.backend()!r} backend; this engine needs tensorflow "
+                         "(set KERAS_BACKEND=tensorflow before keras is first imported)")
+    return keras
+
+
+def _is_nchw_refusal(exc: Exception) -> bool:
+    text = str(exc)
+    return "NHWC" in text or "channels_first" in text.lower() and "not supported" in text.lower()
+
+
+class KerasEngine:
+    name = "keras"
+
+    def __init__(self) -> None:
+        self.keras = _import_keras()
+
+    def _build(self, layer: str, config: dict[str, Any], dtype: str, input_shape: tuple[int, ...]):
+        try:
+            obj = getattr(self.keras.layers, layer)(**config, dtype=dtype)
+            obj.build(input_shape)
+        except (ValueError, TypeError) as exc:
+            raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}") from exc
+        return obj
+
+    def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict) -> np.ndarray:
+        import tensorflow as tf
+
+        by_name = {w.name: w for w in obj.weights}
+        missing = set(weights) ^ set(by_name)
+        if missing:
+            raise EngineSkip(f"Keras {layer} weights are {sorted(by_name)}, the case gives {sorted(weights)}")
+        obj.set_weights([weights[w.name] for w in obj.weights])
+        try:
+            return obj(x).numpy()
+        except (tf.errors.OpError, ValueError) as exc:
+            if _is_nchw_refusal(exc):
+                raise
+            raise EngineRejected(f"Keras/TensorFlow refused {layer}({_args(config)}) at call: "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+
+    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
+        import tensorflow as tf
+
+        dtype = str(inputs.weights[next(iter(inputs.weights))].dtype) if inputs.weights else str(inputs.x.dtype)
+        obj = self._build(layer, config, dtype, inputs.x.shape)
+        params = int(obj.count_params())
+        shapes = {w.name: tuple(int(d) for d in w.shape) for w in obj.weights}
+        notes: list[str] = []
+        try:
+            y = self._call(obj, inputs.x, inputs.weights, layer, config)
+        except (tf.errors.OpError, ValueError) as exc:
+            # TensorFlow's CPU kernels implement NHWC only; run the same layer channels_last and transpose
+            # around it, as a user on CPU must. The weights' layout does not depend on data_format.
+            notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused NCHW "
+                         f"({str(exc).splitlines()[0][:120]})")
+            last = {**config, "data_format": "channels_last"}
+            x_last = np.moveaxis(inputs.x, 1, -1)
+            obj = self._build(layer, last, dtype, x_last.shape)
+            y = np.moveaxis(self._call(obj, x_last, inputs.weights, layer, last), -1, 1)
+        return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes)
+
+
+def _args(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())

@@ -1,0 +1,70 @@
+"""PyTorch: the public torch port (real nn.Conv modules) built from the Keras weights and called."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineSkip
+from ..layers import geometry
+from ..tensors import generate, numpy_dtype
+from .base import EngineOutput, Inputs
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        from .. import torch_port
+
+        self.torch, self.port = torch, torch_port
+
+    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
+        torch = self.torch
+        dtype_name = str(inputs.x.dtype)
+        tdtype = getattr(torch, dtype_name)
+        g = geometry(layer, config, inputs.x.shape)
+        depthwise_bias = None
+        gauge_extra = None
+        if options.get("depthwise_bias") and g.kind.family == "separable":
+            # The hand-written port with a bias on the depthwise conv too: give it a random depthwise bias
+            # and the pointwise bias that makes the block equal to Keras (what folding undoes).
+            depthwise_bias = _round(generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias"),
+                                    inputs.x.dtype)
+        elif options:
+            raise EngineSkip(f"unknown torch engine options {sorted(options)} for {layer}")
+        weights = {k: v.astype(np.float64) for k, v in inputs.weights.items()}
+        module = self.port.from_keras(layer, config, weights, in_channels=g.in_channels,
+                                      depthwise_bias=depthwise_bias, dtype=tdtype)
+        x = inputs.x.astype(np.float32) if dtype_name == "bfloat16" else inputs.x
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype)
+        if not g.channels_first:  # torch modules are channels-first; move C around them
+            xt = xt.movedim(-1, 1)
+        try:
+            with torch.no_grad():
+                yt = module(xt)
+        except RuntimeError as exc:
+            if "not implemented" in str(exc):
+                raise EngineSkip(f"PyTorch CPU has no kernel for this: {str(exc).splitlines()[0]}") from exc
+            raise
+        if not g.channels_first:
+            yt = yt.movedim(1, -1)
+        y = yt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else yt.numpy()
+        state = module.state_dict()
+        if depthwise_bias is not None:
+            # |W_p| |b_d| + |b_p'| enter the block's sums; Keras weights alone do not show them.
+            wp = np.abs(state["pointwise.weight"].double().numpy().reshape(g.filters, -1))
+            extra = np.abs(depthwise_bias.astype(np.float64)) @ wp.T + np.abs(state["pointwise.bias"].double().numpy())
+            gauge_extra = extra.reshape((1, -1) + (1,) * g.kind.rank) if g.channels_first else extra
+        return EngineOutput(
+            y=np.ascontiguousarray(y),
+            params=int(sum(p.numel() for p in module.parameters())),
+            weight_shapes={k: tuple(v.shape) for k, v in state.items()},
+            gauge_extra=gauge_extra,
+        )
+
+
+def _round(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return values.astype(dtype)

@@ -1,0 +1,169 @@
+"""Declarative database of the Keras layer kinds: weights, accepted arguments, reduction lengths, oracle."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# Keras constructor defaults; a case states only what differs.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "strides": 1,
+    "padding": "valid",
+    "data_format": "channels_last",
+    "dilation_rate": 1,
+    "activation": None,
+    "use_bias": True,
+}
+ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh")
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One Keras layer class, described as data."""
+
+    name: str                       # Keras class name, also what cases write under `layer`
+    rank: int                       # number of spatial axes (1 or 2)
+    family: str                     # 'conv' | 'depthwise' | 'separable': picks oracle and converters
+    weight_names: tuple[str, ...]   # Keras weight names in `layer.get_weights()` order (bias last, optional)
+    extra_keys: tuple[str, ...]     # constructor arguments beyond COMMON_DEFAULTS
+    paddings: tuple[str, ...] = ("valid", "same")
+    requires: tuple[str, ...] = ()  # arguments without a Keras default
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_keys(self) -> frozenset[str]:
+        return frozenset(COMMON_DEFAULTS) | frozenset(self.extra_keys)
+
+
+LAYERS: dict[str, LayerKind] = {
+    k.name: k
+    for k in (
+        LayerKind("Conv1D", 1, "conv", ("kernel", "bias"), ("filters", "kernel_size", "groups"),
+                  paddings=("valid", "same", "causal"), requires=("filters", "kernel_size"),
+                  defaults={"groups": 1}),
+        LayerKind("Conv2D", 2, "conv", ("kernel", "bias"), ("filters", "kernel_size", "groups"),
+                  requires=("filters", "kernel_size"), defaults={"groups": 1}),
+        LayerKind("DepthwiseConv1D", 1, "depthwise", ("kernel", "bias"), ("kernel_size", "depth_multiplier"),
+                  paddings=("valid", "same", "causal"), requires=("kernel_size",),
+                  defaults={"depth_multiplier": 1}),
+        LayerKind("DepthwiseConv2D", 2, "depthwise", ("kernel", "bias"), ("kernel_size", "depth_multiplier"),
+                  requires=("kernel_size",), defaults={"depth_multiplier": 1}),
+        LayerKind("SeparableConv1D", 1, "separable", ("depthwise_kernel", "pointwise_kernel", "bias"),
+                  ("filters", "kernel_size", "depth_multiplier"), paddings=("valid", "same", "causal"),
+                  requires=("filters", "kernel_size"), defaults={"depth_multiplier": 1}),
+        LayerKind("SeparableConv2D", 2, "separable", ("depthwise_kernel", "pointwise_kernel", "bias"),
+                  ("filters", "kernel_size", "depth_multiplier"), requires=("filters", "kernel_size"),
+                  defaults={"depth_multiplier": 1}),
+    )
+}
+
+
+def get_kind(name: str) -> LayerKind:
+    try:
+        return LAYERS[name]
+    except KeyError:
+        raise KeyError(f"unknown layer {name!r}; known: {', '.join(LAYERS)}") from None
+
+
+def _tuple(value: Any, rank: int) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * rank
+    return tuple(int(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A case's configuration, normalised: every argument explicit, sizes as tuples."""
+
+    kind: LayerKind
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str
+    channels_first: bool
+    in_channels: int
+    filters: int | None
+    depth_multiplier: int
+    groups: int
+    use_bias: bool
+    activation: str
+
+    @property
+    def out_channels(self) -> int:
+        if self.kind.family == "depthwise":
+            return self.in_channels * self.depth_multiplier
+        return int(self.filters)  # conv and separable
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the Keras weights, in Keras layout and order."""
+        k, c, m = self.kernel_size, self.in_channels, self.depth_multiplier
+        if self.kind.family == "conv":
+            shapes = {"kernel": (*k, c // self.groups, self.filters)}
+        elif self.kind.family == "depthwise":
+            shapes = {"kernel": (*k, c, m)}
+        else:
+            shapes = {"depthwise_kernel": (*k, c, m),
+                      "pointwise_kernel": (*(1,) * self.kind.rank, c * m, self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def param_count(self) -> int:
+        total = 0
+        for shape in self.weight_shapes().values():
+            n = 1
+            for d in shape:
+                n *= d
+            total += n
+        return total
+
+    def reduction_length(self) -> int:
+        """Roundings on an output element's longest path: products and sums, plus one for the bias."""
+        taps = 1
+        for k in self.kernel_size:
+            taps *= k
+        if self.kind.family == "conv":
+            length = taps * (self.in_channels // self.groups)
+        elif self.kind.family == "depthwise":
+            length = taps
+        else:  # depthwise sum of `taps` terms, then a pointwise sum of C*M terms
+            length = taps + self.in_channels * self.depth_multiplier
+        return length + (1 if self.use_bias else 0)
+
+
+def geometry(layer: str, config: dict[str, Any], input_shape: tuple[int, ...]) -> Geometry:
+    """Normalise a Keras config for an input of ``input_shape`` (batch first, in its data_format)."""
+    kind = get_kind(layer)
+    cfg = {**COMMON_DEFAULTS, **kind.defaults, **config}
+    channels_first = cfg["data_format"] == "channels_first"
+    in_channels = int(input_shape[1] if channels_first else input_shape[-1])
+    return Geometry(
+        kind=kind,
+        kernel_size=_tuple(cfg["kernel_size"], kind.rank),
+        strides=_tuple(cfg["strides"], kind.rank),
+        dilation=_tuple(cfg["dilation_rate"], kind.rank),
+        padding=str(cfg["padding"]).lower(),
+        channels_first=channels_first,
+        in_channels=in_channels,
+        filters=cfg.get("filters"),
+        depth_multiplier=int(cfg.get("depth_multiplier", 1)),
+        groups=int(cfg.get("groups", 1)),
+        use_bias=bool(cfg["use_bias"]),
+        activation=cfg["activation"] or "linear",
+    )
+
+
+def spatial_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(input_shape[2:] if g.channels_first else input_shape[1:-1])
+
+
+def output_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Expected Keras output shape (batch first, in the case's data_format)."""
+    from .padding import output_length
+
+    spatial = tuple(
+        output_length(g.padding, n, k, s, d)
+        for n, k, s, d in zip(spatial_shape(g, input_shape), g.kernel_size, g.strides, g.dilation)
+    )
+    if g.channels_first:
+        return (input_shape[0], g.out_channels, *spatial)
+    return (input_shape[0], *spatial, g.out_channels)

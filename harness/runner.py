@@ -1,0 +1,183 @@
+"""Run one (case, engine) pair and judge it: shape, then dtype, then values, then the case's golden facts."""
+from __future__ import annotations
+
+import shlex
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import engines, oracle
+from .agreement import Bound, Metrics, error_bound, gamma, measure
+from .engines.base import EngineOutput, Inputs
+from .errors import EngineRejected, EngineSkip
+from .layers import output_shape
+from .schema import Case
+from .tensors import generate, numpy_dtype, round_to, unit_roundoff
+
+VERDICTS = ("pass", "fail", "skip", "rejected", "error")
+
+
+@dataclass
+class Reference:
+    """What every engine of a case is judged against (computed once per case and process)."""
+
+    inputs: Inputs
+    y: np.ndarray          # oracle output, float64
+    gauge: np.ndarray      # G: the same layer on |x|, |w|, |b| (no activation)
+
+
+@dataclass
+class Result:
+    """The verdict of one engine on one case, with everything a report shows."""
+
+    case_id: str
+    file: str
+    engine: str
+    verdict: str                              # one of VERDICTS
+    message: str = ""                         # failure or skip reason, one line
+    metrics: Metrics | None = None
+    output_shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    params: int | None = None
+    weight_shapes: dict[str, tuple[int, ...]] | None = None
+    notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    repro: str = ""
+    details: str = ""                         # traceback of a harness error
+    output: EngineOutput | None = field(default=None, repr=False)   # kept for reports and diagnosis
+    bound: Bound | None = field(default=None, repr=False)
+
+
+def make_inputs(case: Case) -> Inputs:
+    g = case.geometry
+    channel_axis = 1 if g.channels_first else -1
+    x = round_to(generate(case.input, case.input_shape, case.seed, "input", channel_axis), case.dtype)
+    weights = {
+        name: round_to(generate(case.weights.get(name, "normal"), shape, case.seed, name), case.dtype)
+        for name, shape in g.weight_shapes().items()
+    }
+    return Inputs(x=x, weights=weights, x64=x.astype(np.float64),
+                  weights64={k: v.astype(np.float64) for k, v in weights.items()})
+
+
+_cache: dict[tuple[str, str], Reference] = {}
+
+
+def reference(case: Case) -> Reference:
+    key = (case.file, case.id)
+    if key not in _cache:
+        _cache.clear()  # one case at a time: big outputs are not kept alive across cases
+        inputs = make_inputs(case)
+        _cache[key] = Reference(
+            inputs=inputs,
+            y=oracle.run(case.layer, case.config, inputs.x64, inputs.weights64),
+            gauge=oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64),
+        )
+    return _cache[key]
+
+
+def repro_command(case: Case, engine: str) -> str:
+    return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} --engine {engine}"
+
+
+def tag(case: Case) -> str:
+    return f"[{case.file.rsplit('/', 1)[-1]}::{case.id}]"
+
+
+def run_one(case: Case, engine_name: str) -> Result:
+    """Run and judge; never raises: every outcome is a Result (skip, rejected and error included)."""
+    result = Result(case_id=case.id, file=case.file, engine=engine_name, verdict="error",
+                    repro=repro_command(case, engine_name))
+    start = time.perf_counter()
+    try:
+        if engine_name in case.skip:
+            result.verdict, result.message = "skip", f"case skips {engine_name}: {case.skip[engine_name]}"
+            return result
+        ref = reference(case)
+        engine = engines.get(engine_name)
+        out = engine.run(case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
+        result.output = out
+        result.verdict, result.message = _judge(case, engine_name, out, ref, result)
+    except (EngineSkip, NotImplementedError) as exc:
+        result.verdict, result.message = "skip", f"{engine_name} cannot run this case: {exc}"
+    except EngineRejected as exc:
+        result.verdict, result.message = "rejected", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
+        result.verdict = "error"
+        result.message = f"{engine_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} {tag(case)}"
+        result.details = traceback.format_exc()
+    finally:
+        result.duration_s = time.perf_counter() - start
+    return result
+
+
+def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: Result) -> tuple[str, str]:
+    y = out.y
+    result.output_shape, result.dtype = tuple(y.shape), str(y.dtype)
+    result.params, result.weight_shapes, result.notes = out.params, out.weight_shapes, out.notes
+    where = tag(case)
+    want_shape = output_shape(case.geometry, case.input_shape)
+    if tuple(y.shape) != want_shape:
+        return "fail", f"{engine}: output shape={tuple(y.shape)}, but should be {want_shape} {where}"
+    want_dtype = "float64" if engine == "oracle" else str(numpy_dtype(case.dtype))
+    if str(y.dtype) != want_dtype:
+        return "fail", f"{engine}: output dtype={y.dtype}, but should be {want_dtype} {where}"
+    gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
+    bound_dtype = "float64" if engine == "oracle" else case.dtype
+    g = case.geometry
+    bound = error_bound(g.reduction_length(), bound_dtype, gauge, ref.y, g.activation)
+    result.bound = bound
+    if bound.vacuous:
+        return "skip", (f"{engine}: no error bound exists for K={bound.k} terms at u={bound.u:.3g} (K*u >= 1); "
+                        f"use a smaller case or a wider dtype {where}")
+    m = measure(y, ref.y, bound)
+    result.metrics = m
+    if m.max_ratio > 1.0:
+        idx = tuple(m.worst_index)
+        return "fail", (f"{engine}: max error/bound {m.max_ratio:.3g} at {idx}: {m.worst_value:.9g} vs "
+                        f"{m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the bound) {where}")
+    return _check_expect(case, engine, out, bound, gauge, where)
+
+
+def _check_expect(case: Case, engine: str, out: EngineOutput, bound: Bound, gauge: np.ndarray,
+                  where: str) -> tuple[str, str]:
+    exp = case.expect
+    y = np.asarray(out.y, dtype=np.float64)
+    if "output_shape" in exp and tuple(y.shape) != tuple(exp["output_shape"]):
+        return "fail", f"{engine}: output shape={tuple(y.shape)}, but should be {tuple(exp['output_shape'])} (expect) {where}"
+    want_params = exp.get("params")
+    if isinstance(want_params, dict):
+        want_params = want_params.get(engine)
+    if want_params is not None and out.params is not None and out.params != want_params:
+        return "fail", f"{engine}: params={out.params}, but should be {want_params} (expect) {where}"
+    shapes = exp.get("weight_shapes")
+    if shapes and all(isinstance(v, dict) for v in shapes.values()):
+        shapes = shapes.get(engine)
+    elif shapes and engine not in ("oracle", "keras"):
+        shapes = None  # a plain table is in Keras layout: it describes the oracle and Keras
+    if shapes and out.weight_shapes is not None:
+        got = {k: list(v) for k, v in out.weight_shapes.items()}
+        if got != {k: list(v) for k, v in shapes.items()}:
+            return "fail", f"{engine}: weight shapes={got}, but should be {shapes} (expect) {where}"
+    golden = []
+    if "output" in exp:
+        golden.append(((), np.asarray(exp["output"], dtype=np.float64)))
+    for item in exp.get("output_at") or []:
+        golden.append((tuple(item["index"]), np.asarray(item["value"], dtype=np.float64)))
+    for index, want in golden:
+        got = y[index]
+        if got.shape != want.shape:
+            return "fail", f"{engine}: output{list(index)} shape={got.shape}, but should be {want.shape} (expect) {where}"
+        # A golden value is exact arithmetic on the decimals as written; the case dtype rounded those
+        # once (each product moves by at most gamma_3(u) of its magnitude), then the engine's own bound.
+        allowed = bound.bound[index] + gamma(3, unit_roundoff(case.dtype)) * gauge[index]
+        bad = np.abs(got - want) > allowed
+        if np.any(bad):
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            full = index + at
+            return "fail", (f"{engine}: output at {full}={y[full]:.9g}, but should be {float(want[at]):.9g} "
+                            f"(expect.output) {where}")
+    return "pass", ""

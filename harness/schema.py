@@ -1,0 +1,381 @@
+"""Case files: safe YAML loading, validation with precise errors, defaults and sweep expansion."""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CaseError
+from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, output_shape
+from .tensors import DTYPES, INITS
+
+FILE_KEYS = {"defaults", "cases"}
+CASE_KEYS = {
+    "id": "unique name, part of the pytest id",
+    "layer": "Keras class name",
+    "input_shape": "batch first, in the case's data_format",
+    "config": "Keras constructor arguments",
+    "dtype": "float16 | bfloat16 | float32 | float64",
+    "seed": "random seed of the generated tensors",
+    "input": "tensor spec of the input",
+    "weights": "tensor spec per Keras weight name",
+    "expect": "facts checked in every engine",
+    "sweep": "cartesian product over config keys (and input_shape, dtype, seed)",
+    "engine_options": "per engine name, options of that engine (e.g. torch: {depthwise_bias: true})",
+    "skip": "per engine name, the reason that engine is skipped for this case",
+    "description": "free text",
+}
+EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes"}
+SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
+INIT_FIELDS = {
+    "zeros": set(), "ones": set(), "constant": {"value"}, "uniform": {"low", "high"},
+    "normal": {"mean", "std"}, "arange": {"start", "step"}, "channels": {"values"}, "sparse": {"entries"},
+}
+
+
+@dataclass
+class Case:
+    """One runnable case: a YAML entry with defaults merged and one point of its sweep."""
+
+    id: str                      # unique id, with swept values, e.g. "k3(strides=2,padding=same)"
+    file: str                    # path of the YAML file
+    layer: str
+    input_shape: tuple[int, ...]
+    config: dict[str, Any]
+    dtype: str = "float32"
+    seed: int = 0
+    input: Any = "normal"
+    weights: dict[str, Any] = field(default_factory=dict)
+    expect: dict[str, Any] = field(default_factory=dict)
+    swept: dict[str, Any] = field(default_factory=dict)   # the values this point of the sweep set
+    engine_options: dict[str, dict] = field(default_factory=dict)
+    skip: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # the entry as written (before sweep), for reports
+    line: int | None = None
+
+    @property
+    def geometry(self) -> Geometry:
+        return geometry(self.layer, self.config, self.input_shape)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader (no tag constructs Python objects) that remembers each mapping's line."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _strip_lines(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
+    if isinstance(value, list):
+        return [_strip_lines(v) for v in value]
+    return value
+
+
+def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
+    """Every valid case of a file, and one error per invalid case (a bad case never hides the others)."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.load(fh, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+    except (OSError, yaml.YAMLError) as exc:
+        return [], [CaseError(path, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
+    if not isinstance(doc, dict) or "cases" not in doc:
+        return [], [CaseError(path, None, None, "a case file is a mapping with a list under 'cases'")]
+    unknown = set(doc) - FILE_KEYS - {"__line__"}
+    if unknown:
+        return [], [CaseError(path, None, ", ".join(sorted(unknown)),
+                              f"unknown top-level key; allowed: {', '.join(sorted(FILE_KEYS))}")]
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        return [], [CaseError(path, None, "defaults", "must be a mapping")]
+    if not isinstance(doc["cases"], list):
+        return [], [CaseError(path, None, "cases", "must be a list")]
+    cases: list[Case] = []
+    errors: list[CaseError] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(doc["cases"]):
+        name = entry.get("id") if isinstance(entry, dict) else None
+        label = str(name) if name is not None else f"#{position + 1}"
+        try:
+            expanded = _expand(path, label, defaults, entry)
+        except CaseError as exc:
+            errors.append(exc)
+            continue
+        if name in seen:
+            errors.append(CaseError(path, label, "id", "duplicate id in this file"))
+            continue
+        seen.add(name)
+        cases.extend(expanded)
+    return cases, errors
+
+
+def load_paths(paths: list[str | Path]) -> tuple[list[Case], list[CaseError]]:
+    """Load several files (folders are searched for *.yaml); ids must be unique across all of them."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(p.rglob("*.yaml")) + sorted(p.rglob("*.yml")) if p.is_dir() else [p])
+    cases, errors, owner = [], [], {}
+    for f in files:
+        got, bad = load_file(f)
+        errors.extend(bad)
+        for case in got:
+            if case.id in owner:
+                errors.append(CaseError(str(f), case.id, "id", f"duplicate id, already used in {owner[case.id]}"))
+                continue
+            owner[case.id] = str(f)
+            cases.append(case)
+    return cases, errors
+
+
+def _merge(defaults: dict, entry: dict) -> dict:
+    merged = dict(defaults)
+    for key, value in entry.items():
+        if key in ("config", "weights", "engine_options", "skip") and isinstance(value, dict) \
+                and isinstance(defaults.get(key), dict):
+            merged[key] = {**defaults[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _expand(path: str, label: str, defaults: dict, entry: Any) -> list[Case]:
+    def fail(fieldname: str | None, message: str) -> CaseError:
+        return CaseError(path, label, fieldname, message)
+
+    if not isinstance(entry, dict):
+        raise fail(None, f"a case is a mapping, got {type(entry).__name__}")
+    line = entry.get("__line__")
+    raw = _merge(_strip_lines(defaults), _strip_lines(entry))
+    unknown = set(raw) - set(CASE_KEYS)
+    if unknown:
+        raise fail(", ".join(sorted(unknown)), "unknown key; allowed: " + ", ".join(sorted(CASE_KEYS)))
+    for required in ("id", "layer", "input_shape", "config"):
+        if required not in raw:
+            raise fail(required, "missing required key")
+    if not isinstance(raw["id"], str) or not ID_PATTERN.match(raw["id"]):
+        raise fail("id", f"must be a string of letters, digits and _.+- ; got {raw['id']!r}")
+    sweep = raw.get("sweep") or {}
+    if not isinstance(sweep, dict):
+        raise fail("sweep", "must be a mapping of key -> list of values")
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise fail(f"sweep.{key}", "must be a non-empty list of values")
+    out = []
+    for point in itertools.product(*sweep.values()) if sweep else [()]:
+        swept = dict(zip(sweep, point))
+        data = {k: v for k, v in raw.items() if k != "sweep"}
+        data["config"] = dict(data["config"]) if isinstance(data["config"], dict) else data["config"]
+        for key, value in swept.items():
+            if key in SWEEP_TOP_LEVEL:
+                data[key] = value
+            elif isinstance(data["config"], dict):
+                data["config"][key] = value
+        suffix = ",".join(f"{k}={_short(v)}" for k, v in swept.items())
+        case_id = f"{raw['id']}({suffix})" if suffix else raw["id"]
+        case = _validate(path, case_id, data, swept)
+        case.source, case.line = _strip_lines(entry), line
+        out.append(case)
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
+    def fail(fieldname: str | None, message: str) -> CaseError:
+        return CaseError(path, case_id, fieldname, message)
+
+    layer = data["layer"]
+    if layer not in LAYERS:
+        raise fail("layer", f"unknown layer {layer!r}; known: {', '.join(LAYERS)}")
+    kind = LAYERS[layer]
+    shape = data["input_shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) and d > 0 for d in shape):
+        raise fail("input_shape", f"must be a list of positive integers, got {shape!r}")
+    if len(shape) != kind.rank + 2:
+        raise fail("input_shape", f"{layer} takes {kind.rank + 2}-d input (batch, {kind.rank} spatial, channels), "
+                                  f"got {len(shape)}-d {shape}")
+    config = data["config"]
+    if not isinstance(config, dict):
+        raise fail("config", "must be a mapping of Keras constructor arguments")
+    _validate_config(fail, kind, config)
+    dtype = data.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise fail("dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    seed = data.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        raise fail("seed", f"must be a non-negative integer, got {seed!r}")
+    case = Case(id=case_id, file=path, layer=layer, input_shape=tuple(shape), config=config, dtype=dtype,
+                seed=seed, input=data.get("input", "normal"), weights=data.get("weights") or {},
+                expect=data.get("expect") or {}, swept=swept,
+                engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {})
+    g = case.geometry
+    if g.kind.family == "conv" and (g.in_channels % g.groups or g.filters % g.groups):
+        raise fail("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
+                                    f"and filters ({g.filters})")
+    out = output_shape(g, case.input_shape)
+    if min(out) <= 0:
+        raise fail("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "
+                                  f"padding {g.padding!r} does not fit input {list(case.input_shape)} "
+                                  f"(output would be {list(out)})")
+    channel_axis = 1 if g.channels_first else -1
+    _validate_tensor(fail, "input", case.input, case.input_shape, channel_axis)
+    shapes = g.weight_shapes()
+    if not isinstance(case.weights, dict):
+        raise fail("weights", "must be a mapping of Keras weight name -> tensor spec")
+    for name, spec in case.weights.items():
+        if name not in shapes:
+            why = " (use_bias is false)" if name == "bias" else ""
+            raise fail(f"weights.{name}", f"{layer} has no weight {name!r}{why}; its weights: {', '.join(shapes)}")
+        _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1)
+    _validate_expect(fail, case.expect, shapes)
+    for key in ("engine_options", "skip"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise fail(key, "must be a mapping keyed by engine name")
+    return case
+
+
+def _validate_config(fail, kind, config: dict) -> None:
+    unknown = set(config) - kind.config_keys
+    if unknown:
+        raise fail("config." + ",".join(sorted(unknown)),
+                   f"not an argument of {kind.name}; accepted: {', '.join(sorted(kind.config_keys))}")
+    for key in kind.requires:
+        if key not in config:
+            raise fail(f"config.{key}", f"required by {kind.name}")
+    for key in ("filters", "depth_multiplier", "groups"):
+        if key in config and not (_is_int(config[key]) and config[key] > 0):
+            raise fail(f"config.{key}", f"must be a positive integer, got {config[key]!r}")
+    for key in ("kernel_size", "strides", "dilation_rate"):
+        if key in config:
+            v = config[key]
+            ok = (_is_int(v) and v > 0) or (isinstance(v, list) and len(v) == kind.rank
+                                            and all(_is_int(e) and e > 0 for e in v))
+            if not ok:
+                raise fail(f"config.{key}", f"must be a positive integer or a list of {kind.rank}, got {v!r}")
+    if "padding" in config and config["padding"] not in kind.paddings:
+        raise fail("config.padding", f"{kind.name} takes padding {' | '.join(kind.paddings)}, "
+                                     f"got {config['padding']!r}")
+    if config.get("data_format", "channels_last") not in ("channels_last", "channels_first"):
+        raise fail("config.data_format", f"must be channels_last or channels_first, got {config['data_format']!r}")
+    if config.get("activation") is not None and config["activation"] not in ACTIVATIONS:
+        raise fail("config.activation", f"must be one of {', '.join(ACTIVATIONS)} or null, "
+                                        f"got {config['activation']!r}")
+    if "use_bias" in config and not isinstance(config["use_bias"], bool):
+        raise fail("config.use_bias", f"must be true or false, got {config['use_bias']!r}")
+
+
+def _nested_shape(value: Any) -> tuple[int, ...] | None:
+    """Shape of a rectangular nested list of numbers, or None when it is ragged or not numeric."""
+    if _is_number(value):
+        return ()
+    if not isinstance(value, list) or not value:
+        return None
+    inner = [_nested_shape(v) for v in value]
+    if any(s is None for s in inner) or len(set(inner)) != 1:
+        return None
+    return (len(value), *inner[0])
+
+
+def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel_axis: int) -> None:
+    if isinstance(spec, list):
+        got = _nested_shape(spec)
+        if got is None:
+            raise fail(name, "an explicit tensor must be a rectangular nested list of numbers")
+        if got != tuple(shape):
+            raise fail(name, f"impossible shape: explicit values have shape {list(got)}, the layer needs "
+                             f"{list(shape)}")
+        return
+    if isinstance(spec, str):
+        spec = {"init": spec}
+    if not isinstance(spec, dict) or "init" not in spec:
+        raise fail(name, f"must be a nested list, an init name ({', '.join(INITS)}) or a mapping with 'init'")
+    init = spec["init"]
+    if init not in INIT_FIELDS:
+        raise fail(f"{name}.init", f"unknown init {init!r}; known: {', '.join(INITS)}")
+    extra = set(spec) - {"init"} - INIT_FIELDS[init]
+    if extra:
+        raise fail(f"{name}.{sorted(extra)[0]}", f"not a field of init {init}; fields: "
+                                                 f"{', '.join(sorted(INIT_FIELDS[init])) or 'none'}")
+    for key in INIT_FIELDS[init] - {"values", "entries"}:
+        if key in spec and not _is_number(spec[key]):
+            raise fail(f"{name}.{key}", f"must be a number, got {spec[key]!r}")
+    if init == "constant" and "value" not in spec:
+        raise fail(f"{name}.value", "init constant needs a value")
+    if init == "channels":
+        values = spec.get("values")
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise fail(f"{name}.values", "must be a list of numbers, one per channel")
+        if len(values) != shape[channel_axis]:
+            raise fail(f"{name}.values", f"impossible shape: {len(values)} values for {shape[channel_axis]} channels")
+    if init == "sparse":
+        entries = spec.get("entries")
+        if not isinstance(entries, list):
+            raise fail(f"{name}.entries", "must be a list of {index: [...], value: number}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or set(entry) != {"index", "value"} or not _is_number(entry["value"]):
+                raise fail(f"{name}.entries[{i}]", "must be {index: [...], value: number}")
+            index = entry["index"]
+            if not (isinstance(index, list) and len(index) == len(shape)
+                    and all(_is_int(j) and 0 <= j < n for j, n in zip(index, shape))):
+                raise fail(f"{name}.entries[{i}].index", f"impossible index {index!r} for shape {list(shape)}")
+
+
+def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+    if not isinstance(expect, dict):
+        raise fail("expect", "must be a mapping")
+    unknown = set(expect) - EXPECT_KEYS
+    if unknown:
+        raise fail("expect." + ",".join(sorted(unknown)), f"unknown key; allowed: {', '.join(sorted(EXPECT_KEYS))}")
+    if "output_shape" in expect:
+        v = expect["output_shape"]
+        if not (isinstance(v, list) and all(_is_int(d) for d in v)):
+            raise fail("expect.output_shape", f"must be a list of integers, got {v!r}")
+    if "output" in expect and _nested_shape(expect["output"]) is None:
+        raise fail("expect.output", "must be a rectangular nested list of numbers")
+    for i, item in enumerate(expect.get("output_at") or []):
+        if not (isinstance(item, dict) and set(item) == {"index", "value"} and isinstance(item["index"], list)
+                and all(_is_int(j) for j in item["index"]) and _nested_shape(item["value"]) is not None):
+            raise fail(f"expect.output_at[{i}]", "must be {index: [leading indices], value: number or nested list}")
+    params = expect.get("params")
+    if params is not None and not (_is_int(params) or (isinstance(params, dict)
+                                                        and all(_is_int(v) for v in params.values()))):
+        raise fail("expect.params", f"must be an integer or a mapping engine -> integer, got {params!r}")
+    ws = expect.get("weight_shapes")
+    if ws is not None:
+        if not isinstance(ws, dict):
+            raise fail("expect.weight_shapes", "must be a mapping weight name -> shape, or engine -> that mapping")
+        per_engine = all(isinstance(v, dict) for v in ws.values())
+        for table in (ws.values() if per_engine else [ws]):
+            for name, shape in table.items():
+                if not (isinstance(shape, list) and all(_is_int(d) for d in shape)):
+                    raise fail(f"expect.weight_shapes.{name}", f"must be a list of integers, got {shape!r}")
+        if not per_engine:
+            missing = set(shapes) - set(ws)
+            if missing:
+                raise fail("expect.weight_shapes", f"missing weight {', '.join(sorted(missing))}: the layer has "
+                                                   f"{', '.join(shapes)}")
