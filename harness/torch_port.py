@@ -1,0 +1,287 @@
+"""A PyTorch port of the Keras convolution layers: real nn.Conv modules with Keras padding and activations."""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .convert import keras_to_torch
+from .layers import geometry, get_kind
+from .padding import pad_amounts
+
+__all__ = ["Conv1d", "Conv2d", "DepthwiseConv1d", "DepthwiseConv2d", "SeparableConv1d", "SeparableConv2d",
+           "from_keras", "CLASSES"]
+
+IntOrTuple = int | Sequence[int]
+
+_ACTIVATIONS = {
+    "linear": lambda y: y,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+# Keras constructor arguments that do not change the forward computation of already-set weights.
+_IGNORED = re.compile(r"name|trainable|dtype|data_format|.*_(initializer|regularizer|constraint)|lora_.*")
+
+
+def _tuple(value: IntOrTuple, rank: int, what: str) -> tuple[int, ...]:
+    t = (int(value),) * rank if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
+    if len(t) != rank or any(v < 1 for v in t):
+        raise ValueError(f"{what} should be a positive int or {rank} positive ints, got {value!r}")
+    return t
+
+
+def _activation(name: str | None) -> str:
+    name = name or "linear"
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: None, {', '.join(_ACTIVATIONS)}")
+    return name
+
+
+def _padding(padding: str, rank: int) -> str:
+    padding = str(padding).lower()
+    allowed = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
+    if padding not in allowed:
+        raise ValueError(f"padding {padding!r} is not supported by a {rank}D layer; use one of {allowed}")
+    return padding
+
+
+class _KerasPadded:
+    """Mixin for an nn.ConvNd built with padding=0: pads like Keras at forward time, then activates.
+
+    The padding amounts depend on the input length (TensorFlow's 'same' gives ceil(n/s) outputs and puts the
+    odd pixel at the end), so they are computed per call; nn.ConvNd(padding='same') cannot do stride > 1.
+    """
+
+    keras_padding: str
+    activation: str
+
+    def _keras_pad(self, x: torch.Tensor) -> torch.Tensor:
+        rank = len(self.kernel_size)  # type: ignore[attr-defined]
+        pads: list[int] = []
+        # F.pad lists (before, after) from the last axis backwards.
+        for axis in reversed(range(rank)):
+            pads += pad_amounts(self.keras_padding, x.shape[x.dim() - rank + axis], self.kernel_size[axis],  # type: ignore[attr-defined]
+                                self.stride[axis], self.dilation[axis])  # type: ignore[attr-defined]
+        return F.pad(x, pads) if any(pads) else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(self._keras_pad(x))  # type: ignore[misc]
+        return _ACTIVATIONS[self.activation](y)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}, activation={self.activation!r}"  # type: ignore[misc]
+
+
+class _FromKeras:
+    """Mixin: build a module from a Keras config and Keras-layout weights (via harness.convert)."""
+
+    keras_name: str
+
+    @classmethod
+    def from_keras(cls, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,
+                   in_channels: int | None = None, depthwise_bias: np.ndarray | None = None,
+                   dtype: torch.dtype = torch.float32) -> nn.Module:
+        """``config`` takes the Keras constructor's arguments; ``data_format`` is ignored (the module is
+        channels-first, like every torch module: move the channel axis of channels-last inputs yourself).
+        ``in_channels`` defaults to what the kernel shape says. ``depthwise_bias`` (separable only) builds the
+        hand-written-port variant with a bias on both convs, computing the same function as Keras.
+        """
+        kind = get_kind(cls.keras_name)
+        unknown = sorted(k for k in config if k not in kind.config_keys and not _IGNORED.fullmatch(k))
+        if unknown:
+            raise ValueError(f"{kind.name}: unsupported Keras arguments {unknown}")
+        missing = [k for k in kind.requires if k not in config]
+        if missing:
+            raise ValueError(f"{kind.name}: missing Keras arguments {missing}")
+        if depthwise_bias is not None and kind.family != "separable":
+            raise ValueError(f"{kind.name}: depthwise_bias applies to separable layers only")
+        if in_channels is None:
+            in_channels = _in_channels_from(kind.family, weights, config)
+        # Geometry normalises the config; a dummy channels-last input carries in_channels.
+        cfg = {**config, "data_format": "channels_last"}
+        g = geometry(kind.name, cfg, (1, *(1,) * kind.rank, in_channels))
+        expected = g.weight_shapes()
+        got = {k: tuple(np.shape(v)) for k, v in weights.items()}
+        if got != expected:
+            raise ValueError(f"{kind.name}: weights should have Keras shapes {expected}, got {got}")
+        common = dict(strides=g.strides, padding=g.padding, dilation_rate=g.dilation, use_bias=g.use_bias,
+                      activation=g.activation, dtype=dtype)
+        if kind.family == "conv":
+            module = cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)  # type: ignore[call-arg]
+        elif kind.family == "depthwise":
+            module = cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)  # type: ignore[call-arg]
+        else:
+            module = cls(in_channels, g.filters, g.kernel_size, depth_multiplier=g.depth_multiplier,  # type: ignore[call-arg]
+                         depthwise_bias=depthwise_bias is not None, **common)
+        state = keras_to_torch(kind.name, weights, depthwise_bias=depthwise_bias)
+        with torch.no_grad():
+            # Via float64 (exact for every float input, bfloat16 included): one rounding, straight to dtype.
+            module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)).to(dtype)
+                                    for k, v in state.items()})
+        return module
+
+
+def _in_channels_from(family: str, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
+    key = "depthwise_kernel" if family == "separable" else "kernel"
+    if key not in weights:
+        raise ValueError(f"weights lack {key!r}; give in_channels or the Keras weights")
+    per_group = int(np.shape(weights[key])[-2])
+    return per_group * int(config.get("groups", 1)) if family == "conv" else per_group
+
+
+# ---------------------------------------------------------------- conv
+
+class _ConvNd(_FromKeras, _KerasPadded):
+    def _init(self, base: type, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple,
+              strides: IntOrTuple, padding: str, dilation_rate: IntOrTuple, groups: int, use_bias: bool,
+              activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
+        if groups < 1 or in_channels % groups or filters % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and filters={filters}")
+        base.__init__(self, in_channels, filters, _tuple(kernel_size, rank, "kernel_size"),
+                      stride=_tuple(strides, rank, "strides"), padding=0,
+                      dilation=_tuple(dilation_rate, rank, "dilation_rate"), groups=groups, bias=use_bias,
+                      device=device, dtype=dtype)
+        self.keras_padding, self.activation = _padding(padding, rank), _activation(activation)
+
+
+class Conv1d(_ConvNd, nn.Conv1d):
+    """Keras Conv1D as an nn.Conv1d on (N, C, L): weight (F, C/groups, k), bias (F,)."""
+
+    keras_name = "Conv1D"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(nn.Conv1d, 1, in_channels, filters, kernel_size, strides, padding, dilation_rate, groups,
+                   use_bias, activation, device, dtype)
+
+
+class Conv2d(_ConvNd, nn.Conv2d):
+    """Keras Conv2D as an nn.Conv2d on (N, C, H, W): weight (F, C/groups, kh, kw), bias (F,)."""
+
+    keras_name = "Conv2D"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(nn.Conv2d, 2, in_channels, filters, kernel_size, strides, padding, dilation_rate, groups,
+                   use_bias, activation, device, dtype)
+
+
+# ---------------------------------------------------------------- depthwise
+
+class _DepthwiseNd(_FromKeras, _KerasPadded):
+    def _init(self, base: type, rank: int, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple,
+              padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,
+              activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
+        if depth_multiplier < 1:
+            raise ValueError(f"depth_multiplier should be >= 1, got {depth_multiplier}")
+        # groups=C with C*M outputs: output channel c*M + m filters input channel c, as in Keras.
+        base.__init__(self, in_channels, in_channels * depth_multiplier, _tuple(kernel_size, rank, "kernel_size"),
+                      stride=_tuple(strides, rank, "strides"), padding=0,
+                      dilation=_tuple(dilation_rate, rank, "dilation_rate"), groups=in_channels, bias=use_bias,
+                      device=device, dtype=dtype)
+        self.depth_multiplier = depth_multiplier
+        self.keras_padding, self.activation = _padding(padding, rank), _activation(activation)
+
+
+class DepthwiseConv1d(_DepthwiseNd, nn.Conv1d):
+    """Keras DepthwiseConv1D as a grouped nn.Conv1d (groups=C): weight (C*M, 1, k), bias (C*M,)."""
+
+    keras_name = "DepthwiseConv1D"
+
+    def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
+                 depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(nn.Conv1d, 1, in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                   use_bias, activation, device, dtype)
+
+
+class DepthwiseConv2d(_DepthwiseNd, nn.Conv2d):
+    """Keras DepthwiseConv2D as a grouped nn.Conv2d (groups=C): weight (C*M, 1, kh, kw), bias (C*M,)."""
+
+    keras_name = "DepthwiseConv2D"
+
+    def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
+                 depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(nn.Conv2d, 2, in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                   use_bias, activation, device, dtype)
+
+
+# ---------------------------------------------------------------- separable
+
+class _SeparableNd(_FromKeras, nn.Module):
+    depthwise: nn.Module
+    pointwise: nn.Module
+
+    def _init(self, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple,
+              padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,
+              activation: str | None, depthwise_bias: bool, device: Any, dtype: torch.dtype | None) -> None:
+        nn.Module.__init__(self)
+        depthwise_cls, conv_cls = (DepthwiseConv1d, nn.Conv1d) if rank == 1 else (DepthwiseConv2d, nn.Conv2d)
+        # Keras: strides, dilation and padding belong to the depthwise step; the 1x1 step is stride 1.
+        self.depthwise = depthwise_cls(in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                                       use_bias=depthwise_bias, device=device, dtype=dtype)
+        # Keras has one bias, after the pointwise step; the depthwise-bias variant always needs a pointwise bias
+        # to stay equal to Keras (it cancels W_p^T b_d when Keras has none).
+        self.pointwise = conv_cls(in_channels * depth_multiplier, filters, 1, bias=use_bias or depthwise_bias,
+                                  device=device, dtype=dtype)
+        self.activation = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ACTIVATIONS[self.activation](self.pointwise(self.depthwise(x)))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
+
+
+class SeparableConv1d(_SeparableNd):
+    """Keras SeparableConv1D on (N, C, L): ``depthwise`` (DepthwiseConv1d, no bias unless depthwise_bias) then
+    ``pointwise`` (nn.Conv1d, kernel 1, the Keras bias)."""
+
+    keras_name = "SeparableConv1D"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
+                 use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(1, in_channels, filters, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                   use_bias, activation, depthwise_bias, device, dtype)
+
+
+class SeparableConv2d(_SeparableNd):
+    """Keras SeparableConv2D on (N, C, H, W): ``depthwise`` (DepthwiseConv2d, no bias unless depthwise_bias)
+    then ``pointwise`` (nn.Conv2d, kernel 1x1, the Keras bias). 3 -> 4 channels, 3x3: 43 parameters, or 46
+    with depthwise_bias=True."""
+
+    keras_name = "SeparableConv2D"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
+                 use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        self._init(2, in_channels, filters, kernel_size, strides, padding, depth_multiplier, dilation_rate,
+                   use_bias, activation, depthwise_bias, device, dtype)
+
+
+CLASSES: dict[str, type[nn.Module]] = {
+    cls.keras_name: cls
+    for cls in (Conv1d, Conv2d, DepthwiseConv1d, DepthwiseConv2d, SeparableConv1d, SeparableConv2d)
+}
+
+
+def from_keras(layer_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray],
+               **kw: Any) -> nn.Module:
+    """The torch port of the Keras layer class ``layer_name`` (e.g. 'SeparableConv2D'): see _FromKeras."""
+    try:
+        cls = CLASSES[layer_name]
+    except KeyError:
+        raise ValueError(f"no torch port for {layer_name!r}; known: {', '.join(CLASSES)}") from None
+    return cls.from_keras(config, weights, **kw)  # type: ignore[attr-defined]
