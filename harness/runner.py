@@ -80,7 +80,11 @@ def reference(case: Case) -> Reference:
 
 
 def repro_command(case: Case, engine: str) -> str:
-    return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} --engine {engine}"
+    # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
+    # oracle alone so that the repro does not also run every built-in framework.
+    engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
+        f"--engine oracle --engine {shlex.quote(engines.cli_spec(engine))}"
+    return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
 
 
 def tag(case: Case) -> str:
@@ -121,7 +125,8 @@ def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: R
     where = tag(case)
     want_shape = output_shape(case.geometry, case.input_shape)
     if tuple(y.shape) != want_shape:
-        return "fail", f"{engine}: output shape={tuple(y.shape)}, but should be {want_shape} {where}"
+        return "fail", (f"{engine}: output shape={tuple(y.shape)}, but should be {want_shape} {where}"
+                        + _diagnosis(case, engine, out, ref))
     want_dtype = "float64" if engine == "oracle" else str(numpy_dtype(case.dtype))
     if str(y.dtype) != want_dtype:
         return "fail", f"{engine}: output dtype={y.dtype}, but should be {want_dtype} {where}"
@@ -138,8 +143,17 @@ def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: R
     if m.max_ratio > 1.0:
         idx = tuple(m.worst_index)
         return "fail", (f"{engine}: max error/bound {m.max_ratio:.3g} at {idx}: {m.worst_value:.9g} vs "
-                        f"{m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the bound) {where}")
+                        f"{m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the bound) {where}"
+                        + _diagnosis(case, engine, out, ref))
     return _check_expect(case, engine, out, bound, gauge, where)
+
+
+def _diagnosis(case: Case, engine: str, out: EngineOutput, ref: Reference) -> str:
+    """'; diagnosis: ...' naming the known mistake that reproduces the engine's output, or ''."""
+    from .detection.diagnose import explain  # lazy: the mutant catalogue is needed only when something fails
+
+    text = explain(case, engine, out, ref)
+    return f"; diagnosis: {text}" if text else ""
 
 
 def _check_expect(case: Case, engine: str, out: EngineOutput, bound: Bound, gauge: np.ndarray,

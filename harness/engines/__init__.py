@@ -44,6 +44,11 @@ def register_plugin(spec: str) -> str:
     return name
 
 
+def cli_spec(name: str) -> str:
+    """How a command line names engine ``name``: a built-in by its name, a plug-in as NAME=MODULE:CALLABLE."""
+    return f"{name}={_plugins[name]}" if name in _plugins else name
+
+
 def get(name: str) -> Engine:
     """The engine called ``name``, importing its module (and its framework) on first use."""
     if name not in _loaded:
@@ -56,5 +61,5 @@ def get(name: str) -> Engine:
     return _loaded[name]
 
 
-__all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOutput", "FunctionEngine", "Inputs", "get",
+__all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOutput", "FunctionEngine", "Inputs", "cli_spec", "get",
            "plugin_name", "register_plugin"]

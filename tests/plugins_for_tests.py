@@ -1,0 +1,29 @@
+"""Plug-in engines for the tests: fn(layer, config, x, weights) -> y, one right, one wrong, one that skips."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness import oracle
+
+
+def _rank(layer: str) -> int:
+    return 2 if layer.endswith("2D") else 1
+
+
+def correct(layer, config, x, weights):
+    """The oracle's own result, cast to the case dtype: must pass."""
+    y = oracle.run(layer, config, x.astype(np.float64), {k: v.astype(np.float64) for k, v in weights.items()})
+    return y.astype(x.dtype)
+
+
+def flipped(layer, config, x, weights):
+    """A true convolution (kernel spatial axes reversed), the classic porting mistake: must fail."""
+    rank = _rank(layer)
+    w = {k: (v if k == "bias" else np.flip(v, axis=tuple(range(rank)))).astype(np.float64)
+         for k, v in weights.items()}
+    return oracle.run(layer, config, x.astype(np.float64), w).astype(x.dtype)
+
+
+def unsupported(layer, config, x, weights):
+    """An engine that does not implement anything: every item skips."""
+    raise NotImplementedError(f"{layer} is not implemented by this plug-in")

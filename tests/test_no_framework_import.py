@@ -1,0 +1,45 @@
+"""Importing the harness and collecting the cases must not import TensorFlow, Keras or PyTorch."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("tensorflow", "keras", "torch", "jax")
+
+CHECK = textwrap.dedent("""\
+    import sys
+    FRAMEWORKS = {frameworks!r}
+    {body}
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in FRAMEWORKS)
+    print("LOADED:", ",".join(loaded))
+    """)
+
+
+def run_check(body):
+    code = CHECK.format(frameworks=FRAMEWORKS, body=body)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"exit={done.returncode}:\n{done.stdout}\n{done.stderr}"
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("LOADED:")][-1]
+    return done, line.split(":", 1)[1].strip()
+
+
+def test_import_loads_no_framework():
+    done, loaded = run_check(
+        "import harness, harness.schema, harness.runner, harness.pytest_plugin, harness.engines, harness.cli\n"
+        "import harness.oracle, harness.agreement, harness.selection, harness.engines.base\n"
+        "harness.cli._load_subcommands()\n"
+        "harness.cli.build_parser()\n"
+        "import harness.engines.oracle_engine"
+    )
+    assert loaded == "", f"frameworks in sys.modules after import={loaded}, but should be none"
+
+
+def test_collecting_cases_loads_no_framework():
+    done, loaded = run_check(
+        "import pytest\n"
+        "rc = pytest.main(['--collect-only', '-o', 'addopts=', '-q', '-p', 'no:cacheprovider', 'cases'])\n"
+        "assert rc == 0, rc"
+    )
+    assert "[keras]" in done.stdout and "[torch]" in done.stdout, f"no case items collected:\n{done.stdout}"
+    assert loaded == "", f"frameworks in sys.modules after collection={loaded}, but should be none"
