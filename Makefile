@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 CASES   ?= cases
 JOBS    ?= 2
 
-.PHONY: install test report clean mutants fuzz
+.PHONY: install test report clean mutants fuzz browser
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,12 +17,21 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 ## make test: every test of the harness and every shipped case in every engine (2 workers)
-test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS)
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
-## make report: run the cases (CASES=path...) in every engine and write reports/
+## make report: run the cases (CASES=path...) in every engine and write reports/ (BASELINE=old/results.json marks changes)
 report: $(STAMP)
-	$(BIN)/python -m harness report $(CASES)
+	$(BIN)/python -m harness report $(CASES) $(if $(BASELINE),--baseline $(BASELINE))
+
+## make browser: Debian's chromium for the report's browser test (about 40 s of apt-get); where it cannot be
+## installed (no apt-get, no root or sudo) the browser test skips and says why
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  { command -v apt-get >/dev/null 2>&1 && $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the report's browser test will skip"; }
 
 clean:
 	rm -rf $(VENV) reports/*.html reports/*.json

@@ -27,6 +27,7 @@ CASE_KEYS = {
     "sweep": "cartesian product over config keys (and input_shape, dtype, seed)",
     "engine_options": "per engine name, options of that engine (e.g. torch: {depthwise_bias: true})",
     "skip": "per engine name, the reason that engine is skipped for this case",
+    "xfail": "per engine name, a known bug of that engine: the item must fail (strict), and passes once it is fixed",
     "description": "free text",
 }
 EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes"}
@@ -55,6 +56,7 @@ class Case:
     swept: dict[str, Any] = field(default_factory=dict)   # the values this point of the sweep set
     engine_options: dict[str, dict] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)   # engine -> known bug it must still show
     source: dict[str, Any] = field(default_factory=dict)  # the entry as written (before sweep), for reports
     line: int | None = None
 
@@ -143,7 +145,7 @@ def load_paths(paths: list[str | Path]) -> tuple[list[Case], list[CaseError]]:
 def _merge(defaults: dict, entry: dict) -> dict:
     merged = dict(defaults)
     for key, value in entry.items():
-        if key in ("config", "weights", "engine_options", "skip") and isinstance(value, dict) \
+        if key in ("config", "weights", "engine_options", "skip", "xfail") and isinstance(value, dict) \
                 and isinstance(defaults.get(key), dict):
             merged[key] = {**defaults[key], **value}
         else:
@@ -232,7 +234,8 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
     case = Case(id=case_id, file=path, layer=layer, input_shape=tuple(shape), config=config, dtype=dtype,
                 seed=seed, input=data.get("input", "normal"), weights=data.get("weights") or {},
                 expect=data.get("expect") or {}, swept=swept,
-                engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {})
+                engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {},
+                xfail=data.get("xfail") or {})
     g = case.geometry
     if g.kind.family == "conv" and (g.in_channels % g.groups or g.filters % g.groups):
         raise fail("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
@@ -253,9 +256,13 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
             raise fail(f"weights.{name}", f"{layer} has no weight {name!r}{why}; its weights: {', '.join(shapes)}")
         _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1)
     _validate_expect(fail, case.expect, shapes)
-    for key in ("engine_options", "skip"):
+    for key in ("engine_options", "skip", "xfail"):
         if not isinstance(data.get(key) or {}, dict):
             raise fail(key, "must be a mapping keyed by engine name")
+    for key in ("skip", "xfail"):
+        for engine, reason in (data.get(key) or {}).items():
+            if not isinstance(reason, str) or not reason.strip():
+                raise fail(f"{key}.{engine}", "needs the reason, as text")
     return case
 
 

@@ -54,7 +54,7 @@ class KerasEngine:
             if _is_nchw_refusal(exc):
                 raise
             raise EngineRejected(f"Keras/TensorFlow refused {layer}({_args(config)}) at call: "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+                                 f"{type(exc).__name__}: {_op_message(exc)}") from exc
 
     def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
         import tensorflow as tf
@@ -70,7 +70,7 @@ class KerasEngine:
             # TensorFlow's CPU kernels implement NHWC only; run the same layer channels_last and transpose
             # around it, as a user on CPU must. The weights' layout does not depend on data_format.
             notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused NCHW "
-                         f"({str(exc).splitlines()[0][:120]})")
+                         f"({_op_message(exc)[:160]})")
             last = {**config, "data_format": "channels_last"}
             x_last = np.moveaxis(inputs.x, 1, -1)
             obj = self._build(layer, last, dtype, x_last.shape)
@@ -80,3 +80,15 @@ class KerasEngine:
 
 def _args(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in config.items())
+
+
+def _op_message(exc: Exception) -> str:
+    """TensorFlow's own sentence, without Keras's 'Exception encountered when calling ...' wrapper."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras colours the op name
+    for line in text.splitlines():
+        line = re.sub(r"\{\{function_node [^}]*\}\}", "", line).strip()
+        if line and not line.startswith(("Exception encountered", "Arguments received")):
+            return line
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
