@@ -1,0 +1,1 @@
+"""`python -m harness report`: run cases in every engine; write reports/results.json and reports/index.html."""

@@ -1,0 +1,211 @@
+"""reports/index.html: one self-contained page (inline CSS/JS, data embedded as JSON, no network)."""
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+import yaml
+
+from .assets_css import CSS
+from .assets_js import GUARD, JS
+from .environment import one_line
+from .results_json import finite, unexpected
+
+# Record fields the page's matrix needs up front; the heavy ones load per case when it is opened.
+LAZY_FIELDS = ("worst_elements", "ratio_histogram", "details")
+CASE_FIELDS_IN_RECORD = ("case_id", "file", "layer", "dtype", "seed", "input_shape")
+
+
+def embed(value: Any) -> str:
+    """JSON that is safe inside <script>: no '<', '>' or '&' can end the element or start a comment."""
+    text = json.dumps(finite(value), separators=(",", ":"), allow_nan=False, default=str)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def case_yaml(source: dict[str, Any]) -> str:
+    return yaml.safe_dump(source, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip()
+
+
+def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    if not old:
+        return []
+    keys = [("python",), ("numpy",), ("tensorflow", "version"), ("tensorflow", "onednn_enabled"),
+            ("keras", "version"), ("keras", "backend"), ("torch", "version"), ("cpu",)]
+    out = []
+    for path in keys:
+        a, b = old, new
+        for k in path:
+            a = a.get(k) if isinstance(a, dict) else None
+            b = b.get(k) if isinstance(b, dict) else None
+        if a != b:
+            out.append((".".join(path), a, b))
+    return out
+
+
+def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
+    """(what the page parses at load, one lazily parsed blob per case)."""
+    by_case: dict[str, dict[str, dict]] = {}
+    for rec in doc["results"]:
+        by_case.setdefault(rec["case_id"], {})[rec["engine"]] = rec
+    cases, lazy = [], []
+    for info in doc["cases"]:
+        recs = by_case.get(info["id"], {})
+        slim = {e: {k: v for k, v in r.items() if k not in LAZY_FIELDS and k not in CASE_FIELDS_IN_RECORD}
+                for e, r in recs.items()}
+        cases.append({k: info.get(k) for k in ("id", "file", "line", "layer", "dtype", "seed", "input_shape",
+                                               "swept", "description")} | {"r": slim})
+        pics = pictures.get(info["id"], {})
+        lazy.append({
+            "yaml": case_yaml(info.get("source") or {}), "config": info.get("config"),
+            "e": {e: {"pics": pics.get(e), **{k: r.get(k) for k in LAZY_FIELDS}} for e, r in recs.items()},
+        })
+    baseline = doc.get("baseline")
+    meta = {k: doc.get(k) for k in ("created", "command", "paths", "duration_s", "schema_version", "engines")}
+    meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
+    return {"meta": meta, "cases": cases}, lazy
+
+
+def _summary_html(doc: dict[str, Any]) -> str:
+    summary, engines = doc["summary"], doc["engines"]
+    bad = sum(unexpected(summary[e]) for e in engines)
+    known = sum(summary[e].get("xfail", 0) for e in engines)
+    xpass = sum(summary[e].get("xpass", 0) for e in engines)
+    total = sum(summary[e]["total"] for e in engines)
+    invalid = doc.get("invalid_cases") or []
+    known_text = f"; {known} fail as known bugs (xfail)" if known else ""
+    if bad or invalid:
+        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad} of {total} (case, engine) '
+                  f'pairs fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
+                  + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text + '</div>')
+    else:
+        passed = sum(summary[e]["pass"] for e in engines)
+        other = sum(summary[e]["skip"] + summary[e]["rejected"] for e in engines)
+        banner = (f'<div class="banner good" id="verdict-banner" data-bad="0">No unexpected failure: of {total} '
+                  f'(case, engine) pairs {passed} pass, {other} skip or are rejected by the framework with the '
+                  f'reason{known_text}</div>')
+    cols = ("pass", "fail", "xfail", "skip", "rejected", "error") + (("xpass",) if xpass else ())
+    head = "".join(f'<th class="num"><span class="pill v-{c}">{c}</span></th>' for c in cols)
+    rows = []
+    for e in engines:
+        s = summary[e]
+        cells = "".join(f'<td class="num{" count0" if not s[c] else ""}" data-verdict="{c}">{s[c]}</td>' for c in cols)
+        worst = s.get("max_ratio_pass")
+        rows.append(f'<tr data-engine="{escape(e)}"><th>{escape(e)}</th>{cells}<td class="num">{s["total"]}</td>'
+                    f'<td class="num">{"" if worst is None else f"{worst:.3g}"}</td></tr>')
+    table = (f'<table id="summary-table"><tr><th>engine</th>{head}<th class="num">total</th>'
+             f'<th class="num" title="largest error/bound among passing cases">worst pass err/bound</th></tr>'
+             + "".join(rows) + "</table>")
+    parts = [banner, f'<div class="summary-grid">{table}<div>']
+    if invalid:
+        items = "".join(f"<li><code>{escape(str(i.get('file')))}::{escape(str(i.get('case') or ''))}</code> "
+                        f"{escape(str(i.get('field') or ''))}: {escape(str(i.get('message')))}</li>" for i in invalid)
+        parts.append(f'<div class="msg fail"><b>Invalid cases (not run)</b><ul>{items}</ul></div>')
+    base = doc.get("baseline")
+    if base:
+        ch = base["changed"]
+        diff = _env_diff(base.get("environment"), doc["environment"])
+        env_items = "".join(f"<li>{escape(k)}: {escape(str(a))} &rarr; {escape(str(b))}</li>" for k, a, b in diff)
+        gone = base.get("gone") or []
+        gone_items = "".join(f"<li><code>{escape(str(g['case_id']))}</code> [{escape(str(g['engine']))}] was "
+                             f"{escape(str(g['verdict']))}</li>" for g in gone[:500])
+        parts.append(
+            f'<div class="msg" id="baseline-summary"><b>Against the baseline</b> <code>{escape(base["path"])}</code> '
+            f'({escape(str(base.get("created")))}): <b>{ch["verdict"]}</b> verdict changes, <b>{ch["ratio"]}</b> '
+            f'error-ratio changes, {ch["new"]} new pairs, {len(gone)} pairs gone (in the baseline, not in this run)'
+            + (f', {base["not_compared"]} baseline pairs of other files or engines not compared'
+               if base.get("not_compared") else "") + '. '
+            f'<span class="small">Rule: {escape(base["rule"])}.</span>'
+            + (f'<details><summary>gone pairs</summary><ul>{gone_items}</ul></details>' if gone else "")
+            + (f"<div>Environment changes:<ul>{env_items}</ul></div>" if env_items else "")
+            + "</div>")
+    parts.append("</div></div>")
+    return "".join(parts)
+
+
+def _env_html(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    rows = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            rows.append(f"<tr><th>{escape(prefix)}</th><td class='mono'>{escape(json.dumps(finite(value)))}</td></tr>")
+
+    walk("", env)
+    return (f'<div class="envline" id="env-line">{escape(one_line(env))}</div>'
+            f'<details><summary>all environment fields</summary><table>{"".join(rows)}</table></details>')
+
+
+def render(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> str:
+    data, lazy = page_data(doc, pictures)
+    layers = sorted({c["layer"] for c in doc["cases"]})
+    layer_opts = "".join(f'<option value="{escape(x)}">{escape(x)}</option>' for x in layers)
+    verdict_opts = "".join(f'<option value="{v}">{label}</option>' for v, label in (
+        ("", "any verdict"), ("notpass", "anything but pass"), ("fail", "fail (not a known bug)"),
+        ("xfail", "known bug (xfail)"), ("error", "error"),
+        ("skip", "skip"), ("rejected", "rejected"), ("pass", "pass"))
+        + ((("changed", "changed vs baseline"),) if doc.get("baseline") else ()))
+    sort_opts = ('<option value="severity">failures first</option><option value="ratio">largest error/bound</option>'
+                 '<option value="file">file order</option>'
+                 + ('<option value="changed">changed first</option>' if doc.get("baseline") else ""))
+    engine_heads = "".join(f'<div style="text-align:center">{escape(e)}</div>' for e in doc["engines"])
+    legend = ('<span><span class="sw" style="background:rgb(226,243,236)"></span><span class="sw" '
+              'style="background:rgb(44,162,140)"></span><span class="sw" style="background:rgb(0,92,86)"></span>'
+              'pass, darker = more of the error budget used (number: max error/bound)</span>'
+              '<span><span class="sw" style="background:rgb(189,22,34)"></span>fail</span>'
+              '<span><span class="sw xfail-sw"></span>known bug (xfail)</span>'
+              '<span><span class="sw" style="background:#d35400"></span>error</span>'
+              '<span><span class="sw" style="background:#e3e5e9"></span>skip</span>'
+              '<span><span class="sw" style="background:#e6dcf3"></span>rejected by Keras</span>'
+              '<span>click a cell for the case</span>')
+    lazy_scripts = "\n".join(f'<script type="application/json" id="d-{i}">{embed(item)}</script>'
+                             for i, item in enumerate(lazy))
+    created = escape(str(doc.get("created")))
+    command = escape(" ".join(doc.get("command") or []))
+    return f"""<!DOCTYPE html>
+<html lang="en" data-state="loading">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="conv-equivalence-harness report, results schema {escape(doc['schema_version'])}">
+<title>Convolution equivalence report</title>
+<style>{CSS}</style>
+<script>{GUARD}</script>
+</head>
+<body>
+<div id="script-error" hidden></div>
+<header><h1>Convolution equivalence report</h1>
+<span class="meta">{created} &middot; {len(doc['cases'])} cases &times; {len(doc['engines'])} engines &middot;
+{doc['duration_s']:.1f} s &middot; <code>{command}</code></span></header>
+<main>
+<div class="top">
+<section id="summary"><h2>Summary</h2>{_summary_html(doc)}</section>
+<section id="environment"><h2>Environment and tolerance</h2>{_env_html(doc)}
+<p class="tolerance" id="tolerance">{escape(doc['tolerance']['model'])}</p></section>
+</div>
+<section id="cases"><h2>Cases &times; engines</h2>
+<div class="filters">
+<label>layer <select id="f-layer"><option value="">all layers</option>{layer_opts}</select></label>
+<label>verdict <select id="f-verdict">{verdict_opts}</select></label>
+<label>text <input type="search" id="f-text" placeholder="case id, file, message..."></label>
+<label>sort <select id="f-sort">{sort_opts}</select></label>
+<span id="f-count" class="small"></span>
+</div>
+<div class="legend">{legend}</div>
+<noscript><p class="warn">The case matrix and the pictures need JavaScript; results.json holds the same data.</p></noscript>
+<div id="matrix" role="table"{' style="--baseline-col:190px"' if doc.get('baseline') else ''}>
+<div class="mrow head" role="row"><div></div><div>case</div><div>layer</div><div>dtype</div><div>input</div>{engine_heads}
+{'<div>baseline</div>' if doc.get('baseline') else ''}</div>
+<div id="matrix-body"></div></div>
+</section>
+</main>
+<div id="tip"></div>
+<script type="application/json" id="report-data">{embed(data)}</script>
+{lazy_scripts}
+<script>{JS}</script>
+</body>
+</html>
+"""

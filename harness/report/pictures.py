@@ -1,0 +1,209 @@
+"""Picture data of one (case, engine): downsampled heatmaps, ratio histogram, worst elements, error pattern."""
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..agreement import ratios
+
+# Heatmaps only: every metric, the histogram and the worst elements come from the full output.
+TOP_ELEMENTS = 5
+HIST_LOG10_EDGES = [x / 2 for x in range(-12, 17)]          # 1e-6 .. 1e8 in half decades
+MAX_BARS = 4096                                               # per-channel bars; more channels are pooled
+_EDGES_LINEAR = 10.0 ** np.asarray(HIST_LOG10_EDGES)
+CHUNK_ELEMENTS = 1 << 22                                      # samples are processed in slices of ~4M elements
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of a case's output the page shows as pixels (cells per quantity)."""
+
+    worst_channels: int
+    side_2d: int          # a worst-channel map is at most side x side cells
+    side_1d: int          # a 1D channel strip is at most this many cells long
+    all_cells: int        # all channels together, at most this many cells (else no all-channels view)
+
+
+FAILING = Budget(worst_channels=4, side_2d=64, side_1d=512, all_cells=32768)
+PASSING = Budget(worst_channels=2, side_2d=16, side_1d=128, all_cells=1024)
+
+
+def _channels_to_front(a: np.ndarray, channels_first: bool) -> np.ndarray:
+    """(N, *spatial, C) or (N, C, *spatial) -> (N, C, H, W), with H = 1 for 1D layers."""
+    if not channels_first:
+        a = np.moveaxis(a, -1, 1)
+    if a.ndim == 3:
+        a = a[:, :, None, :]
+    return a
+
+
+def _pool_max(a: np.ndarray, fh: int, fw: int) -> np.ndarray:
+    """Max over fh x fw blocks of the last two axes (so a single bad element stays visible)."""
+    *lead, h, w = a.shape
+    ph, pw = -h % fh, -w % fw
+    if ph or pw:
+        a = np.pad(a, [(0, 0)] * len(lead) + [(0, ph), (0, pw)])   # values are >= 0: padding with 0 is neutral
+    hh, ww = a.shape[-2] // fh, a.shape[-1] // fw
+    return a.reshape(*lead, hh, fh, ww, fw).max(axis=(-3, -1))
+
+
+def _factors(h: int, w: int, max_h: int, max_w: int) -> tuple[int, int]:
+    return max(1, math.ceil(h / max_h)), max(1, math.ceil(w / max_w))
+
+
+def _encode(maps: np.ndarray) -> dict[str, Any]:
+    """uint8 codes of log10 values: 0 = exactly 0, 255 = inf/NaN, 1..254 spread over [lo, hi] (one set)."""
+    v = np.asarray(maps, dtype=np.float64)
+    finite_pos = v[np.isfinite(v) & (v > 0)]
+    if finite_pos.size:
+        hi = float(np.log10(finite_pos.max()))
+        lo = max(float(np.log10(finite_pos.min())), hi - 12.0)
+    else:
+        lo = hi = 0.0
+    codes = np.zeros(v.shape, dtype=np.uint8)
+    pos = np.isfinite(v) & (v > 0)
+    span = hi - lo
+    if span > 0:
+        scaled = (np.log10(np.where(pos, v, 1.0)) - lo) / span
+        codes[pos] = (1 + np.round(np.clip(scaled[pos], 0.0, 1.0) * 253)).astype(np.uint8)
+    else:
+        codes[pos] = 254
+    codes[~np.isfinite(v)] = 255
+    return {"lo": lo, "hi": hi, "b64": base64.b64encode(codes.tobytes()).decode("ascii")}
+
+
+def _map_set(err: np.ndarray, ratio: np.ndarray, channels: list[int], max_h: int, max_w: int) -> dict[str, Any]:
+    """Maps of ``channels`` (C, H, W arrays reduced over the batch), pooled to fit max_h x max_w."""
+    h, w = err.shape[-2:]
+    fh, fw = _factors(h, w, max_h, max_w)
+    e = _pool_max(err[channels], fh, fw)
+    r = _pool_max(ratio[channels], fh, fw)
+    return {"channels": channels, "shape": list(e.shape[-2:]), "cell": [fh, fw], "err": _encode(e),
+            "ratio": _encode(r)}
+
+
+def _pattern(over_c: np.ndarray, over_hw: np.ndarray, n_over: int, size: int) -> dict[str, Any]:
+    """Where the elements over the bound lie: which channels, and whether only along the border."""
+    h, w = over_hw.shape
+    border = np.zeros_like(over_hw, dtype=bool)
+    if h > 2:
+        border[[0, -1], :] = True
+    if w > 2:
+        border[:, [0, -1]] = True
+    over_positions = int(np.count_nonzero(over_hw))
+    on_border = int(np.count_nonzero(over_hw & border))
+    return {
+        "n_over": n_over, "size": size,
+        "channels_over": [int(c) for c in np.flatnonzero(over_c)][:64],
+        "n_channels_over": int(np.count_nonzero(over_c)), "n_channels": int(over_c.size),
+        "positions_over": over_positions, "n_positions": int(h * w),
+        "border_only": bool(border.any() and over_positions and on_border == over_positions),
+    }
+
+
+def _top(candidates: list[tuple[float, int]], flat_index: np.ndarray, values: np.ndarray) -> list[tuple[float, int]]:
+    merged = candidates + [(float(v), int(i)) for v, i in zip(values, flat_index)]
+    return sorted(merged, key=lambda t: (-t[0], t[1]))[:TOP_ELEMENTS]
+
+
+def histogram(r: np.ndarray, acc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts of ratios per half decade [10^a, 10^(a+1/2)) (exact, full output); accumulates across slices."""
+    edges = HIST_LOG10_EDGES
+    acc = acc or {"log10_edges": edges, "counts": [0] * (len(edges) - 1),
+                  "zero": 0, "below": 0, "above": 0, "nonfinite": 0}
+    # One binary search per element against the 29 edges (no log, no sort): slot 0 holds everything below
+    # the first edge (zeros included), the last slot everything from the top edge on (inf included).
+    slots = np.bincount(np.searchsorted(_EDGES_LINEAR, r.ravel(), side="right"), minlength=len(edges) + 1)
+    zero = int(np.count_nonzero(r == 0))
+    nonfinite = int(r.size - np.count_nonzero(np.isfinite(r)))
+    acc["zero"] += zero
+    acc["nonfinite"] += nonfinite
+    acc["below"] += int(slots[0]) - zero
+    acc["above"] += int(slots[-1]) - nonfinite
+    acc["counts"] = [a + int(c) for a, c in zip(acc["counts"], slots[1:-1])]
+    return acc
+
+
+def _top_of(flat: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices of the k largest values, largest first, ties to the lower index (k small: k argmax)."""
+    picked = []
+    saved = []
+    for _ in range(min(k, flat.size)):
+        i = int(np.argmax(flat))
+        picked.append(i)
+        saved.append(flat[i])
+        flat[i] = -np.inf
+    for i, v in zip(picked, saved):
+        flat[i] = v
+    return np.asarray(picked, dtype=np.int64)
+
+
+def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, channels_first: bool,
+                    failing: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(data for the results file: histogram, worst elements, pattern; heatmaps for the page)."""
+    budget = FAILING if failing else PASSING
+    n = y.shape[0]
+    per_sample = max(1, int(np.prod(y.shape[1:])))
+    step = max(1, CHUNK_ELEMENTS // per_sample)
+    err_max = ratio_max = over_any = None
+    hist: dict[str, Any] | None = None
+    top: list[tuple[float, int]] = []
+    n_over = 0
+    for start in range(0, n, step):
+        sl = slice(start, min(n, start + step))
+        ys = np.asarray(y[sl], dtype=np.float64)
+        r = ratios(ys, y_oracle[sl], bound[sl])
+        e = np.abs(ys - y_oracle[sl])
+        e[np.isnan(e)] = np.inf
+        hist = histogram(r, hist)
+        n_over += int(np.count_nonzero(r > 1.0))
+        flat = r.reshape(-1)
+        cand = _top_of(flat, TOP_ELEMENTS)
+        top = _top(top, cand + start * per_sample, flat[cand])
+        rf, ef = _channels_to_front(r, channels_first), _channels_to_front(e, channels_first)
+        rmax, emax, omax = rf.max(axis=0), ef.max(axis=0), (rf > 1.0).any(axis=0)
+        err_max = emax if err_max is None else np.maximum(err_max, emax)
+        ratio_max = rmax if ratio_max is None else np.maximum(ratio_max, rmax)
+        over_any = omax if over_any is None else over_any | omax
+    assert err_max is not None and ratio_max is not None and over_any is not None and hist is not None
+    worst = []
+    for value, flat_i in top:
+        idx = np.unravel_index(flat_i, y.shape)
+        yo = float(y_oracle[idx])
+        ye = float(np.asarray(y[idx], dtype=np.float64))
+        worst.append({"index": [int(i) for i in idx], "value": ye, "oracle": yo, "abs_err": abs(ye - yo),
+                      "bound": float(bound[idx]), "ratio": value})
+    c, h, w = ratio_max.shape
+    per_channel = ratio_max.reshape(c, -1).max(axis=1)
+    order = sorted(range(c), key=lambda i: (-per_channel[i], i))
+    side_h, side_w = (1, budget.side_1d) if h == 1 else (budget.side_2d, budget.side_2d)
+    chosen = order[:budget.worst_channels]
+    channel_cell = max(1, math.ceil(c / MAX_BARS))
+    pictures: dict[str, Any] = {
+        "batch": int(n), "channels": int(c), "grid": [int(h), int(w)], "rank": 1 if h == 1 else 2,
+        "worst": _map_set(err_max, ratio_max, chosen, side_h, side_w),
+        "channel_cell": channel_cell,
+        "channel_max_ratio": _encode(_pool_max(per_channel[None, :], 1, channel_cell)[0]),
+        "channel_max_err": _encode(_pool_max(err_max.reshape(c, -1).max(axis=1)[None, :], 1, channel_cell)[0]),
+        "all": None,
+    }
+    if c > len(chosen):
+        # Every channel at the coarsest resolution that fits the budget; none when even 1 cell each does not.
+        per = budget.all_cells // c
+        if per >= 1:
+            side = max(1, int(math.isqrt(per))) if h > 1 else per
+            pictures["all"] = _map_set(err_max, ratio_max, list(range(c)), side if h > 1 else 1,
+                                       side if h > 1 else per)
+    if worst:
+        wi = worst[0]["index"]
+        ch = wi[1] if channels_first else wi[-1]
+        spatial = wi[2:] if channels_first else wi[1:-1]
+        pictures["worst_at"] = {"channel": int(ch), "pos": [0, int(spatial[0])] if len(spatial) == 1
+                                else [int(s) for s in spatial]}
+    over_hw = over_any.any(axis=0)
+    pattern = _pattern(over_any.reshape(c, -1).any(axis=1), over_hw, n_over, int(y.size))
+    return {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}, pictures

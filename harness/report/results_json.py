@@ -1,0 +1,146 @@
+"""reports/results.json: the versioned, documented (docs/results-json.md) machine-readable results."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..runner import Result, VERDICTS
+from ..schema import Case
+
+# MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
+SCHEMA_VERSION = "1.0"
+TOLERANCE_MODEL = (
+    "An engine agrees with the float64 NumPy oracle when every output element satisfies "
+    "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle|), "
+    "with gamma_K(u) = K u / (1 - K u), K the element's reduction length, u_e the unit roundoff of the case dtype, "
+    "G the same layer on |x|, |w|, |b|, a the ulps of the activation, and c = 1 (Higham's rigorous bound). "
+    "The ratio error/bound is the share of that error budget used: at most 1 passes, and a wrong port (a flipped "
+    "kernel, a shifted padding, a swapped channel) exceeds it by orders of magnitude."
+)
+
+
+def finite(value: Any) -> Any:
+    """JSON has no inf/NaN: they are written as the strings "Infinity", "-Infinity", "NaN"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def number(value: Any) -> float | None:
+    """Read back a number written by ``finite`` (None stays None)."""
+    if value is None:
+        return None
+    return float(value)
+
+
+def case_info(case: Case) -> dict[str, Any]:
+    return {
+        "id": case.id, "file": case.file, "line": case.line, "layer": case.layer,
+        "input_shape": list(case.input_shape), "dtype": case.dtype, "seed": case.seed,
+        "config": case.config, "swept": case.swept, "source": case.source,
+        "description": case.source.get("description"),
+    }
+
+
+def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """One (case, engine) pair; ``extra`` is the histogram, worst elements and error pattern (or None)."""
+    m = result.metrics
+    metrics = None
+    if m is not None:
+        metrics = m.as_dict()
+        metrics["n_elements"] = int(math.prod(result.output_shape or ()))
+    extra = extra or {}
+    return {
+        "case_id": case.id, "file": case.file, "engine": result.engine, "verdict": result.verdict,
+        "message": result.message, "repro": result.repro, "layer": case.layer, "dtype": case.dtype, "seed": case.seed,
+        "input_shape": list(case.input_shape),
+        "output_shape": list(result.output_shape) if result.output_shape is not None else None,
+        "output_dtype": result.dtype, "params": result.params,
+        "weight_shapes": ({k: list(v) for k, v in result.weight_shapes.items()}
+                          if result.weight_shapes is not None else None),
+        "notes": list(result.notes), "duration_s": round(result.duration_s, 6), "metrics": metrics,
+        "worst_elements": extra.get("worst_elements"), "ratio_histogram": extra.get("ratio_histogram"),
+        "pattern": extra.get("pattern"), "details": result.details or None,
+        "xfail": getattr(result, "xfail", "") or None, "baseline": None,
+    }
+
+
+def unexpected(summary_of_engine: dict[str, Any]) -> int:
+    """Pairs that make the run fail: fails other than known bugs, errors, and known bugs that no longer fail."""
+    s = summary_of_engine
+    return s["fail"] - s["xfail"] + s["error"] + s["xpass"]
+
+
+def summary(records: list[dict[str, Any]], engines: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for engine in engines:
+        mine = [r for r in records if r["engine"] == engine]
+        counts = {v: sum(1 for r in mine if r["verdict"] == v) for v in VERDICTS}
+        # Known bugs (the case's xfail): a fail is expected; a pass means the bug is gone (strict, as in pytest).
+        counts["xfail"] = sum(1 for r in mine if r.get("xfail") and r["verdict"] == "fail")
+        counts["xpass"] = sum(1 for r in mine if r.get("xfail") and r["verdict"] == "pass")
+        passing = [r["metrics"]["max_ratio"] for r in mine if r["verdict"] == "pass" and r["metrics"]]
+        out[engine] = {**counts, "total": len(mine), "max_ratio_pass": max(passing) if passing else None}
+    return out
+
+
+def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engines: list[str],
+             invalid: list[dict[str, Any]], environment: dict[str, Any], created: str, paths: list[str],
+             command: list[str], duration_s: float, baseline: dict[str, Any] | None) -> dict[str, Any]:
+    from ..agreement import SAFETY
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": "conv-equivalence-harness report",
+        "created": created,
+        "command": command,
+        "paths": paths,
+        "engines": engines,
+        "duration_s": round(duration_s, 3),
+        "environment": environment,
+        "tolerance": {"safety_constant": SAFETY, "model": TOLERANCE_MODEL},
+        "summary": summary(records, engines),
+        "invalid_cases": invalid,
+        "cases": cases,
+        "results": records,
+        "baseline": baseline,
+    }
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Standard JSON; each element of cases/results/invalid_cases on a line of its own (grep- and diff-friendly)."""
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+    doc = finite(doc)
+    parts = []
+    for key, value in doc.items():
+        if key in ("cases", "results", "invalid_cases") and isinstance(value, list) and value:
+            body = ",\n".join("  " + compact(item) for item in value)
+            parts.append(f" {json.dumps(key)}: [\n{body}\n ]")
+        else:
+            pretty = json.dumps(value, indent=1, allow_nan=False, default=str).replace("\n", "\n ")
+            parts.append(f" {json.dumps(key)}: {pretty}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """A results file of a compatible schema version, or ValueError saying what is wrong with it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read results file {path}: {exc}") from exc
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise ValueError(f"{path}: schema_version={version!r}, but should be {SCHEMA_VERSION.split('.')[0]}.x "
+                         "(a results.json written by `python -m harness report`)")
+    if not isinstance(doc.get("results"), list):
+        raise ValueError(f"{path}: no 'results' list")
+    return doc
