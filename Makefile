@@ -34,7 +34,7 @@ browser:
 	  echo "chromium could not be installed: the report's browser test will skip"; }
 
 clean:
-	rm -rf $(VENV) reports/*.html reports/*.json
+	rm -rf $(VENV) reports/*.html reports/*.json reports/*.png
 
 ## make mutants: run every deliberately broken port over the shipped cases; print the mutation score
 mutants: $(STAMP)

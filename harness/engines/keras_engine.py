@@ -31,6 +31,10 @@ class KerasEngine:
 
     def __init__(self) -> None:
         self.keras = _import_keras()
+        import tensorflow as tf
+
+        # Keras runs grouped convs through a tf.function per layer; every new case "retraces" by design.
+        tf.get_logger().setLevel("ERROR")
 
     def _build(self, layer: str, config: dict[str, Any], dtype: str, input_shape: tuple[int, ...]):
         try:

@@ -42,6 +42,10 @@ class TorchEngine:
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype)
         if not g.channels_first:  # torch modules are channels-first; move C around them
             xt = xt.movedim(-1, 1)
+        stages: dict[str, Any] = {}
+        if g.kind.family == "separable":
+            # The depthwise stage's output, kept so that a failing separable layer can say which stage went wrong.
+            module.depthwise.register_forward_hook(lambda _m, _i, out: stages.__setitem__("depthwise", out))
         try:
             with torch.no_grad():
                 yt = module(xt)
@@ -52,6 +56,13 @@ class TorchEngine:
         if not g.channels_first:
             yt = yt.movedim(1, -1)
         y = yt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else yt.numpy()
+        intermediate: dict[str, np.ndarray] = {}
+        if "depthwise" in stages:
+            zt = stages["depthwise"] if g.channels_first else stages["depthwise"].movedim(1, -1)
+            intermediate["depthwise"] = np.ascontiguousarray(
+                zt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else zt.numpy())
+            if depthwise_bias is not None:   # this block's depthwise conv adds its own bias
+                intermediate["depthwise_bias"] = depthwise_bias.astype(np.float64)
         state = module.state_dict()
         if depthwise_bias is not None:
             # |W_p| |b_d| + |b_p'| enter the block's sums; Keras weights alone do not show them.
@@ -63,6 +74,7 @@ class TorchEngine:
             params=int(sum(p.numel() for p in module.parameters())),
             weight_shapes={k: tuple(v.shape) for k, v in state.items()},
             gauge_extra=gauge_extra,
+            intermediate=intermediate,
         )
 
 

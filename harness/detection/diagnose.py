@@ -1,0 +1,187 @@
+"""Name the likely cause of a disagreement: which known mistake (the mutant catalogue) reproduces the output."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from .. import oracle
+from ..agreement import error_bound, ratios
+from ..engines.base import EngineOutput
+from ..layers import Geometry
+from ..schema import Case
+
+# Diagnosis recomputes the layer once per mutant; beyond this many elements it is not attempted.
+MAX_ELEMENTS = 1_000_000
+_suppressed = 0
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """No diagnosis inside (the mutation sweep judges thousands of deliberate failures)."""
+    global _suppressed
+    _suppressed += 1
+    try:
+        yield
+    finally:
+        _suppressed -= 1
+
+
+def _diagnosis_k(g: Geometry) -> int:
+    """A reduction length long enough for any mutant's path (a depthwise run as a full conv sums taps*C)."""
+    taps = math.prod(g.kernel_size)
+    cm = g.in_channels * g.depth_multiplier
+    return taps * cm + cm + g.in_channels + 1
+
+
+def _within(y: np.ndarray, y_ref: np.ndarray, gauge: np.ndarray, k: int, dtype: str, activation: str) -> float:
+    """Largest error/bound of y against y_ref (inf where shapes differ)."""
+    if y.shape != y_ref.shape:
+        return math.inf
+    b = error_bound(k, dtype, gauge, y_ref, activation)
+    r = ratios(y, y_ref, b.bound)
+    return float(r.max()) if r.size else 0.0
+
+
+def matching_mutants(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray],
+                     gauge: np.ndarray, y_oracle: np.ndarray, k: int, stage: bool = False) -> list[str]:
+    """Names of the mutants whose output (or depthwise stage, with ``stage``) reproduces ``y`` within the bound,
+    the closest first.
+
+    A mutant that the case cannot tell from the oracle (its output within the oracle's own bound, ``k`` terms)
+    is no explanation of a disagreement and is left out.
+    """
+    from .mutants import MUTANTS
+
+    g = case.geometry
+    act = "linear" if stage else g.activation
+    abs_x, abs_w = np.abs(x64), {name: np.abs(v) for name, v in w64.items()}
+    found = []
+    for name, m in MUTANTS.items():
+        if not m.applies(case.layer, case.dtype):
+            continue
+        try:
+            ym, zm = m.stages(case.layer, case.config, x64, w64, case.dtype)
+            target = zm if stage else ym
+            if target is None or target.shape != y.shape:
+                continue
+            if target.shape == y_oracle.shape and _within(target, y_oracle, gauge, k, case.dtype, act) <= 1.0:
+                continue   # this mistake makes no visible difference here
+            # The mutant's own magnitudes: its mistake may move large terms onto an element.
+            gm = np.abs(m.stages(case.layer, {**case.config, "activation": None}, abs_x, abs_w,
+                                 case.dtype)[1 if stage else 0])
+            gm = np.maximum(gm, gauge) if gm.shape == gauge.shape else gm
+            dtype = getattr(m, "diagnosis_dtype", None) or case.dtype
+            ratio = _within(y, target, gm, _diagnosis_k(g), dtype, act)
+            if ratio <= 1.0:
+                found.append((ratio, name))
+        except NotImplementedError:
+            continue
+    return [name for _, name in sorted(found)]   # the closest reproduction first
+
+
+def _phrase(names: list[str]) -> str:
+    from .mutants import MUTANTS
+
+    said = [f"{MUTANTS[n].diagnosis} [mutant {n}]" for n in names[:3]]
+    return said[0] + (f" (or {'; or '.join(said[1:])})" if len(said) > 1 else "")
+
+
+def _channel_axis(g: Geometry) -> int:
+    return 1 if g.channels_first else -1
+
+
+def _permutation(y: np.ndarray, y_o: np.ndarray, bound: np.ndarray, g: Geometry) -> list[int] | None:
+    """p with y[..., j] == y_o[..., p[j]] within the bound for every channel j, if one exists (not identity)."""
+    a = np.moveaxis(np.asarray(y, dtype=np.float64), _channel_axis(g), -1)
+    o = np.moveaxis(y_o, _channel_axis(g), -1)
+    b = np.moveaxis(bound, _channel_axis(g), -1)
+    f = a.shape[-1]
+    if f < 2 or f > 64 or a.size * f > 4_000_000:
+        return None
+    a2, o2, b2 = a.reshape(-1, f), o.reshape(-1, f), b.reshape(-1, f)
+    ok = np.all(np.abs(a2[:, :, None] - o2[:, None, :]) <= b2[:, None, :], axis=0)   # ok[j, i]
+    perm = [int(np.flatnonzero(ok[j])[0]) if ok[j].any() else -1 for j in range(f)]
+    if -1 in perm or perm == list(range(f)) or len(set(perm)) != f:
+        return None
+    return perm
+
+
+def _channel_offset(y: np.ndarray, y_o: np.ndarray, bound: np.ndarray, g: Geometry) -> bool:
+    """True where the difference is one constant per output channel (and not zero): a bias mistake."""
+    if g.activation != "linear":
+        return False
+    d = np.moveaxis(np.asarray(y, dtype=np.float64) - y_o, _channel_axis(g), -1)
+    b = np.moveaxis(bound, _channel_axis(g), -1)
+    d2, b2 = d.reshape(-1, d.shape[-1]), b.reshape(-1, b.shape[-1])
+    if d2.shape[0] < 2:
+        return False
+    centre = np.median(d2, axis=0)
+    return bool(np.all(np.abs(d2 - centre) <= 2 * b2))
+
+
+def separable_stage(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[str, np.ndarray]) -> str:
+    """For a separable layer whose engine exposes its depthwise stage: say which stage went wrong."""
+    g = case.geometry
+    z_e = out.intermediate.get("depthwise") if out.intermediate else None
+    if g.kind.family != "separable" or z_e is None:
+        return ""
+    cl = oracle.to_channels_last(x64, g.channels_first)
+    z_o = oracle.depthwise(cl, w64["depthwise_kernel"], g)
+    gz = oracle.depthwise(np.abs(cl), np.abs(w64["depthwise_kernel"]), g)
+    k = math.prod(g.kernel_size)
+    b_d = out.intermediate.get("depthwise_bias")
+    if b_d is not None:   # an engine whose depthwise conv carries its own bias (the hand-written torch block)
+        z_o, gz, k = z_o + b_d, gz + np.abs(b_d), k + 1
+    z_o, gz = oracle.from_channels_last(z_o, g.channels_first), oracle.from_channels_last(gz, g.channels_first)
+    z_e = np.asarray(z_e, dtype=np.float64)
+    r = _within(z_e, z_o, gz, k, case.dtype, "linear")
+    if r <= 1.0:
+        return (f"the depthwise stage agrees with the oracle (max error/bound {r:.2g}): the pointwise step, "
+                "the bias or the activation went wrong")
+    what = f"shape {z_e.shape} instead of {z_o.shape}" if z_e.shape != z_o.shape else f"max error/bound {r:.3g}"
+    text = f"the depthwise stage already disagrees ({what})"
+    if b_d is None:
+        names = matching_mutants(case, z_e, x64, w64, gz, z_o, k, stage=True)
+        if names:
+            text += ", and it matches the oracle's with " + _phrase(names)
+    return text
+
+
+def explain(case: Case, engine: str, out: EngineOutput, ref) -> str:
+    """One sentence on the likely cause of ``engine``'s disagreement with the oracle, or '' when none is known.
+
+    ``ref`` is the runner's Reference (inputs, oracle output, gauge). Never raises: a diagnosis must not cost
+    the verdict it explains.
+    """
+    if _suppressed or engine == "oracle":
+        return ""
+    try:
+        y = np.asarray(out.y, dtype=np.float64)
+        if max(y.size, ref.y.size) > MAX_ELEMENTS:
+            return ""
+        x64, w64 = ref.inputs.x64, ref.inputs.weights64
+        gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
+        parts = []
+        names = matching_mutants(case, y, x64, w64, gauge, ref.y, case.geometry.reduction_length())
+        if names:
+            parts.append("matches the oracle with " + _phrase(names))
+        elif y.shape == ref.y.shape:
+            g = case.geometry
+            bound = error_bound(case.geometry.reduction_length(), case.dtype, gauge, ref.y, g.activation).bound
+            perm = _permutation(y, ref.y, bound, g)
+            if perm is not None:
+                moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
+                parts.append("the output channels are permuted (engine channel <- oracle channel: "
+                             + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")")
+            elif _channel_offset(y, ref.y, bound, g):
+                parts.append("off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
+                             "or a depthwise bias not folded into the pointwise bias)")
+        stage = separable_stage(case, out, x64, w64)
+        if stage:
+            parts.append(stage)
+        return "; ".join(parts)
+    except Exception as exc:  # noqa: BLE001 - diagnosis is a hint; the verdict stands without it
+        return f"(diagnosis failed: {type(exc).__name__}: {exc})"
