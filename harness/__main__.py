@@ -1,4 +1,5 @@
 """``python -m harness``: the command-line interface."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: a multiprocessing child may import this module
+    raise SystemExit(main())
