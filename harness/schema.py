@@ -111,16 +111,15 @@ def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
     for position, entry in enumerate(doc["cases"]):
         name = entry.get("id") if isinstance(entry, dict) else None
         label = str(name) if name is not None else f"#{position + 1}"
+        if isinstance(name, str):  # checked first: an invalid first entry still owns its id
+            if name in seen:
+                errors.append(CaseError(path, label, "id", "duplicate id in this file"))
+                continue
+            seen.add(name)
         try:
-            expanded = _expand(path, label, defaults, entry)
+            cases.extend(_expand(path, label, defaults, entry))
         except CaseError as exc:
             errors.append(exc)
-            continue
-        if name in seen:
-            errors.append(CaseError(path, label, "id", "duplicate id in this file"))
-            continue
-        seen.add(name)
-        cases.extend(expanded)
     return cases, errors
 
 
