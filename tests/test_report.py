@@ -45,7 +45,7 @@ def test_exit_code_says_there_are_failures(report):
 
 def test_json_is_versioned_and_strict(report):
     doc = report["doc"]
-    assert doc["schema_version"] == "1.0", f"schema_version={doc['schema_version']}, but should be 1.0"
+    assert doc["schema_version"] == "1.1", f"schema_version={doc['schema_version']}, but should be 1.1"
     assert doc["engines"] == ["oracle", FLIP_NAME, ONLY_2D_NAME], f"engines={doc['engines']}"
     want = ["python", "-m", "harness", "report", str(report["cases"]), "--engine", "oracle", "--engine", FLIP]
     assert doc["command"][:len(want)] == want, f"command={doc['command']}, but should start with {want}"
@@ -129,6 +129,57 @@ def test_case_source_is_kept_as_written(report):
     seq = info["seq(padding=same)"]
     assert seq["source"]["sweep"] == {"padding": ["valid", "same"]} and seq["swept"] == {"padding": "same"}, \
         f"source={seq['source']}, swept={seq['swept']}"
+
+
+def _param(doc, layer, parameter):
+    rows = [r for r in doc["coverage"][layer]["parameters"] if r["parameter"] == parameter]
+    assert len(rows) == 1, f"coverage rows of {layer}.{parameter}={len(rows)}, but should be 1 {TAG}"
+    return rows[0]
+
+
+def test_coverage_of_the_run_cases(report):
+    # By hand from report_cases.yaml: Conv2D arange-2x2 (kernel 2, valid, batch 1); Conv1D seq swept over
+    # valid/same (input (2, 9, 3)); DepthwiseConv2D wide; no separable case.
+    cov = report["doc"]["coverage"]
+    counts = {k: v["cases"] for k, v in cov.items()}
+    want = {"Conv1D": 2, "Conv2D": 1, "DepthwiseConv1D": 0, "DepthwiseConv2D": 1, "SeparableConv1D": 0,
+            "SeparableConv2D": 0}
+    assert counts == want, f"coverage case counts={counts}, but should be {want} {TAG}"
+    pad = _param(report["doc"], "Conv1D", "padding")
+    assert (pad["values"], pad["buckets"], pad["missing"]) == (
+        {"valid": 1, "same": 1}, {"valid": 1, "same": 1, "causal": 0}, ["causal"]), \
+        f"Conv1D padding coverage={pad}, but should be valid 1, same 1, causal NOT COVERED {TAG}"
+    batch = _param(report["doc"], "Conv1D", "batch")
+    assert (batch["values"], batch["missing"]) == ({"2": 2}, ["1"]), f"Conv1D batch coverage={batch} {TAG}"
+    ks = _param(report["doc"], "Conv2D", "kernel_size")
+    assert (ks["values"], ks["buckets"]["even"], ks["missing"]) == ({"2": 1}, 1, ["1", "odd > 1", ">= 4", "rectangular"]), \
+        f"Conv2D kernel_size coverage={ks}, but should be 2 (1 case), even, the rest missing {TAG}"
+    assert _param(report["doc"], "Conv2D", "data_format")["missing"] == ["channels_first"], f"{TAG}"
+    params = {k: {r["parameter"] for r in v["parameters"]} for k, v in cov.items()}
+    assert "groups" in params["Conv2D"] and "depth_multiplier" not in params["Conv2D"] \
+        and "depth_multiplier" in params["DepthwiseConv2D"] and "groups" not in params["DepthwiseConv2D"], \
+        f"parameters per kind={params}, but groups belongs to Conv only and depth_multiplier to depthwise"
+
+
+def test_coverage_section_follows_the_matrix(report):
+    html, doc = report["html"], report["doc"]
+    assert 'id="coverage"' in html and html.index('id="coverage"') > html.index('id="matrix"'), \
+        "index.html should have the coverage section after the case matrix"
+    section = html[html.index('<details id="coverage">'):]
+    section = section[:section.index("</details>")]
+    conv1d = re.search(r'<div class="cov-kind" data-layer="Conv1D"[^>]*>(.*?)</table></div>', section, re.S)
+    assert conv1d and "2 cases" in conv1d.group(1), "the Conv1D block (2 cases) is missing from the coverage section"
+    row = re.search(r'<tr data-parameter="padding" class="has-miss">(.*?)</tr>', conv1d.group(1), re.S)
+    assert row, "Conv1D's padding row should be marked as having something not covered"
+    assert re.search(r'data-bucket="valid"[^>]*>valid <i>1</i>', row.group(1)) \
+        and re.search(r'data-bucket="same"[^>]*>same <i>1</i>', row.group(1)), \
+        f"Conv1D padding row={row.group(1)}, but should show valid and same with 1 case each"
+    assert 'data-missing="causal"' in row.group(1) and "NOT COVERED" in row.group(1), \
+        f"Conv1D padding row={row.group(1)}, but should mark causal NOT COVERED"
+    assert re.search(r'<div class="cov-kind cov-none" data-layer="SeparableConv1D"', section), \
+        "a layer kind without cases should be listed as not covered at all"
+    total = sum(len(r["missing"]) for v in doc["coverage"].values() for r in v["parameters"])
+    assert f'data-missing="{total}">{total}</b>' in section, f"the section's total of gaps should be {total}"
 
 
 # ---------------------------------------------------------------- index.html

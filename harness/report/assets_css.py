@@ -88,5 +88,23 @@ canvas.map { image-rendering:pixelated; border:1px solid #c3c9d2; display:block;
        border-radius:4px; z-index:10; display:none; white-space:pre; }
 .small { font-size:12px; color:var(--mut); }
 .warn { color:#8c1d12; }
+#coverage { background:#fff; border:1px solid var(--line); border-radius:6px; padding:12px 14px; margin-bottom:14px; }
+#coverage > summary { cursor:pointer; }
+#coverage > summary h2 { display:inline; }
+/* equal columns (two on a wide screen), so that the kinds' tables line up */
+.cov-grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(600px, 1fr)); gap:4px 28px; align-items:start; }
+.cov-kind { min-width:0; }
+.cov-table { width:100%; font-size:12px; table-layout:fixed; }
+.cov-table th:first-child { width:120px; }
+.cov-table tr:first-child th:last-child { width:30%; }
+.cov-table td:nth-child(3) { color:#33404f; }
+.cov-table tr.has-miss > th { box-shadow:inset 3px 0 0 var(--fail); }
+.cov-chip { display:inline-block; padding:0 6px; margin:1px 0; border-radius:9px; background:#e8f5f1; color:#145c57;
+            border:1px solid #bfe3da; white-space:nowrap; }
+.cov-chip.cov-miss { background:#fdecea; color:#8c1d12; border-color:#f5c2bd; }
+.cov-chip b { font-weight:700; }
+.cov-chip i { font-style:normal; font-weight:700; display:inline-block; min-width:16px; margin-left:2px; padding:0 4px;
+              border-radius:7px; background:#145c57; color:#fff; text-align:center; font-size:11px; }
+#cov-missing-only:checked ~ .cov-grid tr:not(.has-miss):not(:first-child) { display:none; }
 button.link { background:none; border:none; color:#3467c5; cursor:pointer; padding:0; font:inherit; text-decoration:underline; }
 """

@@ -279,6 +279,8 @@ document.documentElement.setAttribute("data-summary-visible",
   String(sumBox.height > 0 && sumBox.top < window.innerHeight && sumBox.bottom > 0));
 function fromHash() {
   const p = new URLSearchParams(location.hash.slice(1));
+  const cov = document.getElementById("coverage");
+  if (cov && p.has("coverage")) { cov.open = true; cov.scrollIntoView({block: "start"}); return; }
   const id = p.get("case");
   if (!id) return;
   const i = CASES.findIndex(c => c.id === id);

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..cli import EXTRA_ARGUMENTS, _load, command
+from ..detection.coverage import coverage_table
 from ..selection import select_engines
 from . import baseline as baseline_mod
 from . import environment, html, results_json
@@ -50,7 +51,7 @@ def build(args: argparse.Namespace) -> tuple[dict, dict]:
         invalid=[{"file": e.file, "case": e.case, "field": e.field, "message": e.message} for e in errors],
         environment=environment.capture(), created=created, paths=list(args.paths),
         command=command_line(args),
-        duration_s=collected.duration_s, baseline=section)
+        duration_s=collected.duration_s, baseline=section, coverage=coverage_table(cases))
     return doc, collected.pictures
 
 

@@ -9,6 +9,7 @@ import yaml
 
 from .assets_css import CSS
 from .assets_js import GUARD, JS
+from .coverage_html import coverage_html
 from .environment import one_line
 from .results_json import finite, unexpected
 
@@ -201,6 +202,7 @@ def render(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> str:
 {'<div>baseline</div>' if doc.get('baseline') else ''}</div>
 <div id="matrix-body"></div></div>
 </section>
+{coverage_html(doc.get("coverage"))}
 </main>
 <div id="tip"></div>
 <script type="application/json" id="report-data">{embed(data)}</script>

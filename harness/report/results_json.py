@@ -10,7 +10,7 @@ from ..runner import Result, VERDICTS
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle|), "
@@ -92,7 +92,8 @@ def summary(records: list[dict[str, Any]], engines: list[str]) -> dict[str, dict
 
 def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engines: list[str],
              invalid: list[dict[str, Any]], environment: dict[str, Any], created: str, paths: list[str],
-             command: list[str], duration_s: float, baseline: dict[str, Any] | None) -> dict[str, Any]:
+             command: list[str], duration_s: float, baseline: dict[str, Any] | None,
+             coverage: dict[str, Any] | None = None) -> dict[str, Any]:
     from ..agreement import SAFETY
 
     return {
@@ -110,6 +111,7 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
         "cases": cases,
         "results": records,
         "baseline": baseline,
+        "coverage": coverage,  # since 1.1: harness.detection.coverage.coverage_table of this run's cases
     }
 
 
