@@ -41,7 +41,7 @@ def files(tmp_path):
 def test_validate_good_file(files):
     done = harness("validate", "good.yaml", cwd=files)
     assert done.returncode == 0, f"exit={done.returncode}, but should be 0:\n{done.stdout}{done.stderr}"
-    assert "3 valid cases, 0 errors" in done.stdout, done.stdout
+    assert "3 valid cases, 0 invalid" in done.stdout, done.stdout
 
 
 def test_validate_bad_file(files):
@@ -49,7 +49,7 @@ def test_validate_bad_file(files):
     assert done.returncode == 1, f"exit={done.returncode}, but should be 1:\n{done.stdout}{done.stderr}"
     assert "invalid case: bad.yaml::broken: config.padding: Conv2D takes padding valid | same, got 'causal'" \
         in done.stderr, done.stderr
-    assert "3 valid cases, 1 errors" in done.stdout, done.stdout
+    assert "3 valid cases, 1 invalid" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr
 
 
