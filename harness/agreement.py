@@ -11,8 +11,9 @@ from .tensors import unit_roundoff
 # The one safety constant of the bound. 1 is the rigorous worst case of Higham's analysis; it has not
 # needed raising (measured worst use of the budget: see README, "Tolerance model").
 SAFETY = 1.0
-# Ulps assumed for an engine's evaluation of the activation: relu and relu6 are exact (a max/min);
-# sigmoid and tanh go through exp, which IEEE does not bound; libraries keep it within a few ulps.
+# The activation's own evaluation error, in units of u (u is half an ulp: 4u = 2 ulps): relu and relu6 are
+# exact (a max/min); sigmoid and tanh go through exp, which IEEE does not bound; libraries keep it within an ulp
+# or two. |y_oracle| stands for |f(y_engine)|: they differ by the bound itself, a second-order term.
 ACTIVATION_ULPS = {"linear": 0, "relu": 0, "relu6": 0, "sigmoid": 4, "tanh": 4}
 ORACLE_DTYPE = "float64"
 
@@ -33,7 +34,13 @@ class Bound:
 
     @property
     def vacuous(self) -> bool:
-        return not np.isfinite(gamma(self.k, self.u))
+        return not usable(self.k, self.u)
+
+
+def usable(k: int, u: float) -> bool:
+    """Whether gamma_K(u) < 1 (K u < 1/2). From gamma_K >= 1 on the bound exceeds G >= |y|, so it would
+    accept an all-zero output: such a check could not fail, and is a skip instead."""
+    return gamma(k, u) < 1.0
 
 
 def error_bound(k: int, dtype: str, gauge: np.ndarray, y_oracle: np.ndarray, activation: str) -> Bound:

@@ -25,6 +25,9 @@ def _load(args: argparse.Namespace):
         print(f"invalid case: {error}", file=sys.stderr)
     wanted = getattr(args, "case", None)
     if wanted:
+        unmatched = [w for w in wanted if not any(w in (c.id, c.id.split("(")[0]) for c in cases)]
+        if unmatched:  # a typo must not pass as "0 cases, 0 failing"
+            raise ValueError(f"--case {', '.join(unmatched)}: no such case in {' '.join(map(str, args.paths))}")
         cases = [c for c in cases if c.id in wanted or c.id.split("(")[0] in wanted]
     return cases, errors
 
@@ -61,8 +64,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\n{case.file}::{case.id}  {case.layer} {list(case.input_shape)} {case.dtype}")
         print(format_table(results))
         for r in results:
-            if r.verdict in ("fail", "error") and not r.xfail:
+            # As pytest's strict xfail: a known bug must still fail (as a disagreement), and nothing may crash.
+            unexpected = r.verdict == "error" or (r.verdict == "fail") != bool(r.xfail)
+            if unexpected:
                 failed += 1
+                if r.xfail and r.verdict == "pass":
+                    print(f"  known bug no longer shows (remove its xfail): {r.xfail}")
                 print(f"  repro: {r.repro}")
     print(f"\n{len(cases)} cases, {failed} failing (case, engine) pairs, {len(errors)} invalid cases")
     return 1 if failed or errors else 0

@@ -54,6 +54,12 @@ class CaseFile(pytest.File):
     def collect(self):
         cases, errors = load_file(self.path.relative_to(self.config.rootpath)
                                   if self.path.is_relative_to(self.config.rootpath) else self.path)
+        owners: dict[str, str] = self.config.__dict__.setdefault("_harness_ids", {})
+        for case in list(cases):
+            # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
+            if owners.setdefault(case.id, case.file) != case.file:
+                errors.append(CaseError(case.file, case.id, "id", f"duplicate id, already used in {owners[case.id]}"))
+                cases.remove(case)
         for error in errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
         for case in cases:
@@ -67,6 +73,14 @@ class CaseFailure(Exception):
         self.result = result
 
 
+class Disagreement(CaseFailure):
+    """The engine ran and its output (shape, dtype, values or an expected fact) is wrong."""
+
+
+class HarnessError(CaseFailure):
+    """An engine or the harness crashed: not a disagreement."""
+
+
 class CaseItem(pytest.Item):
     def __init__(self, *, case: Case, engine: str, **kwargs):
         super().__init__(**kwargs)
@@ -76,7 +90,7 @@ class CaseItem(pytest.Item):
         self.add_marker(pytest.mark.xdist_group(f"{case.file}::{case.id}"))
         if engine in case.xfail:
             # Strict: the known bug must still show; once the framework fixes it, the XPASS fails the run.
-            self.add_marker(pytest.mark.xfail(reason=case.xfail[engine], strict=True, raises=CaseFailure))
+            self.add_marker(pytest.mark.xfail(reason=case.xfail[engine], strict=True, raises=Disagreement))
 
     def runtest(self) -> None:
         result = run_one(self.case, self.engine)
@@ -86,8 +100,10 @@ class CaseItem(pytest.Item):
         if result.verdict in ("skip", "rejected"):
             # Reported at the case's YAML line, not at this line of the plugin.
             raise pytest.skip.Exception(result.message, _use_item_location=True)
+        if result.verdict == "error":
+            raise HarnessError(result)  # a crash never counts as a case's known bug (xfail raises=Disagreement)
         if result.verdict != "pass":
-            raise CaseFailure(result)
+            raise Disagreement(result)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CaseFailure):

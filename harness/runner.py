@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import engines, oracle
-from .agreement import Bound, Metrics, error_bound, gamma, measure
+from .agreement import Bound, Metrics, error_bound, gamma, measure, usable
 from .engines.base import EngineOutput, Inputs
 from .errors import EngineRejected, EngineSkip
 from .layers import output_shape
@@ -102,15 +102,31 @@ def run_one(case: Case, engine_name: str) -> Result:
         if engine_name in case.skip:
             result.verdict, result.message = "skip", f"case skips {engine_name}: {case.skip[engine_name]}"
             return result
+        g = case.geometry
+        if engine_name != "oracle" and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
+            # Decided before any framework runs: no output could fail such a check.
+            result.verdict = "skip"
+            result.message = (f"{engine_name}: no usable error bound for K={g.reduction_length()} terms in "
+                              f"{case.dtype} (gamma_K >= 1 would accept an all-zero output); use a smaller "
+                              f"reduction or a wider dtype {tag(case)}")
+            return result
         ref = reference(case)
         engine = engines.get(engine_name)
         out = engine.run(case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
         result.output = out
         result.verdict, result.message = _judge(case, engine_name, out, ref, result)
+        if engine_name in case.expect.get("rejected_by", ()):
+            result.verdict = "fail"
+            result.message = (f"{engine_name}: accepted the configuration, but should reject it "
+                              f"(expect.rejected_by) {tag(case)}")
     except (EngineSkip, NotImplementedError) as exc:
         result.verdict, result.message = "skip", f"{engine_name} cannot run this case: {exc}"
     except EngineRejected as exc:
-        result.verdict, result.message = "rejected", str(exc)
+        if engine_name in case.expect.get("rejected_by", ()):
+            # The refusal is the fact this case pins (a framework that starts accepting it is news).
+            result.verdict, result.message = "pass", f"rejected, as the case expects: {exc}"
+        else:
+            result.verdict, result.message = "rejected", str(exc)
     except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
         result.verdict = "error"
         result.message = f"{engine_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} {tag(case)}"
@@ -135,11 +151,11 @@ def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: R
     gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
     bound_dtype = "float64" if engine == "oracle" else case.dtype
     g = case.geometry
-    bound = error_bound(g.reduction_length(), bound_dtype, gauge, ref.y, g.activation)
+    bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, gauge, ref.y, g.activation)
     result.bound = bound
     if bound.vacuous:
-        return "skip", (f"{engine}: no error bound exists for K={bound.k} terms at u={bound.u:.3g} (K*u >= 1); "
-                        f"use a smaller case or a wider dtype {where}")
+        return "skip", (f"{engine}: no usable error bound for K={bound.k} terms at u={bound.u:.3g} "
+                        f"(gamma_K >= 1 would accept an all-zero output) {where}")
     m = measure(y, ref.y, bound)
     result.metrics = m
     if m.max_ratio > 1.0:

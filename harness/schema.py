@@ -1,6 +1,7 @@
 """Case files: safe YAML loading, validation with precise errors, defaults and sweep expansion."""
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .engines import BUILTIN
 from .errors import CaseError
 from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, output_shape
 from .tensors import DTYPES, INITS
@@ -30,7 +32,7 @@ CASE_KEYS = {
     "xfail": "per engine name, a known bug of that engine: the item must fail (strict), and passes once it is fixed",
     "description": "free text",
 }
-EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes"}
+EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes", "rejected_by"}
 SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 INIT_FIELDS = {
@@ -60,7 +62,7 @@ class Case:
     source: dict[str, Any] = field(default_factory=dict)  # the entry as written (before sweep), for reports
     line: int | None = None
 
-    @property
+    @functools.cached_property
     def geometry(self) -> Geometry:
         return geometry(self.layer, self.config, self.input_shape)
 
@@ -254,15 +256,52 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
             why = " (use_bias is false)" if name == "bias" else ""
             raise fail(f"weights.{name}", f"{layer} has no weight {name!r}{why}; its weights: {', '.join(shapes)}")
         _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1)
-    _validate_expect(fail, case.expect, shapes)
+    _validate_expect(fail, case.expect, shapes, out)
     for key in ("engine_options", "skip", "xfail"):
         if not isinstance(data.get(key) or {}, dict):
             raise fail(key, "must be a mapping keyed by engine name")
     for key in ("skip", "xfail"):
         for engine, reason in (data.get(key) or {}).items():
+            _check_engine_name(fail, key, engine)
             if not isinstance(reason, str) or not reason.strip():
                 raise fail(f"{key}.{engine}", "needs the reason, as text")
+    for engine in case.expect.get("rejected_by") or []:
+        _check_engine_name(fail, "expect.rejected_by", engine)
+    for engine, options in case.engine_options.items():
+        known = ENGINE_OPTIONS.get(engine)
+        if known is None:
+            raise fail(f"engine_options.{engine}", f"only these engines take options: {', '.join(ENGINE_OPTIONS)}")
+        if not isinstance(options, dict):
+            raise fail(f"engine_options.{engine}", "must be a mapping of option -> value")
+        for option, value in options.items():
+            if option not in known:
+                raise fail(f"engine_options.{engine}.{option}", f"unknown option; {engine} takes: {', '.join(known)}")
+            families, kind_of_value = known[option]
+            if g.kind.family not in families:
+                raise fail(f"engine_options.{engine}.{option}", f"applies to {'/'.join(families)} layers only, "
+                                                                f"not {layer}")
+            if not isinstance(value, kind_of_value):
+                raise fail(f"engine_options.{engine}.{option}", f"must be {kind_of_value.__name__}, got {value!r}")
     return case
+
+
+# Options a built-in engine takes from a case: name -> (layer families it applies to, type of its value).
+ENGINE_OPTIONS: dict[str, dict[str, tuple[tuple[str, ...], type]]] = {
+    "torch": {"depthwise_bias": (("separable",), bool)},  # the hand-written block with a bias on both convs
+}
+BUILTIN_ENGINES = tuple(BUILTIN)
+
+
+def _check_engine_name(fail, key: str, engine: Any) -> None:
+    """Built-in names, or a plug-in's name; a near miss of a built-in ('kersa') is a typo, not a plug-in."""
+    import difflib
+
+    if not isinstance(engine, str):
+        raise fail(key, f"engine names are text, got {engine!r}")
+    if engine not in BUILTIN_ENGINES:
+        near = difflib.get_close_matches(engine, BUILTIN_ENGINES, n=1, cutoff=0.6)
+        if near:
+            raise fail(f"{key}.{engine}", f"unknown engine {engine!r}; did you mean {near[0]!r}?")
 
 
 def _validate_config(fail, kind, config: dict) -> None:
@@ -283,7 +322,7 @@ def _validate_config(fail, kind, config: dict) -> None:
                                             and all(_is_int(e) and e > 0 for e in v))
             if not ok:
                 raise fail(f"config.{key}", f"must be a positive integer or a list of {kind.rank}, got {v!r}")
-    if "padding" in config and config["padding"] not in kind.paddings:
+    if "padding" in config and str(config["padding"]).lower() not in kind.paddings:  # Keras lowercases it
         raise fail("config.padding", f"{kind.name} takes padding {' | '.join(kind.paddings)}, "
                                      f"got {config['padding']!r}")
     if config.get("data_format", "channels_last") not in ("channels_last", "channels_first"):
@@ -351,7 +390,7 @@ def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel
                 raise fail(f"{name}.entries[{i}].index", f"impossible index {index!r} for shape {list(shape)}")
 
 
-def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]], out: tuple[int, ...]) -> None:
     if not isinstance(expect, dict):
         raise fail("expect", "must be a mapping")
     unknown = set(expect) - EXPECT_KEYS
@@ -361,8 +400,21 @@ def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]]) -> N
         v = expect["output_shape"]
         if not (isinstance(v, list) and all(_is_int(d) for d in v)):
             raise fail("expect.output_shape", f"must be a list of integers, got {v!r}")
-    if "output" in expect and _nested_shape(expect["output"]) is None:
-        raise fail("expect.output", "must be a rectangular nested list of numbers")
+    if "output" in expect:
+        got = _nested_shape(expect["output"])
+        if got is None:
+            raise fail("expect.output", "must be a rectangular nested list of numbers")
+        if got != tuple(out):
+            raise fail("expect.output", f"impossible shape: the values have shape {list(got)}, the layer's output "
+                                        f"is {list(out)}")
+    for i, item in enumerate(expect.get("output_at") or []):
+        index = item.get("index") if isinstance(item, dict) else None
+        if isinstance(index, list) and all(_is_int(j) for j in index) and not (
+                len(index) <= len(out) and all(0 <= j < n for j, n in zip(index, out))):
+            raise fail(f"expect.output_at[{i}].index", f"impossible index {index} for the output shape {list(out)}")
+    rejected_by = expect.get("rejected_by")
+    if rejected_by is not None and not (isinstance(rejected_by, list) and all(isinstance(e, str) for e in rejected_by)):
+        raise fail("expect.rejected_by", f"must be a list of engine names, got {rejected_by!r}")
     for i, item in enumerate(expect.get("output_at") or []):
         if not (isinstance(item, dict) and set(item) == {"index", "value"} and isinstance(item["index"], list)
                 and all(_is_int(j) for j in item["index"]) and _nested_shape(item["value"]) is not None):

@@ -27,3 +27,15 @@ def flipped(layer, config, x, weights):
 def unsupported(layer, config, x, weights):
     """An engine that does not implement anything: every item skips."""
     raise NotImplementedError(f"{layer} is not implemented by this plug-in")
+
+
+def crashing(layer, config, x, weights):
+    """An engine with a bug of its own: an error, never a disagreement."""
+    raise RuntimeError("the port crashed")
+
+
+def refusing(layer, config, x, weights):
+    """An engine that refuses every configuration, as a framework does."""
+    from harness.errors import EngineRejected
+
+    raise EngineRejected(f"{layer} refused by this plug-in")

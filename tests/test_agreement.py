@@ -26,12 +26,21 @@ def test_gamma_infinite_when_ku_reaches_one(k, u):
 
 
 @pytest.mark.parametrize("k, dtype, vacuous", [
-    (2047, "float16", False), (2048, "float16", True), (255, "bfloat16", False), (256, "bfloat16", True),
-    (10**6, "float32", False), (2**24, "float32", True),
+    # gamma_K(u) >= 1 from K u >= 1/2: float16 u = 2^-11, bfloat16 2^-8, float32 2^-24.
+    (1023, "float16", False), (1024, "float16", True), (127, "bfloat16", False), (128, "bfloat16", True),
+    (2**23 - 1, "float32", False), (2**23, "float32", True),
 ])
-def test_bound_vacuous_when_ku_reaches_one(k, dtype, vacuous):
+def test_bound_vacuous_when_gamma_reaches_one(k, dtype, vacuous):
     b = error_bound(k, dtype, np.ones(3), np.ones(3), "linear")
     assert b.vacuous is vacuous, f"vacuous={b.vacuous} for K={k} {dtype}, but should be {vacuous}"
+
+
+def test_a_bound_at_gamma_one_would_accept_zeros():
+    # Why gamma_K >= 1 is refused: G >= |y|, so an all-zero output would be within the bound.
+    y = np.array([3.0, -2.0]); gauge = np.abs(y)
+    b = error_bound(128, "bfloat16", gauge, y, "linear")
+    assert np.all(np.abs(0 - y) <= b.bound), "a bound with gamma_K >= 1 should admit zeros (that is the point)"
+    assert b.vacuous, "such a bound should be reported as vacuous"
 
 
 def test_error_bound_values():

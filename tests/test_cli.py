@@ -77,3 +77,9 @@ def test_unknown_engine_is_a_usage_error(files):
     done = harness("run", "good.yaml", "--engine", "tensorflow-lite", cwd=files)
     assert done.returncode == 2, f"exit={done.returncode}, but should be 2:\n{done.stdout}{done.stderr}"
     assert "--engine 'tensorflow-lite': not a built-in engine" in done.stderr, done.stderr
+
+
+def test_a_case_id_that_matches_nothing_is_a_usage_error(files):
+    done = harness("run", "good.yaml", "--case", "frist", "--engine", "oracle", cwd=files)
+    assert done.returncode == 2, f"exit={done.returncode}, but should be 2:\n{done.stdout}{done.stderr}"
+    assert "--case frist: no such case in good.yaml" in done.stderr, done.stderr

@@ -1,14 +1,15 @@
 """harness.convert: exact round trips, the depthwise layout by hand, and exact folding of a depthwise bias."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import oracle
 from harness.convert import fold_depthwise_bias, keras_to_torch, torch_to_keras, unfold_depthwise_bias
 from harness.layers import LAYERS, geometry
-from harness.torch_port import from_keras
+from lazy_import import Lazy
+
+torch, torch_port = Lazy("torch"), Lazy("harness.torch_port")  # loaded when a test runs, not at collection
 
 SETTINGS = settings(max_examples=50, deadline=None)
 
@@ -109,9 +110,9 @@ def test_param_counts_46_vs_43():
     assert sum(v.size for v in state.values()) == 46
     assert sum(v.size for v in keras_to_torch("SeparableConv2D", KERAS_43).values()) == 43
     config = {"filters": 4, "kernel_size": 3}
-    ported = from_keras("SeparableConv2D", config, KERAS_43, depthwise_bias=np.zeros(3))
+    ported = torch_port.from_keras("SeparableConv2D", config, KERAS_43, depthwise_bias=np.zeros(3))
     assert sum(p.numel() for p in ported.parameters()) == 46
-    assert sum(p.numel() for p in from_keras("SeparableConv2D", config, KERAS_43).parameters()) == 43
+    assert sum(p.numel() for p in torch_port.from_keras("SeparableConv2D", config, KERAS_43).parameters()) == 43
     assert len(torch_to_keras("SeparableConv2D", state)) == 3
 
 
@@ -126,7 +127,7 @@ def test_depthwise_bias_block_equals_keras(case, seed, padding):
               "use_bias": g.use_bias, "padding": padding}
     x = rng.standard_normal((2, *(6,) * g.kind.rank, g.in_channels))
     want = oracle.run(layer, config, x, weights)
-    module = from_keras(layer, config, weights, depthwise_bias=bd, dtype=torch.float64)
+    module = torch_port.from_keras(layer, config, weights, depthwise_bias=bd, dtype=torch.float64)
     state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
     np.testing.assert_array_equal(state["depthwise.bias"], bd)
     with torch.no_grad():

@@ -35,11 +35,12 @@ def test_import_loads_no_framework():
     assert loaded == "", f"frameworks in sys.modules after import={loaded}, but should be none"
 
 
-def test_collecting_cases_loads_no_framework():
+def test_collecting_cases_and_tests_loads_no_framework():
     done, loaded = run_check(
         "import pytest\n"
-        "rc = pytest.main(['--collect-only', '-o', 'addopts=', '-q', '-p', 'no:cacheprovider', 'cases'])\n"
+        "rc = pytest.main(['--collect-only', '-o', 'addopts=', '-q', '-p', 'no:cacheprovider', 'cases', 'tests'])\n"
         "assert rc == 0, rc"
     )
     assert "[keras]" in done.stdout and "[torch]" in done.stdout, f"no case items collected:\n{done.stdout}"
+    assert "test_torch_port.py::" in done.stdout, f"the torch port's tests were not collected:\n{done.stdout}"
     assert loaded == "", f"frameworks in sys.modules after collection={loaded}, but should be none"

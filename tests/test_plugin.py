@@ -133,3 +133,16 @@ def test_xdist_gives_the_same_verdicts(project):
     want = {"passed": 3, "failed": 3, "skipped": 3}
     assert {k: serial.get(k) for k in want} == want, f"serial outcomes={serial}, but should be {want}"
     assert {k: parallel.get(k) for k in want} == want, f"-n 2 outcomes={parallel}, but should be {want}"
+
+
+def test_a_crash_is_not_the_known_bug_of_a_strict_xfail(project):
+    # xfail names a disagreement the engine must still show; a crash of that engine is a failure of its own.
+    marked = TWO_CASES.replace("    dtype: float64\n", "    dtype: float64\n    xfail: {flipped: known flip}\n"
+                               "").replace("padding: same}\n", "padding: same}\n    xfail: {crashing: known}\n")
+    project.makefile(".yaml", marked=marked)
+    result = run(project, "--engine", "oracle", "--engine", "plugins_for_tests:flipped",
+                 "--engine", "plugins_for_tests:crashing", "marked.yaml")
+    # conv: flipped fails (not marked), crashing errors under its xfail -> failed; dw: flipped xfails,
+    # crashing errors -> failed.
+    result.assert_outcomes(passed=2, failed=3, xfailed=1)
+    result.stdout.fnmatch_lines(["*crashing: RuntimeError: the port crashed*"])

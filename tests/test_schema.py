@@ -380,3 +380,25 @@ def test_python_tags_are_refused(tmp_path, monkeypatch, payload, where):
     assert "cannot read YAML" in str(err) and str(path) in str(err), str(err)
     assert "python/" in str(err), f"the error should name the refused tag: {err}"
     assert calls == [] and not marker.exists(), "a YAML tag constructed a Python object"
+
+
+@pytest.mark.parametrize("extra, field, words", [
+    ("    skip: {kersa: typo}\n", "skip.kersa", ["did you mean 'keras'"]),
+    ("    xfail: {torhc: typo}\n", "xfail.torhc", ["did you mean 'torch'"]),
+    ("    engine_options: {torch: {depthwise_bias: true}}\n", "engine_options.torch.depthwise_bias",
+     ["separable layers only"]),
+    ("    engine_options: {torch: {depthwise_bais: true}}\n", "engine_options.torch.depthwise_bais", ["unknown option"]),
+    ("    engine_options: {keras: {x: 1}}\n", "engine_options.keras", ["only these engines take options"]),
+    ("    expect: {output_at: [{index: [0, 9], value: 1}]}\n", "expect.output_at[0].index", ["impossible index"]),
+    ("    expect: {output: [[1, 2]]}\n", "expect.output", ["impossible shape", "[1, 3, 3]"]),
+    ("    expect: {rejected_by: keras}\n", "expect.rejected_by", ["list of engine names"]),
+])
+def test_engine_names_options_and_golden_shapes_are_checked(tmp_path, extra, field, words):
+    path, cases, error = load_one_error(tmp_path, "cases:\n" + GOOD + extra)
+    assert_names(error, path, "good", field, *words)
+
+
+def test_a_plugin_name_and_upper_case_padding_are_accepted(tmp_path):
+    text = "cases:\n" + GOOD.replace("kernel_size: 3}", "kernel_size: 3, padding: SAME}") + "    skip: {myport: wip}\n"
+    cases, errors = load_file(write(tmp_path, text))
+    assert not errors and cases[0].geometry.padding == "same", errors

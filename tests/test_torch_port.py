@@ -1,12 +1,14 @@
 """harness.torch_port: the torch modules against the float64 oracle over a sweep of all six layer kinds."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from harness import oracle, torch_port
+from harness import oracle
 from harness.layers import LAYERS, geometry, output_shape
+from lazy_import import Lazy
+
+torch, torch_port = Lazy("torch"), Lazy("harness.torch_port")  # loaded when a test runs, not at collection
 
 ACTIVATIONS = [None, "linear", "relu", "relu6", "sigmoid", "tanh"]
 

@@ -28,6 +28,7 @@ class EngineOutput:
     # Added to the gauge G where an engine computes on magnitudes the Keras weights do not show
     # (a torch separable block with a depthwise bias carries |W_p||b_d| and a different pointwise bias).
     gauge_extra: np.ndarray | None = None
+    extra_roundings: int = 0                        # roundings beyond the Keras layer's path (added to K)
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. the depthwise stage of separable
 
 

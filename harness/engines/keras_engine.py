@@ -40,7 +40,7 @@ class KerasEngine:
         try:
             obj = getattr(self.keras.layers, layer)(**config, dtype=dtype)
             obj.build(input_shape)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
             raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}") from exc
         return obj
 
@@ -49,8 +49,8 @@ class KerasEngine:
 
         by_name = {w.name: w for w in obj.weights}
         missing = set(weights) ^ set(by_name)
-        if missing:
-            raise EngineSkip(f"Keras {layer} weights are {sorted(by_name)}, the case gives {sorted(weights)}")
+        if missing:  # the layer database disagrees with Keras: a harness bug, never a quiet skip
+            raise RuntimeError(f"Keras {layer} weights are {sorted(by_name)}, the harness gives {sorted(weights)}")
         obj.set_weights([weights[w.name] for w in obj.weights])
         try:
             return obj(x).numpy()
@@ -63,7 +63,7 @@ class KerasEngine:
     def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
         import tensorflow as tf
 
-        dtype = str(inputs.weights[next(iter(inputs.weights))].dtype) if inputs.weights else str(inputs.x.dtype)
+        dtype = str(inputs.x.dtype)
         obj = self._build(layer, config, dtype, inputs.x.shape)
         params = int(obj.count_params())
         shapes = {w.name: tuple(int(d) for d in w.shape) for w in obj.weights}
@@ -71,6 +71,8 @@ class KerasEngine:
         try:
             y = self._call(obj, inputs.x, inputs.weights, layer, config)
         except (tf.errors.OpError, ValueError) as exc:
+            if config.get("data_format") != "channels_first" or not _is_nchw_refusal(exc):
+                raise
             # TensorFlow's CPU kernels implement NHWC only; run the same layer channels_last and transpose
             # around it, as a user on CPU must. The weights' layout does not depend on data_format.
             notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused NCHW "

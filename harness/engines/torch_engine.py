@@ -28,13 +28,14 @@ class TorchEngine:
         g = geometry(layer, config, inputs.x.shape)
         depthwise_bias = None
         gauge_extra = None
-        if options.get("depthwise_bias") and g.kind.family == "separable":
+        unknown = set(options) - {"depthwise_bias"}  # the schema checks this; plug-ins calling us directly may not
+        if unknown or (options.get("depthwise_bias") and g.kind.family != "separable"):
+            raise ValueError(f"torch engine options {sorted(options)} do not apply to {layer}")
+        if options.get("depthwise_bias"):
             # The hand-written port with a bias on the depthwise conv too: give it a random depthwise bias
             # and the pointwise bias that makes the block equal to Keras (what folding undoes).
-            depthwise_bias = _round(generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias"),
-                                    inputs.x.dtype)
-        elif options:
-            raise EngineSkip(f"unknown torch engine options {sorted(options)} for {layer}")
+            depthwise_bias = generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias").astype(
+                inputs.x.dtype)
         weights = {k: v.astype(np.float64) for k, v in inputs.weights.items()}
         module = self.port.from_keras(layer, config, weights, in_channels=g.in_channels,
                                       depthwise_bias=depthwise_bias, dtype=tdtype)
@@ -74,9 +75,7 @@ class TorchEngine:
             params=int(sum(p.numel() for p in module.parameters())),
             weight_shapes={k: tuple(v.shape) for k, v in state.items()},
             gauge_extra=gauge_extra,
+            # Its depthwise sums add b_d: one more rounding on that path than Keras's block.
+            extra_roundings=1 if depthwise_bias is not None else 0,
             intermediate=intermediate,
         )
-
-
-def _round(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return values.astype(dtype)
