@@ -25,8 +25,13 @@ class Reference:
     """What every engine of a case is judged against (computed once per case and process)."""
 
     inputs: Inputs
-    y: np.ndarray          # oracle output, float64
+    oracle: EngineOutput   # the oracle engine's answer; its item reuses it instead of computing it again
     gauge: np.ndarray      # G: the same layer on |x|, |w|, |b| (no activation)
+
+    @property
+    def y(self) -> np.ndarray:
+        """The oracle output, float64."""
+        return self.oracle.y
 
 
 @dataclass
@@ -74,8 +79,7 @@ def reference(case: Case) -> Reference:
         inputs = make_inputs(case)
         _cache[key] = Reference(
             inputs=inputs,
-            # The oracle engine's own output (it memoises it, so its item does not compute it again).
-            y=engines.get("oracle").run(case.layer, case.config, inputs, {}).y,
+            oracle=engines.get("oracle").run(case.layer, case.config, inputs, {}),
             gauge=oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64),
         )
     return _cache[key]
@@ -111,8 +115,8 @@ def run_one(case: Case, engine_name: str) -> Result:
                               f"reduction or a wider dtype {tag(case)}")
             return result
         ref = reference(case)
-        engine = engines.get(engine_name)
-        out = engine.run(case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
+        out = ref.oracle if engine_name == "oracle" else engines.get(engine_name).run(
+            case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
         result.output = out
         result.verdict, result.message = _judge(case, engine_name, out, ref, result)
         if engine_name in case.expect.get("rejected_by", ()):
@@ -162,15 +166,15 @@ def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: R
         idx = tuple(m.worst_index)
         return "fail", (f"{engine}: max error/bound {m.max_ratio:.3g} at {idx}: {m.worst_value:.9g} vs "
                         f"{m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the bound) {where}"
-                        + _diagnosis(case, engine, out, ref))
+                        + _diagnosis(case, engine, out, ref, bound))
     return _check_expect(case, engine, out, bound, gauge, where)
 
 
-def _diagnosis(case: Case, engine: str, out: EngineOutput, ref: Reference) -> str:
+def _diagnosis(case: Case, engine: str, out: EngineOutput, ref: Reference, bound: Bound | None = None) -> str:
     """'; diagnosis: ...' naming the known mistake that reproduces the engine's output, or ''."""
     from .detection.diagnose import explain  # lazy: the mutant catalogue is needed only when something fails
 
-    text = explain(case, engine, out, ref)
+    text = explain(case, engine, out, ref, bound)
     return f"; diagnosis: {text}" if text else ""
 
 

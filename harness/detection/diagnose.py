@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import oracle
-from ..agreement import error_bound, ratios
+from ..agreement import Bound, error_bound, ratios
 from ..engines.base import EngineOutput
 from ..layers import Geometry
 from ..schema import Case
@@ -150,10 +150,11 @@ def separable_stage(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[st
     return text
 
 
-def explain(case: Case, engine: str, out: EngineOutput, ref) -> str:
+def explain(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None = None) -> str:
     """One sentence on the likely cause of ``engine``'s disagreement with the oracle, or '' when none is known.
 
-    ``ref`` is the runner's Reference (inputs, oracle output, gauge). Never raises: a diagnosis must not cost
+    ``ref`` is the runner's Reference (inputs, oracle output, gauge); ``bound`` the runner's bound for this
+    engine, when it got that far (a shape failure comes before it). Never raises: a diagnosis must not cost
     the verdict it explains.
     """
     if _suppressed or engine == "oracle":
@@ -164,19 +165,21 @@ def explain(case: Case, engine: str, out: EngineOutput, ref) -> str:
             return ""
         x64, w64 = ref.inputs.x64, ref.inputs.weights64
         gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
+        g = case.geometry
+        k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
         parts = []
-        names = matching_mutants(case, y, x64, w64, gauge, ref.y, case.geometry.reduction_length())
+        names = matching_mutants(case, y, x64, w64, gauge, ref.y, k)
         if names:
             parts.append("matches the oracle with " + _phrase(names))
         elif y.shape == ref.y.shape:
-            g = case.geometry
-            bound = error_bound(case.geometry.reduction_length(), case.dtype, gauge, ref.y, g.activation).bound
-            perm = _permutation(y, ref.y, bound, g)
+            if bound is None:
+                bound = error_bound(k, case.dtype, gauge, ref.y, g.activation)
+            perm = _permutation(y, ref.y, bound.bound, g)
             if perm is not None:
                 moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
                 parts.append("the output channels are permuted (engine channel <- oracle channel: "
                              + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")")
-            elif _channel_offset(y, ref.y, bound, g):
+            elif _channel_offset(y, ref.y, bound.bound, g):
                 parts.append("off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
                              "or a depthwise bias not folded into the pointwise bias)")
         stage = separable_stage(case, out, x64, w64)

@@ -11,17 +11,10 @@ from .base import EngineOutput, Inputs
 class OracleEngine:
     name = "oracle"
 
-    def __init__(self) -> None:
-        self._last: tuple[Inputs, EngineOutput] | None = None  # the reference and the oracle item share it
-
     def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
-        if self._last is not None and self._last[0] is inputs:
-            return self._last[1]
         g = geometry(layer, config, inputs.x.shape)
-        out = EngineOutput(
+        return EngineOutput(
             y=oracle.run(layer, config, inputs.x64, inputs.weights64),
             params=g.param_count(),
             weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()},
         )
-        self._last = (inputs, out)
-        return out
