@@ -16,9 +16,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## make test: every test of the harness and every shipped case in every engine (2 workers)
+## make test: every test of the harness and every shipped case in every engine (2 workers). The keras items run
+## once on each of TensorFlow's CPU kernel paths (oneDNN on, oneDNN off), whatever this machine's default is,
+## so that a verdict that holds on one CPU only shows here; results record the path that ran.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --engine oracle --engine torch
+	$(BIN)/python -m pytest cases -n $(JOBS) --dist loadgroup --engine keras --tf-onednn on
+	$(BIN)/python -m pytest cases -n $(JOBS) --dist loadgroup --engine keras --tf-onednn off
 
 ## make report: run the cases (CASES=path...) in every engine and write reports/ (BASELINE=old/results.json marks changes)
 report: $(STAMP)

@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
+from .facts import request_onednn
 from .runner import Result, run_one
 from .schema import load_paths
 from .selection import select_engines
@@ -64,6 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\n{case.file}::{case.id}  {case.layer} {list(case.input_shape)} {case.dtype}")
         print(format_table(results))
         for r in results:
+            if r.facts or r.notes:   # what decided the engine's behaviour (kernel path, layout) and what it did
+                print(f"  {r.engine}: " + "; ".join([", ".join(f"{k}={v}" for k, v in r.facts.items())] + r.notes))
+        for r in results:
             # As pytest's strict xfail: a known bug must still fail (as a disagreement), and nothing may crash.
             unexpected = r.verdict == "error" or (r.verdict == "fail") != bool(r.xfail)
             if unexpected:
@@ -84,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--case", action="append", help="only this case id (repeatable)")
         p.add_argument("--engine", action="append", default=[],
                        help="built-in engine to restrict to, or [NAME=]MODULE:CALLABLE plug-in (repeatable)")
+        p.add_argument("--tf-onednn", choices=("on", "off"), default=None,
+                       help="TensorFlow's CPU kernel path for the keras engine: on (oneDNN) or off (Eigen); "
+                            "default: TensorFlow's own choice for this CPU")
         for extra in EXTRA_ARGUMENTS.get(name, []):
             extra(p)
     return parser
@@ -108,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     _load_subcommands()
     args = build_parser().parse_args(argv)
     try:
+        request_onednn(args.tf_onednn)   # before any engine imports TensorFlow; fuzz workers inherit it
         return COMMANDS[args.command](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

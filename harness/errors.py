@@ -16,4 +16,9 @@ class EngineSkip(Exception):
 
 
 class EngineRejected(Exception):
-    """Raised when the framework itself refuses the configuration (carries the framework's error)."""
+    """Raised when the framework itself refuses the configuration (carries the framework's error, and the facts
+    of the run that decided it, e.g. {"onednn": False}, for the conditions of expected refusals)."""
+
+    def __init__(self, message: str, facts: dict | None = None):
+        super().__init__(message)
+        self.facts = dict(facts or {})

@@ -167,3 +167,39 @@ def output_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     if g.channels_first:
         return (input_shape[0], g.out_channels, *spatial)
     return (input_shape[0], *spatial, g.out_channels)
+
+
+def impossible(g: Geometry, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+    """What makes a configuration impossible to run, as (case field, what is wrong); empty when it can run.
+
+    The schema refuses such a case unless it pins the refusals (expect.rejected_by); the oracle and the torch
+    port then refuse it with these words, as frameworks do with theirs.
+    """
+    problems: list[tuple[str, str]] = []
+    for name, value in (("filters", g.filters), ("depth_multiplier", g.depth_multiplier), ("groups", g.groups)):
+        if value is not None and value <= 0:
+            problems.append((f"config.{name}", f"must be a positive integer, got {value!r}"))
+    for name, values in (("kernel_size", g.kernel_size), ("strides", g.strides), ("dilation_rate", g.dilation)):
+        if min(values) <= 0:
+            problems.append((f"config.{name}", f"must be a positive integer or a list of {g.kind.rank}, "
+                                               f"got {list(values)}"))
+    if problems:
+        return problems
+    if g.kind.family == "conv" and (g.in_channels % g.groups or g.filters % g.groups):
+        return [("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
+                                  f"and filters ({g.filters})")]
+    out = output_shape(g, input_shape)
+    if min(out) <= 0:
+        return [("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "
+                                f"padding {g.padding!r} does not fit input {list(input_shape)} "
+                                f"(output would be {list(out)})")]
+    return []
+
+
+def refuse_impossible(engine: str, layer: str, g: Geometry, input_shape: tuple[int, ...]) -> None:
+    """Raise EngineRejected, as a framework does, for a configuration that cannot run (see ``impossible``)."""
+    problems = impossible(g, input_shape)
+    if problems:
+        from .errors import EngineRejected
+
+        raise EngineRejected(f"{engine} refuses {layer}: " + "; ".join(f"{f}: {m}" for f, m in problems))

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
+from .facts import request_onednn
 from .runner import Result, run_one
 from .schema import Case, CaseError, load_file
 from .selection import select_engines
@@ -16,6 +18,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--engine", action="append", default=[], metavar="NAME|[NAME=]MODULE:CALLABLE",
                     help="restrict to a built-in engine (oracle, keras, torch) or add a plug-in engine "
                          "fn(layer, config, x, weights) -> y; repeatable")
+    group.addoption("--tf-onednn", choices=("on", "off"), default=None,
+                    help="TensorFlow's CPU kernel path for the keras engine: on (oneDNN) or off (Eigen); sets "
+                         "TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (default: TensorFlow's own choice for "
+                         "this CPU). Results record the path that ran.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,24 +30,42 @@ def pytest_configure(config: pytest.Config) -> None:
         # (torch: 10-40 ms per tiny conv with 2 threads vs 1-2 ms with 1). Read before any framework loads.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
+        request_onednn(config.getoption("tf_onednn"))   # before any engine imports TensorFlow (workers inherit it)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--tf-onednn: {exc}") from exc
+    try:
         config._harness_engines = select_engines(config.getoption("engine"))
     except (ValueError, ImportError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     for engine in config._harness_engines:
         config.addinivalue_line("markers", f"{engine.replace('-', '_')}: items run by the {engine} engine")
-    config._harness_named = {Path(a.split("::")[0]).resolve() for a in config.args}
+    # The paths named on the command line (or the configured testpaths when none is), resolved against the
+    # directory pytest was invoked in, `::` suffixes dropped: a named file is always collected, a named folder
+    # is searched for case files. A bare `pytest` run elsewhere (the invocation dir as default) names nothing.
+    here = config.invocation_params.dir
+    config._harness_named = set() if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR else {
+        (here / a.split("::")[0]).resolve() for a in config.args}
+
+
+_CASES_KEY = re.compile(r"""^["']?cases["']?[ \t]*:""", re.MULTILINE)
 
 
 def _wanted(file_path: Path, config: pytest.Config) -> bool:
     if file_path.suffix not in (".yaml", ".yml"):
         return False
-    if file_path.resolve() in config._harness_named:
-        return True
-    try:
-        rel = file_path.resolve().relative_to(config.rootpath.resolve())
-    except ValueError:
+    path = file_path.resolve()
+    if path in config._harness_named:
+        return True  # named: always a case file, so that a bad one reports its schema error
+    if path.is_relative_to(config.rootpath.resolve() / "cases"):
+        return True  # the project's case folder: every YAML file there is a case file
+    if not any(path.is_relative_to(named) for named in config._harness_named):
         return False
-    return rel.parts[:1] == ("cases",)
+    # Found by searching a named folder: only a case file (a top-level `cases:` key), so that an unrelated
+    # YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed.
+    try:
+        return bool(_CASES_KEY.search(path.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return True  # unreadable: collected, its item reports why
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -52,8 +76,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 
 class CaseFile(pytest.File):
     def collect(self):
-        cases, errors = load_file(self.path.relative_to(self.config.rootpath)
-                                  if self.path.is_relative_to(self.config.rootpath) else self.path)
+        # Opened by its absolute path, whatever the current directory; shown to the user (in messages and in
+        # the repro command) as a path that works from the directory pytest was invoked in: relative to it when
+        # the file lies below it, else absolute.
+        here, name = self.config.invocation_params.dir, str(self.path)
+        for path, base in ((self.path, here), (self.path.resolve(), here.resolve())):
+            if path.is_relative_to(base):
+                name = str(path.relative_to(base))
+                break
+        cases, errors = load_file(self.path, name=name)
         owners: dict[str, str] = self.config.__dict__.setdefault("_harness_ids", {})
         for case in list(cases):
             # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
@@ -81,6 +112,15 @@ class HarnessError(CaseFailure):
     """An engine or the harness crashed: not a disagreement."""
 
 
+class KnownBugGone(CaseFailure):
+    """The case's known bug was expected here (its condition holds) but the engine agreed: strict XPASS."""
+
+    def __init__(self, result: Result):
+        result.message = (f"{result.engine}: XPASS(strict): agrees with the oracle, but the case expects the known "
+                          f"bug {result.xfail!r} here; remove the xfail or narrow its condition")
+        super().__init__(result)
+
+
 class CaseItem(pytest.Item):
     def __init__(self, *, case: Case, engine: str, **kwargs):
         super().__init__(**kwargs)
@@ -88,9 +128,6 @@ class CaseItem(pytest.Item):
         self.add_marker(getattr(pytest.mark, engine.replace("-", "_")))
         # One case's items share a worker under --dist loadgroup: its reference is computed once.
         self.add_marker(pytest.mark.xdist_group(f"{case.file}::{case.id}"))
-        if engine in case.xfail:
-            # Strict: the known bug must still show; once the framework fixes it, the XPASS fails the run.
-            self.add_marker(pytest.mark.xfail(reason=case.xfail[engine], strict=True, raises=Disagreement))
 
     def runtest(self) -> None:
         result = run_one(self.case, self.engine)
@@ -101,7 +138,13 @@ class CaseItem(pytest.Item):
             # Reported at the case's YAML line, not at this line of the plugin.
             raise pytest.skip.Exception(result.message, _use_item_location=True)
         if result.verdict == "error":
-            raise HarnessError(result)  # a crash never counts as a case's known bug (xfail raises=Disagreement)
+            raise HarnessError(result)  # a crash never counts as a case's known bug
+        if result.xfail:
+            # The case's known bug, and its condition holds here (decided at run time, from the facts of the
+            # run): strict, so the item must still disagree, and fails once the framework is fixed.
+            if result.verdict == "fail":
+                raise pytest.xfail.Exception(f"{result.xfail} | {result.message}")
+            raise KnownBugGone(result)
         if result.verdict != "pass":
             raise Disagreement(result)
 

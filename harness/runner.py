@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from . import engines, oracle
+from . import engines, facts, oracle
 from .agreement import Bound, Metrics, error_bound, gamma, measure, usable
 from .engines.base import EngineOutput, Inputs
 from .errors import EngineRejected, EngineSkip
+from .known import Expectation
 from .layers import output_shape
 from .schema import Case
 from .tensors import generate, numpy_dtype, round_to, unit_roundoff
@@ -52,7 +53,8 @@ class Result:
     duration_s: float = 0.0
     repro: str = ""
     details: str = ""                         # traceback of a harness error
-    xfail: str = ""                           # the case's known bug of this engine: a fail is expected
+    xfail: str = ""                           # the case's known bug of this engine, where it holds: a fail is expected
+    facts: dict[str, Any] = field(default_factory=dict)   # what decided the engine's behaviour (oneDNN, layout)
     output: EngineOutput | None = field(default=None, repr=False)   # kept for reports and diagnosis
     bound: Bound | None = field(default=None, repr=False)
 
@@ -100,7 +102,7 @@ def tag(case: Case) -> str:
 def run_one(case: Case, engine_name: str) -> Result:
     """Run and judge; never raises: every outcome is a Result (skip, rejected and error included)."""
     result = Result(case_id=case.id, file=case.file, engine=engine_name, verdict="error",
-                    repro=repro_command(case, engine_name), xfail=case.xfail.get(engine_name, ""))
+                    repro=repro_command(case, engine_name))
     start = time.perf_counter()
     try:
         if engine_name in case.skip:
@@ -114,21 +116,30 @@ def run_one(case: Case, engine_name: str) -> Result:
                               f"{case.dtype} (gamma_K >= 1 would accept an all-zero output); use a smaller "
                               f"reduction or a wider dtype {tag(case)}")
             return result
+        if case.impossible:
+            return _run_impossible(case, engine_name, result)
         ref = reference(case)
         out = ref.oracle if engine_name == "oracle" else engines.get(engine_name).run(
             case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
-        result.output = out
+        result.output, result.facts = out, dict(out.facts)
         result.verdict, result.message = _judge(case, engine_name, out, ref, result)
-        if engine_name in case.expect.get("rejected_by", ()):
+        refusal = _expected(case, case.rejected_by, engine_name, result)
+        if refusal:
             result.verdict = "fail"
             result.message = (f"{engine_name}: accepted the configuration, but should reject it "
-                              f"(expect.rejected_by) {tag(case)}")
+                              f"(expect.rejected_by{': ' + refusal.known if refusal.known else ''}) {tag(case)}")
+        else:
+            bug = _expected(case, case.xfail, engine_name, result)
+            result.xfail = bug.reason if bug else ""
     except (EngineSkip, NotImplementedError) as exc:
         result.verdict, result.message = "skip", f"{engine_name} cannot run this case: {exc}"
     except EngineRejected as exc:
-        if engine_name in case.expect.get("rejected_by", ()):
+        result.facts = dict(getattr(exc, "facts", None) or {})
+        refusal = _expected(case, case.rejected_by, engine_name, result)
+        if refusal:
             # The refusal is the fact this case pins (a framework that starts accepting it is news).
-            result.verdict, result.message = "pass", f"rejected, as the case expects: {exc}"
+            result.verdict = "pass"
+            result.message = f"rejected, as the case expects{' (' + refusal.known + ')' if refusal.known else ''}: {exc}"
         else:
             result.verdict, result.message = "rejected", str(exc)
     except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
@@ -140,10 +151,43 @@ def run_one(case: Case, engine_name: str) -> Result:
     return result
 
 
+def _run_impossible(case: Case, engine: str, result: Result) -> Result:
+    """A configuration that cannot run, pinned by its refusals: run the engine with no reference. A refusal is
+    judged by the caller (EngineRejected); an output can only be wrong where a refusal is expected."""
+    out = engines.get(engine).run(case.layer, case.config, make_inputs(case), case.engine_options.get(engine, {}))
+    result.output, result.facts = out, dict(out.facts)
+    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    refusal = _expected(case, case.rejected_by, engine, result)
+    if refusal:
+        result.verdict = "fail"
+        result.message = (f"{engine}: accepted the configuration, but should reject it "
+                          f"(expect.rejected_by{': ' + refusal.known if refusal.known else ''}) {tag(case)}")
+    else:
+        result.verdict = "skip"
+        result.message = (f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
+                          f"reference to judge its output {result.output_shape} against {tag(case)}")
+    return result
+
+
+def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Expectation | None:
+    """The case's expectation for ``engine`` where its condition holds here, else None. Where it does not hold
+    the item is judged like any other, and a note says why."""
+    expectation = table.get(engine)
+    if expectation is None:
+        return None
+    seen = expectation.evaluate(case, {**facts.process_facts(), **result.facts})
+    if seen.holds:
+        return expectation
+    result.notes.append(f"not expected here: {expectation.known or expectation.reason} "
+                        f"(holds when {expectation.condition_text()}; here: {seen.explanation})")
+    return None
+
+
 def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: Result) -> tuple[str, str]:
     y = out.y
     result.output_shape, result.dtype = tuple(y.shape), str(y.dtype)
-    result.params, result.weight_shapes, result.notes = out.params, out.weight_shapes, out.notes
+    result.params, result.weight_shapes = out.params, out.weight_shapes
+    result.notes.extend(out.notes)
     where = tag(case)
     want_shape = output_shape(case.geometry, case.input_shape)
     if tuple(y.shape) != want_shape:

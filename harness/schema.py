@@ -12,7 +12,8 @@ import yaml
 
 from .engines import BUILTIN
 from .errors import CaseError
-from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, output_shape
+from .known import Expectation, parse as parse_expectation
+from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, impossible, output_shape
 from .tensors import DTYPES, INITS
 
 FILE_KEYS = {"defaults", "cases"}
@@ -29,7 +30,8 @@ CASE_KEYS = {
     "sweep": "cartesian product over config keys (and input_shape, dtype, seed)",
     "engine_options": "per engine name, options of that engine (e.g. torch: {depthwise_bias: true})",
     "skip": "per engine name, the reason that engine is skipped for this case",
-    "xfail": "per engine name, a known bug of that engine: the item must fail (strict), and passes once it is fixed",
+    "xfail": "per engine name, a known bug of that engine (a registry id, or a reason with an optional condition): "
+             "where it holds the item must fail (strict)",
     "description": "free text",
 }
 EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes", "rejected_by"}
@@ -58,8 +60,12 @@ class Case:
     swept: dict[str, Any] = field(default_factory=dict)   # the values this point of the sweep set
     engine_options: dict[str, dict] = field(default_factory=dict)
     skip: dict[str, str] = field(default_factory=dict)
-    xfail: dict[str, str] = field(default_factory=dict)   # engine -> known bug it must still show
+    xfail: dict[str, Expectation] = field(default_factory=dict)        # engine -> known bug it must still show
+    rejected_by: dict[str, Expectation] = field(default_factory=dict)  # engine -> refusal it must still show
     source: dict[str, Any] = field(default_factory=dict)  # the entry as written (before sweep), for reports
+    # Why the configuration cannot run (zero filters, a kernel that does not fit, ...): allowed only in a case
+    # that pins the refusals (expect.rejected_by); empty for every other case.
+    impossible: str = ""
     line: int | None = None
 
     @functools.cached_property
@@ -88,11 +94,16 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def load_file(path: str | Path) -> tuple[list[Case], list[CaseError]]:
-    """Every valid case of a file, and one error per invalid case (a bad case never hides the others)."""
-    path = str(path)
+def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], list[CaseError]]:
+    """Every valid case of a file, and one error per invalid case (a bad case never hides the others).
+
+    The file is opened at `path` (absolute, or relative to the current directory); `name` (default: `path`)
+    is how cases and errors name it to the user (`Case.file`, `CaseError.file`, the repro command), e.g. the
+    path relative to the directory pytest was invoked in.
+    """
+    source, path = path, str(path) if name is None else name
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(source, encoding="utf-8") as fh:
             doc = yaml.load(fh, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
     except (OSError, yaml.YAMLError) as exc:
         return [], [CaseError(path, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
@@ -191,6 +202,13 @@ def _expand(path: str, label: str, defaults: dict, entry: Any) -> list[Case]:
         case = _validate(path, case_id, data, swept)
         case.source, case.line = _strip_lines(entry), line
         out.append(case)
+    for key, table in (("xfail", out[0].xfail), ("expect.rejected_by", out[0].rejected_by)):
+        for engine, expectation in table.items():
+            # A known behaviour holds only at the points of a sweep it touches; at none, the reference is dead.
+            known = expectation.entry
+            if known is not None and not any(known.applies(case) for case in out):
+                raise fail(f"{key}.{engine}", f"{known.id} touches no configuration of this case "
+                                              f"(it touches: {known.touches})")
     return out
 
 
@@ -225,7 +243,8 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
     config = data["config"]
     if not isinstance(config, dict):
         raise fail("config", "must be a mapping of Keras constructor arguments")
-    _validate_config(fail, kind, config)
+    pins_refusal = isinstance(data.get("expect"), dict) and bool(data["expect"].get("rejected_by"))
+    _validate_config(fail, kind, config, pins_refusal)
     dtype = data.get("dtype", "float32")
     if dtype not in DTYPES:
         raise fail("dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -235,17 +254,16 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
     case = Case(id=case_id, file=path, layer=layer, input_shape=tuple(shape), config=config, dtype=dtype,
                 seed=seed, input=data.get("input", "normal"), weights=data.get("weights") or {},
                 expect=data.get("expect") or {}, swept=swept,
-                engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {},
-                xfail=data.get("xfail") or {})
+                engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {})
     g = case.geometry
-    if g.kind.family == "conv" and (g.in_channels % g.groups or g.filters % g.groups):
-        raise fail("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
-                                    f"and filters ({g.filters})")
-    out = output_shape(g, case.input_shape)
-    if min(out) <= 0:
-        raise fail("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "
-                                  f"padding {g.padding!r} does not fit input {list(case.input_shape)} "
-                                  f"(output would be {list(out)})")
+    problems = impossible(g, case.input_shape)
+    if problems and not pins_refusal:
+        raise fail(*problems[0])
+    if problems and set(case.expect) & {"output", "output_at", "output_shape"}:
+        raise fail("expect", f"{problems[0][0]} {problems[0][1]}: a configuration pinned as refused has no output "
+                             "to check")
+    case.impossible = "; ".join(f"{field}: {message}" for field, message in problems)
+    out = output_shape(g, case.input_shape) if not problems else ()
     channel_axis = 1 if g.channels_first else -1
     _validate_tensor(fail, "input", case.input, case.input_shape, channel_axis)
     shapes = g.weight_shapes()
@@ -260,13 +278,22 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
     for key in ("engine_options", "skip", "xfail"):
         if not isinstance(data.get(key) or {}, dict):
             raise fail(key, "must be a mapping keyed by engine name")
-    for key in ("skip", "xfail"):
-        for engine, reason in (data.get(key) or {}).items():
+    for engine, reason in (data.get("skip") or {}).items():
+        _check_engine_name(fail, "skip", engine)
+        if not isinstance(reason, str) or not reason.strip():
+            raise fail(f"skip.{engine}", "needs the reason, as text")
+    rejected_by = case.expect.get("rejected_by") or {}
+    if isinstance(rejected_by, list):   # [engine, ...]: refused everywhere, the reason being the refusal itself
+        rejected_by = {engine: {"reason": "listed in expect.rejected_by"} for engine in rejected_by}
+    for key, kind, table, target in (("xfail", "bug", data.get("xfail") or {}, case.xfail),
+                                     ("expect.rejected_by", "refusal", rejected_by, case.rejected_by)):
+        for engine, written in table.items():
             _check_engine_name(fail, key, engine)
-            if not isinstance(reason, str) or not reason.strip():
-                raise fail(f"{key}.{engine}", "needs the reason, as text")
-    for engine in case.expect.get("rejected_by") or []:
-        _check_engine_name(fail, "expect.rejected_by", engine)
+            expectation, problem = parse_expectation(written, f"{key}.{engine}", kind)
+            if problem:
+                field_name, _, message = problem.partition(": ")
+                raise fail(field_name, message)
+            target[engine] = expectation
     for engine, options in case.engine_options.items():
         known = ENGINE_OPTIONS.get(engine)
         if known is None:
@@ -304,7 +331,10 @@ def _check_engine_name(fail, key: str, engine: Any) -> None:
             raise fail(f"{key}.{engine}", f"unknown engine {engine!r}; did you mean {near[0]!r}?")
 
 
-def _validate_config(fail, kind, config: dict) -> None:
+def _validate_config(fail, kind, config: dict, pins_refusal: bool = False) -> None:
+    """Types and names; with ``pins_refusal`` (the case expects refusals) a zero may stand where a framework
+    needs a positive value, so that the framework's own check is what the case pins."""
+    low = 0 if pins_refusal else 1
     unknown = set(config) - kind.config_keys
     if unknown:
         raise fail("config." + ",".join(sorted(unknown)),
@@ -313,13 +343,13 @@ def _validate_config(fail, kind, config: dict) -> None:
         if key not in config:
             raise fail(f"config.{key}", f"required by {kind.name}")
     for key in ("filters", "depth_multiplier", "groups"):
-        if key in config and not (_is_int(config[key]) and config[key] > 0):
+        if key in config and not (_is_int(config[key]) and config[key] >= low):
             raise fail(f"config.{key}", f"must be a positive integer, got {config[key]!r}")
     for key in ("kernel_size", "strides", "dilation_rate"):
         if key in config:
             v = config[key]
-            ok = (_is_int(v) and v > 0) or (isinstance(v, list) and len(v) == kind.rank
-                                            and all(_is_int(e) and e > 0 for e in v))
+            ok = (_is_int(v) and v >= low) or (isinstance(v, list) and len(v) == kind.rank
+                                               and all(_is_int(e) and e >= low for e in v))
             if not ok:
                 raise fail(f"config.{key}", f"must be a positive integer or a list of {kind.rank}, got {v!r}")
     if "padding" in config and str(config["padding"]).lower() not in kind.paddings:  # Keras lowercases it
@@ -413,8 +443,10 @@ def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]], out:
                 len(index) <= len(out) and all(0 <= j < n for j, n in zip(index, out))):
             raise fail(f"expect.output_at[{i}].index", f"impossible index {index} for the output shape {list(out)}")
     rejected_by = expect.get("rejected_by")
-    if rejected_by is not None and not (isinstance(rejected_by, list) and all(isinstance(e, str) for e in rejected_by)):
-        raise fail("expect.rejected_by", f"must be a list of engine names, got {rejected_by!r}")
+    if rejected_by is not None and not (isinstance(rejected_by, list) and all(isinstance(e, str) for e in rejected_by)
+                                        or isinstance(rejected_by, dict)):
+        raise fail("expect.rejected_by", f"must be a list of engine names or a mapping engine -> registry id or "
+                                         f"{{known | reason, when}}, got {rejected_by!r}")
     for i, item in enumerate(expect.get("output_at") or []):
         if not (isinstance(item, dict) and set(item) == {"index", "value"} and isinstance(item["index"], list)
                 and all(_is_int(j) for j in item["index"]) and _nested_shape(item["value"]) is not None):

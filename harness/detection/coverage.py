@@ -93,7 +93,7 @@ def coverage_table(cases: list[Case]) -> dict[str, dict[str, Any]]:
     missing: [bucket]}]}. A bucket is a value (or a combination) that ports get wrong; missing ones have no case."""
     table: dict[str, dict[str, Any]] = {}
     for name, kind in LAYERS.items():
-        mine = [(c, c.geometry) for c in cases if c.layer == name]
+        mine = [(c, c.geometry) for c in cases if c.layer == name and not c.impossible]   # runnable ones only
         rows = []
         for param, buckets in BUCKETS.items():
             value_of = VALUES.get(param)

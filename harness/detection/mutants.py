@@ -369,11 +369,10 @@ class BiasDropped(Port):
 
 class BiasAddFormatGuessed(Port):
     name = "bias_add_format_guessed"
-    bug = ("channels_first bias added along the last axis whenever that axis is as long as the channel count: "
-           "keras.ops.add on TensorFlow turns a bias-shaped add into tf.nn.bias_add and guesses NHWC from the "
-           "shapes (found by this harness in Keras 3.15.1: DepthwiseConv1D/2D channels_first)")
+    bug = ("channels_first bias added along the last axis whenever that axis is as long as the channel count "
+           "(models the known Keras bug keras-bias-add-guessed-nhwc, harness/known.py)")
     diagnosis = ("the bias added along the last (spatial) axis instead of the channel axis: a bias_add whose "
-                 "data_format was guessed from the shapes (a Keras 3.15.1 ops.add bug)")
+                 "data_format was guessed from the shapes (known bug keras-bias-add-guessed-nhwc)")
     source = "keras/src/backend/tensorflow/numpy.py: add()"
 
     def finish(self, y, bias, g):

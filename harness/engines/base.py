@@ -30,6 +30,9 @@ class EngineOutput:
     gauge_extra: np.ndarray | None = None
     extra_roundings: int = 0                        # roundings beyond the Keras layer's path (added to K)
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. the depthwise stage of separable
+    # Facts of this run that decide the framework's behaviour, in the condition language's names
+    # (harness/conditions.py FACTS), e.g. {"onednn": True, "keras_layer_format": "channels_first"}.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):

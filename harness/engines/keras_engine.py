@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import facts as env
 from ..errors import EngineRejected, EngineSkip
 from .base import EngineOutput, Inputs
 
@@ -35,13 +36,23 @@ class KerasEngine:
 
         # Keras runs grouped convs through a tf.function per layer; every new case "retraces" by design.
         tf.get_logger().setLevel("ERROR")
+        self.onednn = env.onednn()
+        asked = env.requested_onednn()
+        if asked is not None and self.onednn is not None and asked != self.onednn:
+            # A run that asked for one kernel path must not be reported as having tested it on the other.
+            self.refusal = (f"TensorFlow runs with oneDNN {'on' if self.onednn else 'off'}, but this run asked "
+                            f"for {'on' if asked else 'off'} ({env.ONEDNN_VARIABLE} must be set before TensorFlow "
+                            "is first imported in the process; some builds ignore it)")
+        else:
+            self.refusal = ""
 
     def _build(self, layer: str, config: dict[str, Any], dtype: str, input_shape: tuple[int, ...]):
         try:
             obj = getattr(self.keras.layers, layer)(**config, dtype=dtype)
             obj.build(input_shape)
         except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
-            raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}") from exc
+            raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}",
+                                 self._facts(config)) from exc
         return obj
 
     def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict) -> np.ndarray:
@@ -58,16 +69,25 @@ class KerasEngine:
             if _is_nchw_refusal(exc):
                 raise
             raise EngineRejected(f"Keras/TensorFlow refused {layer}({_args(config)}) at call: "
-                                 f"{type(exc).__name__}: {_op_message(exc)}") from exc
+                                 f"{type(exc).__name__}: {_op_message(exc)}", self._facts(config)) from exc
+
+    def _facts(self, config: dict[str, Any]) -> dict[str, Any]:
+        """What decided this run: the kernel path, the data_format the layer ran in, XLA (grouped convs)."""
+        return {"onednn": self.onednn, "keras_layer_format": config.get("data_format", "channels_last"),
+                # Keras compiles a conv with XLA when the kernel's input depth differs from the channel count.
+                "keras_xla": int(config.get("groups", 1)) > 1}
 
     def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
         import tensorflow as tf
 
+        if self.refusal:
+            raise EngineSkip(self.refusal)
         dtype = str(inputs.x.dtype)
         obj = self._build(layer, config, dtype, inputs.x.shape)
         params = int(obj.count_params())
         shapes = {w.name: tuple(int(d) for d in w.shape) for w in obj.weights}
         notes: list[str] = []
+        ran = config
         try:
             y = self._call(obj, inputs.x, inputs.weights, layer, config)
         except (tf.errors.OpError, ValueError) as exc:
@@ -76,12 +96,12 @@ class KerasEngine:
             # TensorFlow's CPU kernels implement NHWC only; run the same layer channels_last and transpose
             # around it, as a user on CPU must. The weights' layout does not depend on data_format.
             notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused NCHW "
-                         f"({_op_message(exc)[:160]})")
-            last = {**config, "data_format": "channels_last"}
+                         f"({_op_message(exc)[:160]}) [tf-eigen-nchw-conv-refused]")
+            last = ran = {**config, "data_format": "channels_last"}
             x_last = np.moveaxis(inputs.x, 1, -1)
             obj = self._build(layer, last, dtype, x_last.shape)
             y = np.moveaxis(self._call(obj, x_last, inputs.weights, layer, last), -1, 1)
-        return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes)
+        return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes, facts=self._facts(ran))
 
 
 def _args(config: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import oracle
-from ..layers import geometry
+from ..layers import geometry, refuse_impossible
 from .base import EngineOutput, Inputs
 
 
@@ -13,6 +13,7 @@ class OracleEngine:
 
     def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
         g = geometry(layer, config, inputs.x.shape)
+        refuse_impossible("oracle", layer, g, inputs.x.shape)
         return EngineOutput(
             y=oracle.run(layer, config, inputs.x64, inputs.weights64),
             params=g.param_count(),

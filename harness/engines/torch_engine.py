@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineSkip
-from ..layers import geometry
+from ..layers import geometry, refuse_impossible
 from ..tensors import generate, numpy_dtype
 from .base import EngineOutput, Inputs
 
@@ -26,6 +26,7 @@ class TorchEngine:
         dtype_name = str(inputs.x.dtype)
         tdtype = getattr(torch, dtype_name)
         g = geometry(layer, config, inputs.x.shape)
+        refuse_impossible("torch port", layer, g, inputs.x.shape)
         depthwise_bias = None
         gauge_extra = None
         unknown = set(options) - {"depthwise_bias"}  # the schema checks this; plug-ins calling us directly may not

@@ -23,6 +23,8 @@ function renderCase(i, engine) {
         (r.verdict === "fail" ? "known bug, expected to fail: " : "marked as a known bug but did not fail (remove the xfail once fixed): ")
         + r.xfail));
     for (const n of r.notes || []) box.appendChild(el("div", {class: "msg", text: e + " note: " + n}));
+    if (r.facts) box.appendChild(el("div", {class: "msg", text: e + " ran with: " +
+      Object.entries(r.facts).map(([k, v]) => k + "=" + v).join(", ")}));
     if (r.baseline && r.baseline.change)
       box.appendChild(el("div", {class: "msg", text: "vs baseline: " + changeText(e, r.baseline, r)}));
   }

@@ -7,6 +7,8 @@ import sys
 from importlib import metadata
 from typing import Any, Callable
 
+from .. import facts
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -23,17 +25,6 @@ def _try(fn: Callable[[], Any]) -> Any:
         return None
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _tensorflow() -> dict[str, Any]:
     info: dict[str, Any] = {"version": _version("tensorflow-cpu") or _version("tensorflow"), "loaded": False}
     info["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
@@ -43,12 +34,8 @@ def _tensorflow() -> dict[str, Any]:
     info["loaded"] = True
     info["version"] = getattr(tf, "__version__", info["version"])
 
-    def onednn() -> bool:
-        from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow itself consults
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-
-    info["onednn_enabled"] = _try(onednn)
+    info["onednn_enabled"] = facts.onednn()
+    info["onednn_requested"] = os.environ.get(facts.REQUEST_VARIABLE)
     info["intra_op_threads"] = _try(tf.config.threading.get_intra_op_parallelism_threads)
     info["inter_op_threads"] = _try(tf.config.threading.get_inter_op_parallelism_threads)
     info["gpus"] = _try(lambda: [d.name for d in tf.config.list_physical_devices("GPU")])
@@ -97,7 +84,8 @@ def capture() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": cpu_model(),
+        "cpu": facts.cpu_model(),
+        "cpu_has": [f for f in facts.CPU_FEATURES if f in facts.cpu_flags()],
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

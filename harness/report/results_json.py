@@ -10,7 +10,7 @@ from ..runner import Result, VERDICTS
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle|), "
@@ -68,6 +68,7 @@ def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str
         "worst_elements": extra.get("worst_elements"), "ratio_histogram": extra.get("ratio_histogram"),
         "pattern": extra.get("pattern"), "details": result.details or None,
         "xfail": getattr(result, "xfail", "") or None, "baseline": None,
+        "facts": finite(dict(result.facts)) or None,
     }
 
 
