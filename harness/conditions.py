@@ -27,6 +27,8 @@ FACTS: dict[str, tuple[str, str]] = {
     "keras_backend": ("text", "the Keras backend: tensorflow, jax, torch"),
     "machine": ("text", "the processor architecture: x86_64, aarch64"),
     "cpu_has": ("flags", "CPU feature flags that must all be present, e.g. [avx512_bf16]"),
+    "dtype": ("text", "case fact: the case dtype (float16, bfloat16, float32, float64)"),
+    "layer": ("text", "case fact: the Keras layer class"),
     "keras_layer_format": ("text", "run fact: the data_format the Keras layer itself ran in (channels_first "
                                    "natively, or channels_last when the engine transposed around it)"),
     "keras_xla": ("bool", "run fact: Keras compiled the convolution with XLA (it does for grouped convs)"),

@@ -86,10 +86,11 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         repro="TF_ENABLE_ONEDNN_OPTS=0 python -c \"import tensorflow as tf; tf.nn.depthwise_conv2d("
               "tf.zeros((1, 6, 6, 1)), tf.zeros((2, 2, 1, 1)), [1, 1, 2, 1], 'VALID')\"",
         touches="DepthwiseConv2D and SeparableConv2D with strides[0] != strides[1]",
-        when={"tensorflow": "==2.21.0", "onednn": False},
+        # oneDNN has no float64 depthwise kernel: float64 falls back to Eigen and is refused on both paths.
+        when={"tensorflow": "==2.21.0", "any": [{"onednn": False}, {"dtype": "float64"}]},
         applies=_unequal_strides,
-        seen="TensorFlow 2.21.0 with oneDNN off; with oneDNN on it accepts them (see "
-             "tf-onednn-depthwise-unequal-strides-wrong)"),
+        seen="TensorFlow 2.21.0 with oneDNN off, and in float64 with it on; with oneDNN on it accepts float16, "
+             "bfloat16 and float32 (see tf-onednn-depthwise-unequal-strides-wrong)"),
     Known(
         id="tf-onednn-depthwise-unequal-strides-wrong", engine="keras", kind="bug",
         summary="TensorFlow's oneDNN depthwise kernel computes wrong values, some read from uninitialised memory "

@@ -169,13 +169,18 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
     return result
 
 
+def run_facts(case: Case, result: Result) -> dict[str, Any]:
+    """Every fact a condition may ask about one item: the process's, the case's, and the engine's run."""
+    return {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **result.facts}
+
+
 def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Expectation | None:
     """The case's expectation for ``engine`` where its condition holds here, else None. Where it does not hold
     the item is judged like any other, and a note says why."""
     expectation = table.get(engine)
     if expectation is None:
         return None
-    seen = expectation.evaluate(case, {**facts.process_facts(), **result.facts})
+    seen = expectation.evaluate(case, run_facts(case, result))
     if seen.holds:
         return expectation
     result.notes.append(f"not expected here: {expectation.known or expectation.reason} "

@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 
 import pytest
 
+import fuzz_engines_for_tests as wrong   # tests/ is on sys.path (pytest's rootdir-relative import)
+from harness import engines, known
 from harness.detection import fuzz, mutants
 from harness.layers import LAYERS, output_shape
-from harness.runner import run_one
+from harness.runner import Result, run_one
 from harness.schema import load_file
 
 # The fixed budget of `make test` (about 10 s with Keras after its import); the long run is `make fuzz N=20000`.
@@ -97,6 +99,8 @@ def test_known_framework_bug_is_a_true_alarm_not_a_false_one():
     stats = fuzz.search(1, engines=("keras",), seed=None, strategy=st.just(entry))
     assert stats.false_alarms == [], stats.false_alarms
     assert sum(stats.known_bugs.values()) == 1, fuzz.format_stats(stats)
+    assert list(stats.known_bugs) == ["keras float32: keras-bias-add-guessed-nhwc"], stats.known_bugs
+    assert stats.rechecks == 0, "a known bug should not be re-checked in fresh processes"
 
 
 def test_yaml_of_an_entry_round_trips():
@@ -108,3 +112,134 @@ def test_yaml_of_an_entry_round_trips():
     assert "..." not in text
     loaded = yaml.safe_load("cases:\n" + text)["cases"][0]
     assert {k: loaded[k] for k in entry} == entry
+
+
+# ---- known bugs from the registry; re-checking the others in fresh processes ----------------------------------
+# Plug-ins from tests/fuzz_engines_for_tests.py: no framework, so each fresh process takes well under a second.
+RECHECKS = 2
+
+
+def conv1d(width: int) -> dict:
+    return {"layer": "Conv1D", "input_shape": [1, width, 1], "dtype": "float32", "seed": 0, "input": "normal",
+            "config": {"filters": 1, "kernel_size": 1}}
+
+
+WIDTHS = st.integers(1, 12).map(conv1d)
+
+
+@pytest.fixture
+def plugin():
+    """Register a plug-in of tests/fuzz_engines_for_tests.py by function name; reset its module state."""
+    wrong.reset()
+    yield lambda fn: engines.register_plugin(f"fz_{fn}=fuzz_engines_for_tests:{fn}")
+    wrong.reset()
+
+
+def _yaml_case(text: str, tmp_path) -> object:
+    """The first YAML case in a finding's text (its lines from the first '  - id:' on) as a loaded Case."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  - id:"))
+    path = tmp_path / "finding.yaml"
+    path.write_text("cases:\n" + "\n".join(lines[start:]) + "\n")
+    cases, errors = load_file(path)
+    assert not errors and cases, (errors, text)
+    return cases[0]
+
+
+def _onednn_depthwise(width: int = 3) -> dict:
+    return {"layer": "DepthwiseConv2D", "input_shape": [1, 6, width, 1], "dtype": "float32", "seed": 0,
+            "input": "arange", "config": {"kernel_size": 2, "strides": [1, 3], "depth_multiplier": 2}}
+
+
+def test_a_keras_failure_that_a_registry_entry_explains_is_known_by_its_id():
+    # The oneDNN depthwise bug (no mutant reproduces it): known where its condition holds, whatever this CPU runs.
+    case = fuzz.to_case(_onednn_depthwise())
+    onednn = {"tensorflow": "2.21.0", "onednn": True}
+    message = ("keras: max error/bound 3.56e+12 at (0, 2, 0, 0): -33918024 vs 32 oracle "
+               "(6 of 10 elements over the bound)")
+    assert known.matching_bug("keras", case, onednn, None).id == "tf-onednn-depthwise-unequal-strides-wrong"
+    result = Result(case_id=case.id, file=case.file, engine="keras", verdict="fail", message=message, facts=onednn)
+    assert fuzz.known_bug(case, result).id == "tf-onednn-depthwise-unequal-strides-wrong"
+    # Not known on the Eigen path, nor in another engine, nor for a crash, nor where the output is wider.
+    eigen = Result(case_id=case.id, file=case.file, engine="keras", verdict="fail", message=message,
+                   facts={"tensorflow": "2.21.0", "onednn": False})
+    assert fuzz.known_bug(case, eigen) is None
+    assert fuzz.known_bug(case, Result(case.id, case.file, "torch", "fail", message, facts=onednn)) is None
+    assert fuzz.known_bug(case, Result(case.id, case.file, "keras", "error", message, facts=onednn)) is None
+    wide = fuzz.to_case(_onednn_depthwise(width=6))
+    assert fuzz.known_bug(wide, Result(wide.id, wide.file, "keras", "fail", message, facts=onednn)) is None
+
+
+def test_a_registry_entry_with_a_mutant_needs_the_diagnosis_to_name_it():
+    entry = {"layer": "DepthwiseConv1D", "input_shape": [2, 3, 11], "dtype": "float32", "seed": 0, "input": "normal",
+             "config": {"kernel_size": 3, "strides": 2, "padding": "same", "depth_multiplier": 2,
+                        "data_format": "channels_first"}}
+    case = fuzz.to_case(entry)
+    facts = {"keras": "3.15.1", "keras_backend": "tensorflow", "keras_layer_format": "channels_first"}
+    plain = "keras: max error/bound 40 at (0, 1, 2): 1 vs 0 oracle (9 of 36 elements over the bound) [fuzz.yaml::x]"
+    named = plain + "; diagnosis: matches the oracle with the bias on the last axis [mutant bias_add_format_guessed]"
+    assert fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", plain, facts=facts)) is None
+    bug = fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", named, facts=facts))
+    assert bug is not None and bug.id == "keras-bias-add-guessed-nhwc"
+
+
+def test_known_bugs_are_counted_by_registry_id_without_a_recheck(plugin, monkeypatch):
+    name = plugin("offset")
+    entry = known.Known(id="test-offset-by-one", engine=name, kind="bug", summary="adds one", repro="-",
+                        touches="all", when={}, applies=lambda case: case.layer == "Conv1D")
+    monkeypatch.setitem(known.REGISTRY, entry.id, entry)
+    stats = fuzz.search(3, engines=(name,), seed=None, strategy=WIDTHS)
+    assert stats.findings() == 0 and stats.rechecks == 0, fuzz.format_stats(stats)
+    assert stats.known_bugs == {f"{name} float32: test-offset-by-one": 3}, stats.known_bugs
+    assert stats.known_example["test-offset-by-one"].startswith("Conv1D [1, "), stats.known_example
+    text = fuzz.format_stats(stats)
+    assert "test-offset-by-one: adds one" in text and "false alarms: 0 (expected 0)" in text, text
+
+
+def test_a_deterministic_disagreement_is_a_false_alarm_after_the_recheck(plugin, tmp_path):
+    name = plugin("offset")
+    stats = fuzz.search(20, engines=(name,), seed=None, strategy=WIDTHS, rechecks=RECHECKS)
+    assert len(stats.false_alarms) == 1 and stats.findings() == 1, fuzz.format_stats(stats)
+    assert f"reproduced with the same values in {RECHECKS} fresh processes" in stats.false_alarms[0]
+    assert stats.rechecks == RECHECKS
+    case = _yaml_case(stats.false_alarms[0], tmp_path)
+    assert case.input_shape == (1, 1, 1), "shrunk to the narrowest input"
+
+
+def test_output_that_changes_from_run_to_run_is_nondeterministic_not_a_false_alarm(plugin, tmp_path):
+    name = plugin("noisy")
+    stats = fuzz.search(20, engines=(name,), seed=None, strategy=WIDTHS, rechecks=RECHECKS)
+    assert stats.false_alarms == [] and stats.state_dependent == [], fuzz.format_stats(stats)
+    assert len(stats.nondeterministic) == 1, fuzz.format_stats(stats)
+    text = stats.nondeterministic[0]
+    assert text.startswith(f"nondeterministic in {name}: its output changes from run to run; at (0, 0, 0)"), text
+    values = text.split("fresh processes ", 1)[1].split(";", 1)[0].split(", ")
+    assert len(values) == RECHECKS and len(set(values)) == RECHECKS, text   # the values each fresh run gave
+    assert _yaml_case(text, tmp_path).layer == "Conv1D"
+    report = fuzz.format_stats(stats)
+    assert "nondeterministic engine output: 1" in report and "false alarms: 0 (expected 0)" in report, report
+
+
+def test_a_disagreement_of_the_fuzzing_process_only_is_state_dependent(plugin, tmp_path):
+    name = plugin("wrong_here")
+    wrong.WRONG_HERE = True   # this process only: the fresh processes import the module afresh
+    stats = fuzz.search(20, engines=(name,), seed=None, strategy=WIDTHS, rechecks=RECHECKS)
+    assert stats.false_alarms == [] and stats.nondeterministic == [], fuzz.format_stats(stats)
+    assert len(stats.state_dependent) == 1, fuzz.format_stats(stats)
+    text = stats.state_dependent[0]
+    assert text.startswith("state-dependent: disagreed in the fuzzing process only"), text
+    assert _yaml_case(text, tmp_path).input_shape == (1, 1, 1), text
+    assert "state-dependent: 1" in fuzz.format_stats(stats)
+
+
+def test_when_only_the_unshrunk_configuration_reproduces_it_is_the_case_reported(plugin, tmp_path):
+    # sticky is wrong from width 8 on in any process, and for everything after that in the same process: hypothesis
+    # shrinks to width 1, which a fresh process gets right; the first configuration found reproduces.
+    name = plugin("sticky")
+    stats = fuzz.search(40, engines=(name,), seed=None, strategy=WIDTHS, rechecks=RECHECKS)
+    assert len(stats.false_alarms) == 1 and stats.findings() == 1, fuzz.format_stats(stats)
+    text = stats.false_alarms[0]
+    assert "the first, unshrunk configuration found" in text, text
+    case = _yaml_case(text, tmp_path)
+    assert case.input_shape[1] >= wrong.STICKY_WIDTH, text
+    assert stats.rechecks == 2 * RECHECKS
