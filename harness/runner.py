@@ -123,12 +123,7 @@ def run_one(case: Case, engine_name: str) -> Result:
             case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
         result.output, result.facts = out, dict(out.facts)
         result.verdict, result.message = _judge(case, engine_name, out, ref, result)
-        refusal = _expected(case, case.rejected_by, engine_name, result)
-        if refusal:
-            result.verdict = "fail"
-            result.message = (f"{engine_name}: accepted the configuration, but should reject it "
-                              f"(expect.rejected_by{': ' + refusal.known if refusal.known else ''}) {tag(case)}")
-        else:
+        if not _accepted_but_expected_to_refuse(case, engine_name, result):
             bug = _expected(case, case.xfail, engine_name, result)
             result.xfail = bug.reason if bug else ""
     except (EngineSkip, NotImplementedError) as exc:
@@ -157,16 +152,21 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
     out = engines.get(engine).run(case.layer, case.config, make_inputs(case), case.engine_options.get(engine, {}))
     result.output, result.facts = out, dict(out.facts)
     result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    if not _accepted_but_expected_to_refuse(case, engine, result):
+        result.verdict = "skip"
+        result.message = (f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
+                          f"reference to judge its output {result.output_shape} against {tag(case)}")
+    return result
+
+
+def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) -> bool:
+    """The engine produced an output where the case expects a refusal here: fail the item, and say so."""
     refusal = _expected(case, case.rejected_by, engine, result)
     if refusal:
         result.verdict = "fail"
         result.message = (f"{engine}: accepted the configuration, but should reject it "
                           f"(expect.rejected_by{': ' + refusal.known if refusal.known else ''}) {tag(case)}")
-    else:
-        result.verdict = "skip"
-        result.message = (f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
-                          f"reference to judge its output {result.output_shape} against {tag(case)}")
-    return result
+    return refusal is not None
 
 
 def run_facts(case: Case, result: Result) -> dict[str, Any]:
