@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from .facts import request_onednn
-from .runner import Result, run_one
+from .runner import UNEXPECTED, Result, outcome, run_one
 from .schema import load_paths
 from .selection import select_engines
 
@@ -68,11 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if r.facts or r.notes:   # what decided the engine's behaviour (kernel path, layout) and what it did
                 print(f"  {r.engine}: " + "; ".join([", ".join(f"{k}={v}" for k, v in r.facts.items())] + r.notes))
         for r in results:
-            # As pytest's strict xfail: a known bug must still fail (as a disagreement), and nothing may crash.
-            unexpected = r.verdict == "error" or (r.verdict == "fail") != bool(r.xfail)
-            if unexpected:
+            status = outcome(r.verdict, r.xfail)
+            if status in UNEXPECTED:
                 failed += 1
-                if r.xfail and r.verdict == "pass":
+                if status == "xpass":
                     print(f"  known bug no longer shows (remove its xfail): {r.xfail}")
                 print(f"  repro: {r.repro}")
     print(f"\n{len(cases)} cases, {failed} failing (case, engine) pairs, {len(errors)} invalid cases")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .facts import request_onednn
-from .runner import Result, run_one
+from .runner import Result, outcome, run_one
 from .schema import Case, CaseError, load_file
 from .selection import select_engines
 
@@ -139,13 +139,14 @@ class CaseItem(pytest.Item):
             raise pytest.skip.Exception(result.message, _use_item_location=True)
         if result.verdict == "error":
             raise HarnessError(result)  # a crash never counts as a case's known bug
-        if result.xfail:
-            # The case's known bug, and its condition holds here (decided at run time, from the facts of the
-            # run): strict, so the item must still disagree, and fails once the framework is fixed.
-            if result.verdict == "fail":
-                raise pytest.xfail.Exception(f"{result.xfail} | {result.message}")
+        # The case's known bug, where its condition holds here (decided at run time, from the facts of the run):
+        # strict, so the item must still disagree, and fails once the framework is fixed.
+        status = outcome(result.verdict, result.xfail)
+        if status == "xfail":
+            raise pytest.xfail.Exception(f"{result.xfail} | {result.message}")
+        if status == "xpass":
             raise KnownBugGone(result)
-        if result.verdict != "pass":
+        if status != "pass":
             raise Disagreement(result)
 
     def repr_failure(self, excinfo, style=None):

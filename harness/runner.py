@@ -19,6 +19,16 @@ from .schema import Case
 from .tensors import generate, numpy_dtype, round_to, unit_roundoff
 
 VERDICTS = ("pass", "fail", "skip", "rejected", "error")
+UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
+
+
+def outcome(verdict: str, xfail: str | None) -> str:
+    """The one outcome policy that pytest, the CLI and the report share: where the case's known bug holds
+    (``xfail``), a fail is the expected "xfail" and a pass is an "xpass" (strict: the bug is gone, the run fails);
+    otherwise the verdict itself (pass, fail, skip, rejected, error)."""
+    if xfail and verdict in ("fail", "pass"):
+        return "xfail" if verdict == "fail" else "xpass"
+    return verdict
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..runner import Result, VERDICTS
+from ..runner import VERDICTS, Result, outcome
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
@@ -74,7 +74,7 @@ def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str
 
 def unexpected(summary_of_engine: dict[str, Any]) -> int:
     """Pairs that make the run fail: fails other than known bugs, errors, and known bugs that no longer fail."""
-    s = summary_of_engine
+    s = summary_of_engine   # its "fail" counts every fail verdict, the expected ones (xfail) included
     return s["fail"] - s["xfail"] + s["error"] + s["xpass"]
 
 
@@ -83,9 +83,10 @@ def summary(records: list[dict[str, Any]], engines: list[str]) -> dict[str, dict
     for engine in engines:
         mine = [r for r in records if r["engine"] == engine]
         counts = {v: sum(1 for r in mine if r["verdict"] == v) for v in VERDICTS}
-        # Known bugs (the case's xfail): a fail is expected; a pass means the bug is gone (strict, as in pytest).
-        counts["xfail"] = sum(1 for r in mine if r.get("xfail") and r["verdict"] == "fail")
-        counts["xpass"] = sum(1 for r in mine if r.get("xfail") and r["verdict"] == "pass")
+        # Known bugs (the case's xfail where it holds): counted apart by the shared outcome policy, within fail
+        # (an expected xfail) and pass (an xpass: the bug is gone, strict as in pytest).
+        statuses = [outcome(r["verdict"], r.get("xfail")) for r in mine]
+        counts["xfail"], counts["xpass"] = statuses.count("xfail"), statuses.count("xpass")
         passing = [r["metrics"]["max_ratio"] for r in mine if r["verdict"] == "pass" and r["metrics"]]
         out[engine] = {**counts, "total": len(mine), "max_ratio_pass": max(passing) if passing else None}
     return out
