@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .conditions import Evaluation, describe, evaluate, validate
+from .layers import output_shape
 
 if TYPE_CHECKING:
     from .schema import Case
@@ -39,15 +40,11 @@ def _unequal_strides(case: "Case") -> bool:
 
 
 def _bias_on_last_axis(case: "Case") -> bool:
-    from .layers import output_shape
-
     g = case.geometry
     return g.channels_first and g.use_bias and output_shape(g, case.input_shape)[-1] == g.out_channels
 
 
 def _spatial_width(case: "Case") -> int:
-    from .layers import output_shape
-
     shape = output_shape(case.geometry, case.input_shape)
     return shape[-2] if not case.geometry.channels_first else shape[-1]
 
