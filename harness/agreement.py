@@ -6,15 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .activations import ACTIVATION_TABLE
 from .tensors import unit_roundoff
 
 # The one safety constant of the bound. 1 is the rigorous worst case of Higham's analysis; it has not
 # needed raising (measured worst use of the budget: see README, "Tolerance model").
 SAFETY = 1.0
-# The activation's own evaluation error, in units of u (u is half an ulp: 4u = 2 ulps): relu and relu6 are
-# exact (a max/min); sigmoid and tanh go through exp, which IEEE does not bound; libraries keep it within an ulp
-# or two. |y_oracle| stands for |f(y_engine)|: they differ by the bound itself, a second-order term.
-ACTIVATION_ULPS = {"linear": 0, "relu": 0, "relu6": 0, "sigmoid": 4, "tanh": 4}
 ORACLE_DTYPE = "float64"
 
 
@@ -51,7 +48,9 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray, y_oracle: np.ndarray, act
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
     per_element = (gamma(k, u) + gamma(k, u64)) * gauge
-    ulps = ACTIVATION_ULPS[activation]
+    # The activation's own evaluation error (harness.activations); |y_oracle| stands for |f(y_engine)|: they
+    # differ by the bound itself, a second-order term.
+    ulps = ACTIVATION_TABLE[activation].ulps
     if ulps:
         per_element = per_element + ulps * (u + u64) * np.abs(y_oracle)
     return Bound(k=k, u=u, bound=SAFETY * per_element)

@@ -1,42 +1,24 @@
-"""Command line: validate case files, run cases and print per-case tables; other modules add subcommands."""
+"""Command line: validate and run cases, write reports, score the cases against mutants, fuzz, list coverage."""
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Callable
 
+from .cli_options import cases_from, common_options
+from .detection import command as detection, diagnose
 from .facts import request_onednn
+from .report import command as report
 from .runner import UNEXPECTED, Result, outcome, run_one
-from .schema import load_paths
 from .selection import select_engines
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+Handler = Callable[[argparse.Namespace], int]
+AddArguments = Callable[[argparse.ArgumentParser], None]
 
 
-def command(name: str):
-    def register(fn):
-        COMMANDS[name] = fn
-        return fn
-    return register
-
-
-def _load(args: argparse.Namespace):
-    cases, errors = load_paths(args.paths)
-    for error in errors:
-        print(f"invalid case: {error}", file=sys.stderr)
-    wanted = getattr(args, "case", None)
-    if wanted:
-        unmatched = [w for w in wanted if not any(w in (c.id, c.id.split("(")[0]) for c in cases)]
-        if unmatched:  # a typo must not pass as "0 cases, 0 failing"
-            raise ValueError(f"--case {', '.join(unmatched)}: no such case in {' '.join(map(str, args.paths))}")
-        cases = [c for c in cases if c.id in wanted or c.id.split("(")[0] in wanted]
-    return cases, errors
-
-
-@command("validate")
-def cmd_validate(args: argparse.Namespace) -> int:
+def run_validate(args: argparse.Namespace) -> int:
     """Check case files against the schema; exit 1 if any case is invalid."""
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     print(f"{len(cases)} valid cases, {len(errors)} invalid")
     return 1 if errors else 0
 
@@ -54,10 +36,9 @@ def format_table(results: list[Result]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
-@command("run")
-def cmd_run(args: argparse.Namespace) -> int:
+def run_cases(args: argparse.Namespace) -> int:
     """Run cases in every engine and print, per case, a table of engines against the oracle."""
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     engines = select_engines(args.engine)
     failed = 0
     for case in cases:
@@ -78,44 +59,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed or errors else 0
 
 
+def subcommands() -> list[tuple[str, Handler, AddArguments | None]]:
+    """(name, handler, its own options) of every subcommand, in the order --help lists them."""
+    return [
+        ("validate", run_validate, None),
+        ("run", run_cases, None),
+        ("report", report.run, report.add_arguments),
+        ("mutants", detection.run_mutants, detection.add_mutants_arguments),
+        ("lint", detection.run_lint, detection.add_lint_arguments),
+        ("fuzz", detection.run_fuzz, detection.add_fuzz_arguments),
+        ("coverage", detection.run_coverage, detection.add_coverage_arguments),
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn in COMMANDS.items():
-        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0])
-        p.add_argument("paths", nargs="*", default=["cases"], help="case files or folders (default: cases)")
-        p.add_argument("--case", action="append", help="only this case id (repeatable)")
-        p.add_argument("--engine", action="append", default=[],
-                       help="built-in engine to restrict to, or [NAME=]MODULE:CALLABLE plug-in (repeatable)")
-        p.add_argument("--tf-onednn", choices=("on", "off"), default=None,
-                       help="TensorFlow's CPU kernel path for the keras engine: on (oneDNN) or off (Eigen); "
-                            "default: TensorFlow's own choice for this CPU")
-        for extra in EXTRA_ARGUMENTS.get(name, []):
-            extra(p)
+    common = common_options()   # paths, --case, --engine, --tf-onednn: defined once, shared by every subcommand
+    for name, handler, add_arguments in subcommands():
+        doc = (handler.__doc__ or "").strip()
+        p = sub.add_parser(name, parents=[common], help=doc.splitlines()[0], description=doc)
+        if add_arguments is not None:
+            add_arguments(p)
+        p.set_defaults(handler=handler)
     return parser
 
 
-# Subcommands defined in other modules add their own options here.
-EXTRA_ARGUMENTS: dict[str, list[Callable[[argparse.ArgumentParser], None]]] = {}
-
-
-# Modules that register more subcommands (report, lint, mutants, fuzz, coverage) with @command.
-SUBCOMMAND_MODULES = ("harness.report.command", "harness.detection.command")
-
-
-def _load_subcommands() -> None:
-    import importlib
-
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _load_subcommands()
     args = build_parser().parse_args(argv)
+    diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
     try:
         request_onednn(args.tf_onednn)   # before any engine imports TensorFlow; fuzz workers inherit it
-        return COMMANDS[args.command](args)
+        return args.handler(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

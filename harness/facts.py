@@ -42,6 +42,22 @@ def version(fact: str) -> str | None:
     return None
 
 
+def dist_version(dist: str) -> str | None:
+    """Installed version of a distribution, from package metadata (no import); None where not installed."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def attempt(fn: Any) -> Any:
+    """fn(), or None where it raises: a query that a framework version lacks is recorded as null, never a crash."""
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is unavailable)."""

@@ -1,67 +1,14 @@
-"""Declarative database of the Keras layer kinds: weights, accepted arguments, reduction lengths, oracle."""
+"""A case's configuration normalised (Geometry): sizes, shapes and feasibility, asked of the layer's family."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
-# Keras constructor defaults; a case states only what differs.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "strides": 1,
-    "padding": "valid",
-    "data_format": "channels_last",
-    "dilation_rate": 1,
-    "activation": None,
-    "use_bias": True,
-}
-ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh")
+from .activations import ACTIVATIONS
+from .families import COMMON_DEFAULTS, LAYERS, LayerKind, get_kind
 
-
-@dataclass(frozen=True)
-class LayerKind:
-    """One Keras layer class, described as data."""
-
-    name: str                       # Keras class name, also what cases write under `layer`
-    rank: int                       # number of spatial axes (1 or 2)
-    family: str                     # 'conv' | 'depthwise' | 'separable': picks oracle and converters
-    weight_names: tuple[str, ...]   # Keras weight names in `layer.get_weights()` order (bias last, optional)
-    extra_keys: tuple[str, ...]     # constructor arguments beyond COMMON_DEFAULTS
-    paddings: tuple[str, ...] = ("valid", "same")
-    requires: tuple[str, ...] = ()  # arguments without a Keras default
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def config_keys(self) -> frozenset[str]:
-        return frozenset(COMMON_DEFAULTS) | frozenset(self.extra_keys)
-
-
-LAYERS: dict[str, LayerKind] = {
-    k.name: k
-    for k in (
-        LayerKind("Conv1D", 1, "conv", ("kernel", "bias"), ("filters", "kernel_size", "groups"),
-                  paddings=("valid", "same", "causal"), requires=("filters", "kernel_size"),
-                  defaults={"groups": 1}),
-        LayerKind("Conv2D", 2, "conv", ("kernel", "bias"), ("filters", "kernel_size", "groups"),
-                  requires=("filters", "kernel_size"), defaults={"groups": 1}),
-        LayerKind("DepthwiseConv1D", 1, "depthwise", ("kernel", "bias"), ("kernel_size", "depth_multiplier"),
-                  paddings=("valid", "same", "causal"), requires=("kernel_size",),
-                  defaults={"depth_multiplier": 1}),
-        LayerKind("DepthwiseConv2D", 2, "depthwise", ("kernel", "bias"), ("kernel_size", "depth_multiplier"),
-                  requires=("kernel_size",), defaults={"depth_multiplier": 1}),
-        LayerKind("SeparableConv1D", 1, "separable", ("depthwise_kernel", "pointwise_kernel", "bias"),
-                  ("filters", "kernel_size", "depth_multiplier"), paddings=("valid", "same", "causal"),
-                  requires=("filters", "kernel_size"), defaults={"depth_multiplier": 1}),
-        LayerKind("SeparableConv2D", 2, "separable", ("depthwise_kernel", "pointwise_kernel", "bias"),
-                  ("filters", "kernel_size", "depth_multiplier"), requires=("filters", "kernel_size"),
-                  defaults={"depth_multiplier": 1}),
-    )
-}
-
-
-def get_kind(name: str) -> LayerKind:
-    try:
-        return LAYERS[name]
-    except KeyError:
-        raise KeyError(f"unknown layer {name!r}; known: {', '.join(LAYERS)}") from None
+__all__ = ["ACTIVATIONS", "COMMON_DEFAULTS", "LAYERS", "Geometry", "LayerKind", "geometry", "get_kind",
+           "impossible", "output_shape", "refuse_impossible", "spatial_shape"]
 
 
 def _tuple(value: Any, rank: int) -> tuple[int, ...]:
@@ -89,20 +36,11 @@ class Geometry:
 
     @property
     def out_channels(self) -> int:
-        if self.kind.family == "depthwise":
-            return self.in_channels * self.depth_multiplier
-        return int(self.filters)  # conv and separable
+        return self.kind.family.out_channels(self)
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the Keras weights, in Keras layout and order."""
-        k, c, m = self.kernel_size, self.in_channels, self.depth_multiplier
-        if self.kind.family == "conv":
-            shapes = {"kernel": (*k, c // self.groups, self.filters)}
-        elif self.kind.family == "depthwise":
-            shapes = {"kernel": (*k, c, m)}
-        else:
-            shapes = {"depthwise_kernel": (*k, c, m),
-                      "pointwise_kernel": (*(1,) * self.kind.rank, c * m, self.filters)}
+        shapes = self.kind.family.kernel_shapes(self)
         if self.use_bias:
             shapes["bias"] = (self.out_channels,)
         return shapes
@@ -118,16 +56,7 @@ class Geometry:
 
     def reduction_length(self) -> int:
         """Roundings on an output element's longest path: products and sums, plus one for the bias."""
-        taps = 1
-        for k in self.kernel_size:
-            taps *= k
-        if self.kind.family == "conv":
-            length = taps * (self.in_channels // self.groups)
-        elif self.kind.family == "depthwise":
-            length = taps
-        else:  # depthwise sum of `taps` terms, then a pointwise sum of C*M terms
-            length = taps + self.in_channels * self.depth_multiplier
-        return length + (1 if self.use_bias else 0)
+        return self.kind.family.reduction_length(self) + (1 if self.use_bias else 0)
 
 
 def geometry(layer: str, config: dict[str, Any], input_shape: tuple[int, ...]) -> Geometry:
@@ -185,9 +114,9 @@ def impossible(g: Geometry, input_shape: tuple[int, ...]) -> list[tuple[str, str
                                                f"got {list(values)}"))
     if problems:
         return problems
-    if g.kind.family == "conv" and (g.in_channels % g.groups or g.filters % g.groups):
-        return [("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
-                                  f"and filters ({g.filters})")]
+    family_problems = g.kind.family.impossible(g)
+    if family_problems:
+        return family_problems
     out = output_shape(g, input_shape)
     if min(out) <= 0:
         return [("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "

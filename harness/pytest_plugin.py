@@ -33,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
         request_onednn(config.getoption("tf_onednn"))   # before any engine imports TensorFlow (workers inherit it)
     except ValueError as exc:
         raise pytest.UsageError(f"--tf-onednn: {exc}") from exc
+    from .detection import diagnose
+
+    diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
     try:
         config._harness_engines = select_engines(config.getoption("engine"))
     except (ValueError, ImportError) as exc:

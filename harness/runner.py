@@ -1,4 +1,4 @@
-"""Run one (case, engine) pair and judge it: shape, then dtype, then values, then the case's golden facts."""
+"""Run one (case, engine) pair: the reference, the engine's request, the judgement and the case's expectations."""
 from __future__ import annotations
 
 import shlex
@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from . import engines, facts, oracle
-from .agreement import Bound, Metrics, error_bound, gamma, measure, usable
-from .engines.base import EngineOutput, Inputs
+from .agreement import Bound, Metrics, usable
+from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
+from .judgement import judge, tag
 from .known import Expectation
-from .layers import output_shape
 from .schema import Case
-from .tensors import generate, numpy_dtype, round_to, unit_roundoff
+from .tensors import generate, round_to, unit_roundoff
 
 VERDICTS = ("pass", "fail", "skip", "rejected", "error")
 UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
@@ -91,10 +91,16 @@ def reference(case: Case) -> Reference:
         inputs = make_inputs(case)
         _cache[key] = Reference(
             inputs=inputs,
-            oracle=engines.get("oracle").run(case.layer, case.config, inputs, {}),
+            oracle=engines.get(engines.REFERENCE).run(request(case, engines.REFERENCE, inputs)),
             gauge=oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64),
         )
     return _cache[key]
+
+
+def request(case: Case, engine: str, inputs: Inputs) -> Request:
+    """What ``engine`` is asked to compute for ``case``: the configuration (raw and normalised) and the inputs."""
+    return Request(layer=case.layer, config=case.config, geometry=case.geometry, inputs=inputs,
+                   options=case.engine_options.get(engine, {}))
 
 
 def repro_command(case: Case, engine: str) -> str:
@@ -103,10 +109,6 @@ def repro_command(case: Case, engine: str) -> str:
     engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
         f"--engine oracle --engine {shlex.quote(engines.cli_spec(engine))}"
     return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
-
-
-def tag(case: Case) -> str:
-    return f"[{case.file.rsplit('/', 1)[-1]}::{case.id}]"
 
 
 def run_one(case: Case, engine_name: str) -> Result:
@@ -119,7 +121,7 @@ def run_one(case: Case, engine_name: str) -> Result:
             result.verdict, result.message = "skip", f"case skips {engine_name}: {case.skip[engine_name]}"
             return result
         g = case.geometry
-        if engine_name != "oracle" and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
+        if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
             # Decided before any framework runs: no output could fail such a check.
             result.verdict = "skip"
             result.message = (f"{engine_name}: no usable error bound for K={g.reduction_length()} terms in "
@@ -129,10 +131,15 @@ def run_one(case: Case, engine_name: str) -> Result:
         if case.impossible:
             return _run_impossible(case, engine_name, result)
         ref = reference(case)
-        out = ref.oracle if engine_name == "oracle" else engines.get(engine_name).run(
-            case.layer, case.config, ref.inputs, case.engine_options.get(engine_name, {}))
+        out = ref.oracle if engines.is_reference(engine_name) else \
+            engines.get(engine_name).run(request(case, engine_name, ref.inputs))
         result.output, result.facts = out, dict(out.facts)
-        result.verdict, result.message = _judge(case, engine_name, out, ref, result)
+        result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+        result.params, result.weight_shapes = out.params, out.weight_shapes
+        result.notes.extend(out.notes)
+        judged = judge(case, engine_name, out, ref)
+        result.verdict, result.message = judged.verdict, judged.message
+        result.bound, result.metrics = judged.bound, judged.metrics
         if not _accepted_but_expected_to_refuse(case, engine_name, result):
             bug = _expected(case, case.xfail, engine_name, result)
             result.xfail = bug.reason if bug else ""
@@ -159,7 +166,7 @@ def run_one(case: Case, engine_name: str) -> Result:
 def _run_impossible(case: Case, engine: str, result: Result) -> Result:
     """A configuration that cannot run, pinned by its refusals: run the engine with no reference. A refusal is
     judged by the caller (EngineRejected); an output can only be wrong where a refusal is expected."""
-    out = engines.get(engine).run(case.layer, case.config, make_inputs(case), case.engine_options.get(engine, {}))
+    out = engines.get(engine).run(request(case, engine, make_inputs(case)))
     result.output, result.facts = out, dict(out.facts)
     result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
     if not _accepted_but_expected_to_refuse(case, engine, result):
@@ -198,81 +205,3 @@ def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Re
     return None
 
 
-def _judge(case: Case, engine: str, out: EngineOutput, ref: Reference, result: Result) -> tuple[str, str]:
-    y = out.y
-    result.output_shape, result.dtype = tuple(y.shape), str(y.dtype)
-    result.params, result.weight_shapes = out.params, out.weight_shapes
-    result.notes.extend(out.notes)
-    where = tag(case)
-    want_shape = output_shape(case.geometry, case.input_shape)
-    if tuple(y.shape) != want_shape:
-        return "fail", (f"{engine}: output shape={tuple(y.shape)}, but should be {want_shape} {where}"
-                        + _diagnosis(case, engine, out, ref))
-    want_dtype = "float64" if engine == "oracle" else str(numpy_dtype(case.dtype))
-    if str(y.dtype) != want_dtype:
-        return "fail", f"{engine}: output dtype={y.dtype}, but should be {want_dtype} {where}"
-    gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
-    bound_dtype = "float64" if engine == "oracle" else case.dtype
-    g = case.geometry
-    bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, gauge, ref.y, g.activation)
-    result.bound = bound
-    if bound.vacuous:
-        return "skip", (f"{engine}: no usable error bound for K={bound.k} terms at u={bound.u:.3g} "
-                        f"(gamma_K >= 1 would accept an all-zero output) {where}")
-    m = measure(y, ref.y, bound)
-    result.metrics = m
-    if m.max_ratio > 1.0:
-        idx = tuple(m.worst_index)
-        return "fail", (f"{engine}: max error/bound {m.max_ratio:.3g} at {idx}: {m.worst_value:.9g} vs "
-                        f"{m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the bound) {where}"
-                        + _diagnosis(case, engine, out, ref, bound))
-    return _check_expect(case, engine, out, bound, gauge, where)
-
-
-def _diagnosis(case: Case, engine: str, out: EngineOutput, ref: Reference, bound: Bound | None = None) -> str:
-    """'; diagnosis: ...' naming the known mistake that reproduces the engine's output, or ''."""
-    from .detection.diagnose import explain  # lazy: the mutant catalogue is needed only when something fails
-
-    text = explain(case, engine, out, ref, bound)
-    return f"; diagnosis: {text}" if text else ""
-
-
-def _check_expect(case: Case, engine: str, out: EngineOutput, bound: Bound, gauge: np.ndarray,
-                  where: str) -> tuple[str, str]:
-    exp = case.expect
-    y = np.asarray(out.y, dtype=np.float64)
-    if "output_shape" in exp and tuple(y.shape) != tuple(exp["output_shape"]):
-        return "fail", f"{engine}: output shape={tuple(y.shape)}, but should be {tuple(exp['output_shape'])} (expect) {where}"
-    want_params = exp.get("params")
-    if isinstance(want_params, dict):
-        want_params = want_params.get(engine)
-    if want_params is not None and out.params is not None and out.params != want_params:
-        return "fail", f"{engine}: params={out.params}, but should be {want_params} (expect) {where}"
-    shapes = exp.get("weight_shapes")
-    if shapes and all(isinstance(v, dict) for v in shapes.values()):
-        shapes = shapes.get(engine)
-    elif shapes and engine not in ("oracle", "keras"):
-        shapes = None  # a plain table is in Keras layout: it describes the oracle and Keras
-    if shapes and out.weight_shapes is not None:
-        got = {k: list(v) for k, v in out.weight_shapes.items()}
-        if got != {k: list(v) for k, v in shapes.items()}:
-            return "fail", f"{engine}: weight shapes={got}, but should be {shapes} (expect) {where}"
-    golden = []
-    if "output" in exp:
-        golden.append(((), np.asarray(exp["output"], dtype=np.float64)))
-    for item in exp.get("output_at") or []:
-        golden.append((tuple(item["index"]), np.asarray(item["value"], dtype=np.float64)))
-    for index, want in golden:
-        got = y[index]
-        if got.shape != want.shape:
-            return "fail", f"{engine}: output{list(index)} shape={got.shape}, but should be {want.shape} (expect) {where}"
-        # A golden value is exact arithmetic on the decimals as written; the case dtype rounded those
-        # once (each product moves by at most gamma_3(u) of its magnitude), then the engine's own bound.
-        allowed = bound.bound[index] + gamma(3, unit_roundoff(case.dtype)) * gauge[index]
-        bad = np.abs(got - want) > allowed
-        if np.any(bad):
-            at = tuple(int(i) for i in np.argwhere(bad)[0])
-            full = index + at
-            return "fail", (f"{engine}: output at {full}={y[full]:.9g}, but should be {float(want[at]):.9g} "
-                            f"(expect.output) {where}")
-    return "pass", ""

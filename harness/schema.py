@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .engines import BUILTIN
+from .engines import BUILTIN, engine_class
 from .errors import CaseError
 from .known import Expectation, parse as parse_expectation
 from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, impossible, output_shape
@@ -154,6 +154,12 @@ def load_paths(paths: list[str | Path]) -> tuple[list[Case], list[CaseError]]:
     return cases, errors
 
 
+def case_from_entry(file: str, entry: Any, defaults: dict | None = None) -> list[Case]:
+    """The cases of one case entry (a mapping as written under ``cases:``; one per point of its sweep), validated
+    as if read from ``file`` with that file's ``defaults``. An invalid entry raises CaseError naming its id."""
+    label = str(entry["id"]) if isinstance(entry, dict) and "id" in entry else "#1"   # as load_file names it
+    return _expand(file, label, defaults or {}, entry)
+
 def _merge(defaults: dict, entry: dict) -> dict:
     merged = dict(defaults)
     for key, value in entry.items():
@@ -295,27 +301,16 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
                 raise fail(field_name, message)
             target[engine] = expectation
     for engine, options in case.engine_options.items():
-        known = ENGINE_OPTIONS.get(engine)
-        if known is None:
-            raise fail(f"engine_options.{engine}", f"only these engines take options: {', '.join(ENGINE_OPTIONS)}")
+        takers = [e for e in BUILTIN if engine_class(e).options]
+        if engine not in takers:
+            raise fail(f"engine_options.{engine}", f"only these engines take options: {', '.join(takers)}")
         if not isinstance(options, dict):
             raise fail(f"engine_options.{engine}", "must be a mapping of option -> value")
-        for option, value in options.items():
-            if option not in known:
-                raise fail(f"engine_options.{engine}.{option}", f"unknown option; {engine} takes: {', '.join(known)}")
-            families, kind_of_value = known[option]
-            if g.kind.family not in families:
-                raise fail(f"engine_options.{engine}.{option}", f"applies to {'/'.join(families)} layers only, "
-                                                                f"not {layer}")
-            if not isinstance(value, kind_of_value):
-                raise fail(f"engine_options.{engine}.{option}", f"must be {kind_of_value.__name__}, got {value!r}")
+        for option, message in engine_class(engine).option_problems(options, g.kind):
+            raise fail(f"engine_options.{engine}.{option}", message)
     return case
 
 
-# Options a built-in engine takes from a case: name -> (layer families it applies to, type of its value).
-ENGINE_OPTIONS: dict[str, dict[str, tuple[tuple[str, ...], type]]] = {
-    "torch": {"depthwise_bias": (("separable",), bool)},  # the hand-written block with a bias on both convs
-}
 BUILTIN_ENGINES = tuple(BUILTIN)
 
 

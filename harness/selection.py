@@ -1,7 +1,11 @@
-"""The one place that turns --engine options into the list of engines to run."""
+"""The one place that turns --engine and --case options into the engines and the cases to run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import engines
+from .errors import CaseError
+from .schema import Case, load_paths
 
 
 def select_engines(specs: list[str] | None) -> list[str]:
@@ -21,3 +25,22 @@ def select_engines(specs: list[str] | None) -> list[str]:
                              "nor MODULE:CALLABLE")
     chosen = builtins or list(engines.DEFAULT_ENGINES)
     return list(dict.fromkeys(chosen + plugins))
+
+
+def select_cases(cases: list[Case], case_ids: list[str] | None, paths: list[str | Path]) -> list[Case]:
+    """The cases named by ``case_ids`` (all when none), each by its full id or by the base id of a sweep (``k3``
+    selects ``k3(strides=1)`` and ``k3(strides=2)``). An id that matches no case raises ValueError naming
+    ``paths``: a typo must not pass as "0 cases, 0 failing"."""
+    if not case_ids:
+        return cases
+    unmatched = [w for w in case_ids if not any(w in (c.id, c.id.split("(")[0]) for c in cases)]
+    if unmatched:
+        raise ValueError(f"--case {', '.join(unmatched)}: no such case in {' '.join(map(str, paths))}")
+    return [c for c in cases if c.id in case_ids or c.id.split("(")[0] in case_ids]
+
+
+def load_cases(paths: list[str | Path], case_ids: list[str] | None = None) -> tuple[list[Case], list[CaseError]]:
+    """The valid cases of case files and folders (``*.yaml`` searched recursively) that ``case_ids`` selects
+    (see select_cases), and one CaseError per invalid case; ids must be unique across all the files."""
+    cases, errors = load_paths(paths)
+    return select_cases(cases, case_ids, paths), errors

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import ACTIVATION_TABLE, get_activation
 from .convert import keras_to_torch
 from .layers import geometry, get_kind
 from .padding import pad_amounts
@@ -18,13 +19,8 @@ __all__ = ["Conv1d", "Conv2d", "DepthwiseConv1d", "DepthwiseConv2d", "SeparableC
 
 IntOrTuple = int | Sequence[int]
 
-_ACTIVATIONS = {
-    "linear": lambda y: y,
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-}
+# name -> torch function, from the one activation table.
+_ACTIVATIONS = {name: a.torch_function() for name, a in ACTIVATION_TABLE.items()}
 # Keras constructor arguments that do not change the forward computation of already-set weights.
 _IGNORED = re.compile(r"name|trainable|dtype|data_format|.*_(initializer|regularizer|constraint)|lora_.*")
 
@@ -37,10 +33,7 @@ def _tuple(value: IntOrTuple, rank: int, what: str) -> tuple[int, ...]:
 
 
 def _activation(name: str | None) -> str:
-    name = name or "linear"
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"unsupported activation {name!r}; supported: None, {', '.join(_ACTIVATIONS)}")
-    return name
+    return get_activation(name).name
 
 
 def _padding(padding: str, rank: int) -> str:
@@ -84,6 +77,11 @@ class _FromKeras:
     keras_name: str
 
     @classmethod
+    def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
+        """The module for a normalised configuration: each family's base class below says how."""
+        raise NotImplementedError
+
+    @classmethod
     def from_keras(cls, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,
                    in_channels: int | None = None, depthwise_bias: np.ndarray | None = None,
                    dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -99,10 +97,10 @@ class _FromKeras:
         missing = [k for k in kind.requires if k not in config]
         if missing:
             raise ValueError(f"{kind.name}: missing Keras arguments {missing}")
-        if depthwise_bias is not None and kind.family != "separable":
+        if depthwise_bias is not None and "depthwise_bias" not in kind.family.port_variants:
             raise ValueError(f"{kind.name}: depthwise_bias applies to separable layers only")
         if in_channels is None:
-            in_channels = _in_channels_from(kind.family, weights, config)
+            in_channels = kind.family.in_channels_from(weights, config)
         # Geometry normalises the config; a dummy channels-last input carries in_channels.
         cfg = {**config, "data_format": "channels_last"}
         g = geometry(kind.name, cfg, (1, *(1,) * kind.rank, in_channels))
@@ -112,13 +110,7 @@ class _FromKeras:
             raise ValueError(f"{kind.name}: weights should have Keras shapes {expected}, got {got}")
         common = dict(strides=g.strides, padding=g.padding, dilation_rate=g.dilation, use_bias=g.use_bias,
                       activation=g.activation, dtype=dtype)
-        if kind.family == "conv":
-            module = cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)  # type: ignore[call-arg]
-        elif kind.family == "depthwise":
-            module = cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)  # type: ignore[call-arg]
-        else:
-            module = cls(in_channels, g.filters, g.kernel_size, depth_multiplier=g.depth_multiplier,  # type: ignore[call-arg]
-                         depthwise_bias=depthwise_bias is not None, **common)
+        module = cls._from_geometry(g, in_channels, depthwise_bias is not None, common)
         state = keras_to_torch(kind.name, weights, depthwise_bias=depthwise_bias)
         with torch.no_grad():
             # Via float64 (exact for every float input, bfloat16 included): one rounding, straight to dtype.
@@ -127,17 +119,13 @@ class _FromKeras:
         return module
 
 
-def _in_channels_from(family: str, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
-    key = "depthwise_kernel" if family == "separable" else "kernel"
-    if key not in weights:
-        raise ValueError(f"weights lack {key!r}; give in_channels or the Keras weights")
-    per_group = int(np.shape(weights[key])[-2])
-    return per_group * int(config.get("groups", 1)) if family == "conv" else per_group
-
-
 # ---------------------------------------------------------------- conv
 
 class _ConvNd(_FromKeras, _KerasPadded):
+    @classmethod
+    def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
+        return cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)  # type: ignore[call-arg]
+
     def _init(self, base: type, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple,
               strides: IntOrTuple, padding: str, dilation_rate: IntOrTuple, groups: int, use_bias: bool,
               activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
@@ -177,6 +165,10 @@ class Conv2d(_ConvNd, nn.Conv2d):
 # ---------------------------------------------------------------- depthwise
 
 class _DepthwiseNd(_FromKeras, _KerasPadded):
+    @classmethod
+    def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
+        return cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)  # type: ignore[call-arg]
+
     def _init(self, base: type, rank: int, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple,
               padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,
               activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
@@ -220,6 +212,11 @@ class DepthwiseConv2d(_DepthwiseNd, nn.Conv2d):
 class _SeparableNd(_FromKeras, nn.Module):
     depthwise: nn.Module
     pointwise: nn.Module
+
+    @classmethod
+    def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
+        return cls(in_channels, g.filters, g.kernel_size, depth_multiplier=g.depth_multiplier,  # type: ignore[call-arg]
+                   depthwise_bias=depthwise_bias, **common)
 
     def _init(self, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple,
               padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,

@@ -83,3 +83,26 @@ def test_a_case_id_that_matches_nothing_is_a_usage_error(files):
     done = harness("run", "good.yaml", "--case", "frist", "--engine", "oracle", cwd=files)
     assert done.returncode == 2, f"exit={done.returncode}, but should be 2:\n{done.stdout}{done.stderr}"
     assert "--case frist: no such case in good.yaml" in done.stderr, done.stderr
+
+
+# Each subcommand's own option, next to the common ones every subcommand takes.
+OWN_OPTION = {"validate": None, "run": None, "report": "--baseline", "mutants": "--killers", "lint": "--weak-only",
+              "fuzz": "--examples", "coverage": "--missing-only"}
+
+
+def test_help_lists_every_subcommand(tmp_path):
+    done = harness("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "{" + ",".join(OWN_OPTION) + "}" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("name", OWN_OPTION)
+def test_subcommand_help(name, capsys):
+    from harness.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([name, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    for option in ("paths", "--case", "--engine", "--tf-onednn", OWN_OPTION[name]):
+        assert option is None or option in out, f"`{name} --help` does not list {option}:\n{out}"

@@ -19,14 +19,14 @@ def keras_weights(draw, layers=tuple(LAYERS), dtype=np.float64):
     """(layer, geometry, random Keras weights) for bounded random shapes."""
     layer = draw(st.sampled_from(layers))
     rank = LAYERS[layer].rank
-    groups = draw(st.integers(1, 3)) if LAYERS[layer].family == "conv" else 1
+    groups = draw(st.integers(1, 3)) if LAYERS[layer].family.name == "conv" else 1
     c = groups * draw(st.integers(1, 3))
     config = {
         "kernel_size": tuple(draw(st.integers(1, 4)) for _ in range(rank)),
         "filters": groups * draw(st.integers(1, 3)),
         "use_bias": draw(st.booleans()),
     }
-    if LAYERS[layer].family == "conv":
+    if LAYERS[layer].family.name == "conv":
         config["groups"] = groups
     else:
         config["depth_multiplier"] = draw(st.integers(1, 3))
@@ -55,7 +55,7 @@ def test_round_trip_keras_torch_keras_is_exact(case, dtype):
         "depthwise": {"weight": (c * m, 1, *k), "bias": (c * m,)},
         "separable": {"depthwise.weight": (c * m, 1, *k), "pointwise.weight": (f, c * m, *ones),
                       "pointwise.bias": (f,)},
-    }[g.kind.family]
+    }[g.kind.family.name]
     if not g.use_bias:
         want = {n: s for n, s in want.items() if not n.endswith("bias")}
     assert {n: v.shape for n, v in state.items()} == want

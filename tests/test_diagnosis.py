@@ -104,7 +104,7 @@ def test_torch_exposes_a_correct_depthwise_stage(small_cases, tmp_path):
     assert r.verdict == "pass", r.message
     z = r.output.intermediate["depthwise"]
     assert z.shape == (2, 6, 5, 6) and z.dtype == np.float32
-    assert diagnose.separable_stage(case, r.output, reference(case).inputs.x64,
+    assert diagnose.stage_verdicts(case, r.output, reference(case).inputs.x64,
                                     reference(case).inputs.weights64).startswith("the depthwise stage agrees")
     # The hand-written block with a depthwise bias: its stage carries b_d, which diagnosis accounts for.
     path = tmp_path / "bias.yaml"
@@ -114,7 +114,7 @@ def test_torch_exposes_a_correct_depthwise_stage(small_cases, tmp_path):
     assert r.verdict == "pass", r.message
     assert "depthwise_bias" in r.output.intermediate
     ref = reference(biased)
-    assert diagnose.separable_stage(biased, r.output, ref.inputs.x64, ref.inputs.weights64).startswith(
+    assert diagnose.stage_verdicts(biased, r.output, ref.inputs.x64, ref.inputs.weights64).startswith(
         "the depthwise stage agrees")
 
 

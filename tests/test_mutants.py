@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.detection import mutants, score
-from harness.detection.port import _pad_or_crop, numpy_port, reference_port
+from harness.detection.port import numpy_port, pad_or_crop, reference_port
 from harness.schema import load_paths
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
@@ -102,7 +102,7 @@ def test_round_mantissa_tf32_ties_to_even():
 
 def test_pad_or_crop_negative_amounts_crop():
     x = np.arange(5.0).reshape(1, 1, 5)
-    np.testing.assert_array_equal(_pad_or_crop(x, [(-1, 2)])[0, 0], [1, 2, 3, 4, 0, 0])
+    np.testing.assert_array_equal(pad_or_crop(x, [(-1, 2)])[0, 0], [1, 2, 3, 4, 0, 0])
 
 
 def test_mutants_return_the_case_dtype_and_skip_where_they_do_not_apply():

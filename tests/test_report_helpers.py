@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import copy
-import sys
 import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 
-import harness.report.command  # noqa: F401 - registers `report` (without the other subcommands' modules)
 from harness import oracle
-from harness.cli import COMMANDS, build_parser
+from harness.cli import main
 
 # arange-2x2 is computed by hand in test_report.py: x = [[0,1,2],[3,4,5],[6,7,8]], kernel [[0,1],[2,3]].
 CASES_YAML = textwrap.dedent("""\
@@ -63,14 +61,9 @@ def write_cases(folder: Path) -> Path:
 
 
 def run_report(cases: Path, out: Path, *extra: str) -> int:
-    """What `python -m harness report` does (cli.main: parse, run, ValueError -> exit 2), in this process."""
-    args = build_parser().parse_args(["report", str(cases), "--engine", "oracle", "--engine", FLIP,
-                                      "--engine", ONLY_2D, "--out", str(out), *extra])
-    try:
-        return COMMANDS["report"](args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """`python -m harness report` (cli.main: parse, run, ValueError -> exit 2), in this process."""
+    return main(["report", str(cases), "--engine", "oracle", "--engine", FLIP, "--engine", ONLY_2D,
+                 "--out", str(out), *extra])
 
 
 def strict_json(path: Path) -> dict:

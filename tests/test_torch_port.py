@@ -34,12 +34,12 @@ def cases(draw, layers=tuple(LAYERS)):
         "data_format": draw(st.sampled_from(["channels_last", "channels_first"])),
     }
     groups = 1
-    if kind.family == "conv":
+    if kind.family.name == "conv":
         groups = draw(st.integers(1, 3))
         config["groups"] = groups
     else:
         config["depth_multiplier"] = draw(st.integers(1, 3))
-    if kind.family != "depthwise":
+    if kind.family.name != "depthwise":
         config["filters"] = groups * draw(st.integers(1, 3))
     c = groups * draw(st.integers(1, 3))
     spatial = tuple(draw(st.integers(1, 9)) for _ in range(rank))     # H and W drawn apart: mostly H != W
@@ -99,7 +99,7 @@ def test_param_count_matches_keras(case, depthwise_bias):
     layer, config, x, weights = case
     g = geometry(layer, config, x.shape)
     extra = {}
-    if depthwise_bias and g.kind.family == "separable":
+    if depthwise_bias and g.kind.family.name == "separable":
         extra["depthwise_bias"] = np.zeros(g.in_channels * g.depth_multiplier)
     module = torch_port.from_keras(layer, config, weights, **extra)
     # A hand-written port that puts a bias on both convs has C*M more (and always a pointwise bias).

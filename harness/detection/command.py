@@ -5,7 +5,7 @@ import argparse
 import os
 
 from .. import engines as engine_registry
-from ..cli import EXTRA_ARGUMENTS, _load, command
+from ..cli_options import cases_from
 from ..selection import select_engines
 
 
@@ -24,7 +24,8 @@ def _controls(specs: list[str]) -> list[str]:
     return out
 
 
-def _mutants_args(p: argparse.ArgumentParser) -> None:
+def add_mutants_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `mutants` beyond the common ones."""
     p.add_argument("--mutant", action="append", help="only this mutant (repeatable; default: the whole catalogue)")
     p.add_argument("--first", action="store_true",
                    help="stop each mutant at its first kill per layer kind (fast; lists one killer per kind)")
@@ -32,8 +33,7 @@ def _mutants_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the catalogue (name, layer kinds, the bug) and exit")
 
 
-@command("mutants")
-def cmd_mutants(args: argparse.Namespace) -> int:
+def run_mutants(args: argparse.Namespace) -> int:
     """Run every deliberately broken port over the cases; print the mutation score and each mutant's killers."""
     from . import mutants, score
 
@@ -45,36 +45,36 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.mutant or []) - set(mutants.MUTANTS))
     if unknown:
         raise ValueError(f"unknown mutant {', '.join(unknown)}; known: {', '.join(mutants.MUTANTS)}")
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     s = score.sweep(cases, args.mutant, _controls(args.engine), first_only=args.first)
     print(score.format_score(s, args.killers))
     return 1 if s.survivors or s.control_failures or errors else 0
 
 
-def _lint_args(p: argparse.ArgumentParser) -> None:
+def add_lint_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `lint` beyond the common ones."""
     p.add_argument("--weak-only", action="store_true", help="print only the weak cases")
 
 
-@command("lint")
-def cmd_lint(args: argparse.Namespace) -> int:
+def run_lint(args: argparse.Namespace) -> int:
     """Per case, the mutants it kills; flag weak cases (kill none and carry no golden output)."""
     from .lint import format_lint, lint
 
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     entries, s = lint(cases)
     print(format_lint(entries, s, weak_only=args.weak_only))
     return 1 if any(e.weak for e in entries) or errors else 0
 
 
-def _fuzz_args(p: argparse.ArgumentParser) -> None:
+def add_fuzz_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `fuzz` beyond the common ones."""
     p.add_argument("--examples", type=int, default=200, metavar="N", help="configurations to try (default 200)")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed of the first worker (default 0)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: 2, or 1 on one core)")
 
 
-@command("fuzz")
-def cmd_fuzz(args: argparse.Namespace) -> int:
+def run_fuzz(args: argparse.Namespace) -> int:
     """Property-based configurations in every engine against the oracle; false alarms are expected to be zero."""
     from .fuzz import format_stats, run
 
@@ -83,20 +83,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return 1 if stats.false_alarms or stats.invalid else 0
 
 
-def _coverage_args(p: argparse.ArgumentParser) -> None:
+def add_coverage_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `coverage` beyond the common ones."""
     p.add_argument("--missing-only", action="store_true", help="print only the parameters with uncovered values")
 
 
-@command("coverage")
-def cmd_coverage(args: argparse.Namespace) -> int:
+def run_coverage(args: argparse.Namespace) -> int:
     """Which parameter values each layer kind's cases exercise, and which are not covered."""
     from .coverage import coverage_table, format_coverage
 
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     print(format_coverage(coverage_table(cases), missing_only=args.missing_only))
     return 1 if errors else 0
 
-
-for _name, _fn in (("mutants", _mutants_args), ("lint", _lint_args), ("fuzz", _fuzz_args),
-                   ("coverage", _coverage_args)):
-    EXTRA_ARGUMENTS.setdefault(_name, []).append(_fn)

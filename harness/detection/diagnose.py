@@ -9,6 +9,8 @@ import numpy as np
 
 from .. import oracle
 from ..agreement import Bound, error_bound, ratios
+from ..engines import is_reference
+from ..judgement import install_diagnosis
 from ..engines.base import EngineOutput
 from ..layers import Geometry
 from ..schema import Case
@@ -122,27 +124,37 @@ def _channel_offset(y: np.ndarray, y_o: np.ndarray, bound: np.ndarray, g: Geomet
     return bool(np.all(np.abs(d2 - centre) <= 2 * b2))
 
 
-def separable_stage(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[str, np.ndarray]) -> str:
-    """For a separable layer whose engine exposes its depthwise stage: say which stage went wrong."""
+def stage_verdicts(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[str, np.ndarray]) -> str:
+    """For a layer with stages (separable: depthwise, then pointwise) whose engine exposes them: say which
+    stage went wrong."""
     g = case.geometry
-    z_e = out.intermediate.get("depthwise") if out.intermediate else None
-    if g.kind.family != "separable" or z_e is None:
-        return ""
+    family = g.kind.family
+    texts = []
+    for stage, after in family.stages.items():
+        z_e = out.intermediate.get(stage) if out.intermediate else None
+        if z_e is not None:
+            texts.append(_stage_verdict(case, out, stage, after, np.asarray(z_e, dtype=np.float64), x64, w64))
+    return "; ".join(texts)
+
+
+def _stage_verdict(case: Case, out: EngineOutput, stage: str, after: str, z_e: np.ndarray, x64: np.ndarray,
+                   w64: dict[str, np.ndarray]) -> str:
+    g = case.geometry
+    family = g.kind.family
     cl = oracle.to_channels_last(x64, g.channels_first)
-    z_o = oracle.depthwise(cl, w64["depthwise_kernel"], g)
-    gz = oracle.depthwise(np.abs(cl), np.abs(w64["depthwise_kernel"]), g)
-    k = math.prod(g.kernel_size)
-    b_d = out.intermediate.get("depthwise_bias")
-    if b_d is not None:   # an engine whose depthwise conv carries its own bias (the hand-written torch block)
+    z_o = family.stage_forward(stage, cl, w64, g)
+    gz = family.stage_forward(stage, np.abs(cl), {k: np.abs(v) for k, v in w64.items()}, g)
+    k = family.stage_reduction_length(stage, g)
+    b_d = out.intermediate.get(f"{stage}_bias")
+    if b_d is not None:   # an engine whose stage carries its own bias (the hand-written torch block)
         z_o, gz, k = z_o + b_d, gz + np.abs(b_d), k + 1
     z_o, gz = oracle.from_channels_last(z_o, g.channels_first), oracle.from_channels_last(gz, g.channels_first)
-    z_e = np.asarray(z_e, dtype=np.float64)
     r = _within(z_e, z_o, gz, k, case.dtype, "linear")
     if r <= 1.0:
-        return (f"the depthwise stage agrees with the oracle (max error/bound {r:.2g}): the pointwise step, "
+        return (f"the {stage} stage agrees with the oracle (max error/bound {r:.2g}): {after}, "
                 "the bias or the activation went wrong")
     what = f"shape {z_e.shape} instead of {z_o.shape}" if z_e.shape != z_o.shape else f"max error/bound {r:.3g}"
-    text = f"the depthwise stage already disagrees ({what})"
+    text = f"the {stage} stage already disagrees ({what})"
     if b_d is None:
         names = matching_mutants(case, z_e, x64, w64, gz, z_o, k, stage=True)
         if names:
@@ -157,7 +169,7 @@ def explain(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None
     engine, when it got that far (a shape failure comes before it). Never raises: a diagnosis must not cost
     the verdict it explains.
     """
-    if _suppressed or engine == "oracle":
+    if _suppressed or is_reference(engine):
         return ""
     try:
         y = np.asarray(out.y, dtype=np.float64)
@@ -182,9 +194,14 @@ def explain(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None
             elif _channel_offset(y, ref.y, bound.bound, g):
                 parts.append("off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
                              "or a depthwise bias not folded into the pointwise bias)")
-        stage = separable_stage(case, out, x64, w64)
+        stage = stage_verdicts(case, out, x64, w64)
         if stage:
             parts.append(stage)
         return "; ".join(parts)
     except Exception as exc:  # noqa: BLE001 - diagnosis is a hint; the verdict stands without it
         return f"(diagnosis failed: {type(exc).__name__}: {exc})"
+
+
+def install() -> None:
+    """Make the runner's failure messages carry a diagnosis (the core does not import this package itself)."""
+    install_diagnosis(explain)

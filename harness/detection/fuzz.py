@@ -33,7 +33,7 @@ from ..errors import CaseError
 from ..known import REGISTRY, Known, matching_bug
 from ..layers import ACTIVATIONS, LAYERS
 from ..runner import Result, run_facts, run_one
-from ..schema import Case, _expand
+from ..schema import Case, case_from_entry
 
 # Shrinking goes to the first value of each list: the plainest configuration comes first.
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -69,13 +69,7 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
         "activation": draw(st.sampled_from((None, *ACTIVATIONS))),
         "use_bias": draw(st.booleans()),
     }
-    if kind.family == "conv":
-        groups = draw(st.sampled_from([d for d in range(1, channels + 1) if channels % d == 0]))
-        config.update(filters=groups * draw(st.integers(1, 3)), groups=groups)
-    elif kind.family == "depthwise":
-        config["depth_multiplier"] = draw(st.integers(1, 3))
-    else:
-        config.update(filters=draw(st.integers(1, MAX_CHANNELS)), depth_multiplier=draw(st.integers(1, 3)))
+    config.update(kind.family.fuzz_config(draw, st, channels, MAX_CHANNELS))   # groups, filters, multiplier
     spatial = []
     for axis in range(rank):
         k = kernel if isinstance(kernel, int) else kernel[axis]
@@ -93,7 +87,7 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
 def to_case(entry: dict[str, Any], case_id: str | None = None) -> Case:
     """Validate an entry with the schema code (as if read from YAML) and return its Case."""
     case_id = case_id or f"fuzz-{os.getpid()}-{next(_ids)}"   # unique: the runner caches per (file, id)
-    return _expand(FUZZ_FILE, case_id, {}, {"id": case_id, **entry})[0]
+    return case_from_entry(FUZZ_FILE, {"id": case_id, **entry})[0]
 
 
 def to_yaml(entry: dict[str, Any], case_id: str) -> str:
@@ -340,32 +334,16 @@ def _engine_names(specs: Iterable[str]) -> list[str]:
 
 
 def _thread_counts(engines: list[str]) -> dict[str, Any]:
-    """The thread counts this process runs its frameworks with, for a fresh process to run the same."""
-    counts: dict[str, Any] = {}
-    if "torch" in engines and "torch" in sys.modules:
-        counts["torch"] = sys.modules["torch"].get_num_threads()
-    if "keras" in engines and "tensorflow" in sys.modules:
-        threading = sys.modules["tensorflow"].config.threading
-        counts["tensorflow"] = [threading.get_intra_op_parallelism_threads(),
-                                threading.get_inter_op_parallelism_threads()]
-    return counts
+    """The thread counts this process runs its frameworks with (engine -> its thread_count), for a fresh process
+    to run the same."""
+    counts = {name: engine_registry.engine_class(name).thread_count() for name in engines}
+    return {name: count for name, count in counts.items() if count is not None}
 
 
 def _set_threads(counts: dict[str, Any]) -> None:
     """Apply _thread_counts' answer (0: the framework's default), before the framework runs anything."""
-    if any(counts.get("tensorflow") or ()):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-
-        intra, inter = counts["tensorflow"]
-        if intra:
-            tf.config.threading.set_intra_op_parallelism_threads(intra)
-        if inter:
-            tf.config.threading.set_inter_op_parallelism_threads(inter)
-    if counts.get("torch"):
-        import torch
-
-        torch.set_num_threads(counts["torch"])
+    for name, count in counts.items():
+        engine_registry.engine_class(name).set_threads(count)
 
 
 def _assess(seen: dict[str, Any], fresh: list[dict[str, Any]]) -> tuple[list[str], bool, bool]:
@@ -566,8 +544,7 @@ def _worker(examples: int, engines: list[str], seed: int, progress: bool, rechec
     # One thread per framework in a worker: the workers already share out the cores, and tiny convolutions
     # run several times faster single-threaded (thread hand-off dominates them).
     engines = _engine_names(engines)
-    _set_threads({**({"tensorflow": [1, 1]} if "keras" in engines else {}),
-                  **({"torch": 1} if "torch" in engines else {})})
+    _set_threads({name: 1 for name in engines})
     return search(examples, engines, seed, progress=progress, rechecks=rechecks)
 
 
@@ -643,6 +620,10 @@ def format_stats(s: Stats) -> str:
 
 if __name__ == "__main__":   # a worker of run() or a fresh process of replay(); a JSON result on the last line
     import dataclasses
+
+    from .diagnose import install
+
+    install()
 
     if sys.argv[1] == "--replay":
         print(json.dumps(_replay_main(sys.argv[2])))

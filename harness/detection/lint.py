@@ -42,10 +42,7 @@ def hints(case: Case) -> list[str]:
         spatial = case.input_shape[2:] if g.channels_first else case.input_shape[1:-1]
         if spatial[0] == spatial[1] and g.kernel_size[0] == g.kernel_size[1] and g.strides[0] == g.strides[1]:
             out.append("H == W with a square kernel and equal strides: H/W swaps are invisible")
-    if g.kind.family != "conv" and (g.in_channels == 1 or g.depth_multiplier == 1):
-        out.append("C == 1 or M == 1: every depth-multiplier channel order agrees")
-    if g.kind.family == "conv" and g.groups == 1 and g.in_channels == g.filters == 1:
-        out.append("one input and one output channel: kernel layouts cannot be told apart")
+    out.extend(g.kind.family.weak_spots(g))
     if case.input_shape[0] == 1:
         out.append("batch 1: a lost batch axis is invisible")
     if g.padding == "valid" and all(s == 1 for s in g.strides):

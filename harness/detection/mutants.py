@@ -16,7 +16,7 @@ import numpy as np
 from ..layers import Geometry
 from ..padding import effective_kernel, pad_amounts
 from ..tensors import generate, round_to
-from .port import Port, _channel_view, numpy_port, reference_port, torch_conv
+from .port import Port, channel_view, numpy_port, reference_port, torch_conv
 
 DW = ("depthwise", "separable")
 
@@ -313,7 +313,7 @@ class SeparableBiasAfterDepthwise(Port):
             return z
         if bias.shape[0] != z.shape[1]:
             raise NotImplementedError("a bias of F entries cannot sit on the C*M depthwise channels (F != C*M)")
-        return z + _channel_view(bias, g.kind.rank)
+        return z + channel_view(bias, g.kind.rank)
 
     def finish(self, y, bias, g):
         return super().finish(y, None, g)
@@ -329,7 +329,7 @@ class DepthwiseBiasDropped(Port):
     def between_stages(self, z, g, bias, dtype):
         # The block's own depthwise bias (drawn as the torch engine draws it), which the conversion lost.
         b_d = round_to(generate("normal", (z.shape[1],), 0, "depthwise_bias"), dtype).astype(np.float64)
-        return z + _channel_view(b_d, g.kind.rank)
+        return z + channel_view(b_d, g.kind.rank)
 
 
 class SeparableActivationAfterDepthwise(Port):
@@ -342,7 +342,7 @@ class SeparableActivationAfterDepthwise(Port):
         return self.activate(z, g.activation)
 
     def finish(self, y, bias, g):
-        return y + _channel_view(bias, g.kind.rank) if bias is not None else y
+        return y + channel_view(bias, g.kind.rank) if bias is not None else y
 
 
 class SeparableStrideTwice(Port):
@@ -398,7 +398,7 @@ class ActivationBeforeBias(Port):
 
     def finish(self, y, bias, g):
         y = self.activate(y, g.activation)
-        return y + _channel_view(bias, g.kind.rank) if bias is not None else y
+        return y + channel_view(bias, g.kind.rank) if bias is not None else y
 
 
 class Relu6AsRelu(Port):

@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from .. import oracle
-from ..layers import Geometry, geometry
+from ..activations import ACTIVATION_TABLE
+from ..families import FAMILIES
+from ..layers import Geometry, geometry, get_kind
 from ..padding import pad_amounts
 
 Pads = list[tuple[int, int]]
 
 
-def _pad_or_crop(x: np.ndarray, pads: Pads) -> np.ndarray:
+def pad_or_crop(x: np.ndarray, pads: Pads) -> np.ndarray:
     """Zero-pad the spatial axes of a channels-first array; a negative amount crops (as F.pad does)."""
     widths = [(0, 0), (0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads]
     x = np.pad(x, widths) if any(w != (0, 0) for w in widths) else x
@@ -38,7 +40,7 @@ def torch_conv(x: np.ndarray, weight: np.ndarray, g: Geometry, *, strides: tuple
     (a wrong-shape verdict) instead of crashing.
     """
     rank = weight.ndim - 2
-    xp = _pad_or_crop(x, pads)
+    xp = pad_or_crop(x, pads)
     ks = weight.shape[2:]
     out = [(n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(xp.shape[2:], ks, strides, dilation)]
     if min(out) <= 0:
@@ -50,7 +52,7 @@ def torch_conv(x: np.ndarray, weight: np.ndarray, g: Geometry, *, strides: tuple
     return np.moveaxis(y, -1, 1)
 
 
-def _channel_view(v: np.ndarray, rank: int) -> np.ndarray:
+def channel_view(v: np.ndarray, rank: int) -> np.ndarray:
     """A per-channel vector shaped to broadcast over (N, C, *S)."""
     return v.reshape((1, -1) + (1,) * rank)
 
@@ -61,7 +63,7 @@ class Port:
     name = "numpy_port"
     bug = "none: the port as it should be"
     diagnosis = "nothing wrong"
-    families: tuple[str, ...] = ("conv", "depthwise", "separable")
+    families: tuple[str, ...] = tuple(FAMILIES)   # the families (by name) whose layers this mutant can break
     ranks: tuple[int, ...] = (1, 2)
     dtypes: tuple[str, ...] | None = None      # None: every dtype
     source = ""                                # a bug report that shipped this mistake, where one is known
@@ -75,8 +77,9 @@ class Port:
         return self.compute(layer, config, np.asarray(x, dtype=np.float64), w64, str(x.dtype)).astype(x.dtype)
 
     def applies(self, layer: str, dtype: str) -> bool:
-        g_family, rank = _family_rank(layer)
-        return g_family in self.families and rank in self.ranks and (self.dtypes is None or dtype in self.dtypes)
+        kind = get_kind(layer)
+        return (kind.family.name in self.families and kind.rank in self.ranks
+                and (self.dtypes is None or dtype in self.dtypes))
 
     def check(self, layer: str, dtype: str) -> None:
         if not self.applies(layer, dtype):
@@ -94,15 +97,7 @@ class Port:
         """(output, depthwise stage of a separable layer or None), both float64 in the case's data_format."""
         g = self.geometry(layer, config, x.shape)
         xc = self.to_internal(x, g)
-        z = None
-        if g.kind.family == "conv":
-            y = self.conv_stage(xc, self.conv_weight(weights["kernel"], g), g)
-        elif g.kind.family == "depthwise":
-            y = self.depthwise_stage(xc, self.depthwise_weight(weights["kernel"], g), g)
-        else:
-            z = self.depthwise_stage(xc, self.depthwise_weight(weights["depthwise_kernel"], g), g)
-            z = self.between_stages(z, g, weights.get("bias"), dtype)
-            y = self.pointwise_stage(z, self.pointwise_weight(weights["pointwise_kernel"], g), g)
+        y, z = g.kind.family.port_stages(self, xc, weights, g, dtype)   # the family composes the steps below
         y = self.finish(y, weights.get("bias"), g)
         return self.from_internal(y, g), (None if z is None else self.from_internal(z, g))
 
@@ -164,18 +159,11 @@ class Port:
 
     def finish(self, y: np.ndarray, bias: np.ndarray | None, g: Geometry) -> np.ndarray:
         if bias is not None:
-            y = y + _channel_view(self.bias_vector(bias, g), g.kind.rank)
+            y = y + channel_view(self.bias_vector(bias, g), g.kind.rank)
         return self.activate(y, g.activation)
 
     def activate(self, y: np.ndarray, activation: str) -> np.ndarray:
-        return oracle.ACTIVATION_FUNCTIONS[activation](y)
-
-
-def _family_rank(layer: str) -> tuple[str, int]:
-    from ..layers import get_kind
-
-    kind = get_kind(layer)
-    return kind.family, kind.rank
+        return ACTIVATION_TABLE[activation].reference(y)
 
 
 def reference_port(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""Engine registry: one line per engine; modules are imported only when an engine runs."""
+"""Engine registry: one line per engine; traits are read from engine classes, frameworks load only when one runs."""
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from .base import Engine, EngineOutput, FunctionEngine, Inputs
+from .base import Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request
 
 # name -> "module:class". Importing this package imports no framework.
 BUILTIN: dict[str, str] = {
@@ -13,6 +13,8 @@ BUILTIN: dict[str, str] = {
     "torch": "harness.engines.torch_engine:TorchEngine",
 }
 DEFAULT_ENGINES = ("oracle", "keras", "torch")
+# The engine every other engine is judged against: the one built-in whose class says reference = True.
+REFERENCE = "oracle"
 
 _loaded: dict[str, Engine] = {}
 _plugins: dict[str, str] = {}
@@ -49,6 +51,20 @@ def cli_spec(name: str) -> str:
     return f"{name}={_plugins[name]}" if name in _plugins else name
 
 
+def engine_class(name: str) -> type[Engine]:
+    """The class of engine ``name``, for its traits: imports its module, not its framework."""
+    if name in BUILTIN:
+        return _resolve(BUILTIN[name])
+    if name in _plugins:
+        return FunctionEngine
+    raise KeyError(f"unknown engine {name!r}; known: {', '.join([*BUILTIN, *_plugins])}")
+
+
+def is_reference(name: str) -> bool:
+    """Whether ``name`` is the reference (the oracle): judged in float64, never against a bound of its own."""
+    return engine_class(name).reference
+
+
 def get(name: str) -> Engine:
     """The engine called ``name``, importing its module (and its framework) on first use."""
     if name not in _loaded:
@@ -61,5 +77,6 @@ def get(name: str) -> Engine:
     return _loaded[name]
 
 
-__all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOutput", "FunctionEngine", "Inputs", "cli_spec", "get",
-           "plugin_name", "register_plugin"]
+__all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOption", "EngineOutput", "FunctionEngine", "Inputs",
+           "REFERENCE", "Request", "cli_spec", "engine_class", "get", "is_reference", "plugin_name",
+           "register_plugin"]

@@ -1,10 +1,13 @@
-"""What an engine is: a callable from (case, inputs) to an output, plus what it reports about itself."""
+"""What an engine is: an object with traits (read without importing its framework) that runs one request."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..layers import Geometry
 
 
 @dataclass
@@ -18,41 +21,120 @@ class Inputs:
 
 
 @dataclass
+class Request:
+    """One layer to compute: the case's configuration, already normalised, and its inputs."""
+
+    layer: str                          # Keras class name, e.g. "SeparableConv2D"
+    config: dict[str, Any]              # the Keras constructor arguments, as the case states them
+    geometry: "Geometry"                # the same, normalised (every argument explicit, sizes as tuples)
+    inputs: Inputs
+    options: dict[str, Any] = field(default_factory=dict)   # this engine's options from the case (validated)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.inputs.x.dtype)
+
+
+@dataclass
 class EngineOutput:
-    """One engine's answer for one case."""
+    """One engine's answer for one case (built-in engines and plug-ins alike)."""
 
     y: np.ndarray                                   # in the case data_format and (expected) dtype
     params: int | None = None                       # parameter count as that framework counts it
-    weight_shapes: dict[str, tuple[int, ...]] | None = None   # in that engine's own layout
+    weight_shapes: dict[str, tuple[int, ...]] | None = None   # in that engine's own layout (Engine.weight_layout)
     notes: list[str] = field(default_factory=list)  # e.g. "NCHW run as NHWC: TF CPU kernels refuse NCHW"
     # Added to the gauge G where an engine computes on magnitudes the Keras weights do not show
     # (a torch separable block with a depthwise bias carries |W_p||b_d| and a different pointwise bias).
     gauge_extra: np.ndarray | None = None
     extra_roundings: int = 0                        # roundings beyond the Keras layer's path (added to K)
-    intermediate: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. the depthwise stage of separable
+    # The family's stages (Family.stages, e.g. the depthwise stage of separable), judged when the layer fails.
+    intermediate: dict[str, np.ndarray] = field(default_factory=dict)
     # Facts of this run that decide the framework's behaviour, in the condition language's names
     # (harness/conditions.py FACTS), e.g. {"onednn": True, "keras_layer_format": "channels_first"}.
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-class Engine(Protocol):
-    name: str
+@dataclass(frozen=True)
+class EngineOption:
+    """An option a case may give an engine (`engine_options: {ENGINE: {OPTION: value}}`)."""
 
-    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
-        ...
+    type: type                          # the type its value must have
+    doc: str                            # one line for error messages and the README
+    # Only layers whose family has this variant of the torch port take it (Family.port_variants); None: all.
+    port_variant: str | None = None
 
 
-PluginFn = Callable[[str, dict, np.ndarray, dict], np.ndarray]
+# The oracle's layout, which cases are written in: a Keras-layout engine reports weight shapes a plain
+# `expect.weight_shapes` table describes.
+CANONICAL_LAYOUT = "keras"
 
 
-class FunctionEngine:
-    """A user's plug-in: ``fn(layer, config, x, weights) -> y`` (raise NotImplementedError to skip)."""
+class Engine:
+    """Base of every engine. Class attributes are its traits: the registry reads them without instantiating
+    the engine, so without importing its framework; ``__init__`` may import the framework."""
+
+    name: ClassVar[str] = ""
+    reference: ClassVar[bool] = False      # the oracle: every other engine is judged against its output
+    # The layout of the weight_shapes it reports: "keras" means a plain `expect.weight_shapes` table (written in
+    # Keras layout) describes it too; any other layout needs its own entry in the table.
+    weight_layout: ClassVar[str] = CANONICAL_LAYOUT
+    options: ClassVar[dict[str, EngineOption]] = {}
+    framework: ClassVar[str | None] = None  # the module whose threads it sets (None: NumPy only)
+
+    def run(self, request: Request) -> EngineOutput:
+        """Compute the layer; raise EngineRejected where the framework refuses it, EngineSkip where it cannot
+        run here (with the reason)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- traits as behaviour
+    @classmethod
+    def option_problems(cls, options: dict[str, Any], layer_kind: Any) -> list[tuple[str, str]]:
+        """(option, what is wrong) for each option a case gives this engine that it cannot take."""
+        problems = []
+        for option, value in options.items():
+            spec = cls.options.get(option)
+            if spec is None:
+                takes = ", ".join(cls.options) or "no options"
+                problems.append((option, f"unknown option; {cls.name} takes: {takes}"))
+            elif spec.port_variant and spec.port_variant not in layer_kind.family.port_variants:
+                from ..families import FAMILIES
+
+                takers = [f.name for f in FAMILIES.values() if spec.port_variant in f.port_variants]
+                problems.append((option, f"applies to {'/'.join(takers)} layers only, not {layer_kind.name}"))
+            elif not isinstance(value, spec.type):
+                problems.append((option, f"must be {spec.type.__name__}, got {value!r}"))
+        return problems
+
+    @classmethod
+    def thread_count(cls) -> Any:
+        """The thread setting its framework runs with in this process (None where not loaded)."""
+        return None
+
+    @classmethod
+    def set_threads(cls, count: Any) -> None:
+        """Apply a thread_count answer (or an int) before the framework runs anything."""
+
+    @classmethod
+    def environment(cls) -> dict[str, dict[str, Any]]:
+        """What the report's environment panel records for this engine: framework name -> facts."""
+        return {}
+
+
+PluginFn = Callable[[str, dict, np.ndarray, dict], Any]
+
+
+class FunctionEngine(Engine):
+    """A user's plug-in: ``fn(layer, config, x, weights)`` returning an array or an EngineOutput (params, weight
+    shapes, notes, facts); raise EngineRejected where the converter refuses the layer, NotImplementedError or
+    EngineSkip to skip."""
+
+    weight_layout = "plug-in"   # unknown: a plain expect.weight_shapes table (Keras layout) does not describe it
 
     def __init__(self, name: str, fn: PluginFn):
-        self.name, self.fn = name, fn
+        self.name, self.fn = name, fn   # type: ignore[misc]
 
-    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
+    def run(self, request: Request) -> EngineOutput:
         # Copies, so a plug-in that writes into its arguments cannot corrupt other engines' inputs.
-        weights = {k: v.copy() for k, v in inputs.weights.items()}
-        y = self.fn(layer, dict(config), inputs.x.copy(), weights)
-        return EngineOutput(y=np.asarray(y))
+        weights = {k: v.copy() for k, v in request.inputs.weights.items()}
+        out = self.fn(request.layer, dict(request.config), request.inputs.x.copy(), weights)
+        return out if isinstance(out, EngineOutput) else EngineOutput(y=np.asarray(out))

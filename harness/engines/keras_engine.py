@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
 
 from .. import facts as env
 from ..errors import EngineRejected, EngineSkip
-from .base import EngineOutput, Inputs
+from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
+from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request
 
 
 def _import_keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
+    keras = import_keras()
     if keras.backend.backend() != "tensorflow":
         raise EngineSkip(f"keras runs on the {keras.backend.backend()!r} backend; this engine needs tensorflow "
                          "(set KERAS_BACKEND=tensorflow before keras is first imported)")
@@ -27,8 +26,10 @@ def _is_nchw_refusal(exc: Exception) -> bool:
     return "NHWC" in text or "channels_first" in text.lower() and "not supported" in text.lower()
 
 
-class KerasEngine:
+class KerasEngine(Engine):
     name = "keras"
+    weight_layout = CANONICAL_LAYOUT
+    framework = "tensorflow"
 
     def __init__(self) -> None:
         self.keras = _import_keras()
@@ -48,8 +49,7 @@ class KerasEngine:
 
     def _build(self, layer: str, config: dict[str, Any], dtype: str, input_shape: tuple[int, ...]):
         try:
-            obj = getattr(self.keras.layers, layer)(**config, dtype=dtype)
-            obj.build(input_shape)
+            obj = build_keras_layer(layer, config, dtype, input_shape)
         except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
             raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}",
                                  self._facts(config)) from exc
@@ -58,11 +58,10 @@ class KerasEngine:
     def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict) -> np.ndarray:
         import tensorflow as tf
 
-        by_name = {w.name: w for w in obj.weights}
-        missing = set(weights) ^ set(by_name)
-        if missing:  # the layer database disagrees with Keras: a harness bug, never a quiet skip
-            raise RuntimeError(f"Keras {layer} weights are {sorted(by_name)}, the harness gives {sorted(weights)}")
-        obj.set_weights([weights[w.name] for w in obj.weights])
+        try:
+            set_keras_weights(obj, weights)
+        except ValueError as exc:  # the family's weight names disagree with Keras: a harness bug, never a skip
+            raise RuntimeError(str(exc)) from exc
         try:
             return obj(x).numpy()
         except (tf.errors.OpError, ValueError) as exc:
@@ -77,9 +76,10 @@ class KerasEngine:
                 # Keras compiles a conv with XLA when the kernel's input depth differs from the channel count.
                 "keras_xla": int(config.get("groups", 1)) > 1}
 
-    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
+    def run(self, request: Request) -> EngineOutput:
         import tensorflow as tf
 
+        layer, config, inputs = request.layer, request.config, request.inputs
         if self.refusal:
             raise EngineSkip(self.refusal)
         dtype = str(inputs.x.dtype)
@@ -102,6 +102,51 @@ class KerasEngine:
             obj = self._build(layer, last, dtype, x_last.shape)
             y = np.moveaxis(self._call(obj, x_last, inputs.weights, layer, last), -1, 1)
         return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes, facts=self._facts(ran))
+
+
+    @classmethod
+    def thread_count(cls) -> Any:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not hasattr(tf, "config"):
+            return None
+        threading = tf.config.threading
+        return [threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()]
+
+    @classmethod
+    def set_threads(cls, count: Any) -> None:
+        """An int (intra and inter op) or [intra, inter]; 0 keeps TensorFlow's default."""
+        intra, inter = (count, count) if isinstance(count, int) else count
+        if not (intra or inter):
+            return
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        if intra:
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+    @classmethod
+    def environment(cls) -> dict[str, dict[str, Any]]:
+        """Versions from metadata; runtime state only where this process imported TensorFlow / Keras."""
+        tf_info: dict[str, Any] = {"version": env.version("tensorflow"), "loaded": False,
+                                   "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and hasattr(tf, "config"):
+            tf_info.update(
+                loaded=True, version=getattr(tf, "__version__", tf_info["version"]),
+                onednn_enabled=env.onednn(), onednn_requested=os.environ.get(env.REQUEST_VARIABLE),
+                intra_op_threads=env.attempt(tf.config.threading.get_intra_op_parallelism_threads),
+                inter_op_threads=env.attempt(tf.config.threading.get_inter_op_parallelism_threads),
+                gpus=env.attempt(lambda: [d.name for d in tf.config.list_physical_devices("GPU")]),
+                tf32_enabled=env.attempt(tf.config.experimental.tensor_float_32_execution_enabled))
+        keras_info: dict[str, Any] = {"version": env.version("keras"), "loaded": False,
+                                      "KERAS_BACKEND": os.environ.get("KERAS_BACKEND")}
+        keras = sys.modules.get("keras")
+        if keras is not None and hasattr(keras, "backend"):
+            keras_info.update(loaded=True, version=getattr(keras, "__version__", keras_info["version"]),
+                              backend=env.attempt(keras.backend.backend))
+        return {"tensorflow": tf_info, "keras": keras_info}
 
 
 def _args(config: dict[str, Any]) -> str:

@@ -1,21 +1,22 @@
-"""The oracle as an engine item: it checks a case's golden facts (expect) against the float64 reference."""
+"""The oracle as an engine: the float64 reference every other engine is judged against; its item checks a case's
+golden facts (expect) against it."""
 from __future__ import annotations
 
-from typing import Any
-
 from .. import oracle
-from ..layers import geometry, refuse_impossible
-from .base import EngineOutput, Inputs
+from ..layers import refuse_impossible
+from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request
 
 
-class OracleEngine:
+class OracleEngine(Engine):
     name = "oracle"
+    reference = True          # judged in float64, exactly; its output is the reference of every other engine
+    weight_layout = CANONICAL_LAYOUT   # every engine converts from it
 
-    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
-        g = geometry(layer, config, inputs.x.shape)
-        refuse_impossible("oracle", layer, g, inputs.x.shape)
+    def run(self, request: Request) -> EngineOutput:
+        g, inputs = request.geometry, request.inputs
+        refuse_impossible("oracle", request.layer, g, inputs.x.shape)
         return EngineOutput(
-            y=oracle.run(layer, config, inputs.x64, inputs.weights64),
+            y=oracle.run(request.layer, request.config, inputs.x64, inputs.weights64),
             params=g.param_count(),
             weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()},
         )

@@ -1,18 +1,28 @@
 """PyTorch: the public torch port (real nn.Conv modules) built from the Keras weights and called."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
+from .. import facts as env
 from ..errors import EngineSkip
-from ..layers import geometry, refuse_impossible
+from ..layers import refuse_impossible
 from ..tensors import generate, numpy_dtype
-from .base import EngineOutput, Inputs
+from .base import Engine, EngineOption, EngineOutput, Request
 
 
-class TorchEngine:
+class TorchEngine(Engine):
     name = "torch"
+    weight_layout = "torch"   # its weight_shapes are the port's state dict: (out, in/groups, *kernel)
+    framework = "torch"
+    options = {
+        # The hand-written block with a bias on both convs: a random depthwise bias and the pointwise bias that
+        # makes the block equal to Keras (what folding undoes).
+        "depthwise_bias": EngineOption(bool, "a bias on the depthwise conv too, compensated in the pointwise bias",
+                                       port_variant="depthwise_bias"),
+    }
 
     def __init__(self) -> None:
         import torch
@@ -21,20 +31,20 @@ class TorchEngine:
 
         self.torch, self.port = torch, torch_port
 
-    def run(self, layer: str, config: dict[str, Any], inputs: Inputs, options: dict[str, Any]) -> EngineOutput:
+    def run(self, request: Request) -> EngineOutput:
         torch = self.torch
-        dtype_name = str(inputs.x.dtype)
+        layer, config, g, inputs, options = request.layer, request.config, request.geometry, request.inputs, \
+            request.options
+        dtype_name = request.dtype
         tdtype = getattr(torch, dtype_name)
-        g = geometry(layer, config, inputs.x.shape)
         refuse_impossible("torch port", layer, g, inputs.x.shape)
         depthwise_bias = None
         gauge_extra = None
-        unknown = set(options) - {"depthwise_bias"}  # the schema checks this; plug-ins calling us directly may not
-        if unknown or (options.get("depthwise_bias") and g.kind.family != "separable"):
-            raise ValueError(f"torch engine options {sorted(options)} do not apply to {layer}")
+        problems = self.option_problems(options, g.kind)   # the schema checks this; direct callers may not
+        if problems:
+            raise ValueError(f"torch engine options {sorted(options)} do not apply to {layer}: "
+                             + "; ".join(f"{o}: {m}" for o, m in problems))
         if options.get("depthwise_bias"):
-            # The hand-written port with a bias on the depthwise conv too: give it a random depthwise bias
-            # and the pointwise bias that makes the block equal to Keras (what folding undoes).
             depthwise_bias = generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias").astype(
                 inputs.x.dtype)
         weights = {k: v.astype(np.float64) for k, v in inputs.weights.items()}
@@ -45,9 +55,10 @@ class TorchEngine:
         if not g.channels_first:  # torch modules are channels-first; move C around them
             xt = xt.movedim(-1, 1)
         stages: dict[str, Any] = {}
-        if g.kind.family == "separable":
-            # The depthwise stage's output, kept so that a failing separable layer can say which stage went wrong.
-            module.depthwise.register_forward_hook(lambda _m, _i, out: stages.__setitem__("depthwise", out))
+        for stage in g.kind.family.stages:
+            # A stage's output (the depthwise conv of a separable block: the port's submodule of that name), kept
+            # so that a failing layer can say which stage went wrong.
+            getattr(module, stage).register_forward_hook(lambda _m, _i, out, s=stage: stages.__setitem__(s, out))
         try:
             with torch.no_grad():
                 yt = module(xt)
@@ -59,12 +70,12 @@ class TorchEngine:
             yt = yt.movedim(1, -1)
         y = yt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else yt.numpy()
         intermediate: dict[str, np.ndarray] = {}
-        if "depthwise" in stages:
-            zt = stages["depthwise"] if g.channels_first else stages["depthwise"].movedim(1, -1)
-            intermediate["depthwise"] = np.ascontiguousarray(
+        for stage, zt in stages.items():
+            zt = zt if g.channels_first else zt.movedim(1, -1)
+            intermediate[stage] = np.ascontiguousarray(
                 zt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else zt.numpy())
-            if depthwise_bias is not None:   # this block's depthwise conv adds its own bias
-                intermediate["depthwise_bias"] = depthwise_bias.astype(np.float64)
+        if depthwise_bias is not None:   # this block's depthwise conv adds its own bias
+            intermediate["depthwise_bias"] = depthwise_bias.astype(np.float64)
         state = module.state_dict()
         if depthwise_bias is not None:
             # |W_p| |b_d| + |b_p'| enter the block's sums; Keras weights alone do not show them.
@@ -80,3 +91,35 @@ class TorchEngine:
             extra_roundings=1 if depthwise_bias is not None else 0,
             intermediate=intermediate,
         )
+
+    @classmethod
+    def thread_count(cls) -> Any:
+        torch = sys.modules.get("torch")
+        return torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+
+    @classmethod
+    def set_threads(cls, count: Any) -> None:
+        if count:
+            import torch
+
+            torch.set_num_threads(int(count))
+
+    @classmethod
+    def environment(cls) -> dict[str, dict[str, Any]]:
+        """Version from metadata; runtime state (threads, CPU capability, TF32 switches) where torch is loaded."""
+        info: dict[str, Any] = {"version": env.version("torch"), "loaded": False}
+        torch = sys.modules.get("torch")
+        if torch is None or not hasattr(torch, "get_num_threads"):
+            return {"torch": info}
+        attempt = env.attempt
+        info.update(loaded=True, version=torch.__version__, threads=attempt(torch.get_num_threads),
+                    interop_threads=attempt(torch.get_num_interop_threads),
+                    cpu_capability=attempt(torch.backends.cpu.get_cpu_capability),
+                    mkldnn_available=attempt(torch.backends.mkldnn.is_available),
+                    cuda_available=attempt(torch.cuda.is_available))
+        if info["cuda_available"]:
+            info["gpus"] = attempt(lambda: [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
+        info.update(matmul_allow_tf32=attempt(lambda: bool(torch.backends.cuda.matmul.allow_tf32)),
+                    cudnn_allow_tf32=attempt(lambda: bool(torch.backends.cudnn.allow_tf32)),
+                    float32_matmul_precision=attempt(torch.get_float32_matmul_precision))
+        return {"torch": info}

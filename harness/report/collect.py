@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ..engines import is_reference
 from ..runner import reference, run_one
 from ..schema import Case
 from .pictures import engine_pictures
@@ -60,7 +61,7 @@ def run_case(case: Case, engines: list[str], progress: Progress | None = None) -
     for engine in engines:
         result = run_one(case, engine)
         extra = None
-        if engine != "oracle" and result.output is not None and result.bound is not None \
+        if not is_reference(engine) and result.output is not None and result.bound is not None \
                 and result.metrics is not None:
             try:
                 extra, pictures[engine] = engine_pictures(

@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..cli import EXTRA_ARGUMENTS, _load, command
+from ..cli_options import cases_from
 from ..detection.coverage import coverage_table
 from ..selection import select_engines
 from . import baseline as baseline_mod
@@ -15,15 +15,13 @@ from .collect import collect
 from .write import write_all
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `report` beyond the common ones."""
     parser.add_argument("--baseline", metavar="OLD_results.json",
                         help="mark the (case, engine) pairs whose verdict or error ratio changed against this "
                              "earlier results.json")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help="folder for results.json and index.html (default: reports)")
-
-
-EXTRA_ARGUMENTS.setdefault("report", []).append(_arguments)
 
 
 def command_line(args: argparse.Namespace) -> list[str]:
@@ -42,7 +40,7 @@ def build(args: argparse.Namespace) -> tuple[dict, dict]:
     """Run everything and return (results document, heatmap data); writes nothing."""
     old = results_json.load(args.baseline) if args.baseline else None   # a bad baseline fails before the run
     engines = select_engines(args.engine)
-    cases, errors = _load(args)
+    cases, errors = cases_from(args)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     collected = collect(cases, engines)
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
@@ -55,8 +53,7 @@ def build(args: argparse.Namespace) -> tuple[dict, dict]:
     return doc, collected.pictures
 
 
-@command("report")
-def cmd_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run cases in every engine; write results.json and a self-contained index.html under --out."""
     start = time.perf_counter()
     doc, pictures = build(args)

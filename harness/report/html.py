@@ -6,9 +6,9 @@ from html import escape
 from typing import Any
 
 import yaml
+from markupsafe import Markup  # jinja2's own dependency
 
-from .assets_css import CSS
-from .assets_js import GUARD, JS
+from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
 from .results_json import finite, unexpected
@@ -62,7 +62,7 @@ def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple
             "e": {e: {"pics": pics.get(e), **{k: r.get(k) for k in LAZY_FIELDS}} for e, r in recs.items()},
         })
     baseline = doc.get("baseline")
-    meta = {k: doc.get(k) for k in ("created", "command", "paths", "duration_s", "schema_version", "engines")}
+    meta = {k: doc.get(k) for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
     meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
     return {"meta": meta, "cases": cases}, lazy
 
@@ -141,73 +141,17 @@ def _env_html(doc: dict[str, Any]) -> str:
 
 
 def render(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> str:
+    """index.html as one string: templates/report.html.j2 with static/ and the data inlined."""
     data, lazy = page_data(doc, pictures)
-    layers = sorted({c["layer"] for c in doc["cases"]})
-    layer_opts = "".join(f'<option value="{escape(x)}">{escape(x)}</option>' for x in layers)
-    verdict_opts = "".join(f'<option value="{v}">{label}</option>' for v, label in (
-        ("", "any verdict"), ("notpass", "anything but pass"), ("fail", "fail (not a known bug)"),
-        ("xfail", "known bug (xfail)"), ("error", "error"),
-        ("skip", "skip"), ("rejected", "rejected"), ("pass", "pass"))
-        + ((("changed", "changed vs baseline"),) if doc.get("baseline") else ()))
-    sort_opts = ('<option value="severity">failures first</option><option value="ratio">largest error/bound</option>'
-                 '<option value="file">file order</option>'
-                 + ('<option value="changed">changed first</option>' if doc.get("baseline") else ""))
-    engine_heads = "".join(f'<div style="text-align:center">{escape(e)}</div>' for e in doc["engines"])
-    legend = ('<span><span class="sw" style="background:rgb(226,243,236)"></span><span class="sw" '
-              'style="background:rgb(44,162,140)"></span><span class="sw" style="background:rgb(0,92,86)"></span>'
-              'pass, darker = more of the error budget used (number: max error/bound)</span>'
-              '<span><span class="sw" style="background:rgb(189,22,34)"></span>fail</span>'
-              '<span><span class="sw xfail-sw"></span>known bug (xfail)</span>'
-              '<span><span class="sw" style="background:#d35400"></span>error</span>'
-              '<span><span class="sw" style="background:#e3e5e9"></span>skip</span>'
-              '<span><span class="sw" style="background:#e6dcf3"></span>rejected by Keras</span>'
-              '<span>click a cell for the case</span>')
-    lazy_scripts = "\n".join(f'<script type="application/json" id="d-{i}">{embed(item)}</script>'
-                             for i, item in enumerate(lazy))
-    created = escape(str(doc.get("created")))
-    command = escape(" ".join(doc.get("command") or []))
-    return f"""<!DOCTYPE html>
-<html lang="en" data-state="loading">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="conv-equivalence-harness report, results schema {escape(doc['schema_version'])}">
-<title>Convolution equivalence report</title>
-<style>{CSS}</style>
-<script>{GUARD}</script>
-</head>
-<body>
-<div id="script-error" hidden></div>
-<header><h1>Convolution equivalence report</h1>
-<span class="meta">{created} &middot; {len(doc['cases'])} cases &times; {len(doc['engines'])} engines &middot;
-{doc['duration_s']:.1f} s &middot; <code>{command}</code></span></header>
-<main>
-<div class="top">
-<section id="summary"><h2>Summary</h2>{_summary_html(doc)}</section>
-<section id="environment"><h2>Environment and tolerance</h2>{_env_html(doc)}
-<p class="tolerance" id="tolerance">{escape(doc['tolerance']['model'])}</p></section>
-</div>
-<section id="cases"><h2>Cases &times; engines</h2>
-<div class="filters">
-<label>layer <select id="f-layer"><option value="">all layers</option>{layer_opts}</select></label>
-<label>verdict <select id="f-verdict">{verdict_opts}</select></label>
-<label>text <input type="search" id="f-text" placeholder="case id, file, message..."></label>
-<label>sort <select id="f-sort">{sort_opts}</select></label>
-<span id="f-count" class="small"></span>
-</div>
-<div class="legend">{legend}</div>
-<noscript><p class="warn">The case matrix and the pictures need JavaScript; results.json holds the same data.</p></noscript>
-<div id="matrix" role="table"{' style="--baseline-col:190px"' if doc.get('baseline') else ''}>
-<div class="mrow head" role="row"><div></div><div>case</div><div>layer</div><div>dtype</div><div>input</div>{engine_heads}
-{'<div>baseline</div>' if doc.get('baseline') else ''}</div>
-<div id="matrix-body"></div></div>
-</section>
-{coverage_html(doc.get("coverage"))}
-</main>
-<div id="tip"></div>
-<script type="application/json" id="report-data">{embed(data)}</script>
-{lazy_scripts}
-<script>{JS}</script>
-</body>
-</html>
-"""
+    # The template autoescapes text; Markup passes unchanged what must reach the page as is: inline code, HTML built
+    # (and escaped) above, and the JSON blocks, which embed() already made safe inside <script>.
+    return template("report.html.j2").render(
+        schema_version=doc["schema_version"], created=str(doc.get("created")),
+        command=" ".join(doc.get("command") or []), n_cases=len(doc["cases"]), engines=doc["engines"],
+        duration_s=doc["duration_s"], tolerance=doc["tolerance"]["model"], baseline=bool(doc.get("baseline")),
+        layers=sorted({c["layer"] for c in doc["cases"]}),
+        summary_html=Markup(_summary_html(doc)), env_html=Markup(_env_html(doc)),
+        coverage_html=Markup(coverage_html(doc.get("coverage"))),
+        css=Markup(static_text("report.css")), guard=Markup(static_text("guard.js")),
+        scripts=[Markup(static_text(name)) for name in SCRIPT_PARTS],
+        data_json=Markup(embed(data)), lazy_json=[Markup(embed(item)) for item in lazy])

@@ -6,11 +6,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..engines import REFERENCE
 from ..runner import VERDICTS, Result, outcome
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle|), "
@@ -69,6 +70,8 @@ def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str
         "pattern": extra.get("pattern"), "details": result.details or None,
         "xfail": getattr(result, "xfail", "") or None, "baseline": None,
         "facts": finite(dict(result.facts)) or None,
+        # The one outcome policy (runner.outcome), so that no reader re-derives xfail/xpass from verdict + xfail.
+        "outcome": outcome(result.verdict, getattr(result, "xfail", "") or None),
     }
 
 
@@ -105,6 +108,7 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
         "command": command,
         "paths": paths,
         "engines": engines,
+        "reference": REFERENCE,
         "duration_s": round(duration_s, 3),
         "environment": environment,
         "tolerance": {"safety_constant": SAFETY, "model": TOLERANCE_MODEL},

@@ -1,6 +1,3 @@
-"""The page's per-case script: details, metrics and shapes tables, heatmaps, histogram (rendered on demand)."""
-
-CASE = r"""
 // ---- one case, rendered on demand from its own embedded JSON
 function lazy(i) { return JSON.parse(document.getElementById("d-" + i).textContent); }
 
@@ -311,4 +308,3 @@ function mapsOfQ(set, P, q) {
   return out;
 }
 
-"""

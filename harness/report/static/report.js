@@ -1,19 +1,3 @@
-"""The report page's scripts (inlined). GUARD runs first so that any later script error is shown and marked."""
-
-from .assets_js_case import CASE
-
-# Marks <html data-state="error" data-error=...> and shows a banner on any script error; the browser test reads it.
-GUARD = r"""
-window.addEventListener("error", function (ev) {
-  var msg = (ev && ev.message ? ev.message : "script error") + (ev && ev.lineno ? " (line " + ev.lineno + ")" : "");
-  document.documentElement.setAttribute("data-state", "error");
-  document.documentElement.setAttribute("data-error", msg);
-  var b = document.getElementById("script-error");
-  if (b) { b.hidden = false; b.textContent = "This page's script failed: " + msg; }
-});
-"""
-
-_CORE = r"""
 "use strict";
 (function () {
 const T0 = performance.now();
@@ -21,13 +5,10 @@ const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const ENGINES = DATA.meta.engines;
 const CASES = DATA.cases;
 const ORDER = {fail: 0, error: 1, xpass: 2, xfail: 3, rejected: 4, skip: 5, pass: 6};
-// A pair's status: its verdict, except for the case's known bugs (xfail): an expected fail is "xfail", and a
-// pass of a known bug is "xpass" (the bug is gone: the run fails, as pytest's strict xfail does).
+// A pair's status is its outcome, decided in Python by the one policy pytest and the CLI use (runner.outcome):
+// its verdict, except where the case's known bug holds (an expected fail is "xfail", a pass is "xpass").
 function status(r) {
-  if (!r) return "none";
-  if (r.xfail && r.verdict === "fail") return "xfail";
-  if (r.xfail && r.verdict === "pass") return "xpass";
-  return r.verdict;
+  return r ? r.outcome : "none";
 }
 const tip = document.getElementById("tip");
 
@@ -254,7 +235,7 @@ function defaultEngine(c) {
   let best = null, bestKey = null;
   for (const e of ENGINES) {
     const r = c.r[e];
-    if (!r || e === "oracle") continue;
+    if (!r || e === DATA.meta.reference) continue;
     const key = [ORDER[status(r)] === undefined ? 1 : ORDER[status(r)], -(ratioOf(r) || 0)];
     if (bestKey === null || key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) { best = e; bestKey = key; }
   }
@@ -266,33 +247,3 @@ tbody.addEventListener("click", ev => {
   const cell = ev.target.closest(".cell");
   toggle(Number(tr.dataset.i), cell ? cell.dataset.engine : null);
 });
-"""
-
-_START = r"""
-// ---- filters, initial view, URL hash (#case=ID&engine=NAME)
-for (const id of ["f-layer", "f-verdict", "f-sort"]) document.getElementById(id).addEventListener("change", applyView);
-document.getElementById("f-text").addEventListener("input", applyView);
-applyView();
-// What the reader sees first, before a #case=... link scrolls: the summary (the browser test reads this).
-const sumBox = document.getElementById("summary").getBoundingClientRect();
-document.documentElement.setAttribute("data-summary-visible",
-  String(sumBox.height > 0 && sumBox.top < window.innerHeight && sumBox.bottom > 0));
-function fromHash() {
-  const p = new URLSearchParams(location.hash.slice(1));
-  const cov = document.getElementById("coverage");
-  if (cov && p.has("coverage")) { cov.open = true; cov.scrollIntoView({block: "start"}); return; }
-  const id = p.get("case");
-  if (!id) return;
-  const i = CASES.findIndex(c => c.id === id);
-  if (i >= 0) openCase(i, p.get("engine"), true);
-}
-fromHash();
-window.addEventListener("hashchange", fromHash);
-document.documentElement.setAttribute("data-render-ms", (performance.now() - T0).toFixed(1));
-document.documentElement.setAttribute("data-load-ms", performance.now().toFixed(1));
-if (document.documentElement.getAttribute("data-state") !== "error") document.documentElement.setAttribute("data-state", "ready");
-})();
-"""
-
-# One function scope: helpers and the matrix, the per-case rendering, then the start-up.
-JS = _CORE + CASE + _START

@@ -1,0 +1,137 @@
+"""What a layer family is: the one object that knows everything family-specific (in the spirit of OpInfo)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..layers import Geometry
+
+# Keras constructor defaults shared by every family; a case states only what differs.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "strides": 1,
+    "padding": "valid",
+    "data_format": "channels_last",
+    "dilation_rate": 1,
+    "activation": None,
+    "use_bias": True,
+}
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One Keras layer class: a family at one rank."""
+
+    name: str                       # Keras class name, also what cases write under `layer`
+    rank: int                       # number of spatial axes
+    family: "Family"                # owns the semantics, weights, conversions and detection strategies
+    paddings: tuple[str, ...] = ("valid", "same")
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        """Keras weight names in `layer.get_weights()` order (bias last, optional)."""
+        return (*self.family.kernel_names, "bias")
+
+    @property
+    def extra_keys(self) -> tuple[str, ...]:
+        return self.family.extra_keys
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return self.family.requires
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.family.defaults
+
+    @property
+    def config_keys(self) -> frozenset[str]:
+        return frozenset(COMMON_DEFAULTS) | frozenset(self.family.extra_keys)
+
+
+class Family:
+    """A family of Keras convolution layers (all ranks). Subclasses fill in the fields and the methods below;
+    everything else in the harness asks the family instead of testing its name."""
+
+    # ---------------------------------------------------------------- declared facts
+    name: str = ""                             # 'conv' | 'depthwise' | 'separable': for messages and mutants
+    extra_keys: tuple[str, ...] = ()           # constructor arguments beyond COMMON_DEFAULTS
+    requires: tuple[str, ...] = ()             # arguments without a Keras default
+    defaults: dict[str, Any] = {}              # Keras defaults of extra_keys
+    kernel_names: tuple[str, ...] = ()         # Keras weights before the (optional) bias, get_weights() order
+    # Intermediate results an engine may expose (EngineOutput.intermediate), judged on their own when the layer
+    # fails, so that a failure says which stage went wrong: name -> the step that follows it.
+    stages: dict[str, str] = {}
+    # Variants of the hand-written torch port this family has (engine options that apply to it).
+    port_variants: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<{self.name} family>"
+
+    # ---------------------------------------------------------------- shapes and the bound
+    def out_channels(self, g: "Geometry") -> int:
+        raise NotImplementedError
+
+    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+        """Keras shapes of kernel_names, in order."""
+        raise NotImplementedError
+
+    def reduction_length(self, g: "Geometry") -> int:
+        """Roundings on an output element's longest path, products and sums, before the bias."""
+        raise NotImplementedError
+
+    def impossible(self, g: "Geometry") -> list[tuple[str, str]]:
+        """Family-specific reasons a configuration cannot run, as (case field, what is wrong)."""
+        return []
+
+    # ---------------------------------------------------------------- the float64 reference
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+        """The layer before bias and activation: x (N, *S, C) float64 channels last -> (N, *S', out)."""
+        raise NotImplementedError
+
+    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+        """One of `stages`, channels last, float64 (no bias)."""
+        raise KeyError(f"{self.name} layers have no stage {stage!r}")
+
+    def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
+        raise KeyError(f"{self.name} layers have no stage {stage!r}")
+
+    # ---------------------------------------------------------------- Keras <-> PyTorch weights
+    def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
+                       what: str, **variant: Any) -> dict[str, np.ndarray]:
+        """Keras kernels (names checked, bias extracted) -> a torch state dict of the port's attribute names."""
+        raise NotImplementedError
+
+    def torch_to_keras(self, kind: LayerKind, state: Mapping[str, np.ndarray], what: str, *,
+                       in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
+        """The input channels a set of Keras weights implies (for building a torch module without an input)."""
+        key = self.kernel_names[0]
+        if key not in weights:
+            raise ValueError(f"weights lack {key!r}; give in_channels or the Keras weights")
+        return int(np.shape(weights[key])[-2])
+
+    # ---------------------------------------------------------------- detection
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+                    dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The NumPy port (harness.detection.port.Port) composing its steps for this family: (output before
+        bias, the depthwise stage or None), channels first."""
+        raise NotImplementedError
+
+    def fuzz_config(self, draw: Callable[[Any], Any], st: Any, channels: int, max_channels: int) -> dict[str, Any]:
+        """The family's own arguments drawn by the fuzzer (hypothesis ``draw`` and ``strategies``)."""
+        raise NotImplementedError
+
+    def weak_spots(self, g: "Geometry") -> list[str]:
+        """Why a case of this family cannot see some common port mistakes (for `harness lint`)."""
+        return []
+
+
+def taps(g: "Geometry") -> int:
+    """Kernel taps per channel."""
+    return math.prod(g.kernel_size)

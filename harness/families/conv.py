@@ -1,0 +1,89 @@
+"""Conv1D / Conv2D: grouped cross-correlation, kernel (*k, C/groups, F); torch nn.ConvNd weight (F, C/groups, *k)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from .. import conv_ops
+from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy
+from .base import Family, LayerKind, taps
+
+if TYPE_CHECKING:
+    from ..layers import Geometry
+
+
+class ConvFamily(Family):
+    name = "conv"
+    extra_keys = ("filters", "kernel_size", "groups")
+    requires = ("filters", "kernel_size")
+    defaults = {"groups": 1}
+    kernel_names = ("kernel",)
+
+    def out_channels(self, g: "Geometry") -> int:
+        return int(g.filters)
+
+    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+        return {"kernel": (*g.kernel_size, g.in_channels // g.groups, g.filters)}
+
+    def reduction_length(self, g: "Geometry") -> int:
+        return taps(g) * (g.in_channels // g.groups)
+
+    def impossible(self, g: "Geometry") -> list[tuple[str, str]]:
+        if g.in_channels % g.groups or g.filters % g.groups:
+            return [("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
+                                      f"and filters ({g.filters})")]
+        return []
+
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+        return conv_ops.conv(x, w["kernel"], g)
+
+    def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
+                       what: str, **variant: Any) -> dict[str, np.ndarray]:
+        kernel = as_array("kernel", weights["kernel"], kind.rank + 2, what)
+        return single_weight_state(kernel.transpose(conv_k2t(kind.rank)), bias, kernel.shape[-1], what)
+
+    def torch_to_keras(self, kind: LayerKind, state: Mapping[str, np.ndarray], what: str, *,
+                       in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
+        check_names(state, ("weight",), ("bias",), what)
+        weight = as_array("weight", state["weight"], kind.rank + 2, what)
+        bias = state.get("bias")
+        bias = None if bias is None else as_array("bias", bias, 1, what)
+        check_bias(bias, weight.shape[0], what)
+        out = {"kernel": copy(weight.transpose(conv_t2k(kind.rank)))}
+        if bias is not None:
+            out["bias"] = copy(bias)
+        return out
+
+    def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
+        return super().in_channels_from(weights, config) * int(config.get("groups", 1))
+
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+                    dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+        return port.conv_stage(x, port.conv_weight(weights["kernel"], g), g), None
+
+    def fuzz_config(self, draw: Callable[[Any], Any], st: Any, channels: int, max_channels: int) -> dict[str, Any]:
+        groups = draw(st.sampled_from([d for d in range(1, channels + 1) if channels % d == 0]))
+        return {"filters": groups * draw(st.integers(1, 3)), "groups": groups}
+
+    def weak_spots(self, g: "Geometry") -> list[str]:
+        if g.groups == 1 and g.in_channels == g.filters == 1:
+            return ["one input and one output channel: kernel layouts cannot be told apart"]
+        return []
+
+
+def single_weight_state(weight: np.ndarray, bias: np.ndarray | None, out_channels: int,
+                        what: str) -> dict[str, np.ndarray]:
+    """The state dict of one nn.ConvNd: weight (and bias)."""
+    check_bias(bias, out_channels, what)
+    state = {"weight": copy(weight)}
+    if bias is not None:
+        state["bias"] = copy(bias)
+    return state
+
+
+CONV = ConvFamily()
+KINDS = (
+    LayerKind("Conv1D", 1, CONV, paddings=("valid", "same", "causal")),
+    LayerKind("Conv2D", 2, CONV),
+)

@@ -1,0 +1,152 @@
+"""SeparableConv1D / 2D: depthwise (no bias), then a 1x1 pointwise conv, then the one bias; torch: two convs."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from .. import conv_ops
+from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy, depthwise_k2t
+from .base import Family, LayerKind, taps
+from .depthwise import depth_multiplier_weak_spots, keras_depthwise_kernel
+
+if TYPE_CHECKING:
+    from ..layers import Geometry
+
+
+class SeparableFamily(Family):
+    name = "separable"
+    extra_keys = ("filters", "kernel_size", "depth_multiplier")
+    requires = ("filters", "kernel_size")
+    defaults = {"depth_multiplier": 1}
+    kernel_names = ("depthwise_kernel", "pointwise_kernel")
+    stages = {"depthwise": "the pointwise step"}
+    # The hand-written torch block with a bias on the depthwise conv too (what folding undoes).
+    port_variants = ("depthwise_bias",)
+
+    def out_channels(self, g: "Geometry") -> int:
+        return int(g.filters)
+
+    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+        c, m = g.in_channels, g.depth_multiplier
+        return {"depthwise_kernel": (*g.kernel_size, c, m),
+                "pointwise_kernel": (*(1,) * g.kind.rank, c * m, g.filters)}
+
+    def reduction_length(self, g: "Geometry") -> int:
+        # A depthwise sum of `taps` terms, then a pointwise sum of C*M terms.
+        return taps(g) + g.in_channels * g.depth_multiplier
+
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+        # Keras SeparableConv: depthwise (no bias) then pointwise; the one bias comes after the pointwise step.
+        return conv_ops.pointwise(self.stage_forward("depthwise", x, w, g), w["pointwise_kernel"])
+
+    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+        if stage != "depthwise":
+            return super().stage_forward(stage, x, w, g)
+        return conv_ops.depthwise(x, w["depthwise_kernel"], g)
+
+    def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
+        if stage != "depthwise":
+            return super().stage_reduction_length(stage, g)
+        return taps(g)
+
+    def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
+                       what: str, *, depthwise_bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        r = kind.rank
+        dk = as_array("depthwise_kernel", weights["depthwise_kernel"], r + 2, what)
+        pk = as_array("pointwise_kernel", weights["pointwise_kernel"], r + 2, what)
+        cm = dk.shape[-2] * dk.shape[-1]
+        if pk.shape[:r] != (1,) * r or pk.shape[r] != cm:
+            raise ValueError(f"{what}: 'pointwise_kernel' should have shape {(1,) * r + (cm, '<filters>')} "
+                             f"to follow depthwise_kernel {dk.shape}, got {pk.shape}")
+        check_bias(bias, pk.shape[-1], what)
+        state = {"depthwise.weight": copy(depthwise_k2t(dk, r)), "pointwise.weight": copy(pk.transpose(conv_k2t(r)))}
+        if depthwise_bias is not None:
+            bd = as_array("depthwise_bias", depthwise_bias, 1, what)
+            check_bias(bd, cm, what, "depthwise_bias")
+            state["depthwise.bias"] = copy(bd)
+            # Even without a Keras bias the port needs one to cancel W_p^T b_d.
+            state["pointwise.bias"] = unfold_depthwise_bias(pk, bd, bias)
+        elif bias is not None:
+            state["pointwise.bias"] = copy(bias)
+        return state
+
+    def torch_to_keras(self, kind: LayerKind, state: Mapping[str, np.ndarray], what: str, *,
+                       in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
+        r = kind.rank
+        check_names(state, ("depthwise.weight", "pointwise.weight"), ("depthwise.bias", "pointwise.bias"), what)
+        dk = keras_depthwise_kernel(state, "depthwise.weight", r, what, in_channels, depth_multiplier)
+        cm = np.shape(state["depthwise.weight"])[0]
+        pw = as_array("pointwise.weight", state["pointwise.weight"], r + 2, what)
+        if pw.shape[1] != cm or pw.shape[2:] != (1,) * r:
+            raise ValueError(f"{what}: 'pointwise.weight' should have shape (filters, {cm}{', 1' * r}) "
+                             f"to follow depthwise.weight {np.shape(state['depthwise.weight'])}, got {pw.shape}")
+        pk = copy(pw.transpose(conv_t2k(r)))
+        out = {"depthwise_kernel": dk, "pointwise_kernel": pk}
+        bp = state.get("pointwise.bias")
+        bp = None if bp is None else as_array("pointwise.bias", bp, 1, what)
+        check_bias(bp, pw.shape[0], what, "pointwise.bias")
+        if "depthwise.bias" in state:
+            bd = as_array("depthwise.bias", state["depthwise.bias"], 1, what)
+            check_bias(bd, cm, what, "depthwise.bias")
+            out["bias"] = fold_depthwise_bias(pk, bd, bp)  # a new Keras bias even when the pointwise had none
+        elif bp is not None:
+            out["bias"] = copy(bp)
+        return out
+
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+                    dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+        z = port.depthwise_stage(x, port.depthwise_weight(weights["depthwise_kernel"], g), g)
+        z = port.between_stages(z, g, weights.get("bias"), dtype)
+        return port.pointwise_stage(z, port.pointwise_weight(weights["pointwise_kernel"], g), g), z
+
+    def fuzz_config(self, draw: Callable[[Any], Any], st: Any, channels: int, max_channels: int) -> dict[str, Any]:
+        return {"filters": draw(st.integers(1, max_channels)), "depth_multiplier": draw(st.integers(1, 3))}
+
+    def weak_spots(self, g: "Geometry") -> list[str]:
+        return depth_multiplier_weak_spots(g)
+
+
+# ---------------------------------------------------------------- the depthwise bias of hand-written ports
+
+def fold_depthwise_bias(pointwise_kernel: np.ndarray, depthwise_bias: np.ndarray,
+                        bias: np.ndarray | None = None) -> np.ndarray:
+    """Keras bias equal to a depthwise bias followed by a pointwise bias: ``b + W_p^T b_d``.
+
+    ``pointwise_kernel`` is in Keras layout (1[, 1], C*M, F). Exact in real arithmetic because nothing
+    non-linear sits between the depthwise and the pointwise step; computed in float64, returned in the
+    inputs' common dtype.
+    """
+    p, bd, b = _fold_inputs(pointwise_kernel, depthwise_bias, bias)
+    return (b + bd @ p).astype(_result_dtype(pointwise_kernel, depthwise_bias, bias))
+
+
+def unfold_depthwise_bias(pointwise_kernel: np.ndarray, depthwise_bias: np.ndarray,
+                          bias: np.ndarray | None = None) -> np.ndarray:
+    """Pointwise bias that, after a depthwise bias ``b_d``, gives the Keras bias ``b``: ``b - W_p^T b_d``."""
+    p, bd, b = _fold_inputs(pointwise_kernel, depthwise_bias, bias)
+    return (b - bd @ p).astype(_result_dtype(pointwise_kernel, depthwise_bias, bias))
+
+
+def _fold_inputs(pointwise_kernel: np.ndarray, depthwise_bias: np.ndarray,
+                 bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pk = np.asarray(pointwise_kernel, dtype=np.float64)
+    if pk.ndim < 2 or any(d != 1 for d in pk.shape[:-2]):
+        raise ValueError(f"pointwise_kernel should have Keras shape (1[, 1], C*M, F), got {pk.shape}")
+    p = pk.reshape(pk.shape[-2:])
+    bd = np.asarray(depthwise_bias, dtype=np.float64)
+    check_bias(bd, p.shape[0], "fold_depthwise_bias", "depthwise_bias")
+    b = np.zeros(p.shape[1]) if bias is None else np.asarray(bias, dtype=np.float64)
+    check_bias(b, p.shape[1], "fold_depthwise_bias")
+    return p, bd, b
+
+
+def _result_dtype(*arrays: np.ndarray | None) -> np.dtype:
+    return np.result_type(*(np.asarray(a).dtype for a in arrays if a is not None))
+
+
+SEPARABLE = SeparableFamily()
+KINDS = (
+    LayerKind("SeparableConv1D", 1, SEPARABLE, paddings=("valid", "same", "causal")),
+    LayerKind("SeparableConv2D", 2, SEPARABLE),
+)
