@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .convert import keras_to_torch, torch_to_keras
+from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
 from .errors import CaseError, EngineRejected, EngineSkip
+from .families import get_kind
 from .keras_layer import build_keras_layer
+from .layers import Geometry, geometry
 from .runner import Result, run_one
 from .schema import Case
 from .selection import load_cases
@@ -23,6 +26,10 @@ __all__ = [
     "Case", "CaseError", "Result", "load_cases", "run_one",
     "build_keras_layer", "build_torch_module", "keras_to_torch", "torch_to_keras",
     "EngineRejected", "EngineSkip",
+    # writing an engine: what it receives and returns (a plug-in function may return an EngineOutput too)
+    "Engine", "EngineOption", "EngineOutput", "Inputs", "Request",
+    # the layer database: a kind's family, a configuration normalised
+    "get_kind", "Geometry", "geometry",
 ]
 
 

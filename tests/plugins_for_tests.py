@@ -44,3 +44,12 @@ def refusing(layer, config, x, weights):
 def accepting(layer, config, x, weights):
     """An engine that runs anything, even a configuration no framework can run: returns an empty tensor."""
     return np.zeros((0,), dtype=x.dtype)
+
+
+def rich(layer, config, x, weights):
+    """A plug-in that returns what a built-in returns: output, parameter count, weight shapes, notes, facts."""
+    from harness.api import EngineOutput
+
+    return EngineOutput(y=correct(layer, config, x, weights), params=sum(v.size for v in weights.values()),
+                        weight_shapes={k: tuple(v.shape) for k, v in weights.items()},
+                        notes=["converted by the rich plug-in"], facts={"rich": True})

@@ -26,7 +26,7 @@ cases:
 
 @pytest.fixture(scope="module", autouse=True)
 def plugins():
-    for name in ("correct", "refusing", "crashing"):
+    for name in ("correct", "refusing", "crashing", "rich"):
         engines.register_plugin(f"{name}=tests.plugins_for_tests:{name}")
 
 
@@ -63,3 +63,15 @@ def test_small_bfloat16_reduction_still_checked(tmp_path):
     case = _case(tmp_path, CONV + "    dtype: bfloat16\n")   # K = 3*3*2 + 1 = 19
     r = run_one(case, "correct")
     assert r.verdict == "pass" and r.metrics is not None and np.isfinite(r.metrics.max_ratio), r.message
+
+
+def test_a_plugin_returning_an_engine_output_keeps_everything_it_reports(tmp_path):
+    case = _case(tmp_path, CONV + "    expect: {params: 38}\n")
+    r = run_one(case, "rich")
+    assert r.verdict == "pass", f"verdict={r.verdict} ({r.message}), but should be pass"
+    assert r.params == 38, f"params={r.params}, but should be 38 (3*3*2*2 + 2)"
+    assert r.weight_shapes == {"kernel": (3, 3, 2, 2), "bias": (2,)}, f"weight_shapes={r.weight_shapes}"
+    assert r.notes == ["converted by the rich plug-in"] and r.facts == {"rich": True}, (r.notes, r.facts)
+    wrong = _case(tmp_path, CONV + "    expect: {params: 39}\n")
+    r = run_one(wrong, "rich")
+    assert r.verdict == "fail" and "params=38, but should be 39" in r.message, r.message
