@@ -45,3 +45,21 @@ def test_collecting_cases_and_tests_loads_no_framework():
     assert "[keras]" in done.stdout and "[torch]" in done.stdout, f"no case items collected:\n{done.stdout}"
     assert "test_torch_port.py::" in done.stdout, f"the torch port's tests were not collected:\n{done.stdout}"
     assert loaded == "", f"frameworks in sys.modules after collection={loaded}, but should be none"
+
+
+def test_every_module_but_the_torch_port_imports_no_framework():
+    # harness.torch_port is the public torch module library: importing it imports torch, by design. Every engine
+    # module, family and report module must be importable for its traits alone.
+    done, loaded = run_check(
+        "import importlib, pkgutil, harness\n"
+        "names = [m.name for m in pkgutil.walk_packages(harness.__path__, 'harness.')]\n"
+        "skipped = {'harness.torch_port', 'harness.__main__'}\n"
+        "for name in names:\n"
+        "    if name not in skipped:\n"
+        "        importlib.import_module(name)\n"
+        "assert len(names) > 40, names\n"
+        "from harness import engines\n"
+        "for name in engines.BUILTIN:\n"
+        "    engines.engine_class(name).environment()\n"
+    )
+    assert loaded == "", f"frameworks in sys.modules after importing every module={loaded}, but should be none"
