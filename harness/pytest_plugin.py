@@ -13,6 +13,11 @@ from .schema import Case, CaseError, load_file
 from .selection import select_engines
 
 
+# This plugin's state on pytest's config (pytest's stash: typed keys, no private attributes).
+ENGINES = pytest.StashKey[list]()      # the engines this run selected
+NAMED = pytest.StashKey[set]()         # the paths named on the command line
+CASE_OWNERS = pytest.StashKey[dict]()  # case id -> the file that defined it (a duplicate id is an error)
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "convolution equivalence harness")
     group.addoption("--engine", action="append", default=[], metavar="NAME|[NAME=]MODULE:CALLABLE",
@@ -37,16 +42,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
     diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
     try:
-        config._harness_engines = select_engines(config.getoption("engine"))
+        config.stash[ENGINES] = select_engines(config.getoption("engine"))
     except (ValueError, ImportError) as exc:
         raise pytest.UsageError(str(exc)) from exc
-    for engine in config._harness_engines:
+    for engine in config.stash[ENGINES]:
         config.addinivalue_line("markers", f"{engine.replace('-', '_')}: items run by the {engine} engine")
     # The paths named on the command line (or the configured testpaths when none is), resolved against the
     # directory pytest was invoked in, `::` suffixes dropped: a named file is always collected, a named folder
     # is searched for case files. A bare `pytest` run elsewhere (the invocation dir as default) names nothing.
     here = config.invocation_params.dir
-    config._harness_named = set() if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR else {
+    config.stash[NAMED] = set() if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR else {
         (here / a.split("::")[0]).resolve() for a in config.args}
 
 
@@ -57,11 +62,11 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
     if file_path.suffix not in (".yaml", ".yml"):
         return False
     path = file_path.resolve()
-    if path in config._harness_named:
+    if path in config.stash[NAMED]:
         return True  # named: always a case file, so that a bad one reports its schema error
     if path.is_relative_to(config.rootpath.resolve() / "cases"):
         return True  # the project's case folder: every YAML file there is a case file
-    if not any(path.is_relative_to(named) for named in config._harness_named):
+    if not any(path.is_relative_to(named) for named in config.stash[NAMED]):
         return False
     # Found by searching a named folder: only a case file (a top-level `cases:` key), so that an unrelated
     # YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed.
@@ -88,7 +93,7 @@ class CaseFile(pytest.File):
                 name = str(path.relative_to(base))
                 break
         cases, errors = load_file(self.path, name=name)
-        owners: dict[str, str] = self.config.__dict__.setdefault("_harness_ids", {})
+        owners = self.config.stash.setdefault(CASE_OWNERS, {})
         for case in list(cases):
             # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
             if owners.setdefault(case.id, case.file) != case.file:
@@ -97,7 +102,7 @@ class CaseFile(pytest.File):
         for error in errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
         for case in cases:
-            for engine in self.config._harness_engines:
+            for engine in self.config.stash[ENGINES]:
                 yield CaseItem.from_parent(self, name=f"{case.id}[{engine}]", case=case, engine=engine)
 
 

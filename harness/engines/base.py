@@ -64,6 +64,17 @@ class EngineOption:
     port_variant: str | None = None
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """Where an engine must run apart from the harness's process: its own environment variables (read by its
+    framework at import, e.g. KERAS_BACKEND) and, where its pins conflict with ours, its own virtual environment.
+    The registry then runs the engine in a worker process (harness/engines/worker.py) that serves many cases."""
+
+    env: tuple[tuple[str, str], ...] = ()   # variables set before the worker imports anything
+    venv: str | None = None                 # its own venv, .engines/NAME (made by `make engine-NAME`); None: ours
+    timeout_s: float = 300.0                # per request: past it the worker is killed, the item is an error
+
+
 # The oracle's layout, which cases are written in: a Keras-layout engine reports weight shapes a plain
 # `expect.weight_shapes` table describes.
 CANONICAL_LAYOUT = "keras"
@@ -80,6 +91,13 @@ class Engine:
     weight_layout: ClassVar[str] = CANONICAL_LAYOUT
     options: ClassVar[dict[str, EngineOption]] = {}
     framework: ClassVar[str | None] = None  # the module whose threads it sets (None: NumPy only)
+    isolation: ClassVar[Isolation | None] = None   # run in a worker process (own env / venv); None: in-process
+    # The engine whose known behaviour this one inherits (built from its graph: the ONNX of a buggy Keras layer
+    # is buggy too): a case's xfail / rejected_by for that engine apply here, said to be inherited.
+    inherits: ClassVar[str | None] = None
+    # Limits of the runtime that are not bugs, dtype -> reason (e.g. onnxruntime has no float64 Conv kernel on
+    # CPU): those items skip with the reason, before the engine runs.
+    dtype_limits: ClassVar[dict[str, str]] = {}
 
     def run(self, request: Request) -> EngineOutput:
         """Compute the layer; raise EngineRejected where the framework refuses it, EngineSkip where it cannot
