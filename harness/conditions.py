@@ -31,7 +31,8 @@ FACTS: dict[str, tuple[str, str]] = {
     "layer": ("text", "case fact: the Keras layer class"),
     "keras_layer_format": ("text", "run fact: the data_format the Keras layer itself ran in (channels_first "
                                    "natively, or channels_last when the engine transposed around it)"),
-    "keras_xla": ("bool", "run fact: Keras compiled the convolution with XLA (it does for grouped convs)"),
+    "keras_xla": ("bool", "run fact: Keras compiled the convolution with XLA (it does for grouped convs and for "
+                          "channels_first Conv3D)"),
 }
 ANY = "any"
 

@@ -11,11 +11,14 @@ from torch import nn
 
 from .activations import ACTIVATION_TABLE, get_activation
 from .convert import keras_to_torch
-from .layers import geometry, get_kind
+from .families.conv import CONV
+from .families.depthwise import DEPTHWISE
+from .families.separable import SEPARABLE
+from .layers import LAYERS, LayerKind, geometry, get_kind
 from .padding import pad_amounts
 
 __all__ = ["Conv1d", "Conv2d", "DepthwiseConv1d", "DepthwiseConv2d", "SeparableConv1d", "SeparableConv2d",
-           "from_keras", "CLASSES"]
+           "from_keras", "port_class", "CLASSES"]   # + the ports derived for the other Keras kinds (e.g. Conv3d)
 
 IntOrTuple = int | Sequence[int]
 
@@ -75,6 +78,12 @@ class _FromKeras:
     """Mixin: build a module from a Keras config and Keras-layout weights (via harness.convert)."""
 
     keras_name: str
+    # What a family's mixin (_ConvNd, _DepthwiseNd, _SeparableNd) declares, so that port_class can derive its
+    # port at any rank: the family it ports, and the torch-style class name before the rank ("Conv" -> Conv3d).
+    port_family: Any
+    port_stem: str
+    # Set on derived ports only (the explicit classes pass their rank to _init themselves).
+    spatial_rank: int
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
@@ -122,6 +131,16 @@ class _FromKeras:
 # ---------------------------------------------------------------- conv
 
 class _ConvNd(_FromKeras, _KerasPadded):
+    port_family, port_stem = CONV, "Conv"
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        """The constructor of a derived port (port_class): Conv1d's arguments, at the class's spatial_rank."""
+        rank = self.spatial_rank
+        self._init(_torch_conv(rank), rank, in_channels, filters, kernel_size, strides, padding, dilation_rate,
+                   groups, use_bias, activation, device, dtype)
+
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
         return cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)  # type: ignore[call-arg]
@@ -165,6 +184,16 @@ class Conv2d(_ConvNd, nn.Conv2d):
 # ---------------------------------------------------------------- depthwise
 
 class _DepthwiseNd(_FromKeras, _KerasPadded):
+    port_family, port_stem = DEPTHWISE, "DepthwiseConv"
+
+    def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
+                 depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
+                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        """The constructor of a derived port (port_class): DepthwiseConv1d's arguments, at its spatial_rank."""
+        rank = self.spatial_rank
+        self._init(_torch_conv(rank), rank, in_channels, kernel_size, strides, padding, depth_multiplier,
+                   dilation_rate, use_bias, activation, device, dtype)
+
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
         return cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)  # type: ignore[call-arg]
@@ -210,8 +239,17 @@ class DepthwiseConv2d(_DepthwiseNd, nn.Conv2d):
 # ---------------------------------------------------------------- separable
 
 class _SeparableNd(_FromKeras, nn.Module):
+    port_family, port_stem = SEPARABLE, "SeparableConv"
     depthwise: nn.Module
     pointwise: nn.Module
+
+    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
+                 padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
+                 use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        """The constructor of a derived port (port_class): SeparableConv1d's arguments, at its spatial_rank."""
+        self._init(self.spatial_rank, in_channels, filters, kernel_size, strides, padding, depth_multiplier,
+                   dilation_rate, use_bias, activation, depthwise_bias, device, dtype)
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
@@ -222,7 +260,7 @@ class _SeparableNd(_FromKeras, nn.Module):
               padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,
               activation: str | None, depthwise_bias: bool, device: Any, dtype: torch.dtype | None) -> None:
         nn.Module.__init__(self)
-        depthwise_cls, conv_cls = (DepthwiseConv1d, nn.Conv1d) if rank == 1 else (DepthwiseConv2d, nn.Conv2d)
+        depthwise_cls, conv_cls = port_class(_DepthwiseNd, rank), _torch_conv(rank)
         # Keras: strides, dilation and padding belong to the depthwise step; the 1x1 step is stride 1.
         self.depthwise = depthwise_cls(in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
                                        use_bias=depthwise_bias, device=device, dtype=dtype)
@@ -268,10 +306,59 @@ class SeparableConv2d(_SeparableNd):
                    use_bias, activation, depthwise_bias, device, dtype)
 
 
-CLASSES: dict[str, type[nn.Module]] = {
-    cls.keras_name: cls
-    for cls in (Conv1d, Conv2d, DepthwiseConv1d, DepthwiseConv2d, SeparableConv1d, SeparableConv2d)
-}
+_EXPLICIT = (Conv1d, Conv2d, DepthwiseConv1d, DepthwiseConv2d, SeparableConv1d, SeparableConv2d)
+CLASSES: dict[str, type[nn.Module]] = {cls.keras_name: cls for cls in _EXPLICIT}
+
+
+# ---------------------------------------------------------------- any other rank: ports derived from the mixins
+
+_MIXINS: tuple[type, ...] = (_ConvNd, _DepthwiseNd, _SeparableNd)
+_DERIVED: dict[tuple[type, int], type[nn.Module]] = {}
+
+
+def _torch_conv(rank: int) -> type[nn.Module]:
+    """torch's nn.Conv{rank}d."""
+    conv = getattr(nn, f"Conv{rank}d", None)
+    if conv is None:
+        raise ValueError(f"torch has no nn.Conv{rank}d: no port for {rank} spatial axes")
+    return conv
+
+
+def port_class(mixin: type, rank: int) -> type[nn.Module]:
+    """The port of a family (its mixin: _ConvNd, _DepthwiseNd, _SeparableNd) at ``rank`` spatial axes: the
+    explicit class where there is one (Conv2d, ...), else a class derived from the mixin (and, for the single-conv
+    families, torch's nn.Conv{rank}d), named like the explicit ones (Conv3d) and made once. A rank that no Keras
+    layer of the family has still gets one (the depthwise step of a separable port needs it)."""
+    for cls in _EXPLICIT:
+        if issubclass(cls, mixin) and get_kind(cls.keras_name).rank == rank:
+            return cls
+    if (mixin, rank) not in _DERIVED:
+        name = f"{mixin.port_stem}{rank}d"
+        kind = next((k for k in LAYERS.values() if k.family is mixin.port_family and k.rank == rank), None)
+        bases = (mixin,) if issubclass(mixin, nn.Module) else (mixin, _torch_conv(rank))
+        attrs: dict[str, Any] = {
+            "__module__": __name__, "__qualname__": name, "spatial_rank": rank,
+            "__doc__": f"{'Keras ' + kind.name if kind else f'A {rank}D {mixin.port_family.name} layer'} as "
+                       f"{' + '.join(b.__name__ for b in bases)} (derived by harness.torch_port.port_class).",
+        }
+        if kind is not None:
+            attrs["keras_name"] = kind.name
+        # A module attribute, so that pickle finds it (as it finds the explicit classes).
+        _DERIVED[(mixin, rank)] = globals()[name] = type(name, bases, attrs)
+    return _DERIVED[(mixin, rank)]
+
+
+def _port_of(kind: LayerKind) -> type[nn.Module] | None:
+    mixin = next((m for m in _MIXINS if m.port_family is kind.family), None)
+    return None if mixin is None else port_class(mixin, kind.rank)
+
+
+# Every Keras kind of a family that has a mixin gets its port (`from harness.torch_port import Conv3d`).
+for _kind in LAYERS.values():
+    _cls = None if _kind.name in CLASSES else _port_of(_kind)
+    if _cls is not None:
+        CLASSES[_kind.name] = _cls
+        __all__.append(_cls.__name__)
 
 
 def from_keras(layer_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray],

@@ -162,7 +162,7 @@ def test_fold_by_hand():
 # ---------------------------------------------------------------- clear errors
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: keras_to_torch("Conv3D", {}), "unknown layer"),
+    (lambda: keras_to_torch("ConvLSTM2D", {}), "unknown layer"),   # a Keras layer the harness lacks
     (lambda: keras_to_torch("Conv2D", {"kernel": np.zeros((3, 3, 2))}), "4 dimensions"),
     (lambda: keras_to_torch("Conv2D", {"kernel": np.zeros((3, 3, 2, 4)), "bias": np.zeros(3)}), "shape \\(4,\\)"),
     (lambda: keras_to_torch("Conv2D", {"weight": np.zeros((3, 3, 2, 4))}), "missing \\['kernel'\\]"),

@@ -244,7 +244,7 @@ def test_one_bad_case_does_not_stop_the_others(tmp_path):
             input_shape: [1, 5, 2]
             config: {filters: 3, kernel_size: 3}
           - id: broken
-            layer: Conv3D
+            layer: ConvLSTM2D
             input_shape: [1, 5, 2]
             config: {filters: 3, kernel_size: 3}
           - 42

@@ -151,7 +151,7 @@ def test_modules_are_real_nn_conv():
 def test_from_keras_errors():
     w = {"kernel": np.zeros((3, 3, 2, 4)), "bias": np.zeros(4)}
     with pytest.raises(ValueError, match="no torch port"):
-        torch_port.from_keras("Conv3D", {"filters": 4, "kernel_size": 3}, w)
+        torch_port.from_keras("ConvLSTM2D", {"filters": 4, "kernel_size": 3}, w)
     with pytest.raises(ValueError, match="unsupported Keras arguments"):
         torch_port.from_keras("Conv2D", {"filters": 4, "kernel_size": 3, "bogus": 1}, w)
     with pytest.raises(ValueError, match="missing Keras arguments"):

@@ -39,7 +39,7 @@ def run_mutants(args: argparse.Namespace) -> int:
 
     if args.list:
         for m in mutants.MUTANTS.values():
-            kinds = "/".join(m.families) + ("" if m.ranks == (1, 2) else f" {m.ranks[0]}D")
+            kinds = "/".join(m.families) + ("" if m.ranks is None else " " + "/".join(f"{r}D" for r in m.ranks))
             print(f"{m.name:38} {kinds:28} {m.bug}" + (f" ({m.source})" if m.source else ""))
         return 0
     unknown = sorted(set(args.mutant or []) - set(mutants.MUTANTS))

@@ -38,22 +38,27 @@ VALUES: dict[str, tuple[Callable[[Case, Geometry], Any], Callable[[LayerKind], b
     "spatial": (lambda c, g: _axes(_spatial(c, g)), lambda k: True),
 }
 
-R2 = lambda k: k.rank == 2          # noqa: E731
+MULTI = lambda k: k.rank >= 2       # noqa: E731  (several spatial axes: they can differ from each other)
 ANY = lambda k: True                # noqa: E731
+
+
+def _unequal(values: tuple[int, ...]) -> bool:
+    return len(set(values)) > 1
+
 
 # parameter -> [(bucket, applies to kind, predicate)]: the values that matter to ports.
 BUCKETS: dict[str, list[tuple[str, Callable[[LayerKind], bool], Pred]]] = {
     "kernel_size": [("1", ANY, lambda c, g: 1 in g.kernel_size), ("even", ANY, lambda c, g: any(k % 2 == 0 for k in g.kernel_size)),
                     ("odd > 1", ANY, lambda c, g: any(k % 2 and k > 1 for k in g.kernel_size)),
                     (">= 4", ANY, lambda c, g: max(g.kernel_size) >= 4),
-                    ("rectangular", R2, lambda c, g: g.kernel_size[0] != g.kernel_size[-1])],
+                    ("rectangular", MULTI, lambda c, g: _unequal(g.kernel_size))],
     "strides": [("1", ANY, lambda c, g: max(g.strides) == 1), ("2", ANY, lambda c, g: 2 in g.strides),
-                (">= 3", ANY, lambda c, g: max(g.strides) >= 3), ("unequal", R2, lambda c, g: g.strides[0] != g.strides[-1])],
+                (">= 3", ANY, lambda c, g: max(g.strides) >= 3), ("unequal", MULTI, lambda c, g: _unequal(g.strides))],
     "padding": [(p, (lambda p: lambda k: p in k.paddings)(p), (lambda p: lambda c, g: g.padding == p)(p))
                 for p in ("valid", "same", "causal")],
     "dilation_rate": [("1", ANY, lambda c, g: max(g.dilation) == 1), ("2", ANY, lambda c, g: 2 in g.dilation),
                       (">= 3", ANY, lambda c, g: max(g.dilation) >= 3),
-                      ("unequal", R2, lambda c, g: g.dilation[0] != g.dilation[-1])],
+                      ("unequal", MULTI, lambda c, g: _unequal(g.dilation))],
     "depth_multiplier": [("1", ANY, lambda c, g: g.depth_multiplier == 1), ("2", ANY, lambda c, g: g.depth_multiplier == 2),
                          (">= 3", ANY, lambda c, g: g.depth_multiplier >= 3),
                          ("M > 1 with C > 1", ANY, lambda c, g: g.depth_multiplier > 1 and g.in_channels > 1)],
@@ -70,7 +75,7 @@ BUCKETS: dict[str, list[tuple[str, Callable[[LayerKind], bool], Pred]]] = {
     "batch": [("1", ANY, lambda c, g: c.input_shape[0] == 1), ("> 1", ANY, lambda c, g: c.input_shape[0] > 1)],
     "spatial": [("even length", ANY, lambda c, g: any(n % 2 == 0 for n in _spatial(c, g))),
                 ("odd length", ANY, lambda c, g: any(n % 2 for n in _spatial(c, g))),
-                ("H != W", R2, lambda c, g: _spatial(c, g)[0] != _spatial(c, g)[-1])],
+                ("H != W", MULTI, lambda c, g: _unequal(_spatial(c, g)))],
     "combinations": [
         ("same + stride > 1", ANY, lambda c, g: g.padding == "same" and max(g.strides) > 1),
         ("same + stride > 1 + odd length", ANY,

@@ -38,10 +38,11 @@ def hints(case: Case) -> list[str]:
     kernels = [n for n in ("kernel", "depthwise_kernel") if n in g.weight_shapes()]
     if kernels and all(_init(case.weights.get(n, "normal")) in CONSTANT_INITS for n in kernels):
         out.append("constant kernel: flips, H/W swaps and reorderings of it change nothing")
-    if g.kind.rank == 2:
-        spatial = case.input_shape[2:] if g.channels_first else case.input_shape[1:-1]
-        if spatial[0] == spatial[1] and g.kernel_size[0] == g.kernel_size[1] and g.strides[0] == g.strides[1]:
-            out.append("H == W with a square kernel and equal strides: H/W swaps are invisible")
+    spatial = case.input_shape[2:] if g.channels_first else case.input_shape[1:-1]
+    axes = list(zip(spatial, g.kernel_size, g.strides))   # at any rank: two alike axes can be swapped unseen
+    if len(set(axes)) < len(axes):
+        out.append("two spatial axes alike (H == W, or D == H, ...) in length, kernel and stride: "
+                   "swaps of them (H/W swaps) are invisible")
     out.extend(g.kind.family.weak_spots(g))
     if case.input_shape[0] == 1:
         out.append("batch 1: a lost batch axis is invisible")

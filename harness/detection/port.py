@@ -64,7 +64,7 @@ class Port:
     bug = "none: the port as it should be"
     diagnosis = "nothing wrong"
     families: tuple[str, ...] = tuple(FAMILIES)   # the families (by name) whose layers this mutant can break
-    ranks: tuple[int, ...] = (1, 2)
+    ranks: tuple[int, ...] | None = None       # the ranks whose layers it can break; None: every rank
     dtypes: tuple[str, ...] | None = None      # None: every dtype
     source = ""                                # a bug report that shipped this mistake, where one is known
 
@@ -78,7 +78,7 @@ class Port:
 
     def applies(self, layer: str, dtype: str) -> bool:
         kind = get_kind(layer)
-        return (kind.family.name in self.families and kind.rank in self.ranks
+        return (kind.family.name in self.families and (self.ranks is None or kind.rank in self.ranks)
                 and (self.dtypes is None or dtype in self.dtypes))
 
     def check(self, layer: str, dtype: str) -> None:

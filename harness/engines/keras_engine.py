@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -21,9 +22,17 @@ def _import_keras():
     return keras
 
 
+# TensorFlow's names of a layout at any rank: channels last N[D][H]WC (NWC, NHWC, NDHWC), channels first
+# NC[D][H]W (NCW, NCHW, NCDHW). A CPU kernel that refuses channels first names one of them ("The Conv2D op currently
+# only supports the NHWC tensor format on the CPU. The op was given the format: NCHW"; "CPU implementation of
+# Conv3D currently only supports the NHWC tensor format").
+_LAYOUT_NAME = re.compile(r"\bN(?:[DHW]{1,3}C|C[DHW]{1,3})\b")
+
+
 def _is_nchw_refusal(exc: Exception) -> bool:
+    """TensorFlow refused a channels-first layout (of any rank)."""
     text = str(exc)
-    return "NHWC" in text or "channels_first" in text.lower() and "not supported" in text.lower()
+    return bool(_LAYOUT_NAME.search(text)) or "channels_first" in text.lower() and "not supported" in text.lower()
 
 
 class KerasEngine(Engine):
@@ -52,7 +61,7 @@ class KerasEngine(Engine):
             obj = build_keras_layer(layer, config, dtype, input_shape)
         except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
             raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}",
-                                 self._facts(config)) from exc
+                                 self._facts(config, len(input_shape))) from exc
         return obj
 
     def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict) -> np.ndarray:
@@ -68,13 +77,16 @@ class KerasEngine(Engine):
             if _is_nchw_refusal(exc):
                 raise
             raise EngineRejected(f"Keras/TensorFlow refused {layer}({_args(config)}) at call: "
-                                 f"{type(exc).__name__}: {_op_message(exc)}", self._facts(config)) from exc
+                                 f"{type(exc).__name__}: {_op_message(exc)}", self._facts(config, x.ndim)) from exc
 
-    def _facts(self, config: dict[str, Any]) -> dict[str, Any]:
-        """What decided this run: the kernel path, the data_format the layer ran in, XLA (grouped convs)."""
-        return {"onednn": self.onednn, "keras_layer_format": config.get("data_format", "channels_last"),
-                # Keras compiles a conv with XLA when the kernel's input depth differs from the channel count.
-                "keras_xla": int(config.get("groups", 1)) > 1}
+    def _facts(self, config: dict[str, Any], ndim: int) -> dict[str, Any]:
+        """What decided this run: the kernel path, the data_format the layer ran in, XLA (grouped convs, and
+        channels_first convs of 3 spatial axes)."""
+        layer_format = config.get("data_format", "channels_last")
+        return {"onednn": self.onednn, "keras_layer_format": layer_format,
+                # Keras (keras/src/backend/tensorflow/nn.py, conv) compiles a conv with XLA when the kernel's input
+                # depth differs from the channel count, and for a channels_first input of rank 5 (NCDHW).
+                "keras_xla": int(config.get("groups", 1)) > 1 or (layer_format == "channels_first" and ndim == 5)}
 
     def run(self, request: Request) -> EngineOutput:
         import tensorflow as tf
@@ -95,13 +107,14 @@ class KerasEngine(Engine):
                 raise
             # TensorFlow's CPU kernels implement NHWC only; run the same layer channels_last and transpose
             # around it, as a user on CPU must. The weights' layout does not depend on data_format.
-            notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused NCHW "
-                         f"({_op_message(exc)[:160]}) [tf-eigen-nchw-conv-refused]")
+            notes.append(f"channels_first run as channels_last with transposes: TensorFlow refused the "
+                         f"channels-first layout ({_op_message(exc)[:160]}) [tf-eigen-nchw-conv-refused]")
             last = ran = {**config, "data_format": "channels_last"}
             x_last = np.moveaxis(inputs.x, 1, -1)
             obj = self._build(layer, last, dtype, x_last.shape)
             y = np.moveaxis(self._call(obj, x_last, inputs.weights, layer, last), -1, 1)
-        return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes, facts=self._facts(ran))
+        return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes,
+                            facts=self._facts(ran, inputs.x.ndim))
 
 
     @classmethod

@@ -33,11 +33,14 @@ PASSING = Budget(worst_channels=2, side_2d=16, side_1d=128, all_cells=1024)
 
 
 def _channels_to_front(a: np.ndarray, channels_first: bool) -> np.ndarray:
-    """(N, *spatial, C) or (N, C, *spatial) -> (N, C, H, W), with H = 1 for 1D layers."""
+    """(N, *spatial, C) or (N, C, *spatial) -> (N, C, H, W), with H = 1 for 1D layers; with more than two spatial
+    axes the leading ones are folded into the rows (a 3D output's depth slices stacked top to bottom)."""
     if not channels_first:
         a = np.moveaxis(a, -1, 1)
     if a.ndim == 3:
         a = a[:, :, None, :]
+    elif a.ndim > 4:
+        a = a.reshape(*a.shape[:2], -1, a.shape[-1])
     return a
 
 
@@ -87,20 +90,21 @@ def _map_set(err: np.ndarray, ratio: np.ndarray, channels: list[int], max_h: int
 
 
 def _pattern(over_c: np.ndarray, over_hw: np.ndarray, n_over: int, size: int) -> dict[str, Any]:
-    """Where the elements over the bound lie: which channels, and whether only along the border."""
-    h, w = over_hw.shape
+    """Where the elements over the bound lie: which channels, and whether only along the border (the first and
+    last position of every spatial axis longer than 2; ``over_hw`` is the positions, at any rank)."""
     border = np.zeros_like(over_hw, dtype=bool)
-    if h > 2:
-        border[[0, -1], :] = True
-    if w > 2:
-        border[:, [0, -1]] = True
+    for axis, n in enumerate(over_hw.shape):
+        if n > 2:
+            index: list[Any] = [slice(None)] * over_hw.ndim
+            index[axis] = [0, -1]
+            border[tuple(index)] = True
     over_positions = int(np.count_nonzero(over_hw))
     on_border = int(np.count_nonzero(over_hw & border))
     return {
         "n_over": n_over, "size": size,
         "channels_over": [int(c) for c in np.flatnonzero(over_c)][:64],
         "n_channels_over": int(np.count_nonzero(over_c)), "n_channels": int(over_c.size),
-        "positions_over": over_positions, "n_positions": int(h * w),
+        "positions_over": over_positions, "n_positions": int(over_hw.size),
         "border_only": bool(border.any() and over_positions and on_border == over_positions),
     }
 
@@ -178,6 +182,7 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         worst.append({"index": [int(i) for i in idx], "value": ye, "oracle": yo, "abs_err": abs(ye - yo),
                       "bound": float(bound[idx]), "ratio": value})
     c, h, w = ratio_max.shape
+    spatial_shape = tuple(y.shape[2:] if channels_first else y.shape[1:-1])
     per_channel = ratio_max.reshape(c, -1).max(axis=1)
     order = sorted(range(c), key=lambda i: (-per_channel[i], i))
     side_h, side_w = (1, budget.side_1d) if h == 1 else (budget.side_2d, budget.side_2d)
@@ -185,6 +190,7 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
     channel_cell = max(1, math.ceil(c / MAX_BARS))
     pictures: dict[str, Any] = {
         "batch": int(n), "channels": int(c), "grid": [int(h), int(w)], "rank": 1 if h == 1 else 2,
+        "spatial": [int(s) for s in spatial_shape],   # the grid's rows fold every spatial axis but the last
         "worst": _map_set(err_max, ratio_max, chosen, side_h, side_w),
         "channel_cell": channel_cell,
         "channel_max_ratio": _encode(_pool_max(per_channel[None, :], 1, channel_cell)[0]),
@@ -202,8 +208,10 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         wi = worst[0]["index"]
         ch = wi[1] if channels_first else wi[-1]
         spatial = wi[2:] if channels_first else wi[1:-1]
-        pictures["worst_at"] = {"channel": int(ch), "pos": [0, int(spatial[0])] if len(spatial) == 1
-                                else [int(s) for s in spatial]}
+        pictures["worst_at"] = {"channel": int(ch), "pos": [0, int(spatial[0])] if len(spatial) == 1 else
+                                [int(np.ravel_multi_index(spatial[:-1], spatial_shape[:-1])), int(spatial[-1])]}
     over_hw = over_any.any(axis=0)
+    if len(spatial_shape) > 2:
+        over_hw = over_hw.reshape(spatial_shape)   # the border of the layer's own grid, not of the folded picture
     pattern = _pattern(over_any.reshape(c, -1).any(axis=1), over_hw, n_over, int(y.size))
     return {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}, pictures

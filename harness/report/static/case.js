@@ -179,8 +179,11 @@ function mapsOf(set, P) {
   const wa = P.worst_at;
   const px = Math.max(1, Math.min(40, Math.floor(240 / Math.max(h, w))));
   const [gh, gw] = P.grid;
+  const folded = P.spatial && P.spatial.length > 2 ? P.spatial.slice(0, -1) : null;   // 3D: depth slices stacked
   const axes = P.rank === 1 ? "position 0 \u2192 " + (gw - 1) + " left to right"
-                              : "rows: h 0 \u2192 " + (gh - 1) + " top to bottom; columns: w 0 \u2192 " + (gw - 1) + " left to right";
+             : folded ? "rows: the leading axes " + folded.join("\u00d7") + " flattened (slices of " + folded[folded.length - 1]
+                 + " rows stacked top to bottom); columns: the last axis 0 \u2192 " + (gw - 1) + " left to right"
+             : "rows: h 0 \u2192 " + (gh - 1) + " top to bottom; columns: w 0 \u2192 " + (gw - 1) + " left to right";
   set.channels.forEach((ch, k) => {
     let marker = null;
     if (wa && wa.channel === ch) marker = [Math.floor(wa.pos[0] / set.cell[0]), Math.floor(wa.pos[1] / set.cell[1])];
@@ -273,7 +276,8 @@ function renderPics(c, e, L) {
   const [gh, gw] = P.grid, ws = P.worst;
   const down = ws.cell[0] * ws.cell[1] > 1 ? "; downsampled for the picture: 1 cell = max of " + ws.cell.join("\u00d7") + " outputs" : "";
   box.appendChild(el("div", {class: "small", text: "Output " + layout + ": " + P.channels + " channels on a "
-      + (P.rank === 1 ? gw + "-long sequence" : gh + "\u00d7" + gw + " grid") + "; each map shows the maximum over the batch of " + P.batch + down
+      + (P.rank === 1 ? gw + "-long sequence" : P.spatial && P.spatial.length > 2 ? P.spatial.join("\u00d7")
+         + " grid (drawn as " + gh + "\u00d7" + gw + ")" : gh + "\u00d7" + gw + " grid") + "; each map shows the maximum over the batch of " + P.batch + down
       + ". The magenta box marks the worst element. Hover a map for values."}));
   box.appendChild(el("div", {class: "cols", style: "margin:8px 0"}, legendBar("err", ws.err), legendBar("ratio", ws.ratio), channelBars(P)));
   box.appendChild(el("h3", {text: ws.channels.length < P.channels ? "The " + ws.channels.length + " worst of " + P.channels + " output channels" : "All output channels"}));
