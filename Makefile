@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 CASES   ?= cases
 JOBS    ?= 2
 
-.PHONY: install test report clean mutants fuzz browser
+.PHONY: install test report clean mutants fuzz browser engines
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,3 +48,29 @@ mutants: $(STAMP)
 N ?= 2000
 fuzz: $(STAMP)
 	$(BIN)/python -m harness fuzz --examples $(N)
+
+## make scoreboard [FUZZ=200]: the cases (CASES=path...) and FUZZ configurations drawn by the fuzzer (the same on
+## every run) in every installed engine (`make engines` first for the converters); writes reports/scoreboard.html
+## and reports/scoreboard.json (docs/scoreboard.md)
+FUZZ ?= 200
+.PHONY: scoreboard
+scoreboard: $(STAMP)
+	HARNESS_ENGINES_DIR=$(abspath $(or $(ENGINES_DIR),.engines)) $(BIN)/python -m harness scoreboard $(CASES) --fuzz $(FUZZ)
+
+## make engine-NAME: the venv .engines/NAME of an engine that runs apart (Engine.isolation venv="NAME"), with
+## engines/NAME.txt installed, plus numpy (the worker's protocol) and ml_dtypes (bfloat16 arrays cross as it);
+## make engines: every engines/*.txt. `make test` needs none of them: an engine whose venv is missing skips.
+ENGINES_DIR   ?= $(or $(HARNESS_ENGINES_DIR),.engines)
+ENGINE_NAMES  := $(patsubst engines/%.txt,%,$(wildcard engines/*.txt))
+
+engines: $(addprefix engine-,$(ENGINE_NAMES))
+
+engine-%: $(ENGINES_DIR)/%/.installed
+	@echo "engine $*: $(ENGINES_DIR)/$* is ready"
+
+# The stamp is no intermediate file: make must keep it, or every `make engine-NAME` would reinstall.
+.PRECIOUS: $(ENGINES_DIR)/%/.installed
+$(ENGINES_DIR)/%/.installed: engines/%.txt
+	test -x $(ENGINES_DIR)/$*/bin/python || $(PY) -m venv $(ENGINES_DIR)/$*
+	$(ENGINES_DIR)/$*/bin/pip install --quiet --disable-pip-version-check numpy ml_dtypes -r engines/$*.txt
+	touch $@

@@ -9,6 +9,7 @@ from .cli_options import cases_from, common_options
 from .detection import command as detection, diagnose
 from .facts import request_onednn
 from .report import command as report
+from .scoreboard import command as scoreboard
 from .runner import UNEXPECTED, Result, outcome, run_one
 from .selection import select_engines
 
@@ -65,6 +66,7 @@ def subcommands() -> list[tuple[str, Handler, AddArguments | None]]:
         ("validate", run_validate, None),
         ("run", run_cases, None),
         ("report", report.run, report.add_arguments),
+        ("scoreboard", scoreboard.run, scoreboard.add_arguments),
         ("mutants", detection.run_mutants, detection.add_mutants_arguments),
         ("lint", detection.run_lint, detection.add_lint_arguments),
         ("fuzz", detection.run_fuzz, detection.add_fuzz_arguments),

@@ -208,12 +208,52 @@ def entries(engine: str | None = None, kind: str | None = None) -> list[Known]:
     return [k for k in REGISTRY.values() if (engine is None or k.engine == engine) and (kind is None or k.kind == kind)]
 
 
+def lineage(engine: str) -> list[str]:
+    """``engine``, then the engines whose known behaviour it inherits (``Engine.inherits``), nearest first: an
+    engine built from the Keras graph (the ONNX of a buggy Keras layer is buggy too) inherits keras's."""
+    from . import engines   # at call time: the registry's engine modules are not needed to parse a case
+
+    chain = [engine]
+    while True:
+        try:
+            parent = engines.engine_class(chain[-1]).inherits
+        except KeyError:   # an unknown name (a mutant name in a test, a plug-in not registered here) inherits nothing
+            parent = None
+        if not parent or parent in chain:
+            return chain
+        chain.append(parent)
+
+
+@dataclass(frozen=True)
+class Applicable:
+    """A case's expectation as it applies to one engine: its own, or inherited from ``parent``."""
+
+    expectation: Expectation
+    parent: str | None = None                 # the engine it is inherited from; None: the engine's own
+
+    @property
+    def label(self) -> str:
+        """The registry id, or the reason as written."""
+        return self.expectation.known or self.expectation.reason
+
+
+def applicable(table: Mapping[str, Expectation], engine: str) -> Applicable | None:
+    """``engine``'s entry of a case's xfail or rejected_by table; where it has none of its own, the nearest
+    engine's it inherits from (to be evaluated on ``engine``'s own run facts)."""
+    for name in lineage(engine):
+        if name in table:
+            return Applicable(table[name], None if name == engine else name)
+    return None
+
+
 def matching_bug(engine: str, case: "Case", facts: Mapping[str, Any], mutant: str | None) -> Known | None:
-    """The known bug of ``engine`` that explains a disagreement on ``case`` here: its condition holds, the case
-    triggers it, and (where the entry has a mutant) the diagnosis named that mutant."""
-    for k in entries(engine, "bug"):
-        if evaluate(k.when, facts).holds and k.applies(case) and (k.mutant is None or k.mutant == mutant):
-            return k
+    """The known bug of ``engine`` (or of an engine it inherits from) that explains a disagreement on ``case``
+    here: its condition holds, the case triggers it, and (where the entry has a mutant) the diagnosis named
+    that mutant."""
+    for name in lineage(engine):
+        for k in entries(name, "bug"):
+            if evaluate(k.when, facts).holds and k.applies(case) and (k.mutant is None or k.mutant == mutant):
+                return k
     return None
 
 

@@ -23,6 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--engine", action="append", default=[], metavar="NAME|[NAME=]MODULE:CALLABLE",
                     help="restrict to a built-in engine (oracle, keras, torch) or add a plug-in engine "
                          "fn(layer, config, x, weights) -> y; repeatable")
+    group.addoption("--engine-python", action="append", default=[], metavar="NAME=PATH",
+                    help="run plug-in engine NAME in a worker process on the python at PATH (a port that lives "
+                         "in another environment); repeatable")
     group.addoption("--tf-onednn", choices=("on", "off"), default=None,
                     help="TensorFlow's CPU kernel path for the keras engine: on (oneDNN) or off (Eigen); sets "
                          "TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (default: TensorFlow's own choice for "
@@ -42,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
     try:
-        config.stash[ENGINES] = select_engines(config.getoption("engine"))
+        config.stash[ENGINES] = select_engines(config.getoption("engine"), config.getoption("engine_python"))
     except (ValueError, ImportError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     for engine in config.stash[ENGINES]:

@@ -5,7 +5,7 @@ import shlex
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -13,13 +13,25 @@ from . import engines, facts, oracle
 from .agreement import Bound, Metrics, usable
 from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
-from .judgement import judge, tag
-from .known import Expectation
+from .judgement import Judging, judge, tag
+from .known import Applicable, Expectation, applicable
 from .schema import Case
 from .tensors import generate, round_to, unit_roundoff
 
 VERDICTS = ("pass", "fail", "skip", "rejected", "error")
 UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
+
+# Names the likely cause of an engine's exception in a few words (e.g. an exported graph the runtime calls
+# invalid), or ''. Installed by the entry points (harness.detection.diagnose.install), as the judgement's
+# diagnosis is: the core does not import the detection package.
+ExplainError = Callable[[Case, str, BaseException], str]
+_explain_error: ExplainError | None = None
+
+
+def install_error_diagnosis(fn: ExplainError | None) -> None:
+    """Set (or, with None, remove) the hook that error messages ask for a cause."""
+    global _explain_error
+    _explain_error = fn
 
 
 def outcome(verdict: str, xfail: str | None) -> str:
@@ -107,7 +119,7 @@ def repro_command(case: Case, engine: str) -> str:
     # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
     # oracle alone so that the repro does not also run every built-in framework.
     engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
-        f"--engine oracle --engine {shlex.quote(engines.cli_spec(engine))}"
+        "--engine oracle " + " ".join(shlex.quote(a) for a in engines.cli_args(engine))
     return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
 
 
@@ -119,6 +131,13 @@ def run_one(case: Case, engine_name: str) -> Result:
     try:
         if engine_name in case.skip:
             result.verdict, result.message = "skip", f"case skips {engine_name}: {case.skip[engine_name]}"
+            return result
+        limit = _dtype_limit(engine_name, case.dtype)
+        if limit:
+            # Declared on the engine (Engine.dtype_limits): a runtime that cannot compute this dtype at all.
+            result.verdict = "skip"
+            result.message = (f"{engine_name} cannot compute {case.dtype}: {limit} (a limit of the runtime, "
+                              f"declared by the engine; not a bug) {tag(case)}")
             return result
         g = case.geometry
         if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
@@ -139,24 +158,29 @@ def run_one(case: Case, engine_name: str) -> Result:
         result.notes.extend(out.notes)
         judged = judge(case, engine_name, out, ref)
         result.verdict, result.message = judged.verdict, judged.message
+        if judged.verdict == "fail" and judged.check == "dtype":
+            # The dtype check names no cause of its own: ask the diagnosis whether the values agree anyway
+            # (a float64 case answered in float32 may still be right to float32's precision).
+            result.message += Judging(case=case, engine=engine_name, out=out, ref=ref).diagnosis()
         result.bound, result.metrics = judged.bound, judged.metrics
         if not _accepted_but_expected_to_refuse(case, engine_name, result):
-            bug = _expected(case, case.xfail, engine_name, result)
-            result.xfail = bug.reason if bug else ""
+            result.xfail = _known_bug(case, engine_name, result, judged.check)
     except (EngineSkip, NotImplementedError) as exc:
         result.verdict, result.message = "skip", f"{engine_name} cannot run this case: {exc}"
     except EngineRejected as exc:
         result.facts = dict(getattr(exc, "facts", None) or {})
         refusal = _expected(case, case.rejected_by, engine_name, result)
         if refusal:
-            # The refusal is the fact this case pins (a framework that starts accepting it is news).
+            # The refusal is the fact this case pins (a framework that starts accepting it is news); an heir
+            # that refuses what the engine it inherits from refuses shows the same fact.
             result.verdict = "pass"
-            result.message = f"rejected, as the case expects{' (' + refusal.known + ')' if refusal.known else ''}: {exc}"
+            result.message = f"rejected, as the case expects{_refusal_source(refusal)}: {exc}"
         else:
             result.verdict, result.message = "rejected", str(exc)
     except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
         result.verdict = "error"
-        result.message = f"{engine_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} {tag(case)}"
+        result.message = (f"{engine_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                          f"{tag(case)}{_error_cause(case, engine_name, exc)}")
         result.details = traceback.format_exc()
     finally:
         result.duration_s = time.perf_counter() - start
@@ -177,13 +201,72 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
 
 
 def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) -> bool:
-    """The engine produced an output where the case expects a refusal here: fail the item, and say so."""
+    """The engine produced an output where the case expects a refusal here: fail the item, and say so. An heir
+    that accepts what the engine it inherits from refuses is no failure (a converter need not share a kernel's
+    limits): it is judged on its values, and a note says so."""
     refusal = _expected(case, case.rejected_by, engine, result)
+    if refusal is not None and refusal.parent:
+        result.notes.append(f"{refusal.parent} refuses this configuration ({refusal.label}); {engine} accepts it "
+                            "and is judged on its values")
+        return False
     if refusal:
+        known = refusal.expectation.known
         result.verdict = "fail"
         result.message = (f"{engine}: accepted the configuration, but should reject it "
-                          f"(expect.rejected_by{': ' + refusal.known if refusal.known else ''}) {tag(case)}")
+                          f"(expect.rejected_by{': ' + known if known else ''}) {tag(case)}")
     return refusal is not None
+
+
+def _refusal_source(refusal: Applicable) -> str:
+    """' (ID)', ' (inherited from keras: ID)' or '' after "rejected, as the case expects"."""
+    known = refusal.expectation.known
+    if refusal.parent:
+        return f" (inherited from {refusal.parent}{': ' + known if known else ''})"
+    return f" ({known})" if known else ""
+
+
+def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
+    """The case's known bug of ``engine`` that holds here ('' where none): what makes a fail an xfail.
+
+    An inherited bug (``Engine.inherits``) is not strict: a converter may hide it by accident (tf2onnx folds an
+    NHWC bias_add into the bias of an NCHW conv, which cancels the Keras bias bug), so a pass stays a pass, with
+    a note. It explains only wrong values: a wrong shape or dtype is the converter's own failure."""
+    bug = _expected(case, case.xfail, engine, result)
+    if bug is None:
+        return ""
+    if bug.parent is None:
+        return bug.expectation.reason
+    if result.verdict == "pass":
+        result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
+        return ""
+    if result.verdict == "fail" and check in ("shape", "dtype"):
+        result.notes.append(f"{bug.parent}'s known bug {bug.label} holds here, but this {check} failure is not it: "
+                            f"it is {engine}'s own")
+        return ""
+    inherited = f"inherited from {bug.parent}: {bug.label}"
+    if result.verdict == "fail" and inherited not in result.message:   # the diagnosis may have said it already
+        result.message += f"; {inherited} ({bug.parent}'s known bug, carried through the conversion)"
+    result.notes.append(f"{inherited}: {bug.parent}'s known bug holds here, evaluated on {engine}'s run facts")
+    return inherited
+
+
+def _dtype_limit(engine: str, dtype: str) -> str:
+    """The engine's declared runtime limit for ``dtype`` (Engine.dtype_limits), or ''."""
+    try:
+        return engines.engine_class(engine).dtype_limits.get(dtype, "")
+    except KeyError:   # an unknown engine: get() says so, with the known names, when it is run
+        return ""
+
+
+def _error_cause(case: Case, engine: str, exc: BaseException) -> str:
+    """'; cause: ...' from the installed error diagnosis, or ''. Never raises: the error stands without it."""
+    if _explain_error is None:
+        return ""
+    try:
+        text = _explain_error(case, engine, exc)
+    except Exception:  # noqa: BLE001 - a cause is a hint
+        return ""
+    return f"; cause: {text}" if text else ""
 
 
 def run_facts(case: Case, result: Result) -> dict[str, Any]:
@@ -191,16 +274,19 @@ def run_facts(case: Case, result: Result) -> dict[str, Any]:
     return {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **result.facts}
 
 
-def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Expectation | None:
-    """The case's expectation for ``engine`` where its condition holds here, else None. Where it does not hold
-    the item is judged like any other, and a note says why."""
-    expectation = table.get(engine)
-    if expectation is None:
+def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Applicable | None:
+    """The case's expectation for ``engine`` (its own, else inherited: harness.known.applicable) where its
+    condition holds on this run's facts, else None. Where it does not hold the item is judged like any other,
+    and a note says why."""
+    found = applicable(table, engine)
+    if found is None:
         return None
+    expectation = found.expectation
     seen = expectation.evaluate(case, run_facts(case, result))
     if seen.holds:
-        return expectation
-    result.notes.append(f"not expected here: {expectation.known or expectation.reason} "
+        return found
+    inherited = f" (inherited from {found.parent})" if found.parent else ""
+    result.notes.append(f"not expected here{inherited}: {expectation.known or expectation.reason} "
                         f"(holds when {expectation.condition_text()}; here: {seen.explanation})")
     return None
 

@@ -1,6 +1,7 @@
 """The one place that turns --engine and --case options into the engines and the cases to run."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import engines
@@ -8,12 +9,14 @@ from .errors import CaseError
 from .schema import Case, load_paths
 
 
-def select_engines(specs: list[str] | None) -> list[str]:
+def select_engines(specs: list[str] | None, pythons: list[str] | None = None) -> list[str]:
     """``--engine`` values -> engine names.
 
     A built-in name (oracle, keras, torch) restricts the run to the built-ins named; ``[NAME=]MODULE:CALLABLE``
-    adds a plug-in. With no built-in named, all built-ins run.
+    adds a plug-in. With no built-in named, all built-ins run. ``pythons`` (``--engine-python NAME=PATH``) runs
+    plug-in NAME in a worker on that interpreter; each must name a plug-in of ``specs``.
     """
+    named = register_pythons(pythons)   # first: a plug-in on another interpreter must not be imported here
     builtins, plugins = [], []
     for spec in specs or []:
         if ":" in spec:
@@ -23,8 +26,28 @@ def select_engines(specs: list[str] | None) -> list[str]:
         else:
             raise ValueError(f"--engine {spec!r}: not a built-in engine ({', '.join(engines.BUILTIN)}) "
                              "nor MODULE:CALLABLE")
+    for name in named:
+        if name not in plugins:
+            raise ValueError(f"--engine-python {name}=...: no plug-in engine {name!r} on this command line "
+                             f"(add --engine {name}=MODULE:CALLABLE)")
     chosen = builtins or list(engines.DEFAULT_ENGINES)
     return list(dict.fromkeys(chosen + plugins))
+
+
+def register_pythons(specs: list[str] | None) -> list[str]:
+    """``--engine-python NAME=PATH`` values -> the registry (plug-in NAME runs in a worker on the interpreter at
+    PATH); the names, in order."""
+    names = []
+    for spec in specs or []:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise ValueError(f"--engine-python {spec!r}: must be NAME=PATH, the python of the environment "
+                             "plug-in NAME runs in")
+        if not os.path.exists(os.path.expanduser(path)):
+            raise ValueError(f"--engine-python {spec!r}: {path} does not exist")
+        engines.set_plugin_python(name, path)
+        names.append(name)
+    return names
 
 
 def select_cases(cases: list[Case], case_ids: list[str] | None, paths: list[str | Path]) -> list[Case]:

@@ -124,3 +124,162 @@ def test_suppressed_diagnosis_and_never_for_the_oracle(small_cases):
     with diagnose.suppressed():
         assert diagnose.explain(case, "wrong", out, ref) == ""
     assert diagnose.explain(case, "oracle", out, ref) == ""
+
+
+# ---------------------------------------------------------------- failure classes converters show
+
+from harness.detection import causes  # noqa: E402
+from harness.tensors import round_to  # noqa: E402
+from harness import oracle  # noqa: E402
+
+CONVERTER_CASES = """\
+cases:
+  - id: c1-same
+    layer: Conv1D
+    input_shape: [1, 10, 2]
+    config: {filters: 2, kernel_size: 4, padding: same}
+  - id: c64
+    layer: Conv2D
+    input_shape: [2, 6, 5, 3]
+    dtype: float64
+    config: {filters: 4, kernel_size: 3}
+"""
+
+
+@pytest.fixture
+def converter_cases(tmp_path):
+    path = tmp_path / "converters.yaml"
+    path.write_text(CONVERTER_CASES)
+    cases, errors = load_file(path)
+    assert not errors
+    return {c.id: c for c in cases}
+
+
+def _in_precision(case, p, round_output=True):
+    """The layer computed from inputs and weights rounded to ``p`` (and its output too), returned in float32."""
+    ref = reference(case)
+    x = round_to(ref.inputs.x64, p).astype(np.float64)
+    w = {k: round_to(v, p).astype(np.float64) for k, v in ref.inputs.weights64.items()}
+    y = oracle.run(case.layer, case.config, x, w)
+    return ref, EngineOutput(y=(round_to(y, p) if round_output else y).astype(np.float32))
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_a_float32_layer_computed_in_a_narrower_precision_is_named(small_cases, precision):
+    case = small_cases["conv"]
+    ref, out = _in_precision(case, precision)
+    text = diagnose.explain(case, "wrong", out, ref)
+    assert text.startswith(f"computed internally in {precision}: the output matches the oracle's on inputs and "
+                           f"weights rounded to {precision}, within {precision}'s bound"), text
+    assert f"every output value is a {precision} number" in text, text
+
+
+def test_inputs_rounded_to_a_narrower_precision_and_accumulated_in_float32_are_named(small_cases):
+    case = small_cases["conv"]
+    ref, out = _in_precision(case, "bfloat16", round_output=False)
+    text = diagnose.explain(case, "wrong", out, ref)
+    assert text.startswith("computed internally in bfloat16 (inputs and weights rounded to it, accumulated in "
+                           "float32)"), text
+
+
+def test_padding_on_the_batch_axis_is_named_with_the_axes_that_differ(converter_cases):
+    # onnx2tf's F.pad on the wrong axes: Conv1D same, output (4, 7, 2) for input (1, 10, 2).
+    case = converter_cases["c1-same"]
+    ref = reference(case)
+    text = diagnose.explain(case, "wrong", EngineOutput(y=np.zeros((4, 7, 2), np.float32)), ref)
+    assert text.startswith("padding applied on the wrong axes: the spatial axes are as if unpadded ('valid': "
+                           "steps 7) while batch grew by 3 (the padding total)"), text
+    assert "the batch and steps axes differ: batch 4 instead of 1 (+3), steps 7 instead of 10 (-3)" in text, text
+
+
+def test_shape_failures_name_the_axis_and_the_pattern(converter_cases):
+    case = converter_cases["c1-same"]
+    ref = reference(case)
+    y = ref.y.astype(np.float32)
+    said = {shape: diagnose.explain(case, "wrong", EngineOutput(y=value), ref) for shape, value in (
+        ("lost", y[0]), ("layout", np.ascontiguousarray(np.moveaxis(y, -1, 1))),
+        ("other", np.zeros((1, 9, 2), np.float32)))}
+    assert said["lost"].startswith("the batch axis was lost: the output has one sample's shape (10, 2) instead "
+                                   "of (1, 10, 2)"), said["lost"]
+    assert said["layout"].startswith("the output is channels_first where channels_last is expected"), said["layout"]
+    assert said["other"] == "the steps axis differs: steps 9 instead of 10 (-1)", said["other"]
+
+
+def test_a_dtype_silently_changed_says_whether_the_values_agree_in_the_narrower_dtype(converter_cases):
+    case = converter_cases["c64"]
+    ref = reference(case)
+    right = diagnose.explain(case, "wrong", EngineOutput(y=ref.y.astype(np.float32)), ref)
+    assert right.startswith("the dtype silently changed to float32 (the case is float64): its values agree with "
+                            "the oracle within float32's bound"), right
+    assert right.endswith("computed in float32"), right
+    wrong = diagnose.explain(case, "wrong", EngineOutput(y=(ref.y * 1.5).astype(np.float32)), ref)
+    assert wrong.startswith("the dtype silently changed to float32 (the case is float64): its values disagree even "
+                            "within float32's bound"), wrong
+
+
+def float32_out(layer, config, x, weights):
+    """A converter that always builds float32 (nobuco, OpenVINO on float64)."""
+    y = oracle.run(layer, config, x.astype(np.float64), {k: v.astype(np.float64) for k, v in weights.items()})
+    return y.astype(np.float32)
+
+
+def invalid_graph(layer, config, x, weights):
+    """onnxruntime refusing what tf2onnx wrote for a grouped conv."""
+    raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : Load model from /tmp/m.onnx failed:This is an "
+                       "invalid model. In Node, (\"\", StatefulPartitionedCall, \"\", -1) : error: No Op registered "
+                       "for StatefulPartitionedCall with domain_version of 13")
+
+
+def test_the_dtype_failure_and_the_error_of_a_run_carry_their_cause(converter_cases):
+    diagnose.install()
+    f32 = engines.register_plugin(f"float32_out={__name__}:float32_out")
+    bad = engines.register_plugin(f"invalid_graph={__name__}:invalid_graph")
+    r = run_one(converter_cases["c64"], f32)
+    assert r.verdict == "fail" and "output dtype=float32, but should be float64" in r.message, r.message
+    assert "; diagnosis: the dtype silently changed to float32 (the case is float64): its values agree" in r.message
+    r = run_one(converter_cases["c64"], bad)
+    assert r.verdict == "error", r.message
+    assert "; cause: the exported graph is invalid: the runtime refused to load what the converter wrote" in r.message
+    assert r.message.endswith("the graph holds an op the runtime does not know: StatefulPartitionedCall"), r.message
+
+
+@pytest.mark.parametrize("outcome, message, xfail, label", [
+    ("fail", "e: output shape=(4, 7, 2), but should be (1, 10, 2) [c.yaml::c]; diagnosis: padding applied on the "
+             "wrong axes: the spatial axes ...; the batch axis differs: ...", "", "padding applied on the wrong axes"),
+    ("fail", "e: max error/bound 3 at (0,): 1 vs 2 oracle [c.yaml::c]; diagnosis: computed internally in bfloat16: "
+             "the output ... (max error/bound 0.03)", "", "computed internally in bfloat16"),
+    ("fail", "e: max error/bound 3 [c.yaml::c]; diagnosis: matches the oracle with the kernel flipped: true "
+             "convolution instead of cross-correlation [mutant flipped_kernel] (or x [mutant y])", "",
+     "matches the oracle with the kernel flipped [mutant flipped_kernel]"),
+    ("fail", "e: output dtype=float32, but should be float64 [c.yaml::c]; diagnosis: the dtype silently changed "
+             "to float32 (the case is float64): its values agree", "", "the dtype silently changed to float32"),
+    ("error", "e: RuntimeError: [ONNXRuntimeError] : 10 : INVALID_GRAPH [c.yaml::c]; cause: the exported graph is "
+              "invalid: the runtime refused", "", "the exported graph is invalid"),
+    ("error", "e: KeyError: 'x' [c.yaml::c]", "", "error: KeyError"),
+    ("fail", "e: max error/bound 3 at (0,) [c.yaml::c]", "", "wrong values (no known cause)"),
+    ("xfail", "whatever", "keras-bias-add-guessed-nhwc: keras.ops.add ...", "known bug: keras-bias-add-guessed-nhwc"),
+    ("xfail", "whatever", "inherited from keras: keras-bias-add-guessed-nhwc",
+     "inherited from keras: keras-bias-add-guessed-nhwc"),
+])
+def test_a_cause_label_is_short_and_stable(outcome, message, xfail, label):
+    assert causes.label(outcome, message, xfail) == label
+
+
+def test_bfloat16_on_constant_data_is_named_a_precision_not_a_bias_mistake():
+    # OpenVINO on a CPU with AVX512_BF16: Conv2D rgb-ones gives 40448 (a bfloat16 number) for 40404 everywhere,
+    # one constant per channel, which a bias mistake would give too.
+    cases, _ = load_paths([CASES])
+    case = next(c for c in cases if c.id == "rgb-ones-conv2d")
+    ref, out = _in_precision(case, "bfloat16")
+    assert float(out.y.flat[0]) == 40448.0 and float(ref.y.flat[0]) == 40404.0, (out.y.flat[0], ref.y.flat[0])
+    assert diagnose.explain(case, "wrong", out, ref).startswith("computed internally in bfloat16: "), out.y
+
+
+def test_a_bias_offset_on_small_integer_data_is_no_precision_problem(tmp_path):
+    path = tmp_path / "ints.yaml"
+    path.write_text("cases:\n  - id: ints\n    layer: Conv2D\n    input_shape: [1, 4, 4, 2]\n"
+                    "    config: {filters: 2, kernel_size: 2}\n    input: ones\n"
+                    "    weights: {kernel: ones, bias: ones}\n")
+    case = load_file(path)[0][0]
+    ref, out = _output(case, lambda y: y + 1.0)   # the bias added twice: 10 instead of 9, a bfloat16 number too
+    assert diagnose.explain(case, "wrong", out, ref).startswith("off by a constant per output channel"), out.y

@@ -72,13 +72,19 @@ def add_fuzz_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed of the first worker (default 0)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: 2, or 1 on one core)")
+    p.add_argument("--layer", action="append", metavar="NAME",
+                   help="only this layer kind, e.g. SeparableConv2D (repeatable; default: every kind)")
+    p.add_argument("--dtype", action="append", metavar="NAME",
+                   help="only this dtype: float32, float64, float16 or bfloat16 (repeatable; default: all)")
 
 
 def run_fuzz(args: argparse.Namespace) -> int:
     """Property-based configurations in every engine against the oracle; false alarms are expected to be zero."""
-    from .fuzz import format_stats, run
+    from .fuzz import filters, format_stats, run
 
-    stats = run(args.examples, select_engines(args.engine), seed=args.seed, jobs=args.jobs)
+    layers, dtypes = filters(args.layer, args.dtype)   # a typo is an error before any engine loads
+    stats = run(args.examples, select_engines(args.engine), seed=args.seed, jobs=args.jobs, layers=layers,
+                dtypes=dtypes)
     print(format_stats(stats))
     return 1 if stats.false_alarms or stats.invalid else 0
 

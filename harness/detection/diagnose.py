@@ -7,13 +7,16 @@ from typing import Iterator
 
 import numpy as np
 
-from .. import oracle
+from .. import facts, oracle
 from ..agreement import Bound, error_bound, ratios
 from ..engines import is_reference
 from ..judgement import install_diagnosis
 from ..engines.base import EngineOutput
+from ..known import lineage, matching_bug
 from ..layers import Geometry
+from ..runner import install_error_diagnosis
 from ..schema import Case
+from . import causes
 
 # Diagnosis recomputes the layer once per mutant; beyond this many elements it is not attempted.
 MAX_ELEMENTS = 1_000_000
@@ -166,42 +169,91 @@ def explain(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None
     """One sentence on the likely cause of ``engine``'s disagreement with the oracle, or '' when none is known.
 
     ``ref`` is the runner's Reference (inputs, oracle output, gauge); ``bound`` the runner's bound for this
-    engine, when it got that far (a shape failure comes before it). Never raises: a diagnosis must not cost
-    the verdict it explains.
+    engine, when it got that far (a shape or dtype failure comes before it). Never raises: a diagnosis must not
+    cost the verdict it explains.
     """
     if _suppressed or is_reference(engine):
         return ""
     try:
-        y = np.asarray(out.y, dtype=np.float64)
-        if max(y.size, ref.y.size) > MAX_ELEMENTS:
-            return ""
-        x64, w64 = ref.inputs.x64, ref.inputs.weights64
-        gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
-        g = case.geometry
-        k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
-        parts = []
-        names = matching_mutants(case, y, x64, w64, gauge, ref.y, k)
-        if names:
-            parts.append("matches the oracle with " + _phrase(names))
-        elif y.shape == ref.y.shape:
-            if bound is None:
-                bound = error_bound(k, case.dtype, gauge, ref.y, g.activation)
-            perm = _permutation(y, ref.y, bound.bound, g)
-            if perm is not None:
-                moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
-                parts.append("the output channels are permuted (engine channel <- oracle channel: "
-                             + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")")
-            elif _channel_offset(y, ref.y, bound.bound, g):
-                parts.append("off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
-                             "or a depthwise bias not folded into the pointwise bias)")
-        stage = stage_verdicts(case, out, x64, w64)
-        if stage:
-            parts.append(stage)
-        return "; ".join(parts)
+        return "; ".join(_findings(case, engine, out, ref, bound))
     except Exception as exc:  # noqa: BLE001 - diagnosis is a hint; the verdict stands without it
         return f"(diagnosis failed: {type(exc).__name__}: {exc})"
 
 
+def _findings(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None) -> list[str]:
+    """What explain says, finding by finding: the closest first (a known mistake that reproduces the values
+    beats a description of the shape)."""
+    y = np.asarray(out.y, dtype=np.float64)
+    shape = [] if y.shape == ref.y.shape else causes.shape_diagnosis(case, tuple(y.shape), tuple(ref.y.shape))
+    if max(y.size, ref.y.size) > MAX_ELEMENTS:
+        return shape
+    x64, w64 = ref.inputs.x64, ref.inputs.weights64
+    gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
+    g = case.geometry
+    k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
+    changed, agrees = causes.dtype_changed(case, np.asarray(out.y), ref.y, gauge, k)
+    if agrees:
+        return [changed]   # right values in the wrong type: nothing else to explain
+    # The failing check comes first: a wrong shape is judged before the dtype, the dtype before the values.
+    parts = [changed] if changed and not shape else []
+    names = matching_mutants(case, y, x64, w64, gauge, ref.y, k)
+    if names:
+        parts.append("matches the oracle with " + _phrase(names))
+    parts += shape + ([changed] if changed and shape else [])
+    if not names and not shape:
+        if bound is None:
+            bound = error_bound(k, case.dtype, gauge, ref.y, g.activation)
+        parts += _value_patterns(case, y, ref, bound, gauge, k)
+    inherited = _inherited(case, engine, out, names)
+    if inherited:
+        parts.append(inherited)
+    stage = stage_verdicts(case, out, x64, w64)
+    if stage:
+        parts.append(stage)
+    return parts
+
+
+def _value_patterns(case: Case, y: np.ndarray, ref, bound: Bound, gauge: np.ndarray, k: int) -> list[str]:
+    """Patterns of wrong values no mutant reproduces: permuted channels; an output made of the numbers of a
+    narrower precision (before the offset: on constant data its rounding is one constant per channel, as in
+    Conv2D rgb-ones, 40448 in bfloat16 for 40404); a per-channel offset; inputs rounded to a narrower precision
+    (last: its bound is the loosest)."""
+    g = case.geometry
+    x64, w64 = ref.inputs.x64, ref.inputs.weights64
+    perm = _permutation(y, ref.y, bound.bound, g)
+    if perm is not None:
+        moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
+        return ["the output channels are permuted (engine channel <- oracle channel: "
+                + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")"]
+    computed = causes.computed_in(case, y, x64, w64, gauge, k)
+    if computed:
+        return [computed]
+    if _channel_offset(y, ref.y, bound.bound, g):
+        return ["off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
+                "or a depthwise bias not folded into the pointwise bias)"]
+    rounded = causes.inputs_rounded(case, y, x64, w64, gauge, ref.y, k)
+    return [rounded] if rounded else []
+
+
+def _inherited(case: Case, engine: str, out: EngineOutput, names: list[str]) -> str:
+    """For an engine built from another's graph (Engine.inherits): the known bug of that engine that explains
+    the output here (its condition holds on this run's facts, the case triggers it, its mutant named first)."""
+    if len(lineage(engine)) < 2:
+        return ""
+    seen = {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **out.facts}
+    bug = matching_bug(engine, case, seen, names[0] if names else None)
+    if bug is None or bug.engine == engine:
+        return ""
+    return (f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, carried through the conversion; "
+            "not a bug of the converter)")
+
+
+def explain_error(case: Case, engine: str, exc: BaseException) -> str:
+    """A short cause for an engine's exception (an invalid exported graph, a missing kernel, a crash), or ''."""
+    return "" if _suppressed else causes.error_cause(exc)
+
+
 def install() -> None:
-    """Make the runner's failure messages carry a diagnosis (the core does not import this package itself)."""
+    """Make the runner's failure and error messages carry a diagnosis (the core does not import this package)."""
     install_diagnosis(explain)
+    install_error_diagnosis(explain_error)

@@ -6,11 +6,17 @@ alarm, counted by registry id. Any other disagreement (or an engine crash) is sh
 re-checked in fresh interpreter processes before it is called a false alarm: output that changes from run to run
 is a nondeterministic engine (a true bug), a disagreement no fresh process reproduces is state-dependent, and
 one that reproduces deterministically is printed as a ready-to-paste YAML case.
+
+Alarms are grouped by cause (the diagnosis of the failure message, else the check that failed or the error): the
+search goes on to its budget, counting every alarm under its cause, and shrinks and re-checks one example per
+cause, the smallest it can find.
 """
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
+import math
 import itertools
 import json
 import os
@@ -44,6 +50,9 @@ _ids = itertools.count()
 MODULE = "harness.detection.fuzz"   # what fresh processes run (__name__ is "__main__" in a worker)
 RECHECKS = 3               # fresh interpreter processes that re-run a disagreement before it is called a false alarm
 RECHECK_TIMEOUT_S = 600    # per fresh process (one configuration in every engine, imports included)
+MAX_CAUSES = 20            # causes shrunk and re-checked per search; beyond, a cause is reported as first found
+# What a re-check makes of a cause, the surest first: where workers disagree on a cause, the surest one is kept.
+KINDS = ("false_alarm", "nondeterministic", "state_dependent")
 _MUTANT_NAMED = re.compile(r"diagnosis: matches the oracle with .*?\[mutant (\w+)\]")
 _TAG = re.compile(r"\s*\[fuzz\.yaml::[^\]]*\]")
 
@@ -84,6 +93,25 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
             "seed": draw(st.integers(0, 2**16)), "input": {"init": "normal", "std": std}}
 
 
+def choose(option: str, what: str, names: Iterable[str] | None, known: Iterable[str]) -> tuple[str, ...]:
+    """The values a repeatable filter (``--layer``, ``--dtype``) keeps, in ``known``'s order (shrinking goes to
+    the first); all of ``known`` where none is given. An unknown value is a ValueError that lists the known
+    ones: a typo must not fuzz nothing, nor everything."""
+    known, names = tuple(known), list(names or [])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"{option} {unknown[0]}: no such {what}{hint}; known: {', '.join(known)}")
+    return tuple(k for k in known if k in names) or known
+
+
+def filters(layers: Iterable[str] | None = None, dtypes: Iterable[str] | None = None
+            ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``--layer`` and ``--dtype`` values -> the layer kinds and dtypes entries() draws from (see choose)."""
+    return choose("--layer", "layer kind", layers, LAYERS), choose("--dtype", "dtype", dtypes, DTYPES)
+
+
 def to_case(entry: dict[str, Any], case_id: str | None = None) -> Case:
     """Validate an entry with the schema code (as if read from YAML) and return its Case."""
     case_id = case_id or f"fuzz-{os.getpid()}-{next(_ids)}"   # unique: the runner caches per (file, id)
@@ -117,9 +145,9 @@ class Stats:
     skipped: dict[str, int] = field(default_factory=dict)               # "engine: reason" -> count
     known_bugs: dict[str, int] = field(default_factory=dict)            # "engine dtype: registry id" -> count
     known_example: dict[str, str] = field(default_factory=dict)         # registry id -> one configuration
-    false_alarms: list[str] = field(default_factory=list)               # message + YAML, one per alarm
-    nondeterministic: list[str] = field(default_factory=list)           # what changed between runs + YAML
-    state_dependent: list[str] = field(default_factory=list)            # disagreed in the fuzzing process only
+    alarms: dict[str, int] = field(default_factory=dict)                # cause -> configurations it alarmed on
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)     # cause -> {kind, text, size}: its
+    #   smallest example as re-checked (kind: one of KINDS; text: message + YAML; size: see _size)
     rechecks: int = 0                                                   # fresh processes run to re-check alarms
     duration_s: float = 0.0
     workers: int = 1
@@ -139,14 +167,93 @@ class Stats:
                 mine[key] = mine.get(key, 0) + v
         for key, v in other.known_example.items():
             self.known_example.setdefault(key, v)
-        self.false_alarms.extend(other.false_alarms)
-        self.nondeterministic.extend(other.nondeterministic)
-        self.state_dependent.extend(other.state_dependent)
+        for cause, n in other.alarms.items():
+            self.alarms[cause] = self.alarms.get(cause, 0) + n
+        for cause, group in other.groups.items():   # two workers found one cause: the surest, smallest example
+            if cause not in self.groups or _rank(group) < _rank(self.groups[cause]):
+                self.groups[cause] = group
         self.rechecks += other.rechecks
 
+    def causes(self, kind: str) -> list[str]:
+        """The causes whose re-check made them ``kind`` (one of KINDS), the most frequent first."""
+        mine = [c for c, g in self.groups.items() if g["kind"] == kind]
+        return sorted(mine, key=lambda c: (-self.alarms.get(c, 0), c))
+
+    def alarm_count(self, kind: str) -> int:
+        """Alarms (configurations) of the causes that are ``kind``."""
+        return sum(self.alarms.get(c, 1) for c in self.causes(kind))
+
+    @property
+    def false_alarms(self) -> list[str]:
+        """One text (message + YAML case) per cause that reproduced deterministically: expected none."""
+        return [self.groups[c]["text"] for c in self.causes("false_alarm")]
+
+    @property
+    def nondeterministic(self) -> list[str]:
+        """One text per cause whose output changed between runs (what changed + YAML)."""
+        return [self.groups[c]["text"] for c in self.causes("nondeterministic")]
+
+    @property
+    def state_dependent(self) -> list[str]:
+        """One text per cause that disagreed in the fuzzing process only."""
+        return [self.groups[c]["text"] for c in self.causes("state_dependent")]
+
     def findings(self) -> int:
-        """Disagreements reported with a configuration: false alarms, nondeterministic, state-dependent."""
-        return len(self.false_alarms) + len(self.nondeterministic) + len(self.state_dependent)
+        """Distinct causes reported with a configuration: false alarms, nondeterministic, state-dependent."""
+        return len(self.groups)
+
+
+def _rank(group: dict[str, Any]) -> tuple[int, list[int]]:
+    return KINDS.index(group["kind"]), list(group["size"])
+
+
+def _size(entry: dict[str, Any] | None) -> list[int]:
+    """How big an example is, to keep the smallest: input elements, then the length of its description."""
+    if entry is None:
+        return [0, 0]
+    return [math.prod(entry.get("input_shape") or [0]), len(json.dumps(entry, sort_keys=True, default=str))]
+
+
+# ---- what alarms are grouped by ----------------------------------------------------------------------------
+
+# Where a message says why: a failure's diagnosis (harness.detection.diagnose), an error's diagnosed cause.
+_EXPLAINED = ("; diagnosis: ", "; cause: ")
+_ALTERNATIVES = re.compile(r" \(or .*?\[mutant \w+\]\)")       # the diagnosis's runners-up after the closest
+_NUMBER = re.compile(r"(?<![\w.\x00])(?:(?<!<)-)?\d+(?:\.\d+)?(?:e[-+]?\d+)?")   # not the - of 0<-1
+_NUMBERS = re.compile(r"#(?:(?:, |<-)#)+(?:, \.\.\.)?")          # a shape, an index, a channel permutation
+
+
+def cause(engine: str, verdict: str, message: str) -> str:
+    """What alarms are grouped by: the engine and the first (closest) finding of the diagnosis its message
+    carries (a failure's, harness.detection.diagnose, or an error's cause), else the check that failed, else the
+    error; without the numbers of one configuration, so that one mistake seen in many configurations is one
+    cause. (Later findings, such as which axis a wrong shape differs in, vary with the configuration.)"""
+    text = _one_line(message)
+    text = text[len(engine) + 2:] if text.startswith(f"{engine}: ") else text
+    marker = next((m for m in _EXPLAINED if m in text), None)
+    if marker is not None:
+        said = _general(_ALTERNATIVES.sub("", text.split(marker, 1)[1]).split("; ")[0])
+    elif text.startswith("max error/bound"):
+        said = "values beyond the error bound, and no known mistake reproduces them"
+    else:   # another check (output shape=..., output dtype=...: judgement.mismatch), or the error itself
+        said = _general(text)
+    return f"{engine}: {'error: ' if verdict == 'error' else ''}{said}"[:240]
+
+
+def _general(text: str) -> str:
+    """``text`` with its numbers as '#' (a list of them as one '#'), except in the mutants' own descriptions."""
+    from .mutants import MUTANTS
+
+    kept = {}
+    for name, m in MUTANTS.items():   # a mutant's description is fixed text: keep its numbers (k//2, TF32)
+        phrase = f"{m.diagnosis} [mutant {name}]"
+        if phrase in text:
+            kept[f"\x00{name}\x00"] = phrase
+            text = text.replace(phrase, f"\x00{name}\x00")
+    text = _NUMBERS.sub("#", _NUMBER.sub("#", text))
+    for mark, phrase in kept.items():
+        text = text.replace(mark, phrase)
+    return text.strip()
 
 
 def _reason(message: str) -> str:
@@ -168,8 +275,8 @@ def check_entry(entry: dict[str, Any], engines: Iterable[str], stats: Stats | No
 
 def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
            ) -> tuple[list[dict[str, str]], dict[str, dict[str, Any]]]:
-    """check_entry's work: the alarms ({engine, message}) and, where there are any, what every engine computed
-    (engine -> observation, see observe)."""
+    """check_entry's work: the alarms ({engine, message, cause}) and, where there are any, what every engine
+    computed (engine -> observation, see observe). ``stats`` counts the configuration once under each cause."""
     try:
         case = to_case(entry)
     except CaseError:
@@ -183,7 +290,7 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
         key = f"{engine} {case.dtype}"
         bug = known_bug(case, r)
         if r.verdict in ("fail", "error") and bug is None:
-            alarms.append({"engine": engine, "message": r.message})
+            alarms.append({"engine": engine, "message": r.message, "cause": cause(engine, r.verdict, r.message)})
         if stats is None:
             continue
         if bug is not None:
@@ -206,6 +313,8 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
     if stats is not None:
         stats.tried += 1
         stats.rejected_configs += refused
+        for c in dict.fromkeys(a["cause"] for a in alarms):
+            stats.alarms[c] = stats.alarms.get(c, 0) + 1
     return alarms, ({engine: observe(r) for engine, r in results.items()} if alarms else {})
 
 
@@ -295,12 +404,20 @@ def replay(entry: dict[str, Any], engines: Iterable[str], runs: int = RECHECKS) 
     engines = list(engines)
     payload = json.dumps({"entry": entry, "engines": [engine_registry.cli_spec(e) for e in engines],
                           "threads": _thread_counts(engines)})
+    command, env = [sys.executable, "-m", MODULE, "--replay", payload], child_env()
+    with ThreadPoolExecutor(max_workers=max(1, min(runs, os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda _: _replay_once(command, env), range(runs)))
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment for a fresh interpreter (a fuzz worker, a replay), with this process's import
+    path as PYTHONPATH: a plug-in whose module is found here through sys.path (a folder that pytest or a script
+    put there, not the current directory) is found there too, rather than failing as an engine error in every
+    configuration, which the fuzzer would report as false alarms."""
     env = dict(os.environ)
     paths = [p or os.getcwd() for p in sys.path] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    command = [sys.executable, "-m", MODULE, "--replay", payload]
-    with ThreadPoolExecutor(max_workers=max(1, min(runs, os.cpu_count() or 1))) as pool:
-        return list(pool.map(lambda _: _replay_once(command, env), range(runs)))
+    return env
 
 
 def _replay_once(command: list[str], env: dict[str, str]) -> dict[str, Any] | str:
@@ -400,6 +517,7 @@ class Recheck:
     kind: str           # "false_alarm" | "nondeterministic" | "state_dependent"
     text: str           # what was seen, the message, and the configuration as a YAML case
     processes: int = 0  # fresh processes run
+    entry: dict[str, Any] | None = None   # the configuration the text shows (the smallest of a cause is kept)
 
 
 def recheck(found: dict[str, Any], engines: Iterable[str], runs: int = RECHECKS) -> Recheck:
@@ -414,21 +532,25 @@ def recheck(found: dict[str, Any], engines: Iterable[str], runs: int = RECHECKS)
     The unshrunk configuration is re-run only when the shrunk one does not reproduce."""
     engines = list(engines)
     last, first = found["last"], found["first"]
-    note = f"  # hypothesis: {found['flaky']}\n" if found.get("flaky") else ""
+    notes = (found.get("note"), f"hypothesis: {found['flaky']}" if found.get("flaky") else None)
+    note = "".join(f"  # {n}\n" for n in notes if n)
     if runs <= 0:
-        return Recheck("false_alarm", f"{last['message']}\n{note}{to_yaml(last['entry'], 'fuzz-shrunk')}")
+        return Recheck("false_alarm", f"{last['message']}\n{note}{to_yaml(last['entry'], 'fuzz-shrunk')}",
+                       entry=last["entry"])
     fresh = replay(last["entry"], engines, runs)
     broken = [r for r in fresh if isinstance(r, str)]
     if broken:
         return Recheck("false_alarm", f"{last['message']}\n  # not re-checked: {broken[0]}\n{note}"
-                                      f"{to_yaml(last['entry'], 'fuzz-shrunk')}", runs)
+                                      f"{to_yaml(last['entry'], 'fuzz-shrunk')}", runs, last["entry"])
     varying, everywhere, _ = _assess(last, fresh)
     if varying:
         return Recheck("nondeterministic", "\n".join([*(_changes(e, last, fresh) for e in varying), last["message"],
-                                                      note + to_yaml(last["entry"], "fuzz-nondeterministic")]), runs)
+                                                      note + to_yaml(last["entry"], "fuzz-nondeterministic")]),
+                       runs, last["entry"])
     if everywhere:
         return Recheck("false_alarm", f"{last['message']}\n  # reproduced with the same values in {runs} fresh "
-                                      f"processes\n{note}{to_yaml(last['entry'], 'fuzz-shrunk')}", runs)
+                                      f"processes\n{note}{to_yaml(last['entry'], 'fuzz-shrunk')}", runs,
+                       last["entry"])
     unshrunk = first["entry"] != last["entry"]
     processes = runs
     if unshrunk:
@@ -439,24 +561,24 @@ def recheck(found: dict[str, Any], engines: Iterable[str], runs: int = RECHECKS)
             return Recheck("false_alarm", (
                 f"{first['message']}\n  # the shrunk configuration passed in {runs} fresh processes; this first, "
                 f"unshrunk one could not be re-checked: {broken[0]}\n"
-                f"{note}{to_yaml(first['entry'], 'fuzz-unshrunk')}"), processes)
+                f"{note}{to_yaml(first['entry'], 'fuzz-unshrunk')}"), processes, first["entry"])
         varying, everywhere, _ = _assess(first, fresh_first)
         if varying:
             return Recheck("nondeterministic", "\n".join(
                 [*(_changes(e, first, fresh_first) for e in varying), first["message"],
                  f"  # the shrunk configuration passed in {runs} fresh processes; this is the first one found",
-                 note + to_yaml(first["entry"], "fuzz-nondeterministic")]), processes)
+                 note + to_yaml(first["entry"], "fuzz-nondeterministic")]), processes, first["entry"])
         if everywhere:
             return Recheck("false_alarm", (
                 f"{first['message']}\n  # the shrunk configuration passed in {runs} fresh processes; this is "
                 f"the first, unshrunk configuration found, which reproduced with the same values in {runs}\n"
-                f"{note}{to_yaml(first['entry'], 'fuzz-unshrunk')}"), processes)
+                f"{note}{to_yaml(first['entry'], 'fuzz-unshrunk')}"), processes, first["entry"])
     which = "the shrunk and the first (unshrunk) configuration" if unshrunk else "the configuration"
     text = (f"state-dependent: disagreed in the fuzzing process only; {which} passed in {runs} fresh processes "
             f"each: {last['message']}\n{note}{to_yaml(last['entry'], 'fuzz-state-dependent')}")
     if unshrunk:
         text += f"\n  # first found, unshrunk:\n{to_yaml(first['entry'], 'fuzz-state-dependent-unshrunk')}"
-    return Recheck("state_dependent", text, processes)
+    return Recheck("state_dependent", text, processes, last["entry"])
 
 
 class FalseAlarm(AssertionError):
@@ -464,67 +586,119 @@ class FalseAlarm(AssertionError):
 
 
 def search(examples: int, engines: Iterable[str] = DEFAULT_ENGINES, seed: int | None = 0,
-           strategy: st.SearchStrategy | None = None, progress: bool = False, max_alarms: int = 5,
-           rechecks: int = RECHECKS) -> Stats:
-    """Try ``examples`` configurations in every engine. A disagreement no registry entry explains is shrunk by
-    hypothesis, re-checked in ``rechecks`` fresh processes (recheck; 0: none) and recorded as a false alarm, a
-    nondeterministic engine or a state-dependent disagreement, with its YAML; the search then goes on with a
-    fresh seed, up to ``max_alarms`` of them.
+           strategy: st.SearchStrategy | None = None, progress: bool = False, rechecks: int = RECHECKS,
+           layers: Iterable[str] | None = None, dtypes: Iterable[str] | None = None,
+           max_causes: int = MAX_CAUSES) -> Stats:
+    """Try ``examples`` configurations in every engine, counting each alarm (a disagreement no registry entry
+    explains, or a crash) under its cause (see cause). The first example of a new cause is shrunk by hypothesis
+    to the smallest configuration with that cause, re-checked in ``rechecks`` fresh processes (recheck; 0: none)
+    and recorded as a false alarm, a nondeterministic engine or a state-dependent disagreement, with its YAML;
+    the search then goes on with a fresh seed to the budget. Past ``max_causes`` causes, a new one is reported
+    as first found, neither shrunk nor re-checked.
 
-    ``seed`` None derandomizes (the same examples on every run, what the test suite uses); it stops at the
-    first alarm, since a rerun would find the same one.
+    ``strategy`` defaults to entries() of ``layers`` and ``dtypes`` (see filters). ``seed`` None derandomizes
+    the first hypothesis run (the same examples on every run, what the test suite uses); the runs after an
+    alarm take fixed seeds, so that the whole search stays the same from run to run.
     """
     engines = list(engines)
-    stats = Stats()
+    strategy = strategy if strategy is not None else entries(*filters(layers, dtypes))
+    stats, firsts = Stats(), {}
     start = time.perf_counter()
     for attempt in itertools.count():
-        found = _search_once(examples - stats.tried, engines, None if seed is None else seed + 7919 * attempt,
-                             strategy, stats, examples if progress else 0, start)
+        before = stats.tried
+        found = _search_once(examples - stats.tried, engines, _attempt_seed(seed, attempt), strategy, stats,
+                             firsts, len(stats.groups) < max_causes, examples if progress else 0, start)
         if "message" in found:
             _record(found, engines, stats, rechecks, progress)
-        if ("message" not in found or seed is None or stats.tried >= examples
-                or stats.findings() >= max_alarms):
+        if "message" not in found or stats.tried >= examples or stats.tried == before:
             break
+    _record_unshrunk(firsts, engines, stats, rechecks, progress, max_causes)
     stats.duration_s = time.perf_counter() - start
     return stats
 
 
+def _attempt_seed(seed: int | None, attempt: int) -> int | None:
+    """The hypothesis seed of a search's ``attempt``-th run: None (derandomized) for the first run of a
+    derandomized search, a fixed seed for every other, so that each run draws new configurations."""
+    if seed is None and attempt == 0:
+        return None
+    return (seed or 0) + 7919 * attempt
+
+
 def _record(found: dict[str, Any], engines: list[str], stats: Stats, rechecks: int, progress: bool) -> None:
-    if "last" not in found:
-        stats.false_alarms.append(f"{found['message']}\n(no example recorded)")
+    """Re-check the example of a cause (``found``, see _search_once) and keep it as that cause's group."""
+    if "last" not in found:   # hypothesis itself stopped before any configuration alarmed
+        what = f"fuzzing stopped: {_general(_one_line(found['message']))}"
+        stats.groups[what] = {"kind": "false_alarm", "text": f"{found['message']}\n(no example recorded)",
+                              "size": _size(None)}
+        stats.alarms.setdefault(what, 1)
         return
     if progress and rechecks > 0:
         print(f"fuzz[{os.getpid()}]: re-checking a disagreement in {rechecks} fresh processes", file=sys.stderr)
     checked = recheck(found, engines, rechecks)
     stats.rechecks += checked.processes
-    {"false_alarm": stats.false_alarms, "nondeterministic": stats.nondeterministic,
-     "state_dependent": stats.state_dependent}[checked.kind].append(checked.text)
+    stats.groups[found["cause"]] = {"kind": checked.kind, "text": checked.text, "size": _size(checked.entry)}
 
 
-def _search_once(examples: int, engines: list[str], seed: int | None, strategy: st.SearchStrategy | None,
-                 stats: Stats, progress_of: int, start: float) -> dict[str, Any]:
-    """One hypothesis run: up to ``examples`` tries, stopping at the first alarm (shrunk). The result holds the
-    alarm's message, "first" (the first configuration that alarmed) and "last" (the shrunk one), each with the
-    engines that alarmed and what every engine computed."""
+def _record_unshrunk(firsts: dict[str, dict[str, Any]], engines: list[str], stats: Stats, rechecks: int,
+                     progress: bool, max_causes: int) -> None:
+    """Record the causes the search counted but did not shrink, from their first example: one that came up
+    only beside another cause (hypothesis shrinks one at a time; re-checked all the same), or one past
+    ``max_causes`` (neither shrunk nor re-checked: each re-check costs fresh processes)."""
+    for what, seen in firsts.items():
+        if what in stats.groups:
+            continue
+        over = len(stats.groups) >= max_causes
+        note = (f"neither shrunk nor re-checked: more than {max_causes} causes" if over else
+                "not shrunk: it came up beside another cause")
+        _record({"cause": what, "first": seen, "last": seen, "message": seen["message"], "note": note},
+                engines, stats, 0 if over else rechecks, progress)
+
+
+def _seen(entry: dict[str, Any], alarms: list[dict[str, str]], observed: dict[str, dict[str, Any]]
+          ) -> dict[str, Any]:
+    """One configuration's alarms of one cause, as recheck reads them: the configuration, the first message,
+    the engines that alarmed, and what every engine computed."""
+    return {"entry": entry, "message": alarms[0]["message"], "engines": [a["engine"] for a in alarms],
+            "obs": observed}
+
+
+def _search_once(examples: int, engines: list[str], seed: int | None, strategy: st.SearchStrategy,
+                 stats: Stats, firsts: dict[str, dict[str, Any]], shrink: bool, progress_of: int, start: float
+                 ) -> dict[str, Any]:
+    """One hypothesis run: up to ``examples`` tries, counting every alarm under its cause in ``stats`` and
+    keeping the first example of each cause in ``firsts``. With ``shrink``, the first alarm of a cause not yet
+    recorded (``stats.groups``) stops the run, and hypothesis shrinks it to the smallest configuration that
+    alarms with that same cause (another cause would shrink towards another bug). The result (empty where no
+    new cause came up) holds the cause, its message, "first" (its first configuration) and "last" (the shrunk
+    one), as _seen gives them."""
     found: dict[str, Any] = {}
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
               phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck),
               verbosity=Verbosity.quiet, print_blob=False)
-    @given(entry=strategy if strategy is not None else entries())
+    @given(entry=strategy)
     def probe(entry: dict[str, Any]) -> None:
-        # Once an alarm is found, hypothesis replays smaller variants: those are not counted as tries.
-        before = stats.tried
-        alarms, observed = _check(entry, engines, None if found else stats)
+        # Once a new cause is found, hypothesis replays smaller variants: those are not counted as tries.
+        shrinking, before = "cause" in found, stats.tried
+        alarms, observed = _check(entry, engines, None if shrinking else stats)
         if progress_of and stats.tried != before and stats.tried % 500 == 0:
             rate = stats.tried / (time.perf_counter() - start)
             print(f"fuzz[{os.getpid()}]: {stats.tried}/{progress_of} configurations, {rate:.1f}/s", file=sys.stderr)
-        if alarms:
-            seen = {"entry": entry, "message": alarms[0]["message"], "engines": [a["engine"] for a in alarms],
-                    "obs": observed}
-            found.setdefault("first", seen)
-            found["last"], found["entry"], found["message"] = seen, entry, seen["message"]
-            raise FalseAlarm(seen["message"])
+        by_cause: dict[str, list[dict[str, str]]] = {}
+        for alarm in alarms:
+            by_cause.setdefault(alarm["cause"], []).append(alarm)
+        if not shrinking:
+            for what, mine in by_cause.items():
+                firsts.setdefault(what, _seen(entry, mine, observed))
+            new = [what for what in by_cause if what not in stats.groups]
+            if new and shrink:
+                found.update(cause=new[0], first=firsts[new[0]])
+        if "cause" in found and found["cause"] in by_cause:
+            found["last"] = _seen(entry, by_cause[found["cause"]], observed)
+            # One raise for every failure: hypothesis tells bugs apart by where they are raised, and would
+            # take the first example and its shrunk replays for two bugs (a Flaky error) if they differed.
+            raise FalseAlarm(found["cause"])
 
     if seed is not None:
         probe = hypothesis_seed(seed)(probe)
@@ -537,44 +711,94 @@ def _search_once(examples: int, engines: list[str], seed: int | None, strategy: 
         found.setdefault("message", text)
         if "last" in found:
             found["flaky"] = text[:300]
+    if "last" in found:
+        found["message"] = found["last"]["message"]
     return found
 
 
-def _worker(examples: int, engines: list[str], seed: int, progress: bool, rechecks: int = RECHECKS) -> Stats:
+def _worker(examples: int, engines: list[str], seed: int, progress: bool, rechecks: int = RECHECKS,
+            layers: list[str] | None = None, dtypes: list[str] | None = None) -> Stats:
     # One thread per framework in a worker: the workers already share out the cores, and tiny convolutions
     # run several times faster single-threaded (thread hand-off dominates them).
     engines = _engine_names(engines)
     _set_threads({name: 1 for name in engines})
-    return search(examples, engines, seed, progress=progress, rechecks=rechecks)
+    return search(examples, engines, seed, progress=progress, rechecks=rechecks, layers=layers, dtypes=dtypes)
 
 
 def run(examples: int, engines: Iterable[str] = DEFAULT_ENGINES, seed: int = 0, jobs: int = 1,
-        progress: bool = True, rechecks: int = RECHECKS) -> Stats:
-    """The long run: ``examples`` configurations split over ``jobs`` processes (seeds seed, seed+1, ...).
+        progress: bool = True, rechecks: int = RECHECKS, layers: Iterable[str] | None = None,
+        dtypes: Iterable[str] | None = None) -> Stats:
+    """The long run: ``examples`` configurations of ``layers`` and ``dtypes`` (default: all; see filters) split
+    over ``jobs`` processes (seeds seed, seed+1, ...).
 
     Workers are fresh interpreters (``python -m harness.detection.fuzz``), not forks: TensorFlow and torch do
     not survive a fork, and spawning through multiprocessing would re-run the CLI's unguarded __main__.
-    Plug-in engines travel as NAME=MODULE:CALLABLE.
+    Plug-in engines travel as NAME=MODULE:CALLABLE and are registered (resolved) in each worker, with this
+    process's import path (child_env), so that a worker runs the same plug-ins as this process.
     """
     engines = list(engines)
+    layers, dtypes = (list(names) for names in filters(layers, dtypes))   # an unknown name fails here, once
     start = time.perf_counter()
     if jobs <= 1:
-        total = _worker(examples, engines, seed, progress, rechecks)
+        total = _worker(examples, engines, seed, progress, rechecks, layers, dtypes)
     else:
         specs = [engine_registry.cli_spec(e) for e in engines]
         shares = [examples // jobs + (1 if i < examples % jobs else 0) for i in range(jobs)]
-        procs = [subprocess.Popen([sys.executable, "-m", MODULE, json.dumps([n, specs, seed + i, progress,
-                                                                             rechecks])],
-                                  stdout=subprocess.PIPE, text=True)
-                 for i, n in enumerate(shares) if n]
+        payloads = [{"examples": n, "engines": specs, "seed": seed + i, "progress": progress, "rechecks": rechecks,
+                     "layers": layers, "dtypes": dtypes} for i, n in enumerate(shares) if n]
+        env = child_env()
+        procs = [subprocess.Popen([sys.executable, "-m", MODULE, json.dumps(payload)], stdout=subprocess.PIPE,
+                                  text=True, env=env) for payload in payloads]
         total = Stats()
         for proc in procs:
             out, _ = proc.communicate()
             if proc.returncode != 0:
-                raise RuntimeError(f"fuzz worker exited with {proc.returncode}")
+                raise RuntimeError(f"fuzz worker exited with {proc.returncode} (its error is printed above)")
             total.merge(Stats(**json.loads(out.strip().splitlines()[-1])))
     total.duration_s, total.workers = time.perf_counter() - start, max(jobs, 1)
     return total
+
+
+def _counted(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# How format_stats heads each kind of finding: its title, and what it means where there are any.
+_TITLES = {
+    "nondeterministic": ("nondeterministic engine output",
+                         "true bugs of that engine, in no registry entry: values change from run to run"),
+    "state_dependent": ("state-dependent",
+                        "disagreed in the fuzzing process only, never in a fresh one; not counted as false alarms"),
+    "false_alarm": ("false alarms", "expected 0; per cause, its smallest example, shrunk by hypothesis and "
+                                    "reproduced in fresh processes, as a YAML case below"),
+}
+
+
+def _format_causes(s: Stats) -> list[str]:
+    """The summary of alarms by cause: how many distinct causes, and per cause its alarms and its kind."""
+    if not s.groups:
+        return []
+    alarms = sum(s.alarms.get(c, 1) for c in s.groups)
+    lines = [f"alarms by cause (configurations on which an engine disagreed or crashed, known bugs apart): "
+             f"{_counted(len(s.groups), 'distinct cause')}, {_counted(alarms, 'alarm')}"]
+    for kind in KINDS:
+        label = _TITLES[kind][0].removesuffix("s")
+        lines += [f"  {s.alarms.get(c, 1):6d}  {label}: {c}" for c in s.causes(kind)]
+    return lines
+
+
+def _format_kind(s: Stats, kind: str) -> list[str]:
+    """One kind of finding: its count line, then per cause its alarms and its smallest example."""
+    title, meaning = _TITLES[kind]
+    causes = s.causes(kind)
+    if not causes:
+        return [f"{title}: 0" + (" (expected 0)" if kind == "false_alarm" else "")]
+    lines = [f"{title}: {_counted(s.alarm_count(kind), 'alarm')} of {_counted(len(causes), 'distinct cause')} "
+             f"({meaning})"]
+    for c in causes:
+        lines.append(f"cause: {c} ({_counted(s.alarms.get(c, 1), 'alarm')}); the smallest example:")
+        lines.append(s.groups[c]["text"])
+    return lines
 
 
 def format_stats(s: Stats) -> str:
@@ -602,31 +826,32 @@ def format_stats(s: Stats) -> str:
             lines.append(f"    e.g. {example}")
     if s.rechecks:
         lines.append(f"disagreements re-checked in {s.rechecks} fresh interpreter processes")
-    lines.append(f"nondeterministic engine output: {len(s.nondeterministic)}"
-                 + (" (true bugs of that engine, in no registry entry: values change from run to run)"
-                    if s.nondeterministic else ""))
-    lines += s.nondeterministic
-    lines.append(f"state-dependent: {len(s.state_dependent)}"
-                 + (" (disagreed in the fuzzing process only, never in a fresh one; not counted as false alarms)"
-                    if s.state_dependent else ""))
-    lines += s.state_dependent
-    lines.append(f"false alarms: {len(s.false_alarms)}" + (
-        " (expected 0; each shrunk by hypothesis, reproduced in fresh processes, as a YAML case below)"
-        if s.false_alarms else " (expected 0)"))
-    for alarm in s.false_alarms:
-        lines.append(alarm)
+    lines += _format_causes(s)
+    for kind in ("nondeterministic", "state_dependent", "false_alarm"):   # false alarms last: the verdict
+        lines += _format_kind(s, kind)
     return "\n".join(lines)
 
 
-if __name__ == "__main__":   # a worker of run() or a fresh process of replay(); a JSON result on the last line
+def _main(argv: list[str]) -> int:
+    """A worker of run() (argv: its JSON payload) or a fresh process of replay() (``--replay`` PAYLOAD); its
+    JSON result on the last line of stdout."""
     import dataclasses
 
     from .diagnose import install
 
     install()
-
-    if sys.argv[1] == "--replay":
-        print(json.dumps(_replay_main(sys.argv[2])))
+    payload = json.loads(argv[-1])
+    try:   # registered (resolved) first: a plug-in that does not resolve here is one line, not a traceback
+        _engine_names(payload["engines"])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if argv[0] == "--replay":
+        print(json.dumps(_replay_main(argv[1])))
     else:
-        _n, _engines, _seed, _progress, *_more = json.loads(sys.argv[1])
-        print(json.dumps(dataclasses.asdict(_worker(_n, _engines, _seed, _progress, *_more))))
+        print(json.dumps(dataclasses.asdict(_worker(**payload))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

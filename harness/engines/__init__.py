@@ -1,7 +1,12 @@
 """Engine registry: one line per engine; traits are read from engine classes, frameworks load only when one runs."""
 from __future__ import annotations
 
+import difflib
 import importlib
+import json
+import os
+import pkgutil
+import re
 from typing import Any
 
 from .base import Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request
@@ -30,19 +35,115 @@ def _resolve(spec: str) -> Any:
     return obj
 
 
+# An engine name: part of every pytest id (``case[engine]``), marker and results.json record.
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _split_plugin(spec: str) -> tuple[str, str, str]:
+    """``[NAME=]MODULE:CALLABLE`` -> (engine name, module, callable path); ValueError where it is not of that
+    form. Unnamed, the engine is named after the callable (``pkg.port:Port.run`` -> ``run``)."""
+    name, target = spec.split("=", 1) if "=" in spec else ("", spec)
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ValueError(f"--engine {spec!r}: a plug-in engine is [NAME=]MODULE:CALLABLE")
+    name = name or attr.rpartition(".")[2]
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"--engine {spec!r}: engine name {name!r} may hold only letters, digits, '_', '-' "
+                         "and '.' (name it with NAME=MODULE:CALLABLE)")
+    return name, module, attr
+
+
+def _did_you_mean(word: str, candidates: list[str], prefix: str = "", listed: bool = True) -> str:
+    """'; did you mean ...?' with the closest candidates (each shown after ``prefix``), else (``listed``) the
+    candidates themselves, a few, else ''."""
+    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    if close:
+        return "; did you mean " + " or ".join(repr(prefix + c) for c in close) + "?"
+    if not listed or not candidates:
+        return ""
+    return f"; it has: {', '.join(candidates[:12])}{', ...' if len(candidates) > 12 else ''}"
+
+
+def _modules_near(name: str) -> list[str]:
+    """The modules next to a missing module ``name`` (its package's submodules, or the top-level modules on
+    sys.path), by their last name: what a typo of ``name`` may have meant."""
+    parent = name.rpartition(".")[0]
+    try:
+        path = importlib.import_module(parent).__path__ if parent else None
+    except (ImportError, AttributeError):   # the package is missing too, or is a plain module
+        return []
+    return sorted({m.name for m in pkgutil.iter_modules(path)})
+
+
+def _plugin_module(spec: str, module: str) -> Any:
+    """Import a plug-in's module; ValueError that tells a missing module (a typo, or a folder not on the path)
+    from a module that exists but fails to import (a dependency missing, an error in its code)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module == missing or module.startswith(missing + ".")):
+            parent, _, last = missing.rpartition(".")
+            hint = _did_you_mean(last, _modules_near(missing), f"{parent}." if parent else "", listed=False)
+            raise ValueError(f"--engine {spec!r}: ModuleNotFoundError: no module named {missing!r}{hint} (a "
+                             "plug-in's module must be importable from the current directory or PYTHONPATH)"
+                             ) from exc
+        raise ValueError(f"--engine {spec!r}: importing {module} failed: ModuleNotFoundError: {exc} "
+                         "(a dependency of the plug-in is not installed here)") from exc
+    except Exception as exc:  # noqa: BLE001 - a plug-in's module may raise anything while it is imported
+        raise ValueError(f"--engine {spec!r}: importing {module} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _callables(obj: Any) -> list[str]:
+    """The public callables of a module (or class): what a plug-in's CALLABLE may name there."""
+    return sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))
+
+
+def validate_plugin(spec: str) -> Any:
+    """Resolve plug-in ``spec`` now and return its callable, so that a typo is one clear error before any case
+    runs rather than an error in every item: ValueError naming the spec and what failed (no such module, no
+    such attribute, with the closest of the module's callables, or not callable)."""
+    _, module, attr = _split_plugin(spec)
+    obj, where = _plugin_module(spec, module), module
+    for part in attr.split("."):
+        try:
+            obj, where = getattr(obj, part), f"{where}{'.' if ':' in where else ':'}{part}"
+        except AttributeError:
+            raise ValueError(f"--engine {spec!r}: {where} has no attribute {part!r}"
+                             f"{_did_you_mean(part, _callables(obj))}") from None
+    if not callable(obj):
+        raise ValueError(f"--engine {spec!r}: {where} is not callable (a {type(obj).__name__}); a plug-in is a "
+                         "function fn(layer, config, x, weights) -> y")
+    return obj
+
+
 def plugin_name(spec: str) -> str:
     """Engine name of a plug-in spec: NAME=MODULE:CALLABLE names it, else the callable's name."""
-    if "=" in spec:
-        return spec.split("=", 1)[0]
-    return spec.rpartition(":")[2].rpartition(".")[2]
+    return _split_plugin(spec)[0]
 
 
-def register_plugin(spec: str) -> str:
-    """Register ``[NAME=]MODULE:CALLABLE`` as an engine (resolved lazily) and return its name."""
-    name = plugin_name(spec)
+def register_plugin(spec: str, validate: bool = True) -> str:
+    """Register ``[NAME=]MODULE:CALLABLE`` as an engine and return its name.
+
+    Resolved now (validate_plugin: a typo stops the command before any case runs), except where the plug-in
+    runs on another interpreter (--engine-python: its module may exist only there) or ``validate`` is False.
+    The same spec twice is one engine; another spec under a registered name is an error, since both would be
+    reported (and cached) under that one name.
+    """
+    name, module, attr = _split_plugin(spec)
     if name in BUILTIN:
-        raise ValueError(f"plug-in engine name {name!r} clashes with a built-in engine; use NAME=MODULE:CALLABLE")
-    _plugins[name] = spec.split("=", 1)[1] if "=" in spec else spec
+        raise ValueError(f"--engine {spec!r}: plug-in engine name {name!r} clashes with a built-in engine; "
+                         "name it with NAME=MODULE:CALLABLE")
+    target, registered = f"{module}:{attr}", _plugins.get(name)
+    if registered == target:
+        return name
+    if validate and not plugin_python(name):
+        validate_plugin(spec)   # first: a typo says what is wrong with it even where its name is taken
+    if registered is not None:
+        raise ValueError(f"--engine {registered!r} and --engine {target!r}: two plug-in engines named {name!r}; "
+                         f"name them apart with NAME=MODULE:CALLABLE, e.g. --engine {name}={registered} "
+                         f"--engine {name}_2={target}")
+    _plugins[name] = target
     return name
 
 
@@ -66,10 +167,23 @@ def is_reference(name: str) -> bool:
 
 
 def get(name: str) -> Engine:
-    """The engine called ``name``, importing its module (and its framework) on first use."""
+    """The engine called ``name``, importing its module (and its framework) on first use. An engine class that
+    declares ``isolation``, and a plug-in given an interpreter (--engine-python), is a proxy to a worker process
+    (harness/engines/worker.py) that imports the framework there instead."""
     if name not in _loaded:
         if name in BUILTIN:
-            _loaded[name] = _resolve(BUILTIN[name])()
+            cls = _resolve(BUILTIN[name])
+            if cls.isolation is not None:
+                from . import worker
+
+                _loaded[name] = worker.for_class(name, BUILTIN[name], cls)
+            else:
+                _loaded[name] = cls()
+        elif name in _plugins and plugin_python(name):
+            from . import worker
+
+            # Not resolved here: its module may exist only in that interpreter's environment.
+            _loaded[name] = worker.for_plugin(name, _plugins[name], plugin_python(name))
         elif name in _plugins:
             _loaded[name] = FunctionEngine(name, _resolve(_plugins[name]))
         else:
@@ -77,6 +191,46 @@ def get(name: str) -> Engine:
     return _loaded[name]
 
 
+# Plug-in name -> the interpreter its worker runs on (--engine-python NAME=PATH). Mirrored in this environment
+# variable, so that the fresh processes the harness starts (fuzz workers and replays, xdist workers) inherit it.
+PYTHONS_VARIABLE = "HARNESS_ENGINE_PYTHONS"
+
+
+def set_plugin_python(name: str, path: str) -> None:
+    """Run plug-in ``name`` in a worker on the interpreter at ``path`` (a port living in another environment)."""
+    if name in BUILTIN:
+        raise ValueError(f"--engine-python {name}: {name} is a built-in engine; its class declares where it runs "
+                         "(Engine.isolation)")
+    # Absolute, not resolved: a venv's bin/python is a symlink whose target knows nothing of the venv.
+    pythons = {**_pythons(), name: os.path.abspath(os.path.expanduser(path))}
+    os.environ[PYTHONS_VARIABLE] = json.dumps(pythons)
+    if _loaded.get(name) is not None and getattr(_loaded[name], "python", None) != pythons[name]:
+        del _loaded[name]   # registered again with another interpreter: the next get() builds it anew
+
+
+def plugin_python(name: str) -> str | None:
+    """The interpreter plug-in ``name`` runs on, or None: in this process."""
+    return _pythons().get(name)
+
+
+def _pythons() -> dict[str, str]:
+    try:
+        pythons = json.loads(os.environ.get(PYTHONS_VARIABLE) or "{}")
+    except ValueError:
+        raise ValueError(f"${PYTHONS_VARIABLE} must be a JSON object NAME -> PATH, got "
+                         f"{os.environ[PYTHONS_VARIABLE]!r}") from None
+    return pythons if isinstance(pythons, dict) else {}
+
+
+def cli_args(name: str) -> list[str]:
+    """The command-line arguments that name engine ``name`` in a fresh process: --engine with its cli_spec, and
+    for a plug-in run on another interpreter, its --engine-python."""
+    args = ["--engine", cli_spec(name)]
+    if name in _plugins and plugin_python(name):
+        args += ["--engine-python", f"{name}={plugin_python(name)}"]
+    return args
+
+
 __all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOption", "EngineOutput", "FunctionEngine", "Inputs",
-           "REFERENCE", "Request", "cli_spec", "engine_class", "get", "is_reference", "plugin_name",
-           "register_plugin"]
+           "PYTHONS_VARIABLE", "REFERENCE", "Request", "cli_args", "cli_spec", "engine_class", "get",
+           "is_reference", "plugin_name", "plugin_python", "register_plugin", "set_plugin_python"]

@@ -1,0 +1,282 @@
+"""Failure classes converters show, each named from the output alone: a shape, a dtype, a precision, an error."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import oracle
+from ..agreement import error_bound, ratios
+from ..layers import Geometry, spatial_shape
+from ..padding import output_length, pad_amounts
+from ..tensors import DTYPES, numpy_dtype, round_to, unit_roundoff
+
+if TYPE_CHECKING:
+    from ..schema import Case
+
+# Precisions an engine may silently compute a case dtype's layer in, narrowest first: the narrowest one whose
+# numbers the output is made of is the one it was computed in (a bfloat16 number is a float16 number too).
+NARROWER: dict[str, tuple[str, ...]] = {
+    "float64": ("bfloat16", "float16", "float32"),
+    "float32": ("bfloat16", "float16"),
+    "float16": ("bfloat16",),
+    "bfloat16": (),
+}
+SPATIAL_NAMES = {1: ("steps",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def max_ratio(y: np.ndarray, y_ref: np.ndarray, gauge: np.ndarray, k: int, dtype: str, activation: str) -> float:
+    """Largest error/bound of ``y`` against ``y_ref`` in ``dtype`` (inf where shapes differ or nothing is finite)."""
+    if y.shape != y_ref.shape:
+        return float("inf")
+    with np.errstate(all="ignore"):
+        r = ratios(y, y_ref, error_bound(k, dtype, gauge, y_ref, activation).bound)
+    return float(np.nanmax(r)) if r.size and not np.all(np.isnan(r)) else (0.0 if not r.size else float("inf"))
+
+
+# ---------------------------------------------------------------- precision
+
+def _representable(y: np.ndarray, dtype: str) -> bool:
+    """Every finite element of ``y`` is a number of ``dtype`` (what an output computed in it is made of)."""
+    finite = np.isfinite(y)
+    with np.errstate(all="ignore"):
+        back = round_to(y[finite], dtype).astype(np.float64)
+    return bool(finite.any()) and bool(np.all(back == y[finite]))
+
+
+def _oracle_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str) -> np.ndarray | None:
+    """The oracle's output on inputs and weights rounded to ``dtype`` (None where that overflows)."""
+    with np.errstate(all="ignore"):
+        x = round_to(x64, dtype).astype(np.float64)
+        w = {k: round_to(v, dtype).astype(np.float64) for k, v in w64.items()}
+    if not np.all(np.isfinite(x)) or not all(np.all(np.isfinite(v)) for v in w.values()):
+        return None
+    return oracle.run(case.layer, case.config, x, w)
+
+
+def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+                k: int) -> str:
+    """'computed internally in P: ...' where ``y`` is the layer computed in a precision P narrower than the case's
+    dtype, inputs, weights and output rounded to P: every output value a P number, within P's bound of the
+    oracle on inputs rounded to P. Not claimed where the exact answer is itself made of P numbers (small integers):
+    P arithmetic would have had nothing to round, and a bias mistake would look the same. '' where it does not
+    hold."""
+    act = case.geometry.activation
+    for p in NARROWER.get(case.dtype, ()):
+        y_p = _oracle_rounded(case, x64, w64, p)
+        if y_p is None or y_p.shape != y.shape or _representable(y_p, p) or not _representable(y, p):
+            continue
+        r = max_ratio(y, y_p, gauge, k, p, act)
+        if r <= 1.0:
+            return (f"computed internally in {p}: the output matches the oracle's on inputs and weights rounded "
+                    f"to {p}, within {p}'s bound (max error/bound {r:.2g}), and every output value is a {p} "
+                    f"number")
+    return ""
+
+
+def inputs_rounded(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+                   y_oracle: np.ndarray, k: int) -> str:
+    """'computed internally in P (inputs and weights rounded to it, accumulated in D): ...' where ``y`` is the
+    oracle on inputs and weights rounded to a narrower P, within the case dtype D's own bound (and that rounding
+    makes a visible difference here). '' where it does not hold."""
+    act = case.geometry.activation
+    for p in reversed(NARROWER.get(case.dtype, ())):   # the widest first: the least rounding that explains it
+        y_p = _oracle_rounded(case, x64, w64, p)
+        if y_p is None or y_p.shape != y.shape:
+            continue
+        if max_ratio(y_p, y_oracle, gauge, k, case.dtype, act) <= 1.0:
+            continue   # rounding the inputs to p changes nothing visible here: no explanation
+        r = max_ratio(y, y_p, gauge, k, case.dtype, act)
+        if r <= 1.0:
+            return (f"computed internally in {p} (inputs and weights rounded to it, accumulated in {case.dtype}): "
+                    f"the output matches the oracle's on inputs and weights rounded to {p} within {case.dtype}'s "
+                    f"bound (max error/bound {r:.2g})")
+    return ""
+
+
+# ---------------------------------------------------------------- dtype
+
+def dtype_changed(case: "Case", y: np.ndarray, y_oracle: np.ndarray, gauge: np.ndarray, k: int
+                  ) -> tuple[str, bool]:
+    """('the dtype silently changed to R (the case is D): ...', whether the values agree within the narrower
+    dtype's bound); ('', False) where the dtype is the case's."""
+    got, want = str(y.dtype), str(numpy_dtype(case.dtype))
+    if got == want:
+        return "", False
+    text = f"the dtype silently changed to {got} (the case is {case.dtype})"
+    values = np.asarray(y, dtype=np.float64)
+    if values.shape != y_oracle.shape:
+        return text, False
+    narrower = got if got in DTYPES and unit_roundoff(got) > unit_roundoff(case.dtype) else case.dtype
+    # Two more roundings: inputs and weights cast to the narrower dtype on the way in.
+    r = max_ratio(values, y_oracle, gauge, k + 2, narrower, case.geometry.activation)
+    if r <= 1.0:
+        how = f"computed in {got}" if narrower == got else f"right to {case.dtype}'s precision, only the type differs"
+        return (f"{text}: its values agree with the oracle within {narrower}'s bound (max error/bound {r:.2g}): "
+                f"{how}"), True
+    return f"{text}: its values disagree even within {narrower}'s bound (max error/bound {r:.3g})", False
+
+
+# ---------------------------------------------------------------- shape
+
+def axis_names(g: Geometry) -> list[str]:
+    spatial = list(SPATIAL_NAMES.get(g.kind.rank, tuple(f"spatial{i}" for i in range(g.kind.rank))))
+    return ["batch", "channels", *spatial] if g.channels_first else ["batch", *spatial, "channels"]
+
+
+def _spatial_axes(g: Geometry) -> list[int]:
+    return list(range(2, 2 + g.kind.rank)) if g.channels_first else list(range(1, 1 + g.kind.rank))
+
+
+def _spatial_as(g: Geometry, input_shape: tuple[int, ...], **changed: Any) -> tuple[int, ...]:
+    """The output's spatial lengths had the layer run with ``changed`` arguments (padding, strides, dilation)."""
+    padding = changed.get("padding", g.padding)
+    strides = changed.get("strides", g.strides)
+    dilation = changed.get("dilation", g.dilation)
+    return tuple(output_length(padding, n, k, s, d) for n, k, s, d
+                 in zip(spatial_shape(g, input_shape), g.kernel_size, strides, dilation))
+
+
+def shape_diagnosis(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[str]:
+    """What a wrong output shape says: the pattern (a lost batch axis, another layout, padding on the wrong
+    axes, an argument ignored), then which axes differ and by how much."""
+    g = case.geometry
+    names = axis_names(g)
+    if len(got) != len(want):
+        if tuple(got) == tuple(want[1:]):
+            return [f"the batch axis was lost: the output has one sample's shape {tuple(got)} instead of {want}"]
+        if tuple(got) == tuple(d for d in want if d != 1):
+            return [f"size-1 axes squeezed out: {tuple(got)} instead of {want}"]
+        return [f"the output has rank {len(got)} instead of {len(want)}: {tuple(got)} instead of {want}"]
+    parts = _shape_pattern(case, tuple(got), tuple(want))
+    differ = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+    which = " and ".join(names[i] for i in differ) + (" axes differ" if len(differ) > 1 else " axis differs")
+    parts.append(f"the {which}: " + ", ".join(f"{names[i]} {got[i]} instead of {want[i]} ({got[i] - want[i]:+d})"
+                                              for i in differ))
+    return parts
+
+
+def _shape_pattern(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[str]:
+    g = case.geometry
+    names, spatial = axis_names(g), _spatial_axes(g)
+    other_layout = (want[0], want[-1], *want[1:-1]) if not g.channels_first else (want[0], *want[2:], want[1])
+    if got == other_layout and got != want:
+        need = "channels_first" if g.channels_first else "channels_last"
+        have = "channels_last" if g.channels_first else "channels_first"
+        return [f"the output is {have} where {need} is expected (a transpose missing)"]
+    got_spatial = tuple(got[i] for i in spatial)
+    want_spatial = tuple(want[i] for i in spatial)
+    non_spatial = [i for i in range(len(want)) if i not in spatial]
+    if (sorted(got_spatial) == sorted(want_spatial) and got_spatial != want_spatial
+            and all(got[i] == want[i] for i in non_spatial)):
+        return ["the spatial axes are in another order (" + " and ".join(names[i] for i in spatial) + " swapped)"]
+    valid = _spatial_as(g, case.input_shape, padding="valid")
+    grown = {names[i]: got[i] - want[i] for i in non_spatial if got[i] > want[i]}
+    if g.padding != "valid" and got_spatial == valid and valid != want_spatial and grown:
+        pads = [pad_amounts(g.padding, n, k, s, d) for n, k, s, d
+                in zip(spatial_shape(g, case.input_shape), g.kernel_size, g.strides, g.dilation)]
+        totals = sum(b + a for b, a in pads)
+        exact = " (the padding total)" if sum(grown.values()) == totals else ""
+        return [f"padding applied on the wrong axes: the spatial axes are as if unpadded ('valid': "
+                f"{', '.join(f'{names[i]} {got[i]}' for i in spatial)}) while "
+                f"{' and '.join(f'{a} grew by {n}' for a, n in grown.items())}{exact}; the {g.padding!r} padding "
+                f"({', '.join(f'{b}+{a}' for b, a in pads)} per spatial axis) landed on the batch/channel axes "
+                "(a pad vector read in the wrong layout)"]
+    if all(got[i] == want[i] for i in non_spatial):
+        for what, changed in (("padding 'valid' (the padding dropped)", {"padding": "valid"}),
+                              ("padding 'same'", {"padding": "same"}),
+                              ("stride 1 (the strides ignored)", {"strides": (1,) * g.kind.rank}),
+                              ("dilation 1 (the dilation ignored)", {"dilation": (1,) * g.kind.rank})):
+            if got_spatial == _spatial_as(g, case.input_shape, **changed) != want_spatial:
+                return [f"the spatial axes are those of {what}"]
+    if got[0] != want[0] and all(got[i] == want[i] for i in range(1, len(want))):
+        return [f"the batch axis is {got[0]} instead of {want[0]}"]
+    channels = 1 if g.channels_first else len(want) - 1
+    if got[channels] == g.in_channels != want[channels] and all(got[i] == want[i] for i in range(len(want))
+                                                                 if i != channels):
+        return [f"the output has the input's {g.in_channels} channels instead of {want[channels]} (filters or "
+                "depth_multiplier ignored)"]
+    return []
+
+
+# ---------------------------------------------------------------- errors
+
+_ERRORS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"INVALID_GRAPH|invalid model|InvalidGraph|GraphInvalid|graph is invalid|not a valid ONNX|"
+                r"ValidationError", re.I),
+     "the exported graph is invalid: the runtime refused to load what the converter wrote (a bug of the export, "
+     "not a wrong value)"),
+    (re.compile(r"NOT_IMPLEMENTED|Could not find an implementation for", re.I),
+     "the runtime has no kernel for an op of the exported graph in this dtype (a limit of the runtime: declare it "
+     "in the engine's dtype_limits)"),
+    (re.compile(r"bfloat16.{0,80}(not supported|unsupported|cannot|can't|unknown)|"
+                r"(not supported|unsupported|cannot|can't|unknown).{0,80}bfloat16", re.I | re.S),
+     "the converter does not support bfloat16"),
+    (re.compile(r"worker for \S+ died"), "the engine's process crashed"),
+    (re.compile(r"worker for \S+ timed out"), "the engine hung past its timeout"),
+)
+_OP = re.compile(r"No Op registered for (\w+)|Op type not registered '(\w+)'|implementation for (\w+)\(|"
+                 r"\b(StatefulPartitionedCall|PartitionedCall)\b")
+
+
+def error_cause(exc: BaseException) -> str:
+    """A short cause for an engine's exception, from its whole text, or ''."""
+    text = f"{type(exc).__name__}: {exc}"
+    for pattern, cause in _ERRORS:
+        if pattern.search(text):
+            op = _OP.search(text)
+            name = next((g for g in op.groups() if g), "") if op else ""
+            return cause + (f"; the graph holds an op the runtime does not know: {name}" if name else "")
+    return ""
+
+
+# ---------------------------------------------------------------- a cause as a short, stable label
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
+_MUTANT = re.compile(r"\[mutant (\w+)\]")
+_PARENS = re.compile(r"\s*\([^()]*\)")
+
+
+_TAG = re.compile(r"\s*\[[^\]\s]*::[^\]]*\]")
+
+
+def normalise(text: str, limit: int = 140) -> str:
+    """``text`` without its numbers, asides and [file::case] tag, so that alike messages count together."""
+    text = _TAG.sub("", _MUTANT.sub("", text))
+    for _ in range(3):   # nested asides
+        text = _PARENS.sub("", text)
+    return _NUMBER.sub("#", text).strip(" ;,.")[:limit].strip()
+
+
+def _short(text: str) -> str:
+    """A finding's head: up to its first ': ' (a mutant's whole phrase), normalised, its mutant kept."""
+    mutant = _MUTANT.search(text)
+    if mutant and text.startswith("matches the oracle with "):   # the closest mutant's phrase, to its first ': '
+        text = text.split(" [mutant ", 1)[0]
+    head = text.split(": ", 1)[0]
+    return (normalise(head) + (f" [mutant {mutant.group(1)}]" if mutant else "")).strip()
+
+
+def label(outcome: str, message: str, xfail: str = "") -> str:
+    """The cause of a failing item (its outcome: fail, xfail, xpass, error) as a short label: the known bug it
+    is expected to show, the diagnosis's first finding, the error's cause, or what failed where nothing is
+    known."""
+    if outcome == "xfail":
+        return xfail if xfail.startswith("inherited from ") else f"known bug: {xfail.split(': ', 1)[0]}"
+    if outcome == "xpass":
+        return f"known bug no longer shows: {xfail.split(': ', 1)[0]}"
+    for marker in ("; diagnosis: ", "; cause: "):
+        if marker in message:
+            return _short(message.split(marker, 1)[1].split("; ")[0])
+    if outcome == "error":
+        kind = message.split(": ", 2)[1] if message.count(": ") >= 2 else "error"
+        return f"error: {kind}"
+    for words, said in (("output shape=", "wrong output shape (no known cause)"),
+                        ("output dtype=", "wrong output dtype"),
+                        ("should reject it", "accepted a configuration it should refuse"),
+                        ("(expect", "differs from the case's expected facts"),
+                        ("max error/bound", "wrong values (no known cause)")):
+        if words in message:
+            return said
+    return normalise(message)

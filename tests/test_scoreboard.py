@@ -1,0 +1,159 @@
+"""The converter scoreboard: built-in engines and a failing plug-in over a few small cases and a fuzz budget."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from harness import cli, engines
+from harness.engines.base import Engine, Isolation
+from harness.runner import Result
+from harness.schema import load_file
+from harness.scoreboard import board, fuzzcases, installed
+
+CASES = """\
+cases:
+  - id: conv-same
+    layer: Conv2D
+    input_shape: [2, 6, 5, 3]
+    config: {filters: 4, kernel_size: [3, 2], padding: same}
+  - id: grouped
+    layer: Conv1D
+    input_shape: [1, 9, 4]
+    config: {filters: 4, kernel_size: 3, groups: 2}
+  - id: dw-cf
+    layer: DepthwiseConv1D
+    input_shape: [1, 3, 7]
+    dtype: float64
+    config: {kernel_size: 3, data_format: channels_first, use_bias: false}
+"""
+FLIPPED = "wrong=tests.plugins_for_tests:flipped"
+
+
+@pytest.fixture(scope="module")
+def scoreboard(tmp_path_factory):
+    """One scoreboard run (the built-ins and the flipped plug-in, 3 fuzzed configurations): (json, html, folder)."""
+    folder = tmp_path_factory.mktemp("scoreboard")
+    (folder / "small.yaml").write_text(CASES)
+    out = folder / "out"
+    rc = cli.main(["scoreboard", str(folder / "small.yaml"), "--engine", "oracle", "--engine", "keras",
+                   "--engine", "torch", "--engine", FLIPPED, "--fuzz", "3", "--out", str(out)])
+    assert rc == 0, f"exit={rc}, but should be 0"
+    doc = json.loads((out / "scoreboard.json").read_text())
+    return doc, (out / "scoreboard.html").read_text(), out
+
+
+def test_the_document_has_its_documented_shape(scoreboard):
+    doc, _, out = scoreboard
+    assert set(doc) == {"schema_version", "created", "command", "paths", "duration_s", "cases", "fuzz",
+                        "environment", "engines", "not_installed", "columns", "cells"}, sorted(doc)
+    assert doc["cases"] == {"shipped": 3, "fuzz": 3, "invalid": 0}, doc["cases"]
+    assert doc["fuzz"]["file"] == str(out / fuzzcases.FILE_NAME)
+    assert [e["name"] for e in doc["engines"]] == ["oracle", "keras", "torch", "wrong"]
+    keras = doc["engines"][1]
+    assert keras["kind"] == "built-in" and keras["versions"].startswith("keras "), keras["versions"]
+    assert "depthwise_bias" in doc["engines"][2]["options"], doc["engines"][2]["options"]
+    assert doc["engines"][3]["spec"] == FLIPPED and doc["engines"][3]["kind"] == "plug-in"
+    ids = [c["id"] for c in doc["columns"]]
+    for column in ("Conv2D float32", "Conv1D float32", "DepthwiseConv1D float64", "groups > 1", "same padding",
+                   "channels_first"):
+        assert column in ids, f"column {column!r} missing from {ids}"
+    for engine, row in doc["cells"].items():
+        assert list(row) == ids, f"{engine}: cells {list(row)} in another order than the columns {ids}"
+        for cell in row.values():
+            assert cell["total"] == sum(cell[k] for k in board.OUTCOMES), cell
+
+
+def test_a_failing_plugin_cell_names_its_diagnosed_cause_with_a_repro(scoreboard):
+    doc, _, _ = scoreboard
+    cell = doc["cells"]["wrong"]["Conv2D float32"]
+    assert cell["fail"] == 1 and cell["pass"] == 0, cell
+    [cause] = cell["causes"]
+    assert cause["cause"] == "matches the oracle with the kernel flipped [mutant flipped_kernel]", cause
+    assert cause["count"] == 1 and cause["outcomes"] == {"fail": 1}, cause
+    assert cause["example"]["case"] == "conv-same"
+    assert cause["example"]["repro"].endswith(f"--case conv-same --engine oracle --engine {FLIPPED}"), cause
+    totals = doc["engines"][3]["totals"]
+    assert totals["fail"] >= 3 and totals["causes"][0]["cause"].endswith("[mutant flipped_kernel]"), totals
+
+
+def test_the_built_ins_pass_where_they_agree(scoreboard):
+    doc, _, _ = scoreboard
+    for engine in ("oracle", "torch"):
+        for column in ("Conv2D float32", "groups > 1", "same padding"):
+            cell = doc["cells"][engine][column]
+            assert cell["pass"] == cell["total"] >= 1 and not cell["causes"], (engine, column, cell)
+
+
+def test_the_fuzz_budget_is_a_case_file_the_repro_commands_name(scoreboard):
+    _, _, out = scoreboard
+    cases, errors = load_file(out / fuzzcases.FILE_NAME)
+    assert not errors and [c.id for c in cases] == ["fuzz-0", "fuzz-1", "fuzz-2"], (errors, cases)
+    assert fuzzcases.draw(3) == fuzzcases.draw(3), "the fuzz budget must draw the same configurations every run"
+
+
+def test_the_page_is_one_self_contained_file_in_the_report_style(scoreboard):
+    doc, html, _ = scoreboard
+    assert html.startswith("<!DOCTYPE html>") and '<table class="board" id="board">' in html
+    assert ":root { --ok:" in html, "report.css is not inlined"
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the page loads something from the network"
+    assert 'data-engine="wrong"' in html and "[mutant flipped_kernel]" in html
+    assert f"--engine {FLIPPED}" in html, "a cause's repro command is not on the page"
+
+
+class Missing(Engine):
+    """A converter whose venv was never made."""
+
+    name = "missing"
+    isolation = Isolation(venv="missing-converter")
+
+
+class NoFramework(Engine):
+    """An in-process engine whose framework is not installed here."""
+
+    name = "noframework"
+    framework = "no_such_framework_here"
+
+
+def test_engines_without_their_venv_are_listed_not_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_ENGINES_DIR", str(tmp_path))
+    monkeypatch.setattr(engines, "BUILTIN", {**{n: engines.BUILTIN[n] for n in ("oracle", "keras", "torch")},
+                                             "missing": f"{__name__}:Missing",
+                                             "noframework": f"{__name__}:NoFramework"})
+    run, missing = installed.choose([])
+    assert run == ["oracle", "keras", "torch"], run
+    assert missing == [{"engine": "missing", "reason": "not installed: make engine-missing-converter"},
+                       {"engine": "noframework",
+                        "reason": "not installed: no no_such_framework_here module in this environment"}], missing
+    (tmp_path / "missing-converter" / "bin").mkdir(parents=True)
+    (tmp_path / "missing-converter" / "bin" / "python").write_text("")
+    assert installed.not_installed("missing") == ""
+    run, missing = installed.choose(["torch", FLIPPED])
+    assert (run, missing) == (["torch", "wrong"], []), (run, missing)
+
+
+def _result(verdict, message, xfail="", engine="e"):
+    return Result(case_id="c", file="c.yaml", engine=engine, verdict=verdict, message=message, xfail=xfail,
+                  repro=f"python -m harness run c.yaml --case c --engine {engine}")
+
+
+def test_a_cell_counts_outcomes_and_groups_failures_by_cause(tmp_path):
+    (tmp_path / "c.yaml").write_text(CASES)
+    case = {c.id: c for c in load_file(tmp_path / "c.yaml")[0]}["conv-same"]
+    b = board.Board(["e"])
+    for r in (_result("pass", ""), _result("fail", "e: output shape=(4, 7, 2) [c.yaml::a]; diagnosis: padding "
+                                           "applied on the wrong axes: ..."),
+              _result("fail", "e: output shape=(5, 7, 2) [c.yaml::b]; diagnosis: padding applied on the wrong axes: x"),
+              _result("fail", "e: max error/bound 2 [c.yaml::c]", xfail="inherited from keras: some-bug"),
+              _result("error", "e: RuntimeError: x [c.yaml::d]; cause: the exported graph is invalid: y"),
+              _result("skip", "e cannot compute float64: no kernel (a limit of the runtime) [c.yaml::e]")):
+        b.add(case, r)
+    cell = b.as_dict()["e"]["Conv2D float32"]
+    assert {k: cell[k] for k in board.OUTCOMES} == {"pass": 1, "fail": 2, "xfail": 1, "xpass": 0, "error": 1,
+                                                    "skip": 1, "rejected": 0}, cell
+    assert [(c["cause"], c["count"]) for c in cell["causes"]] == [
+        ("padding applied on the wrong axes", 2), ("inherited from keras: some-bug", 1),
+        ("the exported graph is invalid", 1)], cell["causes"]
+    assert cell["skips"] == [{"reason": "e cannot compute float64: no kernel", "count": 1}], cell["skips"]
+    assert cell == b.as_dict()["e"]["same padding"], "a notable column counts the same items"
