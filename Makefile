@@ -19,10 +19,14 @@ install: $(STAMP)
 ## make test: every test of the harness and every shipped case in every engine (2 workers). The keras items run
 ## once on each of TensorFlow's CPU kernel paths (oneDNN on, oneDNN off), whatever this machine's default is,
 ## so that a verdict that holds on one CPU only shows here; results record the path that ran.
+## Under -n the harness's plugin schedules by case (one worker computes a case's reference once), the big cases
+## first, and sizes each worker's BLAS and framework threads to its share of the cores (harness/pytest_plugin.py).
+## pytest's logging plugin is left out (no test reads logs; it attached a handler to each of torch's 42 silent
+## loggers around every phase of every item), and hypothesis's from the case-only runs (only tests/ uses it).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --engine oracle --engine torch
-	$(BIN)/python -m pytest cases -n $(JOBS) --dist loadgroup --engine keras --tf-onednn on
-	$(BIN)/python -m pytest cases -n $(JOBS) --dist loadgroup --engine keras --tf-onednn off
+	$(BIN)/python -m pytest -n $(JOBS) -p no:logging --engine oracle --engine torch
+	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn on
+	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn off
 
 ## make report: run the cases (CASES=path...) in every engine and write reports/ (BASELINE=old/results.json marks changes)
 report: $(STAMP)
@@ -45,9 +49,23 @@ mutants: $(STAMP)
 	$(BIN)/python -m harness mutants $(CASES)
 
 ## make fuzz N=20000: property-based configurations in every engine; false alarms expected zero
+## make fuzz N=20000 SHARD=2/4: this job's quarter of the campaign (seeds no other shard uses), its summary in
+## reports/fuzz-shard-2-of-4.json; make fuzz-merge (after copying every shard's summary there) prints the campaign's
 N ?= 2000
+FUZZ_SUMMARY ?= reports/fuzz-shard-$(subst /,-of-,$(SHARD)).json
 fuzz: $(STAMP)
-	$(BIN)/python -m harness fuzz --examples $(N)
+	$(BIN)/python -m harness fuzz --examples $(N)$(if $(SHARD), --shard $(SHARD) --out $(FUZZ_SUMMARY))
+
+.PHONY: fuzz-merge
+fuzz-merge: $(STAMP)
+	$(BIN)/python -m harness fuzz --merge reports/fuzz-shard-*.json
+
+## make bench: what the harness costs on this machine, each figure against its goal, with the command it came from
+## (tools/bench.py; about 10 minutes, most of it the shipped suite run twice). BENCH="--no-suite" skips that,
+## BENCH="--repeat 3" takes medians of alternated runs (the machine's other jobs make single runs noisy).
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py $(BENCH)
 
 ## make scoreboard [FUZZ=200]: the cases (CASES=path...) and FUZZ configurations drawn by the fuzzer (the same on
 ## every run) in every installed engine (`make engines` first for the converters); writes reports/scoreboard.html

@@ -1,8 +1,15 @@
-"""Agreement with the oracle: the per-element floating-point error bound and the metrics reported."""
+"""Agreement with the oracle: the per-element floating-point error bound and the metrics reported.
+
+Both work on big outputs in blocks (BLOCK_ELEMENTS): the bound of a case whose gauge is computed on demand
+(harness.oracle.lazy_gauge) is itself computed block by block, and the metrics read every array block by block, so
+that their working memory does not grow with the output. Every element is computed by the same operations as on
+the whole array, and the reductions (max, first argmax, counts) are exact: the results do not depend on the blocks.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -13,6 +20,79 @@ from .tensors import unit_roundoff
 # needed raising (measured worst use of the budget: see README, "Tolerance model").
 SAFETY = 1.0
 ORACLE_DTYPE = "float64"
+
+
+# Elements of one block of the metrics and of a lazily computed bound: every temporary of `measure` is a block
+# (8 MB in float64), whatever the size of the output (a worked example has 82M elements, 656 MB per array).
+BLOCK_ELEMENTS = 1 << 20
+
+Index = tuple[Any, ...]
+
+
+class LazyArray:
+    """A read-only float64 array computed on demand: indexing computes only the elements asked for, each exactly
+    as the whole array would hold it; ``np.asarray`` makes it whole (use that only where the array is small).
+
+    ``values(index)`` answers a tuple of indexes (as ``ndarray.__getitem__`` takes them, ``()`` for the whole).
+    """
+
+    def __init__(self, shape: tuple[int, ...], values: Callable[[Index], np.ndarray], dtype: Any = np.float64):
+        self.shape, self.dtype, self._values = tuple(int(d) for d in shape), np.dtype(dtype), values
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values(index if isinstance(index, tuple) else (index,))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        whole = np.asarray(self._values(()))
+        if dtype is not None and np.dtype(dtype) != whole.dtype:
+            return whole.astype(dtype)
+        return whole.copy() if copy else whole
+
+    def __repr__(self) -> str:
+        return f"LazyArray(shape={self.shape}, dtype={self.dtype})"
+
+
+def is_lazy(a: Any) -> bool:
+    return isinstance(a, LazyArray)
+
+
+def blocks(shape: tuple[int, ...], limit: int | None = None) -> Iterator[tuple[int, Index]]:
+    """Cut an array of ``shape`` into consecutive pieces of its C order, each at most ``limit`` (BLOCK_ELEMENTS)
+    elements, or one index of the last axis where even that is more: (flat index of its first element, index)."""
+    limit = BLOCK_ELEMENTS if limit is None else limit
+    if not shape or 0 in shape:
+        yield 0, ()
+        return
+    inner = [math.prod(shape[a + 1:]) for a in range(len(shape))]   # elements under one index of axis a
+    cut = next(a for a in range(len(shape)) if inner[a] <= limit)
+    step = max(1, limit // inner[cut])
+    for lead in np.ndindex(*shape[:cut]):
+        base = sum(i * inner[a] for a, i in enumerate(lead))
+        for start in range(0, shape[cut], step):
+            yield base + start * inner[cut], (*lead, slice(start, min(shape[cut], start + step)))
+
+
+def lazy_sum(a: np.ndarray | LazyArray, b: np.ndarray | LazyArray) -> np.ndarray | LazyArray:
+    """a + b, element by element (lazily where either is lazy; ``b`` may broadcast to ``a``'s shape)."""
+    if not (is_lazy(a) or is_lazy(b)):
+        return a + b
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a_ = a if is_lazy(a) or a.shape == shape else np.broadcast_to(a, shape)
+    b_ = b if is_lazy(b) or b.shape == shape else np.broadcast_to(b, shape)
+    return LazyArray(shape, lambda index: np.asarray(a_[index]) + np.asarray(b_[index]))
 
 
 def gamma(k: int, u: float) -> float:
@@ -27,7 +107,9 @@ class Bound:
 
     k: int                    # reduction length of the longest path (products, sums, bias)
     u: float                  # unit roundoff of the engine's dtype
-    bound: np.ndarray         # per-element allowed |y_engine - y_oracle|
+    # Per-element allowed |y_engine - y_oracle|: an array, or a LazyArray (computed per block on demand) where the
+    # gauge it comes from is one. Index it (bound[index]) rather than making it whole.
+    bound: np.ndarray | LazyArray
 
     @property
     def vacuous(self) -> bool:
@@ -40,20 +122,30 @@ def usable(k: int, u: float) -> bool:
     return gamma(k, u) < 1.0
 
 
-def error_bound(k: int, dtype: str, gauge: np.ndarray, y_oracle: np.ndarray, activation: str) -> Bound:
+def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.ndarray | LazyArray,
+                activation: str) -> Bound:
     """c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a (u_e + u_64) |y|).
 
     The oracle itself rounds in float64, so its own gamma_K(u_64) is added: negligible for float32, but
     the same size as the engine's for a float64 case. The activation is 1-Lipschitz and costs `a` ulps.
+    An array for arrays; a LazyArray, computed per block on demand, where the gauge (or y_oracle) is lazy.
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
-    per_element = (gamma(k, u) + gamma(k, u64)) * gauge
     # The activation's own evaluation error (harness.activations); |y_oracle| stands for |f(y_engine)|: they
     # differ by the bound itself, a second-order term.
     ulps = ACTIVATION_TABLE[activation].ulps
-    if ulps:
-        per_element = per_element + ulps * (u + u64) * np.abs(y_oracle)
-    return Bound(k=k, u=u, bound=SAFETY * per_element)
+
+    def values(g: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        per_element = (gamma(k, u) + gamma(k, u64)) * g
+        if ulps:
+            per_element = per_element + ulps * (u + u64) * np.abs(y)
+        return SAFETY * per_element
+
+    if not (is_lazy(gauge) or is_lazy(y_oracle)) or (ulps and gauge.shape != y_oracle.shape):
+        return Bound(k=k, u=u, bound=values(np.asarray(gauge), np.asarray(y_oracle)))
+    # Element-wise, so each block holds exactly the values of the whole bound.
+    return Bound(k=k, u=u, bound=LazyArray(
+        gauge.shape, lambda index: values(np.asarray(gauge[index]), np.asarray(y_oracle[index]) if ulps else None)))
 
 
 @dataclass
@@ -90,11 +182,68 @@ def ratios(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray) -> np.ndarray
 
 
 def measure(y: np.ndarray, y_oracle: np.ndarray, b: Bound) -> Metrics:
-    # Each pass over the output is paid once: a worked example has 82M elements.
+    """The metrics of ``y`` against ``y_oracle`` within ``b``, on the full output, read block by block (the
+    engine's output, the oracle's and the bound, which is computed per block where it is lazy)."""
+    y = y if isinstance(y, (np.ndarray, LazyArray)) else np.asarray(y)
+    y_oracle = y_oracle if isinstance(y_oracle, (np.ndarray, LazyArray)) else np.asarray(y_oracle)
+    shape = tuple(y_oracle.shape)
+    if not shape or tuple(y.shape) != shape or tuple(np.shape(b.bound)) != shape:
+        return _measure_whole(y, y_oracle, b)   # broadcasting operands or a 0-d output: small by nature
+    size = math.prod(shape)
+    max_abs = max_ratio = 0.0
+    max_rel: float | None = None
+    n_over, worst_flat = 0, 0
+    worst_at: tuple[float, float, float] | None = None   # engine, oracle and bound at the worst element
+    for start, index in blocks(shape):
+        y64 = np.asarray(y[index], dtype=np.float64)
+        y_o = y_oracle[index]
+        err = np.abs(y64 - y_o)
+        err[np.isnan(err)] = np.inf
+        if err.size == 0:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = err / np.abs(y_o)   # x/0 -> inf, 0/0 -> nan (exact zero: no relative error)
+        if not np.all(np.isnan(rel)):
+            block_rel = float(np.nanmax(rel))
+            max_rel = block_rel if max_rel is None else max(max_rel, block_rel)
+        max_abs = max(max_abs, float(err.max()))
+        # Where every error is 0 every ratio is 0 whatever the bound (0/0 counts as 0): the oracle's own item
+        # and an exact engine never compute the bound of such a block.
+        if not err.any():
+            continue
+        bound = np.asarray(b.bound[index])
+        r = _ratios_from_error(err, bound)
+        at = int(np.argmax(r))
+        if r.flat[at] > max_ratio:   # strictly: the first element of the largest ratio, as argmax says
+            max_ratio, worst_flat = float(r.flat[at]), start + at
+            worst_at = (float(y64.flat[at]), float(y_o.flat[at]), float(bound.flat[at]))
+        n_over += int(np.count_nonzero(r > 1.0))
+    worst = tuple(int(i) for i in np.unravel_index(worst_flat, shape)) if size else ()
+    if size and worst_at is None:   # every ratio 0: the first element, as argmax says
+        worst_at = (float(np.asarray(y[worst], dtype=np.float64)), float(y_oracle[worst]), float(b.bound[worst]))
+    return Metrics(
+        max_abs=max_abs,
+        max_rel=max_rel if max_rel is not None else 0.0,
+        max_ratio=max_ratio,
+        n_over=n_over,
+        share_over=n_over / max(size, 1),
+        worst_index=worst,
+        worst_value=worst_at[0] if worst_at else 0.0,
+        worst_oracle=worst_at[1] if worst_at else 0.0,
+        worst_bound=worst_at[2] if worst_at else 0.0,
+        k=b.k,
+        u=b.u,
+    )
+
+
+def _measure_whole(y: np.ndarray, y_oracle: np.ndarray, b: Bound) -> Metrics:
+    """measure on whole arrays (operands that broadcast)."""
     y64 = np.asarray(y, dtype=np.float64)
+    y_oracle = np.asarray(y_oracle)
+    bound = np.asarray(b.bound)
     err = np.abs(y64 - y_oracle)
     err[np.isnan(err)] = np.inf
-    r = _ratios_from_error(err, b.bound)
+    r = _ratios_from_error(err, bound)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = err / np.abs(y_oracle)   # x/0 -> inf, 0/0 -> nan (exact zero: no relative error)
     max_rel = float(np.nanmax(rel)) if rel.size and not np.all(np.isnan(rel)) else 0.0
@@ -109,7 +258,7 @@ def measure(y: np.ndarray, y_oracle: np.ndarray, b: Bound) -> Metrics:
         worst_index=tuple(int(i) for i in worst),
         worst_value=float(y64[worst]) if r.size else 0.0,
         worst_oracle=float(y_oracle[worst]) if r.size else 0.0,
-        worst_bound=float(b.bound[worst]) if r.size else 0.0,
+        worst_bound=float(bound[worst]) if r.size else 0.0,
         k=b.k,
         u=b.u,
     )

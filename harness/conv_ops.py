@@ -1,8 +1,13 @@
 """Float64 NumPy convolution primitives with Keras semantics, channels last: the oracle's building blocks."""
 from __future__ import annotations
 
+import ctypes
+import glob
 import itertools
-from typing import TYPE_CHECKING
+import math
+import os
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -10,6 +15,48 @@ from .padding import pad_amounts
 
 if TYPE_CHECKING:   # the primitives read sizes from a Geometry; they import nothing that imports them
     from .layers import Geometry
+
+
+_set_blas_threads: Callable[[int], int] | None | bool = False   # False: not looked up yet; None: not available
+
+
+def _blas_thread_setter() -> Callable[[int], int] | None:
+    """OpenBLAS's openblas_set_num_threads_local of the library NumPy's wheel bundles (it sets the calling thread's
+    count and returns the previous one), or None where NumPy uses another BLAS or an OpenBLAS without it."""
+    global _set_blas_threads
+    if _set_blas_threads is False:
+        _set_blas_threads = None
+        pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas*.so*")
+        for path in sorted(glob.glob(pattern)):
+            try:
+                fn: Any = ctypes.CDLL(path).openblas_set_num_threads_local
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            _set_blas_threads = fn
+            break
+    return _set_blas_threads or None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The oracle's BLAS products on one thread (this thread only), the previous count restored after.
+
+    Its products are small (one per channel and image: positions x taps by taps x M), and OpenBLAS splits those
+    above 4 * 65536 multiply-adds over its threads, which then wait for each other: the large worked example's
+    reference took 14.5 s of CPU on 2 threads and 2.4 s on one (a 2-core machine other jobs shared). The thread
+    count does not change a product's values: OpenBLAS splits C's rows and columns between threads, not the sums
+    (tests/test_chunked_oracle.py compares). Cutting a product's rows instead would: its edge kernels sum some
+    elements in another order (measured: the worked example's output changed). Nothing where NumPy's BLAS is not
+    its bundled OpenBLAS.
+    """
+    setter = _blas_thread_setter()
+    previous = setter(1) if setter else None
+    try:
+        yield
+    finally:
+        if setter and previous is not None and previous != 1:
+            setter(previous)
 
 
 def to_channels_last(x: np.ndarray, channels_first: bool) -> np.ndarray:
@@ -58,22 +105,53 @@ def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
     return y.reshape(*y.shape[:-2], f)
 
 
+# Elements of the depthwise patch matrix built at once (a block of channels of one image, 8 MB), and one image
+# padded: the working memory of the depthwise primitive does not grow with the batch or the channel count.
+PATCH_BLOCK_ELEMENTS = 1 << 20
+
+
 def depthwise(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
-    """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m; no bias."""
-    xp = _padded(x, g)
-    out = _out_spatial(xp, g)
-    c, m = kernel.shape[-2:]
-    views = [view for _, view in _taps(xp, g, out)]
+    """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m; no bias.
+
+    One image at a time, a block of channels at a time: per channel one BLAS product of the image's patch matrix
+    (positions x taps, taps in _taps order) with that channel's (taps x M) kernel. Those products, one per channel
+    and image, are the same calls whatever the batch and the block (the order of every sum is BLAS's over the
+    taps of one element), so an output does not depend on how the batch is cut into chunks.
+    """
+    n_images, c = x.shape[0], x.shape[-1]
+    m = kernel.shape[-1]
+    spatial = x.shape[1:-1]
+    widths = [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
+    padded = tuple(n + before + after for n, (before, after) in zip(spatial, widths))
+    out = tuple((n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(padded, g.kernel_size, g.strides, g.dilation))
+    taps, positions = math.prod(g.kernel_size), math.prod(out)
     k = np.ascontiguousarray(kernel.reshape(-1, c, m).transpose(1, 0, 2))   # (C, taps, M), taps in _taps order
-    y = np.empty((x.shape[0], *out, c, m))
-    for n in range(x.shape[0]):  # one image at a time keeps the patch matrix small
-        patches = np.stack([v[n] for v in views], axis=-1).reshape(-1, c, len(views))   # (P, C, taps)
-        # One BLAS product per channel: 1.6x faster than a broadcast per tap on the large worked example.
-        per_channel = np.matmul(np.ascontiguousarray(patches.transpose(1, 0, 2)), k)    # (C, P, M)
-        y[n] = per_channel.transpose(1, 0, 2).reshape(*out, c, m)
-    return y.reshape(*y.shape[:-2], c * m)
+    y = np.empty((n_images, *out, c, m)).reshape(n_images, positions, c, m)
+    if y.size == 0:
+        return y.reshape(n_images, *out, c * m)
+    block = max(1, min(c, PATCH_BLOCK_ELEMENTS // (positions * taps)))
+    image = np.zeros((c, *padded))                                # one image, channels first, zero-padded
+    interior = (slice(None), *(slice(before, before + n) for (before, _), n in zip(widths, spatial)))
+    patches = np.empty((block, *out, *g.kernel_size))             # (channels, positions, taps) of one block
+    products = np.empty((block, positions, m))
+    with one_blas_thread():
+        for i in range(n_images):
+            image[interior] = np.moveaxis(x[i], -1, 0)
+            for c0 in range(0, c, block):
+                c1 = min(c, c0 + block)
+                src = image[c0:c1]
+                # Every kernel tap of every output position, a strided view of the padded image: the patch matrix.
+                windows = np.lib.stride_tricks.as_strided(
+                    src, shape=(c1 - c0, *out, *g.kernel_size),
+                    strides=(src.strides[0], *(t * s for t, s in zip(src.strides[1:], g.strides)),
+                             *(t * d for t, d in zip(src.strides[1:], g.dilation))), writeable=False)
+                np.copyto(patches[:c1 - c0], windows)
+                np.matmul(patches[:c1 - c0].reshape(c1 - c0, positions, taps), k[c0:c1], out=products[:c1 - c0])
+                y[i, :, c0:c1, :] = products[:c1 - c0].transpose(1, 0, 2)
+    return y.reshape(n_images, *out, c * m)
 
 
 def pointwise(z: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """1x1 conv: z (N, *S, C*M), kernel (1.., C*M, F)."""
-    return z @ kernel.reshape(kernel.shape[-2:])
+    with one_blas_thread():
+        return z @ kernel.reshape(kernel.shape[-2:])

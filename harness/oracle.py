@@ -1,38 +1,154 @@
-"""The arbiter: Keras convolution semantics in vectorised NumPy float64 (asked of each family), and the gauge G."""
+"""The arbiter: Keras convolution semantics in vectorised NumPy float64 (asked of each family), and the gauge G.
+
+Both are computed a chunk of images at a time (CHUNK_ELEMENTS outputs, at least one image): every image's output is
+computed by the same operations whatever the chunk it is in (the primitives work image by image or keep each
+image's sums apart, and the chunk has the layout the whole batch would have), so the values do not depend on the
+chunking (tests/test_chunked_oracle.py compares them bit for bit). ``run`` and ``gauge`` return whole arrays;
+``lazy_gauge`` computes G chunk by chunk on demand, keeping the last chunk: the runner's reference holds the oracle
+output whole (8 bytes an element) and the gauge as one chunk.
+"""
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import itertools
+import math
+import operator
+from typing import Any, Callable
 
 import numpy as np
 
 from .activations import ACTIVATION_TABLE
+from .agreement import Index, LazyArray
 from .conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
-from .layers import Geometry, geometry
+from .layers import Geometry, geometry, output_shape
 
-__all__ = ["conv", "depthwise", "from_channels_last", "gauge", "pointwise", "pre_activation", "run",
-           "to_channels_last"]
+__all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
+           "pre_activation", "run", "to_channels_last"]
+
+# Outputs computed at once: a chunk is this many output elements' worth of whole images (at least one image).
+CHUNK_ELEMENTS = 1 << 22
+
+# Channels-last float64 outputs of the images [n0, n1).
+ChunkFn = Callable[[int, int], np.ndarray]
+
+
+def _prepared(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry, magnitudes: bool,
+              channels_last: bool = False) -> tuple[tuple[int, ...], ChunkFn]:
+    """The layer before its activation on x and the weights (with ``magnitudes``: on |x|, |w|, |b|) as a function
+    of an image range, and the channels-last shape of its whole output. ``channels_last``: x is already."""
+    x_cl = np.asarray(x, dtype=np.float64)
+    if not channels_last:
+        x_cl = to_channels_last(x_cl, g.channels_first)
+    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    if magnitudes:
+        w = {k: np.abs(v) for k, v in w.items()}
+    n = x_cl.shape[0]
+
+    def chunk(n0: int, n1: int) -> np.ndarray:
+        part = x_cl[n0:n1]
+        if (n0, n1) != (0, n) and part.flags.fnc:
+            # A slice of a batch moved to channels last can be Fortran-contiguous where the batch is not (one
+            # image of a channels_first Conv1D input): np.pad would then lay the padded chunk out in Fortran order,
+            # and a primitive could visit its elements in another order than on the whole batch.
+            part = np.ascontiguousarray(part)
+        if magnitudes:
+            part = np.abs(part)
+        y = g.kind.family.forward(part, w, g)
+        if g.use_bias:
+            y = y + w["bias"]
+        return y
+
+    return output_shape(dataclasses.replace(g, channels_first=False), x_cl.shape), chunk
+
+
+def images_per_chunk(shape: tuple[int, ...]) -> int:
+    """Whole images per chunk of an output of ``shape`` (batch first): at least one."""
+    per_image = math.prod(shape[1:])
+    return max(1, CHUNK_ELEMENTS // per_image) if per_image else max(1, shape[0])
+
+
+def _whole(shape: tuple[int, ...], chunk: ChunkFn, finish: Callable[[np.ndarray], np.ndarray] | None = None
+           ) -> np.ndarray:
+    """Every chunk (through ``finish``) written into one channels-last array of ``shape``: the only allocation of
+    the output's size."""
+    n, step = shape[0], images_per_chunk(shape)
+    if n <= step:   # one chunk: the array the chunk function makes is the output
+        return finish(chunk(0, n)) if finish else chunk(0, n)
+    out = np.empty(shape)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        part = chunk(n0, n1)
+        out[n0:n1] = finish(part) if finish else part
+        del part
+    return out
 
 
 def pre_activation(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry) -> np.ndarray:
-    """The layer before its activation, channels last, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
-    y = g.kind.family.forward(x, w, g)
-    if g.use_bias:
-        y = y + w["bias"]
-    return y
+    """The layer before its activation, channels last (x too), in float64."""
+    shape, chunk = _prepared(x, weights, g, magnitudes=False, channels_last=True)
+    return _whole(shape, chunk)
 
 
 def run(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
     """Oracle output in float64, with the engine signature (x and result in the case's data_format)."""
     g = geometry(layer, config, x.shape)
-    y = pre_activation(to_channels_last(x, g.channels_first), weights, g)
-    return from_channels_last(ACTIVATION_TABLE[g.activation].reference(y), g.channels_first)
+    shape, chunk = _prepared(x, weights, g, magnitudes=False)
+    return from_channels_last(_whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference), g.channels_first)
 
 
 def gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
     """G: the same layer (no activation) on |x|, |w|, |b|: the scale of each element's rounding error."""
     g = geometry(layer, config, x.shape)
-    absw = {k: np.abs(np.asarray(v, dtype=np.float64)) for k, v in weights.items()}
-    y = pre_activation(np.abs(to_channels_last(np.asarray(x, dtype=np.float64), g.channels_first)), absw, g)
-    return from_channels_last(y, g.channels_first)
+    shape, chunk = _prepared(x, weights, g, magnitudes=True)
+    return from_channels_last(_whole(shape, chunk), g.channels_first)
+
+
+def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> LazyArray:
+    """G as a LazyArray: nothing is computed until it is indexed, then a chunk of images at a time, the last chunk
+    kept (a case whose output fits one chunk is computed once). Every element equals ``gauge(...)``'s."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, magnitudes=True)
+    chunked = _Chunked(shape, chunk, g.channels_first)
+    return LazyArray((chunked.n, *chunked.tail), chunked.values)
+
+
+class _Chunked:
+    """A layer's output in its data_format, computed a chunk of images at a time on demand; the last chunk kept."""
+
+    def __init__(self, shape: tuple[int, ...], chunk: ChunkFn, channels_first: bool):
+        self.n, self.compute, self.channels_first = shape[0], chunk, channels_first
+        self.step = images_per_chunk(shape)
+        self.tail = from_channels_last(np.empty((0, *shape[1:])), channels_first).shape[1:]
+        self.kept: tuple[int, np.ndarray] | None = None
+
+    def _chunk(self, k: int) -> np.ndarray:
+        """Chunk k (images [k*step, (k+1)*step)) in the data_format, read-only (views of it are handed out)."""
+        if self.kept is None or self.kept[0] != k:
+            self.kept = None                        # the old chunk goes before the new one is computed
+            n0 = k * self.step
+            cl = self.compute(n0, min(self.n, n0 + self.step))
+            cl.flags.writeable = False
+            self.kept = (k, from_channels_last(cl, self.channels_first))
+        return self.kept[1]
+
+    def values(self, index: Index) -> np.ndarray:
+        first, rest = (index[0], index[1:]) if index else (slice(None), ())
+        basic = (int, np.integer, slice)
+        if not all(isinstance(i, basic) and not isinstance(i, (bool, np.bool_)) for i in (first, *rest)):
+            return self.values(())[index]           # Ellipsis, None, masks, arrays: from the whole (small only)
+        if isinstance(first, slice):
+            images = range(*first.indices(self.n))
+            if not images:
+                return np.empty((0, *self.tail))[(slice(None), *rest)]
+            pieces = []
+            for k, group in itertools.groupby(images, key=lambda i: i // self.step):
+                local = [i - k * self.step for i in group]
+                stop = local[-1] + (1 if images.step > 0 else -1)
+                pieces.append(self._chunk(k)[(slice(local[0], stop if stop >= 0 else None, images.step), *rest)])
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        i = operator.index(first)
+        i = i + self.n if i < 0 else i
+        if not 0 <= i < self.n:
+            raise IndexError(f"index {first} is out of bounds for axis 0 with size {self.n}")
+        k = i // self.step
+        return self._chunk(k)[(i - k * self.step, *rest)]

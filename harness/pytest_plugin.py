@@ -1,6 +1,7 @@
 """pytest plugin: YAML case files become one item per (case, engine); failures read as domain messages."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -8,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from .facts import request_onednn
+from .layers import output_shape
 from .runner import Result, outcome, run_one
 from .schema import Case, CaseError, load_file
 from .selection import select_engines
 
+
+# Deterministic sharding (--shard I/N) lives in its own module; loaded with this plugin.
+pytest_plugins = ["harness.shard"]
 
 # This plugin's state on pytest's config (pytest's stash: typed keys, no private attributes).
 ENGINES = pytest.StashKey[list]()      # the engines this run selected
@@ -32,11 +37,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "this CPU). Results record the path that ran.")
 
 
-def pytest_configure(config: pytest.Config) -> None:
+# The variables that size the thread pools of the BLAS NumPy loads (OpenBLAS, MKL, Accelerate), of torch (OpenMP)
+# and of TensorFlow (its intra-op and inter-op pools). Each library reads its variable once, when it loads.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_threads(workers: int) -> int:
+    """Threads each of ``workers`` xdist workers may use: its share of this process's cores, at least one."""
+    return max(1, _cpu_count() // max(1, workers))
+
+
+def _limit_worker_threads(config: pytest.Config) -> None:
+    """Size the thread pools of xdist workers to their share of the cores, before any worker starts.
+
+    A worker imports NumPy (this plugin does) before its own pytest_configure runs, and OpenBLAS sizes its pool
+    when it loads: set in the worker, the variables come too late. Set here, in the controller, before xdist
+    starts the workers, they are inherited (each worker is a fresh process started with this environment).
+    Variables the user set are kept. Over-subscribed pools only contend: torch took 12-20 ms per tiny conv with
+    2 threads in each of 2 workers on 2 cores, 1.2 ms with 1."""
     if hasattr(config, "workerinput"):
-        # xdist already puts one worker on each core; framework thread pools on top only contend
-        # (torch: 10-40 ms per tiny conv with 2 threads vs 1-2 ms with 1). Read before any framework loads.
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        # A worker started some other way (--tx): too late for NumPy's BLAS, in time for the frameworks.
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, "1")
+        return
+    if getattr(config.option, "dist", "no") == "no":
+        return
+    workers = len(getattr(config.option, "tx", None) or ())
+    if workers:
+        threads = str(worker_threads(workers))
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, threads)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _limit_worker_threads(config)
     try:
         request_onednn(config.getoption("tf_onednn"))   # before any engine imports TensorFlow (workers inherit it)
     except ValueError as exc:
@@ -109,6 +151,113 @@ class CaseFile(pytest.File):
                 yield CaseItem.from_parent(self, name=f"{case.id}[{engine}]", case=case, engine=engine)
 
 
+# ---------------------------------------------------------------- xdist: one case per worker, longest first
+
+# The oracle reference (and the inputs) of a case is computed once per process (harness.runner.reference) and
+# dominates every item but the keras one: the items of one case must run in one worker. xdist's `--dist
+# loadgroup` with an xdist_group marker did not keep a group on one worker under pytest 9.2 / xdist 3.8, so the
+# plugin gives xdist its own scheduler (pytest_xdist_make_scheduler, below): xdist's LoadScopeScheduling, whose
+# work unit is a case (file::id, the engine suffix dropped) instead of a module. tests/test_xdist_grouping.py
+# proves it on a run.
+
+# A case item's node id: FILE.yaml::CASE_ID[ENGINE] (or [schema]), the file's path before the first '::';
+# group 1 is the case.
+_CASE_NODEID = re.compile(r"^((?:(?!::).)+\.ya?ml::.+)\[[A-Za-z0-9_.-]+\]$", re.DOTALL)
+# Cases estimated above this many multiply-adds are scheduled before every other item (tests included); the
+# shipped suite has one (depthwise-big-same, 2.2e9) against 7e5 for the next.
+BIG_CASE_COST = 10_000_000
+# The --dist modes that get case scheduling: xdist's default under -n (load), and loadgroup (what `make test` ran
+# when it relied on xdist_group markers). each, loadscope, loadfile and worksteal are left to xdist.
+CASE_SCHEDULED_DIST = ("load", "loadgroup")
+
+
+def case_scope(nodeid: str) -> str | None:
+    """The case (FILE::ID) of a case item's node id, or None for any other item."""
+    m = _CASE_NODEID.match(nodeid)
+    return m.group(1) if m else None
+
+
+def case_cost(case: Case) -> int:
+    """A case's cost estimated at collection, without a framework: output elements x (reduction length + 1),
+    the multiply-adds of its oracle, gauge and each engine, plus the element-wise judgement. 0 where the
+    configuration cannot run."""
+    if case.impossible:
+        return 0
+    try:
+        g = case.geometry
+        return math.prod(output_shape(g, case.input_shape)) * (g.reduction_length() + 1)
+    except Exception:  # noqa: BLE001 - a shape the schema let through but geometry cannot size: unknown, cheap
+        return 0
+
+
+def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The items reordered for a parallel run: the cases estimated big (BIG_CASE_COST) first, largest first, then
+    every other item in collection order. xdist's schedulers hand out work in collection order, so the big case
+    starts at once instead of last, when the other workers would idle while it runs. One case's items stay
+    together, in their order."""
+    big: dict[str, list[pytest.Item]] = {}
+    rest: list[pytest.Item] = []
+    for item in items:
+        if isinstance(item, CaseItem) and case_cost(item.case) >= BIG_CASE_COST:
+            big.setdefault(case_scope(item.nodeid) or item.nodeid, []).append(item)
+        else:
+            rest.append(item)
+    if not big:
+        return items
+    units = sorted(big.values(), key=lambda unit: -case_cost(unit[0].case))   # stable: ties keep their order
+    return [item for unit in units for item in unit] + rest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Only in xdist workers (each collects the same items and orders them the same way, as xdist requires): a
+    # serial run keeps the order of the files.
+    if hasattr(config, "workerinput"):
+        items[:] = _longest_first(items)
+
+
+_scheduler_class: type | None = None
+
+
+def case_scheduler_class() -> type:
+    """xdist's LoadScopeScheduling with a case as its work unit (imported from xdist on first use)."""
+    global _scheduler_class
+    if _scheduler_class is None:
+        from xdist.scheduler import LoadScopeScheduling
+
+        class CaseScheduling(LoadScopeScheduling):
+            """The items of one case go to one worker, in one work unit; every other item is a unit of its own
+            (as under --dist load), or of its xdist_group under --dist loadgroup. Units go out in collection
+            order (the workers put the big cases first), not reordered by size as LoadScopeScheduling does."""
+
+            def _split_scope(self, nodeid: str) -> str:
+                scope = case_scope(nodeid)
+                if scope is not None:
+                    return scope
+                if self.config.getoption("dist") == "loadgroup" and "@" in nodeid:
+                    return nodeid.rsplit("@", 1)[-1]   # xdist's own loadgroup suffix
+                return nodeid
+
+            def schedule(self) -> None:
+                option = self.config.option
+                reorder = getattr(option, "loadscopereorder", True)
+                option.loadscopereorder = False   # keep collection order: longest first, then as collected
+                try:
+                    super().schedule()
+                finally:
+                    option.loadscopereorder = reorder
+
+        _scheduler_class = CaseScheduling
+    return _scheduler_class
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist") not in CASE_SCHEDULED_DIST:
+        return None
+    return case_scheduler_class()(config, log)
+
+
 class CaseFailure(Exception):
     def __init__(self, result: Result):
         super().__init__(result.message)
@@ -137,8 +286,7 @@ class CaseItem(pytest.Item):
         super().__init__(**kwargs)
         self.case, self.engine = case, engine
         self.add_marker(getattr(pytest.mark, engine.replace("-", "_")))
-        # One case's items share a worker under --dist loadgroup: its reference is computed once.
-        self.add_marker(pytest.mark.xdist_group(f"{case.file}::{case.id}"))
+        # Under xdist, one case's items share a worker (CaseScheduling, above): its reference is computed once.
 
     def runtest(self) -> None:
         result = run_one(self.case, self.engine)
@@ -161,6 +309,10 @@ class CaseItem(pytest.Item):
             raise Disagreement(result)
 
     def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, pytest.xfail.Exception):
+            # pytest shows an xfail by its reason; formatting the traceback it never shows read and parsed the
+            # source of every frame (0.4 s per xfail item).
+            return str(excinfo.value)
         if isinstance(excinfo.value, CaseFailure):
             r = excinfo.value.result
             text = f"{r.message}\n  repro: {r.repro}"

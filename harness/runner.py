@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import engines, facts, oracle
-from .agreement import Bound, Metrics, usable
+from .agreement import Bound, LazyArray, Metrics, usable
 from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
 from .judgement import judge, tag
@@ -45,11 +45,17 @@ def outcome(verdict: str, xfail: str | None) -> str:
 
 @dataclass
 class Reference:
-    """What every engine of a case is judged against (computed once per case and process)."""
+    """What every engine of a case is judged against (computed once per case and process).
+
+    Its memory: the inputs, the oracle output whole (float64, 8 bytes an element) and one chunk of the gauge (at
+    most harness.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray (harness.agreement),
+    computed a chunk of images at a time when it is indexed, every element exactly as oracle.gauge computes it.
+    Index it (gauge[index]); np.asarray(gauge) makes it whole, which only small cases should do.
+    """
 
     inputs: Inputs
     oracle: EngineOutput   # the oracle engine's answer; its item reuses it instead of computing it again
-    gauge: np.ndarray      # G: the same layer on |x|, |w|, |b| (no activation)
+    gauge: np.ndarray | LazyArray   # G: the same layer on |x|, |w|, |b| (no activation)
 
     @property
     def y(self) -> np.ndarray:
@@ -104,7 +110,7 @@ def reference(case: Case) -> Reference:
         _cache[key] = Reference(
             inputs=inputs,
             oracle=engines.get(engines.REFERENCE).run(request(case, engines.REFERENCE, inputs)),
-            gauge=oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64),
+            gauge=oracle.lazy_gauge(case.layer, case.config, inputs.x64, inputs.weights64),
         )
     return _cache[key]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +27,24 @@ IntOrTuple = int | Sequence[int]
 _ACTIVATIONS = {name: a.torch_function() for name, a in ACTIVATION_TABLE.items()}
 # Keras constructor arguments that do not change the forward computation of already-set weights.
 _IGNORED = re.compile(r"name|trainable|dtype|data_format|.*_(initializer|regularizer|constraint)|lora_.*")
+
+
+# Set while from_keras builds a module whose every parameter it loads right after (load_state_dict, strict): the
+# ports then skip torch's default initialisation (kaiming-uniform draws, overwritten at once). A port constructed
+# directly is initialised as torch initialises its nn.ConvNd.
+_LOADING: ContextVar[bool] = ContextVar("harness_torch_port_loading", default=False)
+# torch dtypes whose values a NumPy array of this dtype holds exactly: such weights are loaded as they are.
+_SAME_NUMPY = {torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32),
+               torch.float64: np.dtype(np.float64)}
+
+
+def _as_tensor(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A weight as a tensor of ``dtype``, rounded once: as it is where it already has that dtype, else via
+    float64 (exact for every float input, bfloat16 included), then one rounding straight to ``dtype``."""
+    a = np.asarray(value)
+    if _SAME_NUMPY.get(dtype) == a.dtype:
+        return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype)
 
 
 def _tuple(value: IntOrTuple, rank: int, what: str) -> tuple[int, ...]:
@@ -69,6 +88,10 @@ class _KerasPadded:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(self._keras_pad(x))  # type: ignore[misc]
         return _ACTIVATIONS[self.activation](y)
+
+    def reset_parameters(self) -> None:
+        if not _LOADING.get():   # from_keras loads every parameter next: nothing to draw
+            super().reset_parameters()  # type: ignore[misc]
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}, activation={self.activation!r}"  # type: ignore[misc]
@@ -119,12 +142,15 @@ class _FromKeras:
             raise ValueError(f"{kind.name}: weights should have Keras shapes {expected}, got {got}")
         common = dict(strides=g.strides, padding=g.padding, dilation_rate=g.dilation, use_bias=g.use_bias,
                       activation=g.activation, dtype=dtype)
-        module = cls._from_geometry(g, in_channels, depthwise_bias is not None, common)
         state = keras_to_torch(kind.name, weights, depthwise_bias=depthwise_bias)
+        token = _LOADING.set(True)
+        try:
+            module = cls._from_geometry(g, in_channels, depthwise_bias is not None, common)
+        finally:
+            _LOADING.reset(token)
         with torch.no_grad():
-            # Via float64 (exact for every float input, bfloat16 included): one rounding, straight to dtype.
-            module.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float64)).to(dtype)
-                                    for k, v in state.items()})
+            # strict: every parameter is loaded (none is left as constructed), one rounding each (_as_tensor).
+            module.load_state_dict({k: _as_tensor(v, dtype) for k, v in state.items()})
         return module
 
 

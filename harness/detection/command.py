@@ -76,16 +76,53 @@ def add_fuzz_arguments(p: argparse.ArgumentParser) -> None:
                    help="only this layer kind, e.g. SeparableConv2D (repeatable; default: every kind)")
     p.add_argument("--dtype", action="append", metavar="NAME",
                    help="only this dtype: float32, float64, float16 or bfloat16 (repeatable; default: all)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="run shard I of N of the campaign: its share of --examples, with seeds no other shard uses "
+                        "(N jobs with I = 1..N run the whole budget once)")
+    p.add_argument("--out", metavar="FILE.json",
+                   help="also write the summary as JSON to FILE (what --merge reads)")
+    p.add_argument("--merge", nargs="+", metavar="FILE.json",
+                   help="run nothing: merge the summaries of every shard of a campaign (written with --shard and "
+                        "--out) and print the campaign's summary")
 
 
 def run_fuzz(args: argparse.Namespace) -> int:
     """Property-based configurations in every engine against the oracle; false alarms are expected to be zero."""
-    from .fuzz import filters, format_stats, run
+    import json
+    from pathlib import Path
 
+    from ..sharding import parse
+    from .fuzz import Stats, filters, format_stats, merge_summaries, run, shard_budget, shard_seed, summary
+
+    if args.merge:
+        if args.shard or args.out:
+            raise ValueError("--merge reads the shards' summaries and runs nothing: drop "
+                             + ", ".join(o for o, v in (("--shard", args.shard), ("--out", args.out)) if v))
+        stats, docs = merge_summaries(args.merge)
+        first = docs[0]
+        print(f"fuzz: merged {len(docs)} shard(s) of a campaign of {first['examples_total']} configurations "
+              f"(base seed {first['seed']})")
+        print(format_stats(stats))
+        return 1 if stats.false_alarms or stats.invalid else 0
+    shard = parse(args.shard) if args.shard else None
     layers, dtypes = filters(args.layer, args.dtype)   # a typo is an error before any engine loads
-    stats = run(args.examples, select_engines(args.engine), seed=args.seed, jobs=args.jobs, layers=layers,
-                dtypes=dtypes)
+    engines = select_engines(args.engine)
+    examples, seed = args.examples, args.seed
+    if shard is not None:
+        examples, seed = shard_budget(args.examples, *shard), shard_seed(args.seed, shard[0])
+        print(f"fuzz: shard {shard[0]}/{shard[1]}: {examples} of {args.examples} configurations, seeds from {seed}")
+    # More shards than configurations: this one has none to run.
+    stats = run(examples, engines, seed=seed, jobs=args.jobs, layers=layers, dtypes=dtypes) if examples else \
+        Stats(workers=0)
     print(format_stats(stats))
+    if args.out:
+        doc = summary(stats, examples=args.examples, seed=args.seed, shard=shard, jobs=args.jobs, engines=engines,
+                      layers=layers, dtypes=dtypes)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+        print(f"wrote {args.out}")
     return 1 if stats.false_alarms or stats.invalid else 0
 
 

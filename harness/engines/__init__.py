@@ -16,6 +16,16 @@ BUILTIN: dict[str, str] = {
     "oracle": "harness.engines.oracle_engine:OracleEngine",
     "keras": "harness.engines.keras_engine:KerasEngine",
     "torch": "harness.engines.torch_engine:TorchEngine",
+    "keras-jax": "harness.engines.keras_backends:KerasJaxEngine",
+    "keras-torch": "harness.engines.keras_backends:KerasTorchEngine",
+    "keras-onnx": "harness.engines.onnx_engines:KerasOnnxEngine",
+    "torch-onnx": "harness.engines.onnx_engines:TorchOnnxEngine",
+    "onnx2torch": "harness.engines.onnx_engines:Onnx2TorchEngine",
+    "openvino": "harness.engines.openvino_engine:OpenVinoEngine",
+    "openvino-f32": "harness.engines.openvino_engine:OpenVinoF32Engine",
+    "litert": "harness.engines.litert_engine:LiteRtEngine",
+    "nobuco": "harness.engines.nobuco_engine:NobucoEngine",
+    "onnx2tf": "harness.engines.onnx2tf_engine:Onnx2TfEngine",
 }
 DEFAULT_ENGINES = ("oracle", "keras", "torch")
 # The engine every other engine is judged against: the one built-in whose class says reference = True.

@@ -1,6 +1,8 @@
 """Keras 3 on the TensorFlow backend: the real layer, built, weights set with set_weights, called."""
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 import sys
@@ -35,6 +37,17 @@ def _is_nchw_refusal(exc: Exception) -> bool:
     return bool(_LAYOUT_NAME.search(text)) or "channels_first" in text.lower() and "not supported" in text.lower()
 
 
+@functools.lru_cache(maxsize=None)
+def _initializer_args(cls: Any) -> tuple[str, ...]:
+    """A Keras layer class's ``*_initializer`` constructor arguments (none for anything but a class)."""
+    if not isinstance(cls, type):
+        return ()
+    try:
+        return tuple(n for n in inspect.signature(cls.__init__).parameters if n.endswith("_initializer"))
+    except (TypeError, ValueError):
+        return ()
+
+
 class KerasEngine(Engine):
     name = "keras"
     weight_layout = CANONICAL_LAYOUT
@@ -57,8 +70,14 @@ class KerasEngine(Engine):
             self.refusal = ""
 
     def _build(self, layer: str, config: dict[str, Any], dtype: str, input_shape: tuple[int, ...]):
+        # Every weight is set from the case right after the build (set_weights, names checked), so the layer's
+        # random initialisers (a seed generator and a random draw per weight) would only be overwritten: the
+        # weights the case does not name an initialiser for start at zeros (one fill op). The layer, its
+        # argument checks, build, set_weights and call are Keras's own, as before.
+        cheap = {name: "zeros" for name in _initializer_args(getattr(self.keras.layers, layer, None))
+                 if name not in config}
         try:
-            obj = build_keras_layer(layer, config, dtype, input_shape)
+            obj = build_keras_layer(layer, {**config, **cheap}, dtype, input_shape)
         except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
             raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}",
                                  self._facts(config, len(input_shape))) from exc

@@ -47,7 +47,10 @@ class TorchEngine(Engine):
         if options.get("depthwise_bias"):
             depthwise_bias = generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias").astype(
                 inputs.x.dtype)
-        weights = {k: v.astype(np.float64) for k, v in inputs.weights.items()}
+        # In the case dtype, loaded as they are; with a depthwise bias in float64, so that the compensating
+        # pointwise bias (b - W_p^T b_d) is computed in float64 and rounded once.
+        weights = inputs.weights if depthwise_bias is None else \
+            {k: v.astype(np.float64) for k, v in inputs.weights.items()}
         module = self.port.from_keras(layer, config, weights, in_channels=g.in_channels,
                                       depthwise_bias=depthwise_bias, dtype=tdtype)
         x = inputs.x.astype(np.float32) if dtype_name == "bfloat16" else inputs.x

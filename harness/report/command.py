@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import sharding
 from ..cli_options import cases_from
 from ..detection.coverage import coverage_table
 from ..selection import select_engines
 from . import baseline as baseline_mod
-from . import environment, html, results_json
+from . import environment, html, merge, results_json
 from .collect import collect
 from .write import write_all
 
@@ -22,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "earlier results.json")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help="folder for results.json and index.html (default: reports)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only shard I of N of the selected cases (a deterministic split, whole cases, "
+                             "greedy by estimated cost) and write shard.json beside results.json, for --merge")
+    parser.add_argument("--merge", nargs="+", metavar="SHARD/results.json",
+                        help="run nothing: merge the results of every shard of one run (written with --shard) into "
+                             "one results.json and index.html, as an unsharded run writes them")
 
 
 def command_line(args: argparse.Namespace) -> list[str]:
@@ -33,14 +41,33 @@ def command_line(args: argparse.Namespace) -> list[str]:
         line += ["--engine", engine]
     if args.baseline:
         line += ["--baseline", args.baseline]
+    if getattr(args, "shard", None):
+        line += ["--shard", args.shard]
+    return line + ["--out", args.out]
+
+
+def merge_command_line(args: argparse.Namespace) -> list[str]:
+    line = ["python", "-m", "harness", "report", "--merge", *args.merge]
+    if args.baseline:
+        line += ["--baseline", args.baseline]
     return line + ["--out", args.out]
 
 
 def build(args: argparse.Namespace) -> tuple[dict, dict]:
     """Run everything and return (results document, heatmap data); writes nothing."""
+    doc, pictures, _ = build_with_shard(args)
+    return doc, pictures
+
+
+def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]:
+    """build(), and with --shard the content of shard.json (else None)."""
+    shard = sharding.parse(args.shard) if getattr(args, "shard", None) else None   # a typo fails before the run
     old = results_json.load(args.baseline) if args.baseline else None   # a bad baseline fails before the run
     engines = select_engines(args.engine)
     cases, errors = cases_from(args)
+    selection = cases
+    if shard is not None:
+        cases, positions = sharding.select(selection, *shard)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     collected = collect(cases, engines)
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
@@ -50,17 +77,44 @@ def build(args: argparse.Namespace) -> tuple[dict, dict]:
         environment=environment.capture(), created=created, paths=list(args.paths),
         command=command_line(args),
         duration_s=collected.duration_s, baseline=section, coverage=coverage_table(cases))
-    return doc, collected.pictures
+    side = None
+    if shard is not None:
+        side = merge.sidecar(index=shard[0], count=shard[1], selection=selection, positions=positions,
+                             coverage=coverage_table(selection), pictures=collected.pictures,
+                             estimated_s=sharding.estimated(cases, len(engines)))
+    return doc, collected.pictures, side
+
+
+def _merged(args: argparse.Namespace) -> tuple[dict, dict, None]:
+    """--merge: the shards' results joined (harness.report.merge); options that select cases make no sense here."""
+    given = [opt for opt, value in (("--case", args.case), ("--engine", args.engine), ("--shard", args.shard))
+             if value]
+    if given or list(args.paths) != ["cases"]:
+        raise ValueError(f"--merge reads the shards' results files and runs nothing: drop "
+                         f"{', '.join(given) or 'the case paths'} (each shard's run chose its cases)")
+    doc, pictures, warnings = merge.merge(args.merge, merge_command_line(args), args.baseline)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"merged {len(args.merge)} shards: {len(doc['cases'])} cases, {len(doc['results'])} pairs")
+    return doc, pictures, None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run cases in every engine; write results.json and a self-contained index.html under --out."""
     start = time.perf_counter()
-    doc, pictures = build(args)
+    doc, pictures, side = _merged(args) if getattr(args, "merge", None) else build_with_shard(args)
     out = Path(args.out)
     json_path, html_path = out / "results.json", out / "index.html"
-    # Both texts are complete in memory before either file is touched.
-    write_all({json_path: results_json.dumps(doc), html_path: html.render(doc, pictures)})
+    files = {json_path: results_json.dumps(doc), html_path: html.render(doc, pictures)}
+    if side is not None:
+        files[out / merge.SIDECAR] = merge.sidecar_text(side)
+        print(f"shard {side['index']}/{side['count']}: {len(doc['cases'])} of {side['selection']['cases']} cases "
+              f"(estimated {side['estimated_s']:.1f} s)")
+    # Every text is complete in memory before any file is touched.
+    write_all(files)
+    stale = out / merge.SIDECAR
+    if side is None and stale.exists():   # a shard's sidecar beside a whole report would make it look like a shard
+        stale.unlink()
     bad = 0
     for engine, s in doc["summary"].items():
         bad += results_json.unexpected(s)

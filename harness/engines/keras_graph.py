@@ -1,0 +1,98 @@
+"""What the converter engines share: the Keras layer of a request as a one-layer Keras model (its graph is what
+tf2onnx, OpenVINO and the TFLite converter convert), the facts an engine built from that graph reports so that
+Keras's known behaviour is inherited where it holds, and versions read from package metadata.
+
+Nothing here imports a framework at import time; Keras (and TensorFlow) load on the first call.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import facts as env
+from ..errors import EngineRejected, EngineSkip
+from .base import Request
+
+
+def versions(*dists: str) -> dict[str, Any]:
+    """{distribution: installed version or None}, from package metadata (no import)."""
+    return {dist: env.dist_version(dist) for dist in dists}
+
+
+def keras_facts(request: Request, backend: str = "tensorflow") -> dict[str, Any]:
+    """The facts under which the Keras graph of ``request`` was built, in the condition language's names.
+
+    ``onednn`` is None (unknown): a converter reads the graph and never runs TensorFlow's CPU kernels, so a
+    condition on the kernel path (a refusal of the Eigen kernels) does not hold for it, whatever the path of
+    the harness's own process; the Keras layer on another backend runs no TensorFlow kernel either."""
+    config = request.config
+    found = {"keras_backend": backend, "keras_layer_format": config.get("data_format", "channels_last"),
+             "keras_xla": backend == "tensorflow" and int(config.get("groups", 1)) > 1, "onednn": None}
+    if backend != "tensorflow":   # TensorFlow computes nothing (keras-jax's venv has none): its version is no fact
+        found["tensorflow"] = None
+    return found
+
+
+def _args(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
+
+
+def import_keras_on(backend: str) -> Any:
+    """keras, on ``backend`` (KERAS_BACKEND must have been set before keras was first imported in this process:
+    an engine's isolation env does that in its worker)."""
+    from ..keras_layer import import_keras
+
+    keras = import_keras()
+    if keras.backend.backend() != backend:
+        raise EngineSkip(f"keras runs on the {keras.backend.backend()!r} backend in this process; this engine needs "
+                         f"{backend!r} (KERAS_BACKEND={backend} before keras is first imported: its worker sets it)")
+    return keras
+
+
+def keras_layer(request: Request, backend: str = "tensorflow") -> Any:
+    """The real Keras layer of the request, built for its input and given its weights (Keras layout).
+    Keras's own argument checks (ValueError) are the framework's refusal: EngineRejected, with the facts."""
+    from ..keras_layer import build_keras_layer, set_keras_weights
+
+    import_keras_on(backend)
+    x = request.inputs.x
+    try:
+        obj = build_keras_layer(request.layer, request.config, request.dtype, x.shape)
+    except ValueError as exc:
+        raise EngineRejected(f"Keras refused {request.layer}({_args(request.config)}): {type(exc).__name__}: {exc}",
+                             keras_facts(request, backend)) from exc
+    try:
+        set_keras_weights(obj, request.inputs.weights)
+    except ValueError as exc:   # the family's weight names disagree with Keras: a harness bug, never a refusal
+        raise RuntimeError(str(exc)) from exc
+    return obj
+
+
+def keras_model(request: Request) -> Any:
+    """The layer as a functional Keras model over a fixed-shape input (TensorFlow backend), ready for
+    ``model.export`` (the way Keras's users reach ONNX, OpenVINO and LiteRT)."""
+    keras = import_keras_on("tensorflow")
+    obj = keras_layer(request)
+    x = request.inputs.x
+    inp = keras.Input(batch_shape=tuple(x.shape), dtype=request.dtype, name="x")
+    try:
+        out = obj(inp)   # symbolic: runs no kernel
+    except ValueError as exc:
+        raise EngineRejected(f"Keras refused {request.layer}({_args(request.config)}) for input {tuple(x.shape)}: "
+                             f"{type(exc).__name__}: {exc}", keras_facts(request)) from exc
+    return keras.Model(inp, out)
+
+
+def export(model: Any, path: str, fmt: str, request: Request) -> None:
+    """``model.export(path, format=fmt)`` with the input signature given (the model is never called, so that no
+    TensorFlow kernel runs: converters read the graph)."""
+    import keras
+
+    x = request.inputs.x
+    model.export(path, format=fmt, verbose=False,
+                 input_signature=[keras.InputSpec(shape=tuple(x.shape), dtype=request.dtype, name="x")])
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:limit]

@@ -1,0 +1,108 @@
+"""onnx2tf: the harness's torch port exported by torch.onnx.export (its defaults) and converted to TensorFlow by
+onnx2tf (its defaults: NCHW graphs become NHWC, input and output included), run as the tf_keras model it returns.
+
+onnx2tf pins NumPy 1.26 and TensorFlow 2.19: its own venv (engines/onnx2tf.txt, `make engine-onnx2tf`). For
+inputs that look like images (4-D, 3 channels) onnx2tf fetches sample images from GitHub for its dummy inference;
+the engine hands it generated ones instead (the harness runs offline).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineRejected
+from .base import Engine, EngineOutput, Isolation, Request
+from .keras_graph import first_line, versions
+
+
+class Onnx2TfEngine(Engine):
+    name = "onnx2tf"
+    weight_layout = "tensorflow"   # the converted graph's own constants
+    framework = "tensorflow"
+    isolation = Isolation(env=(("TF_CPP_MIN_LOG_LEVEL", "2"),), venv="onnx2tf")
+
+    def __init__(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import importlib
+
+        import onnx2tf
+        import torch
+
+        from .. import torch_port
+
+        self.torch, self.port, self.onnx2tf = torch, torch_port, onnx2tf
+        # For a 4-D input with 3 channels onnx2tf downloads sample images from GitHub to run its dummy inference
+        # on (it checks its layout decisions with them); offline, it gets uniform [0, 1) images of that shape.
+        importlib.import_module("onnx2tf.onnx2tf").download_test_image_data = _offline_test_images
+
+    def run(self, request: Request) -> EngineOutput:
+        import warnings
+
+        from ..layers import refuse_impossible
+
+        torch = self.torch
+        g, x = request.geometry, request.inputs.x
+        refuse_impossible("torch port", request.layer, g, x.shape)
+        tdtype = getattr(torch, request.dtype)
+        weights = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
+        module = self.port.from_keras(request.layer, request.config, weights, in_channels=g.in_channels,
+                                      dtype=tdtype).eval()
+        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)
+        xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
+                                                   else x_first)).to(tdtype)
+        log = io.StringIO()
+        with tempfile.TemporaryDirectory(prefix="harness-onnx2tf-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False)
+                except torch.onnx.errors.UnsupportedOperatorError as exc:
+                    raise EngineRejected(f"torch.onnx.export refused the port of {request.layer}: "
+                                         f"{first_line(exc)}") from exc
+            try:
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                    model = self.onnx2tf.convert(input_onnx_file_path=path,
+                                                 output_folder_path=os.path.join(tmp, "tf"),
+                                                 disable_model_save=True, non_verbose=True)
+            except SystemExit as exc:   # onnx2tf reports a failed conversion by exiting
+                raise RuntimeError(f"onnx2tf exited ({exc.code}) converting {request.layer}: "
+                                   f"{_last_error(log.getvalue())}") from None
+        notes: list[str] = []
+        (inp,) = model.inputs
+        want = str(np.dtype(inp.dtype.as_numpy_dtype)) if hasattr(inp.dtype, "as_numpy_dtype") else str(x.dtype)
+        # onnx2tf turns the NCHW graph into NHWC, its input and output included.
+        feed = np.moveaxis(x_first, 1, -1)
+        if want != str(x.dtype):
+            notes.append(f"the converted model takes {want} where the layer takes {x.dtype}: the input was fed as "
+                         f"{want}")
+            feed = feed.astype(np.float32).astype(want) if str(x.dtype) == "bfloat16" else feed.astype(want)
+        y = model(np.ascontiguousarray(feed), training=False)
+        y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+        if g.channels_first and y.ndim == x.ndim:
+            y = np.moveaxis(y, -1, 1)
+        notes.append("TF layers: " + " ".join(sorted({type(layer).__name__ for layer in model.layers})))
+        return EngineOutput(y=np.ascontiguousarray(y), params=int(sum(p.numel() for p in module.parameters())),
+                            weight_shapes={k: tuple(v.shape) for k, v in module.state_dict().items()}, notes=notes)
+
+    @classmethod
+    def environment(cls) -> dict[str, dict[str, Any]]:
+        return {cls.name: versions("onnx2tf", "torch", "onnxscript", "onnx", "tensorflow", "tf_keras", "onnxsim")}
+
+
+def _offline_test_images() -> np.ndarray:
+    """What onnx2tf's download_test_image_data returns (20 images 128x128x3, float32 in [0, 1]), made here."""
+    return np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+
+
+def _last_error(log: str) -> str:
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.splitlines()]
+    errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+    return " | ".join(errors[-3:])[:400] if errors else (lines[-1][:300] if lines else "no message")
