@@ -256,6 +256,9 @@ def test_the_dtype_failure_and_the_error_of_a_run_carry_their_cause(converter_ca
     ("error", "e: RuntimeError: [ONNXRuntimeError] : 10 : INVALID_GRAPH [c.yaml::c]; cause: the exported graph is "
               "invalid: the runtime refused", "", "the exported graph is invalid"),
     ("error", "e: KeyError: 'x' [c.yaml::c]", "", "error: KeyError"),
+    ("error", "onnx2tf: RuntimeError: TypeError: Expected tensor [[1]] [c.yaml::c]", "",
+     "error: TypeError in the converter"),
+    ("error", "e: RuntimeError: not an exception name: x [c.yaml::c]", "", "error: RuntimeError"),
     ("fail", "e: max error/bound 3 at (0,) [c.yaml::c]", "", "wrong values (no known cause)"),
     ("xfail", "whatever", "keras-bias-add-guessed-nhwc: keras.ops.add ...", "known bug: keras-bias-add-guessed-nhwc"),
     ("xfail", "whatever", "inherited from keras: keras-bias-add-guessed-nhwc",

@@ -258,6 +258,9 @@ def _short(text: str) -> str:
     return (normalise(head) + (f" [mutant {mutant.group(1)}]" if mutant else "")).strip()
 
 
+_EXCEPTION = re.compile(r"[A-Z]\w*(Error|Exception|Fault)")
+
+
 def label(outcome: str, message: str, xfail: str = "") -> str:
     """The cause of a failing item (its outcome: fail, xfail, xpass, error) as a short label: the known bug it
     is expected to show, the diagnosis's first finding, the error's cause, or what failed where nothing is
@@ -270,7 +273,11 @@ def label(outcome: str, message: str, xfail: str = "") -> str:
         if marker in message:
             return _short(message.split(marker, 1)[1].split("; ")[0])
     if outcome == "error":
-        kind = message.split(": ", 2)[1] if message.count(": ") >= 2 else "error"
+        parts = message.split(": ", 3)
+        kind = parts[1] if len(parts) >= 3 else "error"
+        if kind == "RuntimeError" and len(parts) >= 4 and _EXCEPTION.fullmatch(parts[2]):
+            # A worker engine carries the converter's own exception inside a RuntimeError: name that one.
+            return f"error: {parts[2]} in the converter"
         return f"error: {kind}"
     for words, said in (("output shape=", "wrong output shape (no known cause)"),
                         ("output dtype=", "wrong output dtype"),
