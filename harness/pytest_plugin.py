@@ -1,7 +1,6 @@
 """pytest plugin: YAML case files become one item per (case, engine); failures read as domain messages."""
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -9,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from .facts import request_onednn
-from .layers import output_shape
 from .runner import Result, outcome, run_one
 from .schema import Case, CaseError, load_file
 from .selection import select_engines
+from .sharding import case_cost
 
 
 # Deterministic sharding (--shard I/N) lives in its own module; loaded with this plugin.
@@ -153,8 +152,8 @@ class CaseFile(pytest.File):
 
 # ---------------------------------------------------------------- xdist: one case per worker, longest first
 
-# The oracle reference (and the inputs) of a case is computed once per process (harness.runner.reference) and
-# dominates every item but the keras one: the items of one case must run in one worker. xdist's `--dist
+# The oracle reference (and the inputs) of a case is computed once per process (harness.runner.reference), and is
+# most of the cost of an oracle or torch item: the items of one case must run in one worker. xdist's `--dist
 # loadgroup` with an xdist_group marker did not keep a group on one worker under pytest 9.2 / xdist 3.8, so the
 # plugin gives xdist its own scheduler (pytest_xdist_make_scheduler, below): xdist's LoadScopeScheduling, whose
 # work unit is a case (file::id, the engine suffix dropped) instead of a module. tests/test_xdist_grouping.py
@@ -163,9 +162,10 @@ class CaseFile(pytest.File):
 # A case item's node id: FILE.yaml::CASE_ID[ENGINE] (or [schema]), the file's path before the first '::';
 # group 1 is the case.
 _CASE_NODEID = re.compile(r"^((?:(?!::).)+\.ya?ml::.+)\[[A-Za-z0-9_.-]+\]$", re.DOTALL)
-# Cases estimated above this many multiply-adds are scheduled before every other item (tests included); the
-# shipped suite has one (depthwise-big-same, 2.2e9) against 7e5 for the next.
-BIG_CASE_COST = 10_000_000
+# Cases estimated (harness.sharding.case_cost, the cost model sharding splits by) above this many seconds are
+# scheduled before every other item, tests included: about 1e7 multiply-adds. The shipped suite has one
+# (depthwise-big-same, 2.1e9) against 7e5 for the next.
+BIG_CASE_S = 0.05
 # The --dist modes that get case scheduling: xdist's default under -n (load), and loadgroup (what `make test` ran
 # when it relied on xdist_group markers). each, loadscope, loadfile and worksteal are left to xdist.
 CASE_SCHEDULED_DIST = ("load", "loadgroup")
@@ -177,28 +177,15 @@ def case_scope(nodeid: str) -> str | None:
     return m.group(1) if m else None
 
 
-def case_cost(case: Case) -> int:
-    """A case's cost estimated at collection, without a framework: output elements x (reduction length + 1),
-    the multiply-adds of its oracle, gauge and each engine, plus the element-wise judgement. 0 where the
-    configuration cannot run."""
-    if case.impossible:
-        return 0
-    try:
-        g = case.geometry
-        return math.prod(output_shape(g, case.input_shape)) * (g.reduction_length() + 1)
-    except Exception:  # noqa: BLE001 - a shape the schema let through but geometry cannot size: unknown, cheap
-        return 0
-
-
 def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The items reordered for a parallel run: the cases estimated big (BIG_CASE_COST) first, largest first, then
+    """The items reordered for a parallel run: the cases estimated big (BIG_CASE_S) first, largest first, then
     every other item in collection order. xdist's schedulers hand out work in collection order, so the big case
     starts at once instead of last, when the other workers would idle while it runs. One case's items stay
     together, in their order."""
     big: dict[str, list[pytest.Item]] = {}
     rest: list[pytest.Item] = []
     for item in items:
-        if isinstance(item, CaseItem) and case_cost(item.case) >= BIG_CASE_COST:
+        if isinstance(item, CaseItem) and case_cost(item.case) >= BIG_CASE_S:
             big.setdefault(case_scope(item.nodeid) or item.nodeid, []).append(item)
         else:
             rest.append(item)
