@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import EngineRejected
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
 from .keras_graph import first_line, import_keras_on, keras_facts, keras_layer, versions
+from .torch_engine import set_torch_threads, torch_thread_count
 
 
 class _KerasBackendEngine(Engine):
@@ -81,12 +82,8 @@ class KerasTorchEngine(_KerasBackendEngine):
 
     @classmethod
     def thread_count(cls) -> Any:
-        torch = sys.modules.get("torch")
-        return torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+        return torch_thread_count()
 
     @classmethod
     def set_threads(cls, count: Any) -> None:
-        if count:
-            import torch
-
-            torch.set_num_threads(int(count))
+        set_torch_threads(count)

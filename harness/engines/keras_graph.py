@@ -96,3 +96,25 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line[:limit]
+
+
+def torch_port_and_input(torch: Any, request: Request) -> tuple[Any, Any]:
+    """The harness's torch port of ``request`` in eval mode (in the case dtype) and its input as a channels-first
+    tensor: what engines that convert the torch port (torch-onnx, nobuco, onnx2tf) start from. Refuses an
+    impossible configuration as the torch engine does."""
+    import numpy as np
+
+    from .. import torch_port
+    from ..layers import refuse_impossible
+
+    g, x = request.geometry, request.inputs.x
+    refuse_impossible("torch port", request.layer, g, x.shape)
+    tdtype = getattr(torch, request.dtype)
+    weights = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
+    module = torch_port.from_keras(request.layer, request.config, weights, in_channels=g.in_channels,
+                                   dtype=tdtype).eval()
+    x_first = x if g.channels_first else np.moveaxis(x, -1, 1)
+    # bfloat16 has no NumPy-to-torch path: via float32, exact for every bfloat16 value.
+    xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
+                                               else x_first)).to(tdtype)
+    return module, xt

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EngineRejected
 from .base import Engine, EngineOutput, Isolation, Request
-from .keras_graph import first_line, versions
+from .keras_graph import first_line, versions, torch_port_and_input
 
 
 class NobucoEngine(Engine):
@@ -32,27 +32,17 @@ class NobucoEngine(Engine):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import torch
 
-        from .. import torch_port
         from . import torchvision_standin
 
         self.torchvision_standin = torchvision_standin.install()
         import nobuco
 
-        self.torch, self.port, self.nobuco = torch, torch_port, nobuco
+        self.torch, self.nobuco = torch, nobuco
 
     def run(self, request: Request) -> EngineOutput:
-        from ..layers import refuse_impossible
-
         torch, nobuco = self.torch, self.nobuco
         g, x = request.geometry, request.inputs.x
-        refuse_impossible("torch port", request.layer, g, x.shape)
-        tdtype = getattr(torch, request.dtype)
-        weights = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
-        module = self.port.from_keras(request.layer, request.config, weights, in_channels=g.in_channels,
-                                      dtype=tdtype).eval()
-        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)
-        xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
-                                                   else x_first)).to(tdtype)
+        module, xt = torch_port_and_input(torch, request)
         order = nobuco.ChannelOrder.PYTORCH if g.channels_first else nobuco.ChannelOrder.TENSORFLOW
         log = io.StringIO()   # nobuco prints its trace (and the nodes it cannot convert) on stdout
         try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import EngineRejected
 from .base import Engine, EngineOutput, Isolation, Request
-from .keras_graph import first_line, versions
+from .keras_graph import first_line, versions, torch_port_and_input
 
 
 class Onnx2TfEngine(Engine):
@@ -33,9 +33,8 @@ class Onnx2TfEngine(Engine):
         import onnx2tf
         import torch
 
-        from .. import torch_port
 
-        self.torch, self.port, self.onnx2tf = torch, torch_port, onnx2tf
+        self.torch, self.onnx2tf = torch, onnx2tf
         # For a 4-D input with 3 channels onnx2tf downloads sample images from GitHub to run its dummy inference
         # on (it checks its layout decisions with them); offline, it gets uniform [0, 1) images of that shape.
         importlib.import_module("onnx2tf.onnx2tf").download_test_image_data = _offline_test_images
@@ -43,18 +42,10 @@ class Onnx2TfEngine(Engine):
     def run(self, request: Request) -> EngineOutput:
         import warnings
 
-        from ..layers import refuse_impossible
-
         torch = self.torch
         g, x = request.geometry, request.inputs.x
-        refuse_impossible("torch port", request.layer, g, x.shape)
-        tdtype = getattr(torch, request.dtype)
-        weights = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
-        module = self.port.from_keras(request.layer, request.config, weights, in_channels=g.in_channels,
-                                      dtype=tdtype).eval()
-        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)
-        xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
-                                                   else x_first)).to(tdtype)
+        module, xt = torch_port_and_input(torch, request)
+        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)   # what the exported graph takes
         log = io.StringIO()
         with tempfile.TemporaryDirectory(prefix="harness-onnx2tf-") as tmp:
             path = os.path.join(tmp, "model.onnx")

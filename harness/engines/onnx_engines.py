@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
-from .keras_graph import export, first_line, keras_facts, keras_model, versions
+from .keras_graph import export, first_line, keras_facts, keras_model, versions, torch_port_and_input
 
 ONNX_VENV = "onnx"
 ORT_NO_FLOAT64 = ("onnxruntime has no float64 (tensor(double)) Conv kernel on its CPU execution provider "
@@ -142,25 +142,16 @@ class TorchOnnxEngine(Engine):
         import onnxruntime  # noqa: F401
         import torch
 
-        from .. import torch_port
 
-        self.torch, self.port = torch, torch_port
+        self.torch = torch
 
     def run(self, request: Request) -> EngineOutput:
         import warnings
 
-        from ..layers import refuse_impossible
-
         torch = self.torch
         g, x = request.geometry, request.inputs.x
-        refuse_impossible("torch port", request.layer, g, x.shape)
-        tdtype = getattr(torch, request.dtype)
-        weights = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
-        module = self.port.from_keras(request.layer, request.config, weights, in_channels=g.in_channels,
-                                      dtype=tdtype).eval()
-        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)
-        xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
-                                                   else x_first)).to(tdtype)
+        module, xt = torch_port_and_input(torch, request)
+        x_first = x if g.channels_first else np.moveaxis(x, -1, 1)   # what the exported graph takes
         with tempfile.TemporaryDirectory(prefix="harness-onnx-") as tmp:
             path = os.path.join(tmp, "model.onnx")
             with warnings.catch_warnings():

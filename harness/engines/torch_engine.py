@@ -97,15 +97,11 @@ class TorchEngine(Engine):
 
     @classmethod
     def thread_count(cls) -> Any:
-        torch = sys.modules.get("torch")
-        return torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+        return torch_thread_count()
 
     @classmethod
     def set_threads(cls, count: Any) -> None:
-        if count:
-            import torch
-
-            torch.set_num_threads(int(count))
+        set_torch_threads(count)
 
     @classmethod
     def environment(cls) -> dict[str, dict[str, Any]]:
@@ -126,3 +122,17 @@ class TorchEngine(Engine):
                     cudnn_allow_tf32=attempt(lambda: bool(torch.backends.cudnn.allow_tf32)),
                     float32_matmul_precision=attempt(torch.get_float32_matmul_precision))
         return {"torch": info}
+
+
+def torch_thread_count() -> int | None:
+    """torch's intra-op threads in this process, or None where torch is not loaded (for every torch-run engine)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None and hasattr(torch, "get_num_threads") else None
+
+
+def set_torch_threads(count: Any) -> None:
+    """Set torch's intra-op threads (0 or None: torch's default)."""
+    if count:
+        import torch
+
+        torch.set_num_threads(int(count))
