@@ -67,13 +67,13 @@ fuzz-merge: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py $(BENCH)
 
-## make scoreboard [FUZZ=200]: the cases (CASES=path...) and FUZZ configurations drawn by the fuzzer (the same on
+## make scoreboard [FUZZ=200] [JOBS=2]: the cases (CASES=path...) and FUZZ configurations drawn by the fuzzer (the same on
 ## every run) in every installed engine (`make engines` first for the converters); writes reports/scoreboard.html
 ## and reports/scoreboard.json (docs/scoreboard.md)
 FUZZ ?= 200
 .PHONY: scoreboard
 scoreboard: $(STAMP)
-	HARNESS_ENGINES_DIR=$(abspath $(or $(ENGINES_DIR),.engines)) $(BIN)/python -m harness scoreboard $(CASES) --fuzz $(FUZZ)
+	HARNESS_ENGINES_DIR=$(abspath $(or $(ENGINES_DIR),.engines)) $(BIN)/python -m harness scoreboard $(CASES) --fuzz $(FUZZ) --jobs $(JOBS)
 
 ## make engine-NAME: the venv .engines/NAME of an engine that runs apart (Engine.isolation venv="NAME"), with
 ## engines/NAME.txt installed, plus numpy (the worker's protocol) and ml_dtypes (bfloat16 arrays cross as it);

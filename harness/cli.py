@@ -28,7 +28,7 @@ def format_table(results: list[Result]) -> str:
     rows = [("engine", "verdict", "err/bound", "max abs", "max rel", "over", "params", "shape", "message")]
     for r in results:
         m = r.metrics
-        rows.append((r.engine, r.verdict.upper() if r.verdict != "pass" else "pass",
+        rows.append((r.engine + ("" if r.check == "forward" else f" {r.check}"), r.verdict.upper() if r.verdict != "pass" else "pass",
                      f"{m.max_ratio:.3g}" if m else "-", f"{m.max_abs:.3g}" if m else "-",
                      f"{m.max_rel:.3g}" if m else "-", str(m.n_over) if m else "-",
                      str(r.params) if r.params is not None else "-",
@@ -43,12 +43,18 @@ def run_cases(args: argparse.Namespace) -> int:
     engines = select_engines(args.engine)
     failed = 0
     for case in cases:
-        results = [run_one(case, e) for e in engines]
+        checks = [c for c in case.check if args.check in (None, c)]
+        results = [run_one(case, e, check) for check in checks for e in engines]
+        for r in results:
+            if r.check == "backward" and r.gradient_metrics:   # the largest error/bound of each gradient tensor
+                r.notes.append("gradients: " + ", ".join(f"d{n} {m.max_ratio:.3g}"
+                                                         for n, m in r.gradient_metrics.items()))
         print(f"\n{case.file}::{case.id}  {case.layer} {list(case.input_shape)} {case.dtype}")
         print(format_table(results))
         for r in results:
             if r.facts or r.notes:   # what decided the engine's behaviour (kernel path, layout) and what it did
-                print(f"  {r.engine}: " + "; ".join([", ".join(f"{k}={v}" for k, v in r.facts.items())] + r.notes))
+                said = [", ".join(f"{k}={v}" for k, v in r.facts.items())] if r.facts else []
+                print(f"  {r.engine}{'' if r.check == 'forward' else ' ' + r.check}: " + "; ".join(said + r.notes))
         for r in results:
             status = outcome(r.verdict, r.xfail)
             if status in UNEXPECTED:
@@ -60,11 +66,16 @@ def run_cases(args: argparse.Namespace) -> int:
     return 1 if failed or errors else 0
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", choices=("forward", "backward"), default=None,
+                        help="run only this check of each case (default: the checks the case asks for)")
+
+
 def subcommands() -> list[tuple[str, Handler, AddArguments | None]]:
     """(name, handler, its own options) of every subcommand, in the order --help lists them."""
     return [
         ("validate", run_validate, None),
-        ("run", run_cases, None),
+        ("run", run_cases, add_run_arguments),
         ("report", report.run, report.add_arguments),
         ("scoreboard", scoreboard.run, scoreboard.add_arguments),
         ("mutants", detection.run_mutants, detection.add_mutants_arguments),

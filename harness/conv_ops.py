@@ -93,20 +93,55 @@ def _out_spatial(xp: np.ndarray, g: Geometry) -> tuple[int, ...]:
 
 
 def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
-    """Grouped cross-correlation. x (N, *S, C), kernel (*K, C/groups, F) -> (N, *S', F); no bias."""
-    xp = _padded(x, g)
-    out = _out_spatial(xp, g)
+    """Grouped cross-correlation. x (N, *S, C), kernel (*K, C/groups, F) -> (N, *S', F); no bias.
+
+    One image at a time, a block of groups at a time: per group one BLAS product of the image's patch matrix
+    (positions x taps * C/groups, columns in (tap, channel) order, taps in _taps order) with that group's
+    (taps * C/groups x F/groups) kernel. Groups are contiguous blocks of input and output channels (as in TF and
+    torch). Those products, one per group and image, are the same calls whatever the batch and the block (each
+    output's sum is BLAS's over the taps and channels of its group), so an output does not depend on how the batch
+    is cut into chunks.
+    """
+    n_images, c = x.shape[0], x.shape[-1]
     groups, cg, f = g.groups, kernel.shape[-2], kernel.shape[-1]
-    y = np.zeros((x.shape[0], *out, groups, f // groups))
-    for tap, view in _taps(xp, g, out):
-        # Groups are contiguous blocks of input and output channels (as in TF and torch).
-        w = kernel[tap].reshape(cg, groups, f // groups)
-        y += np.einsum("...gc,cgf->...gf", view.reshape(*view.shape[:-1], groups, cg), w)
-    return y.reshape(*y.shape[:-2], f)
+    fg = f // groups
+    spatial = x.shape[1:-1]
+    widths = [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
+    padded = tuple(n + before + after for n, (before, after) in zip(spatial, widths))
+    out = tuple((n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(padded, g.kernel_size, g.strides, g.dilation))
+    taps, positions = math.prod(g.kernel_size), math.prod(out)
+    depth = taps * cg                                                       # an output's reduction length K
+    # (groups, taps * C/groups, F/groups): row tap * C/groups + c, as the patch matrix's columns.
+    k = np.ascontiguousarray(kernel.reshape(depth, groups, fg).transpose(1, 0, 2))
+    y = np.empty((n_images, positions, groups, fg))
+    if y.size == 0:
+        return y.reshape(n_images, *out, f)
+    block = max(1, min(groups, PATCH_BLOCK_ELEMENTS // max(1, positions * depth)))
+    image = np.zeros((*padded, c))                                # one image, channels last, zero-padded
+    interior = (*(slice(before, before + n) for (before, _), n in zip(widths, spatial)), slice(None))
+    patches = np.empty((block, *out, *g.kernel_size, cg))         # (groups, positions, taps, C/groups) of a block
+    products = np.empty((block, positions, fg))
+    with one_blas_thread():
+        for i in range(n_images):
+            image[interior] = x[i]
+            for g0 in range(0, groups, block):
+                g1 = min(groups, g0 + block)
+                src = image[..., g0 * cg:g1 * cg]
+                # Every kernel tap of every output position, a strided view of the padded image: the patch matrix.
+                windows = np.lib.stride_tricks.as_strided(
+                    src, shape=(g1 - g0, *out, *g.kernel_size, cg),
+                    strides=(cg * src.strides[-1], *(t * s for t, s in zip(src.strides[:-1], g.strides)),
+                             *(t * d for t, d in zip(src.strides[:-1], g.dilation)), src.strides[-1]),
+                    writeable=False)
+                np.copyto(patches[:g1 - g0], windows)
+                np.matmul(patches[:g1 - g0].reshape(g1 - g0, positions, depth), k[g0:g1], out=products[:g1 - g0])
+                y[i, :, g0:g1, :] = products[:g1 - g0].transpose(1, 0, 2)
+    return y.reshape(n_images, *out, f)
 
 
-# Elements of the depthwise patch matrix built at once (a block of channels of one image, 8 MB), and one image
-# padded: the working memory of the depthwise primitive does not grow with the batch or the channel count.
+# Elements of a patch matrix built at once: a block of channels (depthwise) or groups (conv) of one image, 8 MB,
+# or one channel's or group's where that is more. With one image padded, the working memory of the two primitives
+# does not grow with the batch, nor (beyond one group) with the channel count.
 PATCH_BLOCK_ELEMENTS = 1 << 20
 
 

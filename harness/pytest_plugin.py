@@ -146,8 +146,12 @@ class CaseFile(pytest.File):
         for error in errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
         for case in cases:
-            for engine in self.config.stash[ENGINES]:
-                yield CaseItem.from_parent(self, name=f"{case.id}[{engine}]", case=case, engine=engine)
+            for check in case.check:
+                for engine in self.config.stash[ENGINES]:
+                    # The backward check's items are CASE[ENGINE:backward], beside CASE[ENGINE] (forward).
+                    suffix = "" if check == "forward" else f":{check}"
+                    yield CaseItem.from_parent(self, name=f"{case.id}[{engine}{suffix}]", case=case, engine=engine,
+                                               check=check)
 
 
 # ---------------------------------------------------------------- xdist: one case per worker, longest first
@@ -161,7 +165,7 @@ class CaseFile(pytest.File):
 
 # A case item's node id: FILE.yaml::CASE_ID[ENGINE] (or [schema]), the file's path before the first '::';
 # group 1 is the case.
-_CASE_NODEID = re.compile(r"^((?:(?!::).)+\.ya?ml::.+)\[[A-Za-z0-9_.-]+\]$", re.DOTALL)
+_CASE_NODEID = re.compile(r"^((?:(?!::).)+\.ya?ml::.+)\[[A-Za-z0-9_.-]+(?::[a-z]+)?\]$", re.DOTALL)
 # Cases estimated (harness.sharding.case_cost, the cost model sharding splits by) above this many seconds are
 # scheduled before every other item, tests included: about 1e7 multiply-adds. The shipped suite has one
 # (depthwise-big-same, 2.1e9) against 7e5 for the next.
@@ -269,14 +273,14 @@ class KnownBugGone(CaseFailure):
 
 
 class CaseItem(pytest.Item):
-    def __init__(self, *, case: Case, engine: str, **kwargs):
+    def __init__(self, *, case: Case, engine: str, check: str = "forward", **kwargs):
         super().__init__(**kwargs)
-        self.case, self.engine = case, engine
+        self.case, self.engine, self.check = case, engine, check
         self.add_marker(getattr(pytest.mark, engine.replace("-", "_")))
         # Under xdist, one case's items share a worker (CaseScheduling, above): its reference is computed once.
 
     def runtest(self) -> None:
-        result = run_one(self.case, self.engine)
+        result = run_one(self.case, self.engine, self.check)
         self.user_properties.append(("verdict", result.verdict))
         if result.metrics is not None:
             self.user_properties.append(("max_ratio", result.metrics.max_ratio))
@@ -311,7 +315,8 @@ class CaseItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
-        return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}]"
+        suffix = "" if self.check == "forward" else f" {self.check}"
+        return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}{suffix}]"
 
 
 class InvalidCase(pytest.Item):

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import engines, facts, oracle
+from . import backward, engines, facts, oracle
 from .agreement import Bound, LazyArray, Metrics, usable
 from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
@@ -32,6 +32,17 @@ def install_error_diagnosis(fn: ExplainError | None) -> None:
     """Set (or, with None, remove) the hook that error messages ask for a cause."""
     global _explain_error
     _explain_error = fn
+
+
+# Names the likely mistake behind wrong gradients (the backward mutants that reproduce them), or ''.
+DiagnoseGradients = Callable[[Case, str, EngineOutput, "backward.BackwardReference", str], str]
+_diagnose_gradients: DiagnoseGradients | None = None
+
+
+def install_gradient_diagnosis(fn: DiagnoseGradients | None) -> None:
+    """Set (or, with None, remove) the hook that backward failure messages ask for a diagnosis."""
+    global _diagnose_gradients
+    _diagnose_gradients = fn
 
 
 def outcome(verdict: str, xfail: str | None) -> str:
@@ -85,6 +96,14 @@ class Result:
     facts: dict[str, Any] = field(default_factory=dict)   # what decided the engine's behaviour (oneDNN, layout)
     output: EngineOutput | None = field(default=None, repr=False)   # kept for reports and diagnosis
     bound: Bound | None = field(default=None, repr=False)
+    check: str = "forward"                    # forward (the output) | backward (the gradients)
+    # backward: per gradient tensor judged ("x", kernels, "bias", ...), its metrics; `metrics` is then the
+    # deciding (failing) tensor's, else the one that used most of its budget
+    gradient_metrics: dict[str, Metrics] = field(default_factory=dict)
+    tensor: str = ""                          # backward: the tensor `metrics` describes ("x", a kernel name, "bias")
+    # backward: per tensor judged, (the oracle's gradient, its per-element bound); the engine's are in
+    # output.gradients. Kept for reports (heatmaps), dropped with the output.
+    gradient_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
 
 def make_inputs(case: Case) -> Inputs:
@@ -121,18 +140,20 @@ def request(case: Case, engine: str, inputs: Inputs) -> Request:
                    options=case.engine_options.get(engine, {}))
 
 
-def repro_command(case: Case, engine: str) -> str:
+def repro_command(case: Case, engine: str, check: str = "forward") -> str:
     # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
     # oracle alone so that the repro does not also run every built-in framework.
     engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
         "--engine oracle " + " ".join(shlex.quote(a) for a in engines.cli_args(engine))
-    return f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
+    return (f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
+            + ("" if check == "forward" else f" --check {check}"))
 
 
-def run_one(case: Case, engine_name: str) -> Result:
-    """Run and judge; never raises: every outcome is a Result (skip, rejected and error included)."""
+def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
+    """Run and judge one check ("forward": the output; "backward": the gradients, harness.backward); never
+    raises: every outcome is a Result (skip, rejected and error included)."""
     result = Result(case_id=case.id, file=case.file, engine=engine_name, verdict="error",
-                    repro=repro_command(case, engine_name))
+                    repro=repro_command(case, engine_name, check), check=check)
     start = time.perf_counter()
     try:
         if engine_name in case.skip:
@@ -145,6 +166,8 @@ def run_one(case: Case, engine_name: str) -> Result:
             result.message = (f"{engine_name} cannot compute {case.dtype}: {limit} (a limit of the runtime, "
                               f"declared by the engine; not a bug) {tag(case)}")
             return result
+        if check == "backward":
+            return _run_backward(case, engine_name, result)
         g = case.geometry
         if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
             # Decided before any framework runs: no output could fail such a check.
@@ -186,6 +209,52 @@ def run_one(case: Case, engine_name: str) -> Result:
         result.details = traceback.format_exc()
     finally:
         result.duration_s = time.perf_counter() - start
+    return result
+
+
+def _run_backward(case: Case, engine: str, result: Result) -> Result:
+    """The backward check of one engine (its exceptions are run_one's to report): the engine's gradients with
+    the case's grad_output, judged tensor by tensor (harness.backward.judge_gradients)."""
+    if not engines.engine_class(engine).computes_gradients:
+        result.verdict = "skip"
+        result.message = f"{engine} computes no gradients (Engine.computes_gradients) {tag(case)}"
+        return result
+    vacuous = backward.unusable_lengths(case)
+    if vacuous and not engines.is_reference(engine):
+        result.verdict = "skip"
+        result.message = (f"{engine}: no usable error bound for " + ", ".join(
+            f"{backward.display_name(n)} (K={k})" for n, k in vacuous.items()) + f" in {case.dtype} (gamma_K >= 1 "
+            f"would accept an all-zero gradient); use fewer positions or a wider dtype {tag(case)}")
+        return result
+    ref = reference(case)
+    bref = backward.backward_reference(case, ref.inputs)
+    if engines.is_reference(engine):
+        out = EngineOutput(y=ref.y, params=ref.oracle.params, gradients=bref.grads)
+    else:
+        req = request(case, engine, ref.inputs)
+        req.grad_output = bref.dy
+        out = engines.get(engine).run(req)
+    result.output, result.facts = out, dict(out.facts)
+    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    result.params, result.weight_shapes = out.params, out.weight_shapes
+    result.notes.extend(out.notes)
+    judged = backward.judge_gradients(case, engine, out, bref)
+    result.verdict, result.message = judged.verdict, judged.message
+    result.gradient_metrics, result.gradient_arrays = judged.metrics, judged.arrays
+    result.tensor = judged.tensor or judged.worst
+    result.metrics = judged.metrics.get(result.tensor)
+    if result.verdict == "fail" and _diagnose_gradients is not None:
+        text = _diagnose_gradients(case, engine, out, bref, judged.tensor)
+        if text:
+            result.message += f"; diagnosis: {text}"
+    bug = _expected(case, case.xfail, engine, result)
+    if bug is not None:
+        # The case's known bug is a forward fact; its gradients may or may not show it (the bias bug moves
+        # dbias, not dx): not strict here. A fail it explains is expected, a pass says so.
+        if result.verdict == "fail":
+            result.xfail = bug.expectation.reason if bug.parent is None else f"inherited from {bug.parent}: {bug.label}"
+        else:
+            result.notes.append(f"the known bug {bug.label} does not show in the gradients here")
     return result
 
 

@@ -33,8 +33,11 @@ CASE_KEYS = {
     "xfail": "per engine name, a known bug of that engine (a registry id, or a reason with an optional condition): "
              "where it holds the item must fail (strict)",
     "description": "free text",
+    "check": "what is judged: [forward] (the default), [backward] (the gradients) or [forward, backward]",
+    "grad_output": "tensor spec of the upstream gradient dL/dy of the backward check (default: seeded normal)",
 }
-EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes", "rejected_by"}
+CHECKS = ("forward", "backward")
+EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes", "rejected_by", "gradients"}
 SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 INIT_FIELDS = {
@@ -67,6 +70,8 @@ class Case:
     # that pins the refusals (expect.rejected_by); empty for every other case.
     impossible: str = ""
     line: int | None = None
+    check: tuple[str, ...] = ("forward",)   # the checks its items run (harness.backward for "backward")
+    grad_output: Any = "normal"              # the backward check's upstream gradient (a tensor spec)
 
     @functools.cached_property
     def geometry(self) -> Geometry:
@@ -77,13 +82,43 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader (no tag constructs Python objects) that remembers each mapping's line."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+def _construct_mapping(loader: yaml.BaseLoader, node: yaml.MappingNode) -> dict:
     mapping = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+if getattr(yaml, "__with_libyaml__", False):
+    class _FastLineLoader(yaml.CSafeLoader):   # type: ignore[name-defined,misc]
+        """_LineLoader's constructor and resolver (SafeLoader's: no tag constructs Python objects, the same values
+        and lines) on libyaml's C parser, about 8 times as fast. Used where PyYAML was built with libyaml; a file it
+        cannot parse is parsed again by _LineLoader, whose error message (with its source excerpt) the user sees."""
+
+    _FastLineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _LOADERS: tuple[type, ...] = (_FastLineLoader, _LineLoader)
+else:
+    _LOADERS = (_LineLoader,)
+
+
+def _parse(source: str | Path, loader: type) -> Any:
+    with open(source, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=loader)  # noqa: S506 - both loaders derive from (C)SafeLoader
+
+
+def _load_yaml(source: str | Path) -> Any:
+    """The YAML document of a file, with each mapping's line under ``__line__``; raises OSError, yaml.YAMLError.
+
+    Parsed by libyaml where present; a file it refuses is parsed again by _LineLoader, so that an error is always
+    reported by the pure-Python loader, in the words (and with the source excerpt) it always used."""
+    *fast, last = _LOADERS
+    for loader in fast:
+        try:
+            return _parse(source, loader)
+        except yaml.YAMLError:
+            pass
+    return _parse(source, last)
 
 
 def _strip_lines(value: Any) -> Any:
@@ -103,8 +138,7 @@ def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], li
     """
     source, path = path, str(path) if name is None else name
     try:
-        with open(source, encoding="utf-8") as fh:
-            doc = yaml.load(fh, Loader=_LineLoader)  # noqa: S506 - _LineLoader derives from SafeLoader
+        doc = _load_yaml(source)
     except (OSError, yaml.YAMLError) as exc:
         return [], [CaseError(path, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
     if not isinstance(doc, dict) or "cases" not in doc:
@@ -281,6 +315,7 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
             raise fail(f"weights.{name}", f"{layer} has no weight {name!r}{why}; its weights: {', '.join(shapes)}")
         _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1)
     _validate_expect(fail, case.expect, shapes, out)
+    _validate_check(fail, case, data, shapes, out, channel_axis)
     for key in ("engine_options", "skip", "xfail"):
         if not isinstance(data.get(key) or {}, dict):
             raise fail(key, "must be a mapping keyed by engine name")
@@ -413,6 +448,42 @@ def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel
             if not (isinstance(index, list) and len(index) == len(shape)
                     and all(_is_int(j) and 0 <= j < n for j, n in zip(index, shape))):
                 raise fail(f"{name}.entries[{i}].index", f"impossible index {index!r} for shape {list(shape)}")
+
+
+def _validate_check(fail, case: Case, data: dict, shapes: dict[str, tuple[int, ...]], out: tuple[int, ...],
+                    channel_axis: int) -> None:
+    """`check`, `grad_output` and `expect.gradients` (harness.backward): set on ``case`` once valid."""
+    check = data.get("check", ["forward"])
+    if isinstance(check, str):
+        check = [check]
+    if not (isinstance(check, list) and check and all(c in CHECKS for c in check) and len(set(check)) == len(check)):
+        raise fail("check", f"must be a list of {' and/or '.join(CHECKS)}, got {data.get('check')!r}")
+    case.check = tuple(c for c in CHECKS if c in check)
+    backward = "backward" in case.check
+    if "grad_output" in data:
+        if not backward:
+            raise fail("grad_output", "is the backward check's upstream gradient: add backward to check")
+        case.grad_output = data["grad_output"]
+    if backward and case.impossible:
+        raise fail("check", "a configuration pinned as refused has no gradients to check")
+    if backward:
+        _validate_tensor(fail, "grad_output", case.grad_output, out, channel_axis)
+    golden = case.expect.get("gradients")
+    if golden is None:
+        return
+    if not backward:
+        raise fail("expect.gradients", "golden gradients need the backward check: add backward to check")
+    if not isinstance(golden, dict):
+        raise fail("expect.gradients", "must be a mapping x | weight name -> nested list of numbers")
+    tensors = {"x": case.input_shape, **shapes}
+    for name, value in golden.items():
+        if name not in tensors:
+            raise fail(f"expect.gradients.{name}", f"{case.layer} has no tensor {name!r}; its tensors: "
+                                                   f"{', '.join(tensors)}")
+        got = _nested_shape(value) if isinstance(value, list) else None
+        if got != tuple(tensors[name]):
+            raise fail(f"expect.gradients.{name}", f"impossible shape: the values have shape "
+                                                   f"{list(got) if got else value!r}, {name} is {list(tensors[name])}")
 
 
 def _validate_expect(fail, expect: Any, shapes: dict[str, tuple[int, ...]], out: tuple[int, ...]) -> None:

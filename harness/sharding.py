@@ -44,8 +44,14 @@ def parse(text: str) -> tuple[int, int]:
     return index, count
 
 
+# What the backward check of a case costs against its forward check: the forward again (the pre-activation), and
+# the input's and every kernel's gradient, each about one forward's multiply-adds.
+BACKWARD_WEIGHT = 3
+
+
 def case_cost(case: "Case", items: int = 1) -> float:
-    """Estimated seconds of ``items`` (case, engine) pairs of ``case``, from its configuration alone."""
+    """Estimated seconds of ``items`` (case, engine) pairs of ``case``, from its configuration alone (its backward
+    check, where it asks for one, counted as BACKWARD_WEIGHT more)."""
     try:
         from .layers import output_shape
 
@@ -53,7 +59,8 @@ def case_cost(case: "Case", items: int = 1) -> float:
         macs = math.prod(output_shape(g, tuple(case.input_shape))) * g.reduction_length()
     except Exception:  # noqa: BLE001 - an impossible configuration (a pinned refusal) costs what a refusal costs
         macs = 0
-    return items * ITEM_S + max(macs, 0) * MAC_S
+    checks = 1 + (BACKWARD_WEIGHT if "backward" in getattr(case, "check", ()) else 0)
+    return checks * (items * ITEM_S + max(macs, 0) * MAC_S)
 
 
 def case_key(case: "Case") -> str:

@@ -120,14 +120,18 @@ def _depthwise_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:
     return y.reshape(*y.shape[:-2], c * m)
 
 
-def test_blas_thread_count_does_not_change_the_oracle(monkeypatch):
+@pytest.mark.parametrize("layer,config,shape", [
+    # 4096 x 9 x 8 multiply-adds per product: over OpenBLAS's one-thread limit
+    ("DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 8, "padding": "same"}, (2, 64, 64, 4)),
+    # the conv primitive's products: positions x taps * C/groups by taps * C/groups x F/groups, 2304 x 72 x 16
+    ("Conv2D", {"kernel_size": 3, "filters": 32, "groups": 2, "padding": "same"}, (2, 48, 48, 16)),
+], ids=["depthwise", "conv"])
+def test_blas_thread_count_does_not_change_the_oracle(monkeypatch, layer, config, shape):
     """The oracle runs its small BLAS products on one thread (faster); a product big enough for OpenBLAS to split
     over threads gives the same values on two."""
     setter = conv_ops._blas_thread_setter()
     if setter is None or (os.cpu_count() or 1) < 2:
         pytest.skip("NumPy's BLAS is not its bundled OpenBLAS, or one core: nothing to compare")
-    layer, config, shape = "DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 8, "padding": "same"}, \
-        (2, 64, 64, 4)   # 4096 x 9 x 8 multiply-adds per product: over OpenBLAS's one-thread limit
     g, x, w = _inputs(0, layer, config, shape, "float32")
     one = oracle.run(layer, config, x, w)
     monkeypatch.setattr(conv_ops, "one_blas_thread", contextlib.nullcontext)
@@ -136,7 +140,90 @@ def test_blas_thread_count_does_not_change_the_oracle(monkeypatch):
         two = oracle.run(layer, config, x, w)
     finally:
         setter(previous)
-    assert _same(one, two), "the oracle's output depends on the BLAS thread count"
+    assert _same(one, two), f"the oracle's output of {layer} depends on the BLAS thread count"
+
+
+# ---------------------------------------------------------------- the conv primitive: one product per group and image
+
+def _conv_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:
+    """harness.conv_ops.conv as it was before its patch-matrix products (commit 767b247), verbatim: one einsum
+    per kernel tap over the whole batch."""
+    xp = _padded(x, g)
+    out = tuple((n - ((k - 1) * d + 1)) // s + 1
+                for n, k, s, d in zip(xp.shape[1:-1], g.kernel_size, g.strides, g.dilation))
+    groups, cg, f = g.groups, kernel.shape[-2], kernel.shape[-1]
+    y = np.zeros((x.shape[0], *out, groups, f // groups))
+    for tap, view in _taps(xp, g, out):
+        w = kernel[tap].reshape(cg, groups, f // groups)
+        y += np.einsum("...gc,cgf->...gf", view.reshape(*view.shape[:-1], groups, cg), w)
+    return y.reshape(*y.shape[:-2], f)
+
+
+def _conv_configurations() -> list[tuple[str, dict, tuple[int, ...]]]:
+    """Conv1D and Conv2D: every padding and data format, groups 1-4 (C/groups up to 9), strides 1-3, dilations
+    1-2, square and unequal kernels 1-5, 1-4 images (seeded)."""
+    rng = np.random.default_rng(767)
+    found = []
+    for layer in ("Conv1D", "Conv2D"):
+        kind = LAYERS[layer]
+        for padding, fmt, _ in itertools.product(kind.paddings, ("channels_last", "channels_first"), range(6)):
+            s = int(rng.integers(1, 4))
+            d = int(rng.integers(1, 3)) if s == 1 else 1
+            ks = [int(rng.integers(1, 6)) for _ in range(kind.rank)]
+            groups = int(rng.choice([1, 1, 2, 3, 4]))
+            c, f = groups * int(rng.integers(1, 10)), groups * int(rng.integers(1, 6))
+            spatial = [int(rng.integers((k - 1) * d + 1, (k - 1) * d + 14)) for k in ks]
+            n = int(rng.integers(1, 5))
+            config = {"filters": f, "kernel_size": ks, "strides": s, "dilation_rate": d, "padding": padding,
+                      "data_format": fmt, "groups": groups}
+            found.append((layer, config, (n, c, *spatial) if fmt == "channels_first" else (n, *spatial, c)))
+    return found
+
+
+CONV_CONFIGURATIONS = _conv_configurations()
+
+
+@pytest.mark.parametrize("index", range(len(CONV_CONFIGURATIONS)))
+def test_conv_primitive_is_the_per_tap_sum_to_float64_rounding(index, monkeypatch):
+    """The conv primitive sums in another order than the per-tap einsum it replaced (a deliberate re-baseline of
+    the reference): each output differs from the old one by no more than the float64 rounding of two sums of K
+    products, 2 K u G (G: the same sum on |x| and |w|), whatever the group block; and the old value is exact
+    wherever every product and partial sum is (inputs on a coarse grid)."""
+    layer, config, shape = CONV_CONFIGURATIONS[index]
+    g = geometry(layer, config, shape)
+    assert not impossible(g, shape), (layer, config, shape)
+    rng = np.random.default_rng(index)
+    x = oracle.to_channels_last(rng.standard_normal(shape), g.channels_first)
+    kernel = rng.standard_normal(g.weight_shapes()["kernel"])
+    before, gauge = _conv_before(x, kernel, g), _conv_before(np.abs(x), np.abs(kernel), g)
+    bound = 2 * g.reduction_length() * 2.0**-53 * gauge
+    for block in (WHOLE, 1):
+        monkeypatch.setattr(conv_ops, "PATCH_BLOCK_ELEMENTS", block)
+        now = conv_ops.conv(x, kernel, g)
+        assert now.shape == before.shape, (layer, config, shape)
+        assert np.all(np.abs(now - before) <= bound), \
+            f"{layer} {config} {shape}: max |new - old| / G = {np.max(np.abs(now - before) / gauge):.3g}"
+    coarse_x, coarse_k = np.round(x * 4) / 4, np.round(kernel * 4) / 4   # every sum exact in float64
+    assert _same(conv_ops.conv(coarse_x, coarse_k, g), _conv_before(coarse_x, coarse_k, g)), (layer, config, shape)
+
+
+def test_conv_working_memory_does_not_grow_with_the_batch(monkeypatch):
+    """Beyond its output, the conv primitive holds one padded image and one block of groups' patch matrix: the
+    same for 2 images as for 8 (traced peak less the output)."""
+    monkeypatch.setattr(conv_ops, "PATCH_BLOCK_ELEMENTS", 1 << 14)
+    layer, config = "Conv2D", {"kernel_size": 3, "filters": 16, "groups": 4, "padding": "same"}
+    working = {}
+    for n in (2, 8):
+        g, x, w = _inputs(3, layer, config, (n, 32, 32, 16), "float32")
+        tracemalloc.start()
+        try:
+            y = conv_ops.conv(x, w["kernel"], g)
+            working[n] = tracemalloc.get_traced_memory()[1] - y.nbytes
+        finally:
+            tracemalloc.stop()
+    one_group = 32 * 32 * 9 * 4 * 8   # one group's patch matrix of one image: 295 KB
+    assert working[8] < 1.25 * working[2], f"working memory {working} bytes (images: bytes) grows with the batch"
+    assert working[8] < 3 * one_group, f"working memory {working[8] / 1e6:.2f} MB for a {one_group / 1e6:.2f} MB block"
 
 
 # ---------------------------------------------------------------- LazyArray and the runner's reference

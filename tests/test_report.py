@@ -46,7 +46,7 @@ def test_exit_code_says_there_are_failures(report):
 
 def test_json_is_versioned_and_strict(report):
     doc = report["doc"]
-    assert doc["schema_version"] == "1.3", f"schema_version={doc['schema_version']}, but should be 1.3"
+    assert doc["schema_version"] == "1.4", f"schema_version={doc['schema_version']}, but should be 1.4"
     assert doc["engines"] == ["oracle", FLIP_NAME, ONLY_2D_NAME], f"engines={doc['engines']}"
     want = ["python", "-m", "harness", "report", str(report["cases"]), "--engine", "oracle", "--engine", FLIP]
     assert doc["command"][:len(want)] == want, f"command={doc['command']}, but should start with {want}"
@@ -306,7 +306,8 @@ def test_baseline_marks_changed_pairs(report, tmp_path):
     doc = strict_json(tmp_path / "out" / "results.json")
     changed = {(r["case_id"], r["engine"]): r["baseline"]["change"] for r in doc["results"] if r["baseline"]["change"]}
     assert rc == 1 and changed == {("arange-2x2", FLIP_NAME): "verdict"}, f"changed={changed}, but should be the edited pair"
-    assert doc["baseline"]["gone"] == [{"case_id": "removed-case", "engine": "oracle", "verdict": "pass"}] \
+    assert doc["baseline"]["gone"] == [{"case_id": "removed-case", "engine": "oracle", "check": "forward",
+                                        "verdict": "pass"}] \
         and doc["baseline"]["not_compared"] == 1, f"gone={doc['baseline']['gone']}, but should be the removed case only"
     html = (tmp_path / "out" / "index.html").read_text()
     assert 'id="baseline-summary"' in html and "numpy: 1.0.0 &rarr; " + np.__version__ in html, \
@@ -333,12 +334,12 @@ def test_failing_run_leaves_previous_report_intact(report, tmp_path, monkeypatch
     before = _snapshot(out)
     calls = []
 
-    def crash_on_third(case, engine):
+    def crash_on_third(case, engine, check="forward"):
         calls.append(engine)
         if len(calls) == 3:
             raise KeyboardInterrupt("stopped halfway")
         from harness.runner import run_one
-        return run_one(case, engine)
+        return run_one(case, engine, check)
 
     monkeypatch.setattr("harness.report.collect.run_one", crash_on_third)
     with pytest.raises(KeyboardInterrupt):

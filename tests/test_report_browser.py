@@ -16,10 +16,11 @@ import harness.report.command as report_command
 from harness.cli import build_parser
 from harness.report import baseline
 from harness.report import html as report_html
-from test_report_helpers import FLIP, ONLY_2D, multiply, write_cases
+from test_report_helpers import BW_FLIP, FLIP, ONLY_2D, multiply, write_backward_cases, write_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 FLIP_NAME = FLIP.split("=")[0]
+BW_NAME = BW_FLIP.split("=")[0]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
@@ -110,6 +111,45 @@ def test_baseline_changes_are_marked_in_the_matrix(built, tmp_path):
     assert attrs.get("data-state") == "ready", f"baseline page state={attrs.get('data-state')} {attrs.get('data-error')}"
     row = dom.split('data-case="arange-2x2"', 1)[1].split('class="mrow case-row', 1)[0]
     assert f"\u0394 {FLIP_NAME} pass\u2192fail" in row, "the changed verdict is not marked in the case's row"
+
+
+def test_backward_item_has_its_column_message_and_tensor_picker(tmp_path):
+    args = build_parser().parse_args(["report", str(write_backward_cases(tmp_path)), "--engine", "oracle",
+                                      "--engine", BW_FLIP, "--out", str(tmp_path)])
+    doc, pictures = report_command.build(args)
+    page = tmp_path / "index.html"
+    page.write_text(report_html.render(doc, pictures), encoding="utf-8")
+    url = case_url(page, "bw-conv2d", BW_NAME) + "&check=backward"
+    dom = chromium(url, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom")
+    attrs = html_attrs(dom)
+    assert attrs.get("data-state") == "ready" and "data-error" not in attrs, \
+        f"page state={attrs.get('data-state')}, error={attrs.get('data-error')}"
+    row = dom.split('data-case="bw-conv2d"', 1)[1].split('class="detail"', 1)[0]
+    assert re.search(rf'class="cell" data-engine="{BW_NAME}" data-check="backward" data-item="{BW_NAME}:backward" '
+                     r'data-verdict="fail"', row), "the backward item should be its own failing cell, beside the forward"
+    assert re.search(rf'data-engine="{BW_NAME}" data-check="forward" data-item="{BW_NAME}" data-verdict="pass"', row)
+    detail = dom.split('class="case-detail" data-case="bw-conv2d"', 1)
+    assert len(detail) == 2, "the case named in the URL was not opened"
+    body = detail[1].split('class="mrow case-row', 1)[0]
+    assert re.search(r'class="pill v-check">backward</span> <span class="mono">' + re.escape(f"{BW_NAME}: dkernel"),
+                     body), "the failing backward item's message should show with a backward pill"
+    pics = body.split(f'<div class="pics" data-engine="{BW_NAME}" data-check="backward">', 1)
+    assert len(pics) == 2, "the backward item's tab was not the one opened by the URL"
+    buttons = re.findall(r'<button type="button" data-tensor="(\w+)"[^>]*?(class="on")?>', pics[1])
+    assert [b[0] for b in buttons] == ["x", "kernel"] and buttons[1][1], \
+        f"tensor picker={buttons}, but should offer dx and dkernel, dkernel (the failing one) selected"
+    shown = pics[1].split('<div class="tensor-pics" data-tensor="kernel">', 1)
+    assert len(shown) == 2, "the dkernel pictures are not shown"
+    drawn = len(re.findall(r'<canvas[^>]*class="map"[^>]*data-drawn="1"', shown[1]))
+    # 4 output channels x (|diff|, ratio) + 2 legends + channel bars + histogram
+    assert drawn >= 12, f"drawn canvases of dkernel={drawn}, but should be at least 12"
+    assert "96 of 108 elements of dkernel" in shown[1] or "of 108 elements of dkernel" in shown[1], \
+        "the dkernel pattern sentence is missing"
+    shot = ROOT / "reports" / "screenshot-backward.png"
+    shot.parent.mkdir(exist_ok=True)
+    chromium(url, tmp_path / "profile", "--virtual-time-budget=5000", f"--screenshot={shot}",
+             "--window-size=1400,2200")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{shot} is not a PNG"
 
 
 def test_thousand_case_page_size_and_load_time(built, tmp_path):

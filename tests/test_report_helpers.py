@@ -90,3 +90,58 @@ def multiply(doc: dict, pictures: dict, n_cases: int) -> tuple[dict, dict]:
         if old_id in pictures:
             pics[info["id"]] = pictures[old_id]
     return out, pics
+
+
+# ---------------------------------------------------------------- backward items (check: [forward, backward])
+
+# Two cases with the backward check (a channels_first one: dx in the input's layout) and one forward-only case.
+BACKWARD_CASES_YAML = textwrap.dedent("""\
+    cases:
+      - id: bw-conv2d
+        layer: Conv2D
+        input_shape: [2, 6, 5, 3]
+        config: {filters: 4, kernel_size: 3, padding: same}
+        check: [forward, backward]
+      - id: bw-dw1d-cf
+        layer: DepthwiseConv1D
+        input_shape: [2, 3, 8]
+        config: {kernel_size: 3, depth_multiplier: 2, data_format: channels_first}
+        check: [forward, backward]
+      - id: fw-only
+        layer: Conv1D
+        input_shape: [1, 7, 2]
+        config: {filters: 2, kernel_size: 3}
+    """)
+
+
+def kernel_grad_flipped(layer, config, x, weights, grad_output=None):
+    """The right output and dx, but every kernel's gradient with its spatial axes reversed: the backward item fails
+    on dkernel (ddepthwise_kernel), after dx passed; the forward item passes."""
+    from harness.backward_reference import reference_gradients
+    from harness.engines.base import EngineOutput
+    from harness.layers import geometry
+
+    w64 = {k: v.astype(np.float64) for k, v in weights.items()}
+    y = oracle.run(layer, config, x.astype(np.float64), w64).astype(x.dtype)
+    if grad_output is None:
+        return y
+    g = geometry(layer, config, x.shape)
+    grads = reference_gradients(x.astype(np.float64), w64, g, grad_output.astype(np.float64))
+    rank = len(g.kernel_size)
+    grads = {k: (np.flip(v, axis=tuple(range(rank))) if k not in ("x", "bias") else v).astype(x.dtype)
+             for k, v in grads.items()}
+    return EngineOutput(y=y, gradients=grads)
+
+
+BW_FLIP = f"report-bwflip={__name__}:kernel_grad_flipped"
+
+
+def write_backward_cases(folder: Path) -> Path:
+    path = folder / "report_backward_cases.yaml"
+    path.write_text(BACKWARD_CASES_YAML)
+    return path
+
+
+def run_backward_report(cases: Path, out: Path, *extra: str) -> int:
+    """`python -m harness report` of the backward cases in the oracle and the kernel-gradient-flipping plug-in."""
+    return main(["report", str(cases), "--engine", "oracle", "--engine", BW_FLIP, "--out", str(out), *extra])

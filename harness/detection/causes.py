@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import oracle
+from ..activations import get_activation
 from ..agreement import error_bound, ratios
 from ..layers import Geometry, spatial_shape
 from ..padding import output_length, pad_amounts
@@ -55,6 +56,33 @@ def _oracle_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], d
     return oracle.run(case.layer, case.config, x, w)
 
 
+def _ops_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str, stages: str,
+                 rest: str) -> np.ndarray | None:
+    """The layer with its input and kernels rounded to ``dtype``, and the convolutions' outputs too (``stages``:
+    "all" of them, "inner" ones only (a separable layer's depthwise stage), or "none"), the bias (rounded to
+    ``rest``) and the activation applied after, exactly: what a runtime computes when it runs the convolution ops
+    in ``dtype`` and the bias add as an op of its own in ``rest`` (OpenVINO's bfloat16 inference of a Keras 1D
+    layer, whose ExpandDims/Squeeze keep the bias add apart; of a float64 layer, everything but the convolutions
+    in float32). None where that overflows."""
+    g = case.geometry
+
+    def rounding(a: np.ndarray) -> np.ndarray:
+        return round_to(a, dtype).astype(np.float64)
+
+    def keep(a: np.ndarray) -> np.ndarray:
+        return a
+    with np.errstate(all="ignore"):
+        x = oracle.to_channels_last(round_to(x64, dtype).astype(np.float64), g.channels_first)
+        kernels = {k: round_to(v, dtype).astype(np.float64) for k, v in w64.items() if k != "bias"}
+        if not np.all(np.isfinite(x)) or not all(np.all(np.isfinite(v)) for v in kernels.values()):
+            return None
+        pre = g.kind.family.forward_rounded(x, kernels, g, keep if stages == "none" else rounding,
+                                            rounding if stages == "all" else keep)
+        if g.use_bias:
+            pre = pre + round_to(w64["bias"], rest).astype(np.float64)
+    return oracle.from_channels_last(get_activation(g.activation).reference(pre), g.channels_first)
+
+
 def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
                 k: int) -> str:
     """'computed internally in P: ...' where ``y`` is the layer computed in a precision P narrower than the case's
@@ -72,6 +100,40 @@ def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.
             return (f"computed internally in {p}: the output matches the oracle's on inputs and weights rounded "
                     f"to {p}, within {p}'s bound (max error/bound {r:.2g}), and every output value is a {p} "
                     f"number")
+    return ""
+
+
+def ops_computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+                    y_oracle: np.ndarray, k: int) -> str:
+    """'computed internally in P (...)' where ``y`` is the convolution computed in a narrower P and the bias and
+    activation applied in a precision Q between P and the case's dtype D (D itself, or float32 for a float64
+    case): either every convolution's output rounded to P (an op computed in P), or only its input and kernels
+    rounded to P and the sums accumulated in Q. Judged within Q's bound, and only where the rounding to P makes a
+    visible difference. The stored-in-P form is tried first (the narrowest P first): it is the more specific;
+    '' where none holds."""
+    act = case.geometry.activation
+    narrower = NARROWER.get(case.dtype, ())
+    # Intermediate stages only where the family has some (a separable layer's depthwise output).
+    kinds = ("all", "inner", "none") if case.geometry.kind.family.stages else ("all", "none")
+    for stages in kinds:
+        for p in narrower if stages != "none" else reversed(narrower):
+            for q in (case.dtype, *(n for n in reversed(narrower) if unit_roundoff(n) < unit_roundoff(p))):
+                y_p = _ops_rounded(case, x64, w64, p, stages, q)
+                if y_p is None or y_p.shape != y.shape or max_ratio(y_p, y_oracle, gauge, k, q, act) <= 1.0:
+                    continue
+                r = max_ratio(y, y_p, gauge, k, q, act)
+                if r > 1.0:
+                    continue
+                rest = f", bias and activation applied after in {q}" if case.geometry.use_bias else ""
+                if stages == "all":
+                    return (f"computed internally in {p} (every convolution's input, kernel and output rounded to "
+                            f"{p}{rest}): the output matches that within {q}'s bound (max error/bound {r:.2g})")
+                if stages == "inner":
+                    return (f"computed internally in {p} (inputs, kernels and the intermediate stage's output "
+                            f"rounded to {p}, the last convolution accumulated in {q}{rest}): the output matches "
+                            f"that within {q}'s bound (max error/bound {r:.2g})")
+                return (f"computed internally in {p} (inputs and kernels rounded to it, accumulated in {q}{rest}): "
+                        f"the output matches that within {q}'s bound (max error/bound {r:.2g})")
     return ""
 
 

@@ -26,7 +26,9 @@ def _controls(specs: list[str]) -> list[str]:
 
 def add_mutants_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `mutants` beyond the common ones."""
-    p.add_argument("--mutant", action="append", help="only this mutant (repeatable; default: the whole catalogue)")
+    p.add_argument("--mutant", action="append",
+                   help="only this mutant, forward or backward (repeatable; default: the whole catalogue, the "
+                        "backward mutants on the backward items of the cases that ask for the backward check)")
     p.add_argument("--first", action="store_true",
                    help="stop each mutant at its first kill per layer kind (fast; lists one killer per kind)")
     p.add_argument("--killers", type=int, default=3, metavar="N", help="killing case ids shown per mutant")
@@ -38,13 +40,14 @@ def run_mutants(args: argparse.Namespace) -> int:
     from . import mutants, score
 
     if args.list:
-        for m in mutants.MUTANTS.values():
+        for m in mutants.CATALOGUE.values():
             kinds = "/".join(m.families) + ("" if m.ranks is None else " " + "/".join(f"{r}D" for r in m.ranks))
-            print(f"{m.name:38} {kinds:28} {m.bug}" + (f" ({m.source})" if m.source else ""))
+            check = "backward" if m.name in mutants.BACKWARD_MUTANTS else "forward"
+            print(f"{m.name:38} {check:8} {kinds:28} {m.bug}" + (f" ({m.source})" if m.source else ""))
         return 0
-    unknown = sorted(set(args.mutant or []) - set(mutants.MUTANTS))
+    unknown = sorted(set(args.mutant or []) - set(mutants.CATALOGUE))
     if unknown:
-        raise ValueError(f"unknown mutant {', '.join(unknown)}; known: {', '.join(mutants.MUTANTS)}")
+        raise ValueError(f"unknown mutant {', '.join(unknown)}; known: {', '.join(mutants.CATALOGUE)}")
     cases, errors = cases_from(args)
     s = score.sweep(cases, args.mutant, _controls(args.engine), first_only=args.first)
     print(score.format_score(s, args.killers))

@@ -14,9 +14,10 @@ from ..judgement import install_diagnosis
 from ..engines.base import EngineOutput
 from ..known import lineage, matching_bug
 from ..layers import Geometry
-from ..runner import install_error_diagnosis
+from ..runner import install_error_diagnosis, install_gradient_diagnosis
 from ..schema import Case
 from . import causes
+from .gradient_diagnosis import explain_gradients
 
 # Diagnosis recomputes the layer once per mutant; beyond this many elements it is not attempted.
 MAX_ELEMENTS = 1_000_000
@@ -231,7 +232,8 @@ def _value_patterns(case: Case, y: np.ndarray, ref, bound: Bound, gauge: np.ndar
     if _channel_offset(y, ref.y, bound.bound, g):
         return ["off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
                 "or a depthwise bias not folded into the pointwise bias)"]
-    rounded = causes.inputs_rounded(case, y, x64, w64, gauge, ref.y, k)
+    rounded = (causes.inputs_rounded(case, y, x64, w64, gauge, ref.y, k)
+               or causes.ops_computed_in(case, y, x64, w64, gauge, ref.y, k))
     return [rounded] if rounded else []
 
 
@@ -254,6 +256,8 @@ def explain_error(case: Case, engine: str, exc: BaseException) -> str:
 
 
 def install() -> None:
-    """Make the runner's failure and error messages carry a diagnosis (the core does not import this package)."""
+    """Make the runner's failure and error messages carry a diagnosis (the core does not import this package);
+    backward failures name the backward mutant that reproduces the gradients (gradient_diagnosis)."""
     install_diagnosis(explain)
     install_error_diagnosis(explain_error)
+    install_gradient_diagnosis(explain_gradients)

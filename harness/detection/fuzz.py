@@ -89,8 +89,20 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
     first = config["data_format"] == "channels_first"
     shape = [batch, channels, *spatial] if first else [batch, *spatial, channels]
     std = draw(st.sampled_from((1.0, 4.0)))   # 4: pre-activations past relu6's clip and sigmoid's flat parts
+    # The backward check too, in half the configurations (forward alone shrinks first: a backward alarm keeps it).
+    check = draw(st.sampled_from((["forward"], ["forward", "backward"])))
     return {"layer": layer, "input_shape": shape, "config": config, "dtype": draw(st.sampled_from(tuple(dtypes))),
-            "seed": draw(st.integers(0, 2**16)), "input": {"init": "normal", "std": std}}
+            "seed": draw(st.integers(0, 2**16)), "input": {"init": "normal", "std": std}, "check": check}
+
+
+def label(engine: str, check: str) -> str:
+    """What the fuzzer calls one engine's item of one check: ENGINE, or ENGINE:backward (as pytest names it)."""
+    return engine if check == "forward" else f"{engine}:{check}"
+
+
+def run_checks(case: Case, engines: Iterable[str]) -> dict[str, Result]:
+    """Every engine's result on every check the case asks for, by label (see label), forward first."""
+    return {label(engine, check): run_one(case, engine, check) for check in case.check for engine in engines}
 
 
 def choose(option: str, what: str, names: Iterable[str] | None, known: Iterable[str]) -> tuple[str, ...]:
@@ -283,12 +295,15 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
         if stats is not None:
             stats.invalid += 1
         return [], {}
-    alarms, refused, results = [], False, {}
-    for engine in engines:
-        r = run_one(case, engine)
-        results[engine] = r
+    alarms, refused = [], False
+    results = run_checks(case, engines)
+    for engine, r in results.items():   # engine: a label, ENGINE or ENGINE:backward
         key = f"{engine} {case.dtype}"
         bug = known_bug(case, r)
+        if bug is None and r.check != "forward" and r.verdict == "fail":
+            # Gradients of a layer whose forward has a known bug here carry it (the bias bug moves dbias).
+            forward = results.get(r.engine)
+            bug = known_bug(case, forward) if forward is not None else None
         if r.verdict in ("fail", "error") and bug is None:
             alarms.append({"engine": engine, "message": r.message, "cause": cause(engine, r.verdict, r.message)})
         if stats is None:
@@ -341,8 +356,10 @@ def observe(result: Result) -> dict[str, Any]:
     element and the oracle there, and the per-element bound it was judged with (this process only)."""
     y = None
     if result.output is not None:
+        # backward: the gradient tensor the verdict is about (result.tensor), where its metrics point
+        value = result.output.y if result.check == "forward" else (result.output.gradients or {}).get(result.tensor)
         try:
-            y = np.asarray(result.output.y).astype(np.float64)
+            y = None if value is None else np.asarray(value).astype(np.float64)
         except (TypeError, ValueError):
             y = None
     m = result.metrics
@@ -441,7 +458,7 @@ def _replay_main(payload: str) -> dict[str, Any]:
     names = _engine_names(spec["engines"])
     _set_threads(spec.get("threads") or {})
     case = to_case(spec["entry"])
-    return {name: _encode(observe(run_one(case, name))) for name in names}
+    return {name: _encode(observe(r)) for name, r in run_checks(case, names).items()}
 
 
 def _engine_names(specs: Iterable[str]) -> list[str]:

@@ -79,7 +79,7 @@ def format_lint(entries: list[LintEntry], s: Sweep, weak_only: bool = False) -> 
             kills = f"kills {len(e.kills)}: {', '.join(e.kills)}" if e.kills else "kills none"
             lines.append(f"ok   {where}: {kills}" + (" (golden output)" if e.golden else ""))
     weak = sum(e.weak for e in entries)
-    lines.append(f"{len(entries)} cases linted against {len(s.mutants)} mutants in {s.duration_s:.1f} s: "
-                 f"{weak} weak" + (f"; not linted (too big): {', '.join(c.id for c in s.excluded)}"
-                                   if s.excluded else ""))
+    lines.append(f"{len(entries)} cases linted against {len(s.mutants) + len(s.backward)} mutants in "
+                 f"{s.duration_s:.1f} s: {weak} weak"
+                 + (f"; not linted (too big): {', '.join(c.id for c in s.excluded)}" if s.excluded else ""))
     return "\n".join(lines)

@@ -4,6 +4,10 @@ Each mutant is the NumPy port (port.Port) with one step broken, usable as a plug
 ``harness.detection.mutants:NAME`` (fn(layer, config, x, weights) -> y in the case dtype). A mutant raises
 NotImplementedError for layer kinds or dtypes where its bug cannot exist (a skip, not a kill). The same
 catalogue is the dictionary of harness.detection.diagnose.
+
+The backward mutants (BACKWARD_MUTANTS, at the end) are ports whose forward is right and whose gradients carry one
+mistake (detection.gradient_port.GradientPort with one step broken): they break only the backward items of the
+cases that ask for the backward check, and harness.detection.gradient_diagnosis names them in a backward failure.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import conv_grads
 from ..layers import Geometry
+from ..layouts import conv_k2t
 from ..padding import effective_kernel, pad_amounts
 from ..tensors import generate, round_to
+from .gradient_port import GradientPort, gradient_port
 from .port import Port, channel_view, numpy_port, reference_port, torch_conv
 
 DW = ("depthwise", "separable")
@@ -443,6 +450,116 @@ class Float32Internal(Port):
         return f32(y), (None if z is None else f32(z))
 
 
+# ---------------------------------------------------------------- backward: the forward right, the gradients wrong
+
+class GradKernelForwardPermutation(GradientPort):
+    name = "grad_kernel_forward_permutation"
+    bug = ("weight gradient converted back from torch layout with the forward (Keras -> torch) permutation instead "
+           "of its inverse: (F, C, kh, kw).permute(3, 2, 0, 1) gives (kw, kh, F, C), kernel height/width and in/out "
+           "channels swapped (a wrong shape unless kh == kw and C/groups == F; in 1D the permutation is its own "
+           "inverse, and so is the depthwise kernel's transpose in 2D)")
+    diagnosis = ("the kernel gradient converted back to Keras layout with the forward (Keras -> torch) permutation "
+                 "instead of its inverse: height/width and in/out channels swapped")
+    families = ("conv", "separable")   # the conv kernel; the pointwise kernel (its depthwise one is unaffected)
+    ranks = (2,)
+
+    def to_keras(self, grads, g, weights, block):
+        grads = dict(super().to_keras(grads, g, weights, block))
+        perm = conv_k2t(g.kind.rank)
+        for name in ("kernel", "pointwise_kernel"):
+            if name in grads:
+                torch_layout = grads[name].transpose(perm)   # (F, C/groups, *K): what autograd hands back
+                grads[name] = np.ascontiguousarray(torch_layout.transpose(perm))   # conv_k2t where conv_t2k is due
+        return grads
+
+
+class GradDepthwiseBiasFolded(GradientPort):
+    name = "grad_depthwise_bias_folded"
+    bug = ("a torch separable block with a depthwise bias b_d (compensated in the pointwise bias) whose gradients are "
+           "mapped back to Keras with the forward fold, as if folding were exact for gradients: dbias := dL/db_p + "
+           "W_p^T dL/db_d, and the block's dW_p (its z carries b_d) taken as Keras's")
+    diagnosis = ("the depthwise bias's gradient folded into the bias gradient as the forward folds the bias "
+                 "(dL/db_p + W_p^T dL/db_d), the block's pointwise-kernel gradient taken as Keras's: folding is "
+                 "exact for values, not for gradients")
+    families = ("separable",)
+    source = "harness/engines/torch_engine.py TorchEngine._gradients (what it must not do)"
+    port_variant = ("depthwise_bias",)
+
+    def block(self, g, weights, dtype, variant):
+        if variant:
+            return super().block(g, weights, dtype, variant)
+        # The block's own depthwise bias, drawn as the torch engine draws it (engine option depthwise_bias).
+        b_d = round_to(generate("normal", (g.in_channels * g.depth_multiplier,), 0, "depthwise_bias"), dtype)
+        return {"depthwise_bias": np.asarray(b_d, dtype=np.float64)}
+
+    def reported_block(self, g, block):
+        # The judge's expectation for the block (Family.variant_gradients) is built from the Keras layer's bias
+        # gradient: without a Keras bias the block is reported as the Keras layer it claims to be (its dW_p and the
+        # bias the fold makes then fail as such).
+        return super().reported_block(g, block) if g.use_bias else {}
+
+    def to_keras(self, grads, g, weights, block):
+        grads = dict(grads)
+        d_bd = grads.pop("depthwise_bias")
+        pk = np.asarray(weights["pointwise_kernel"], dtype=np.float64)
+        # harness.families.separable.fold_depthwise_bias (b + W_p^T b_d) applied to the gradients. The fold makes a
+        # Keras bias even where the layer has none, as torch_to_keras does for the block's weights.
+        grads["bias"] = grads["bias"] + d_bd @ pk.reshape(pk.shape[-2:])
+        return grads
+
+
+class GradPadSplitMirrored(GradientPort):
+    name = "grad_pad_split_mirrored"
+    bug = ("the backward pass of a 'same' or 'causal' padded conv pads the other way round (a hand-written backward "
+           "that recomputes the pads with the split mirrored: the odd 'same' pixel before instead of after, the "
+           "causal padding after); the forward pads right")
+    diagnosis = ("the gradients computed with the padding split mirrored (the odd 'same' pixel before instead of "
+                 "after, causal padding after): the backward pass pads the other way round from the forward")
+
+    def layer_backward(self, x_cl, kernels, g, dz):
+        widths = [pad_amounts(g.padding, n, k, s, d)[::-1]
+                  for n, k, s, d in zip(x_cl.shape[1:-1], g.kernel_size, g.strides, g.dilation)]
+        xp = np.pad(x_cl, [(0, 0), *widths, (0, 0)])
+        valid = _replace(g, padding="valid")   # x padded here, the mirrored way: the VJP itself pads nothing
+        family = g.kind.family
+        out = family.backward(xp, kernels, valid, dz)
+        if family.stages:
+            # Only the padded (first) step's VJP pads the other way: the later steps read what the forward
+            # computed (saved by autograd), so their kernels' gradients are the right ones.
+            right = family.backward(x_cl, kernels, g, dz)
+            out.update({name: right[name] for name in family.kernel_names[1:]})
+        interior = (slice(None), *(slice(b, b + n) for (b, _), n in zip(widths, x_cl.shape[1:-1])), slice(None))
+        out["x"] = out["x"][interior]
+        return out
+
+
+class GradBiasStopped(GradientPort):
+    name = "grad_bias_stopped"
+    bug = ("a stop-gradient on the bias (detached, or a frozen buffer instead of a parameter): dbias is zero (the "
+           "pointwise bias of a separable layer); the forward adds it as it should")
+    diagnosis = "the bias gradient zero: the bias detached from the graph (a stop-gradient on it)"
+
+    def to_keras(self, grads, g, weights, block):
+        grads = dict(super().to_keras(grads, g, weights, block))
+        if "bias" in grads:
+            grads["bias"] = np.zeros_like(grads["bias"])
+        return grads
+
+
+class GradDxTimesMultiplier(GradientPort):
+    name = "grad_dx_times_multiplier"
+    bug = ("dx scaled by the depth multiplier M: each input channel's gradient, already summed over the M filters "
+           "that read it, multiplied by M again (a port that feeds each channel to its filters as M copies and "
+           "counts the copies twice)")
+    diagnosis = "dx scaled by the depth multiplier M (each input channel's gradient counted once more per filter copy)"
+    families = DW
+
+    def to_keras(self, grads, g, weights, block):
+        grads = dict(super().to_keras(grads, g, weights, block))
+        grads["x"] = grads["x"] * g.depth_multiplier
+        return grads
+
+
 def _replace(g: Geometry, **changes: Any) -> Geometry:
     return dataclasses.replace(g, **changes)
 
@@ -457,11 +574,21 @@ CLASSES: tuple[type[Port], ...] = (
     TF32, Float32Internal,
 )
 MUTANTS: dict[str, Port] = {cls.name: cls() for cls in CLASSES}
-# Controls: correct ports that must pass every case (the NumPy port itself and the oracle cast to the dtype).
-CONTROLS = {"numpy_port": numpy_port, "reference_port": reference_port}
+# The backward mutants: run on the backward items of the cases with `check: [..., backward]`, killed there.
+BACKWARD_CLASSES: tuple[type[GradientPort], ...] = (
+    GradKernelForwardPermutation, GradDepthwiseBiasFolded, GradPadSplitMirrored, GradBiasStopped,
+    GradDxTimesMultiplier,
+)
+BACKWARD_MUTANTS: dict[str, GradientPort] = {cls.name: cls() for cls in BACKWARD_CLASSES}
+CATALOGUE: dict[str, Port] = {**MUTANTS, **BACKWARD_MUTANTS}   # every mutant by name, forward and backward
+# Controls: correct ports that must pass every case (the NumPy port itself and the oracle cast to the dtype);
+# gradient_port, the correct port with gradients, is the backward mutants' control (run on backward items).
+CONTROLS = {"numpy_port": numpy_port, "reference_port": reference_port, "gradient_port": gradient_port}
+BACKWARD_CONTROL = "gradient_port"
 
 # Each mutant is a module attribute, so `--engine harness.detection.mutants:flipped_kernel` names it.
 globals().update(MUTANTS)
+globals().update(BACKWARD_MUTANTS)
 globals().update(CONTROLS)
 
 

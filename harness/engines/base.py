@@ -29,6 +29,9 @@ class Request:
     geometry: "Geometry"                # the same, normalised (every argument explicit, sizes as tuples)
     inputs: Inputs
     options: dict[str, Any] = field(default_factory=dict)   # this engine's options from the case (validated)
+    # The upstream gradient dL/dy (case dtype, the output's data_format) where the case asks for the backward
+    # pass: the engine then also returns EngineOutput.gradients (vector-Jacobian products with it, no loss).
+    grad_output: np.ndarray | None = None
 
     @property
     def dtype(self) -> str:
@@ -52,6 +55,10 @@ class EngineOutput:
     # Facts of this run that decide the framework's behaviour, in the condition language's names
     # (harness/conditions.py FACTS), e.g. {"onednn": True, "keras_layer_format": "channels_first"}.
     facts: dict[str, Any] = field(default_factory=dict)
+    # Where the request carried grad_output: dL/dx ("x", in the input's data_format and dtype) and dL/d each
+    # weight by its Keras name, converted back to Keras layout with the converters the forward pass uses; a port
+    # variant adds its own tensors (the torch separable block's "depthwise_bias"). harness/backward.py judges them.
+    gradients: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class Engine:
     # Limits of the runtime that are not bugs, dtype -> reason (e.g. onnxruntime has no float64 Conv kernel on
     # CPU): those items skip with the reason, before the engine runs.
     dtype_limits: ClassVar[dict[str, str]] = {}
+    # Whether run() answers a request with grad_output (the backward check); the others skip its backward items.
+    computes_gradients: ClassVar[bool] = False
 
     def run(self, request: Request) -> EngineOutput:
         """Compute the layer; raise EngineRejected where the framework refuses it, EngineSkip where it cannot
@@ -144,15 +153,35 @@ PluginFn = Callable[[str, dict, np.ndarray, dict], Any]
 class FunctionEngine(Engine):
     """A user's plug-in: ``fn(layer, config, x, weights)`` returning an array or an EngineOutput (params, weight
     shapes, notes, facts); raise EngineRejected where the converter refuses the layer, NotImplementedError or
-    EngineSkip to skip."""
+    EngineSkip to skip.
+
+    Gradients (optional): a function with a ``grad_output`` parameter is called with ``grad_output=dy`` for the
+    backward check and returns ``EngineOutput(y=..., gradients={"x": dx, KERAS_WEIGHT_NAME: grad, ...})`` in Keras
+    layout; one without it skips the backward items, saying so."""
 
     weight_layout = "plug-in"   # unknown: a plain expect.weight_shapes table (Keras layout) does not describe it
+    computes_gradients = True    # decided per function: run() skips where fn has no grad_output parameter
 
     def __init__(self, name: str, fn: PluginFn):
         self.name, self.fn = name, fn   # type: ignore[misc]
 
+    def takes_grad_output(self) -> bool:
+        import inspect
+
+        try:
+            return "grad_output" in inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            return False
+
     def run(self, request: Request) -> EngineOutput:
         # Copies, so a plug-in that writes into its arguments cannot corrupt other engines' inputs.
         weights = {k: v.copy() for k, v in request.inputs.weights.items()}
-        out = self.fn(request.layer, dict(request.config), request.inputs.x.copy(), weights)
+        args = (request.layer, dict(request.config), request.inputs.x.copy(), weights)
+        if request.grad_output is None:
+            out = self.fn(*args)
+        elif self.takes_grad_output():
+            out = self.fn(*args, grad_output=request.grad_output.copy())
+        else:
+            raise NotImplementedError(f"plug-in {self.name} computes no gradients (a function with a grad_output "
+                                      "parameter returning EngineOutput(gradients=...) would)")
         return out if isinstance(out, EngineOutput) else EngineOutput(y=np.asarray(out))

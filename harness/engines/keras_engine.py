@@ -52,6 +52,7 @@ class KerasEngine(Engine):
     name = "keras"
     weight_layout = CANONICAL_LAYOUT
     framework = "tensorflow"
+    computes_gradients = True
 
     def __init__(self) -> None:
         self.keras = _import_keras()
@@ -83,7 +84,10 @@ class KerasEngine(Engine):
                                  self._facts(config, len(input_shape))) from exc
         return obj
 
-    def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict) -> np.ndarray:
+    def _call(self, obj, x: np.ndarray, weights: dict[str, np.ndarray], layer: str, config: dict,
+              dy: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        """The layer's output, and with ``dy`` its gradients: GradientTape's vector-Jacobian product with dy
+        (output_gradients, no loss to round) w.r.t. the input ("x") and each trainable weight by its name."""
         import tensorflow as tf
 
         try:
@@ -91,7 +95,18 @@ class KerasEngine(Engine):
         except ValueError as exc:  # the family's weight names disagree with Keras: a harness bug, never a skip
             raise RuntimeError(str(exc)) from exc
         try:
-            return obj(x).numpy()
+            if dy is None:
+                return obj(x).numpy(), None
+            xt = tf.constant(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                yt = obj(xt)
+            variables = list(obj.trainable_weights)
+            grads = tape.gradient(yt, [xt, *variables], output_gradients=tf.constant(dy))
+            missing = [v.name for v, gr in zip(variables, grads[1:]) if gr is None]
+            if grads[0] is None or missing:
+                raise RuntimeError(f"GradientTape returned no gradient for {missing or ['x']} of {layer}")
+            return yt.numpy(), {"x": grads[0].numpy(), **{v.name: gr.numpy() for v, gr in zip(variables, grads[1:])}}
         except (tf.errors.OpError, ValueError) as exc:
             if _is_nchw_refusal(exc):
                 raise
@@ -119,8 +134,9 @@ class KerasEngine(Engine):
         shapes = {w.name: tuple(int(d) for d in w.shape) for w in obj.weights}
         notes: list[str] = []
         ran = config
+        dy = request.grad_output
         try:
-            y = self._call(obj, inputs.x, inputs.weights, layer, config)
+            y, gradients = self._call(obj, inputs.x, inputs.weights, layer, config, dy)
         except (tf.errors.OpError, ValueError) as exc:
             if config.get("data_format") != "channels_first" or not _is_nchw_refusal(exc):
                 raise
@@ -131,9 +147,13 @@ class KerasEngine(Engine):
             last = ran = {**config, "data_format": "channels_last"}
             x_last = np.moveaxis(inputs.x, 1, -1)
             obj = self._build(layer, last, dtype, x_last.shape)
-            y = np.moveaxis(self._call(obj, x_last, inputs.weights, layer, last), -1, 1)
+            y, gradients = self._call(obj, x_last, inputs.weights, layer, last,
+                                      None if dy is None else np.moveaxis(dy, 1, -1))
+            y = np.moveaxis(y, -1, 1)
+            if gradients is not None:
+                gradients["x"] = np.ascontiguousarray(np.moveaxis(gradients["x"], -1, 1))
         return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes,
-                            facts=self._facts(ran, inputs.x.ndim))
+                            facts=self._facts(ran, inputs.x.ndim), gradients=gradients)
 
 
     @classmethod

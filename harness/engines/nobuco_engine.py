@@ -27,6 +27,7 @@ class NobucoEngine(Engine):
     weight_layout = "keras2"   # the converted Keras 2 layers' own weights (nobuco may split or merge them)
     framework = "tensorflow"
     isolation = Isolation(env=(("TF_CPP_MIN_LOG_LEVEL", "2"),), venv="nobuco")
+    inherits = "torch"   # converts the torch port: the port's refusals (and torch's known bugs) are inherited
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

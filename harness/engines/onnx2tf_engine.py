@@ -25,6 +25,7 @@ class Onnx2TfEngine(Engine):
     weight_layout = "tensorflow"   # the converted graph's own constants
     framework = "tensorflow"
     isolation = Isolation(env=(("TF_CPP_MIN_LOG_LEVEL", "2"),), venv="onnx2tf")
+    inherits = "torch"   # converts the torch port: the port's refusals (and torch's known bugs) are inherited
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

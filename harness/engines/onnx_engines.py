@@ -136,6 +136,7 @@ class TorchOnnxEngine(Engine):
     weight_layout = "torch"
     framework = "onnxruntime"
     isolation = Isolation(venv=ONNX_VENV)
+    inherits = "torch"   # built from the torch port: the port's refusals (and torch's known bugs) are its own
     dtype_limits = {"float64": ORT_NO_FLOAT64}
 
     def __init__(self) -> None:

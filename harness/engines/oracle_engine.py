@@ -3,6 +3,7 @@ golden facts (expect) against it."""
 from __future__ import annotations
 
 from .. import oracle
+from ..backward_reference import reference_gradients
 from ..layers import refuse_impossible
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request
 
@@ -11,6 +12,7 @@ class OracleEngine(Engine):
     name = "oracle"
     reference = True          # judged in float64, exactly; its output is the reference of every other engine
     weight_layout = CANONICAL_LAYOUT   # every engine converts from it
+    computes_gradients = True
 
     def run(self, request: Request) -> EngineOutput:
         g, inputs = request.geometry, request.inputs
@@ -19,4 +21,6 @@ class OracleEngine(Engine):
             y=oracle.run(request.layer, request.config, inputs.x64, inputs.weights64),
             params=g.param_count(),
             weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()},
+            gradients=None if request.grad_output is None else reference_gradients(
+                inputs.x64, inputs.weights64, g, request.grad_output.astype("float64")),
         )

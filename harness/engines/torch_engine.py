@@ -17,6 +17,7 @@ class TorchEngine(Engine):
     name = "torch"
     weight_layout = "torch"   # its weight_shapes are the port's state dict: (out, in/groups, *kernel)
     framework = "torch"
+    computes_gradients = True
     options = {
         # The hand-written block with a bias on both convs: a random depthwise bias and the pointwise bias that
         # makes the block equal to Keras (what folding undoes).
@@ -54,27 +55,32 @@ class TorchEngine(Engine):
         module = self.port.from_keras(layer, config, weights, in_channels=g.in_channels,
                                       depthwise_bias=depthwise_bias, dtype=tdtype)
         x = inputs.x.astype(np.float32) if dtype_name == "bfloat16" else inputs.x
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype)
-        if not g.channels_first:  # torch modules are channels-first; move C around them
-            xt = xt.movedim(-1, 1)
+        x_leaf = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype)
+        backward = request.grad_output is not None
+        if backward:
+            x_leaf.requires_grad_(True)
+        xt = x_leaf if g.channels_first else x_leaf.movedim(-1, 1)   # torch modules are channels-first
         stages: dict[str, Any] = {}
         for stage in g.kind.family.stages:
             # A stage's output (the depthwise conv of a separable block: the port's submodule of that name), kept
             # so that a failing layer can say which stage went wrong.
             getattr(module, stage).register_forward_hook(lambda _m, _i, out, s=stage: stages.__setitem__(s, out))
         try:
-            with torch.no_grad():
+            with torch.set_grad_enabled(backward):
                 yt = module(xt)
+                gradients = self._gradients(module, x_leaf, yt, request) if backward else None
         except RuntimeError as exc:
             if "not implemented" in str(exc):
                 raise EngineSkip(f"PyTorch CPU has no kernel for this: {str(exc).splitlines()[0]}") from exc
             raise
+        yt = yt.detach()
         if not g.channels_first:
             yt = yt.movedim(1, -1)
         y = yt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else yt.numpy()
         intermediate: dict[str, np.ndarray] = {}
         for stage, zt in stages.items():
             zt = zt if g.channels_first else zt.movedim(1, -1)
+            zt = zt.detach()
             intermediate[stage] = np.ascontiguousarray(
                 zt.float().numpy().astype(numpy_dtype(dtype_name)) if dtype_name == "bfloat16" else zt.numpy())
         if depthwise_bias is not None:   # this block's depthwise conv adds its own bias
@@ -93,7 +99,37 @@ class TorchEngine(Engine):
             # Its depthwise sums add b_d: one more rounding on that path than Keras's block.
             extra_roundings=1 if depthwise_bias is not None else 0,
             intermediate=intermediate,
+            gradients=gradients,
         )
+
+    def _gradients(self, module: Any, x_leaf: Any, yt: Any, request: Request) -> dict[str, np.ndarray]:
+        """Autograd's vector-Jacobian product with grad_output: dL/dx, and the port's parameter gradients
+        converted back to Keras names and layouts with the family's torch_to_keras (the forward pass's converter:
+        a converter bug shows here too). Only layouts are converted: a torch separable block's depthwise bias
+        is not folded into the Keras bias (folding is exact for values, not for gradients: dL/db_p is Keras's
+        dL/db, and dL/db_d = W_p dL/db is judged as a tensor of its own, "depthwise_bias")."""
+        torch, g = self.torch, request.geometry
+        dtype_name = request.dtype
+        dy = request.grad_output
+        dy = dy.astype(np.float32) if dtype_name == "bfloat16" else dy
+        dyt = torch.from_numpy(np.ascontiguousarray(dy)).to(yt.dtype)
+        if not g.channels_first:
+            dyt = dyt.movedim(-1, 1)
+        params = dict(module.named_parameters())
+        grads = torch.autograd.grad(yt, [x_leaf, *params.values()], grad_outputs=dyt)
+
+        def numpy(t: Any) -> np.ndarray:
+            t = t.detach()
+            return np.ascontiguousarray(t.float().numpy().astype(numpy_dtype(dtype_name))
+                                        if dtype_name == "bfloat16" else t.numpy())
+
+        state = {name: numpy(t) for name, t in zip(params, grads[1:])}
+        extra = {}
+        if "depthwise.bias" in state:
+            extra["depthwise_bias"] = state.pop("depthwise.bias")
+        out = g.kind.family.torch_to_keras(g.kind, state, "torch gradients", in_channels=g.in_channels,
+                                           depth_multiplier=g.depth_multiplier)
+        return {"x": numpy(grads[0]), **out, **extra}
 
     @classmethod
     def thread_count(cls) -> Any:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
+from ..padding import output_length
+
 if TYPE_CHECKING:
     from ..layers import Geometry
 
@@ -96,8 +98,43 @@ class Family:
         """One of `stages`, channels last, float64 (no bias)."""
         raise KeyError(f"{self.name} layers have no stage {stage!r}")
 
+    def variant_gradients(self, variant: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
+                          grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradients a port variant has (its extra tensors, e.g. a torch separable block's depthwise bias,
+        given in ``variant``), from the Keras layer's ``grads`` and ``weights``: a port with other parameters has
+        other gradients, even where its outputs agree. The same call on magnitudes gives their gauge."""
+        return dict(grads)
+
+    def variant_gradient_lengths(self, variant: Mapping[str, np.ndarray], lengths: Mapping[str, int],
+                                 g: "Geometry") -> dict[str, int]:
+        """The reduction lengths of ``variant_gradients``' tensors."""
+        return dict(lengths)
+
+    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                        inner: Callable[[np.ndarray], np.ndarray],
+                        outer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`forward` with each intermediate stage's output passed through ``inner`` and the last one through
+        ``outer``: a runtime that computes ops in a narrower precision (OpenVINO's bfloat16 inference) stores
+        intermediates in it, and may or may not round the last op's output (for diagnosis)."""
+        return outer(self.forward(x, w, g))
+
     def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
         raise KeyError(f"{self.name} layers have no stage {stage!r}")
+
+    # ---------------------------------------------------------------- the float64 backward reference
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                 dz: np.ndarray) -> dict[str, np.ndarray]:
+        """The vector-Jacobian product of `forward`: x (N, *S, C) float64 channels last, w the kernels (no bias),
+        dz (N, *S', out) the gradient of the output before bias and activation -> {"x": dx, each kernel name:
+        its gradient}, in the shapes and Keras layouts of x and w."""
+        raise NotImplementedError
+
+    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+        """Roundings on the longest path of one element of each gradient `backward` returns, and of "bias" (products
+        and sums, from dz taken as exact: the product dy * f'(pre) that makes dz is the caller's, as the bias is
+        for `reduction_length`). ``input_shape`` is x's, batch first, in the case's data_format: a kernel's
+        gradient sums over the batch and every output position, which the Geometry alone does not know."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- Keras <-> PyTorch weights
     def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
@@ -135,3 +172,11 @@ class Family:
 def taps(g: "Geometry") -> int:
     """Kernel taps per channel."""
     return math.prod(g.kernel_size)
+
+
+def batch_positions(g: "Geometry", input_shape: tuple[int, ...]) -> int:
+    """Batch x output positions of an input of ``input_shape`` (batch first, in its data_format): the terms of a
+    kernel's or the bias's gradient, which sums over every image and every output position."""
+    spatial = input_shape[2:] if g.channels_first else input_shape[1:-1]
+    return int(input_shape[0]) * math.prod(
+        output_length(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation))

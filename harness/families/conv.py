@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .. import conv_ops
+from .. import conv_grads, conv_ops
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy
-from .base import Family, LayerKind, taps
+from .base import Family, LayerKind, batch_positions, taps
 
 if TYPE_CHECKING:
     from ..layers import Geometry
@@ -37,6 +37,18 @@ class ConvFamily(Family):
 
     def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
         return conv_ops.conv(x, w["kernel"], g)
+
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                 dz: np.ndarray) -> dict[str, np.ndarray]:
+        dx, dkernel = conv_grads.conv_backward(x, w["kernel"], dz, g)
+        return {"x": dx, "kernel": dkernel}
+
+    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+        rows = batch_positions(g, input_shape)
+        # dx: a dot product over the taps and the F/groups output channels of its group that read it (an upper
+        # bound: with strides fewer taps reach an element), one product and the sums. dkernel: a dot product over
+        # the batch and the output positions. dbias: a plain sum of those dz, no product, so one rounding fewer.
+        return {"x": taps(g) * (g.filters // g.groups), "kernel": rows, "bias": rows - 1}
 
     def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
                        what: str, **variant: Any) -> dict[str, np.ndarray]:

@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .. import conv_ops
+from .. import conv_grads, conv_ops
 from ..layouts import as_array, check_bias, check_names, copy, depthwise_k2t, depthwise_t2k, split_depth_multiplier
-from .base import Family, LayerKind, taps
+from .base import Family, LayerKind, batch_positions, taps
 from .conv import single_weight_state
 
 if TYPE_CHECKING:
@@ -32,6 +32,17 @@ class DepthwiseFamily(Family):
 
     def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
         return conv_ops.depthwise(x, w["kernel"], g)
+
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                 dz: np.ndarray) -> dict[str, np.ndarray]:
+        dx, dkernel = conv_grads.depthwise_backward(x, w["kernel"], dz, g)
+        return {"x": dx, "kernel": dkernel}
+
+    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+        rows = batch_positions(g, input_shape)
+        # dx[c]: a dot product over the taps and the M output channels c*M + m that channel c feeds (an upper bound,
+        # as for conv). dkernel: over the batch and the output positions. dbias: a plain sum of dz, no product.
+        return {"x": taps(g) * g.depth_multiplier, "kernel": rows, "bias": rows - 1}
 
     def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
                        what: str, **variant: Any) -> dict[str, np.ndarray]:

@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .. import conv_ops
+from .. import conv_grads, conv_ops
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy, depthwise_k2t
-from .base import Family, LayerKind, taps
+from .base import Family, LayerKind, batch_positions, taps
 from .depthwise import depth_multiplier_weak_spots, keras_depthwise_kernel
 
 if TYPE_CHECKING:
@@ -40,10 +40,66 @@ class SeparableFamily(Family):
         # Keras SeparableConv: depthwise (no bias) then pointwise; the one bias comes after the pointwise step.
         return conv_ops.pointwise(self.stage_forward("depthwise", x, w, g), w["pointwise_kernel"])
 
+    def variant_gradients(self, variant: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
+                          grads: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # The torch block with a depthwise bias b_d: its pointwise conv reads z + b_d, so dL/dW_p gains
+        # b_d (x) dL/db (summed over positions); its pointwise bias b_p gets Keras's dL/db (b = b_p + W_p^T b_d);
+        # and b_d, added at every position of the depthwise output (whose gradient is dz @ W_p^T), gets
+        # W_p dL/db. Forward folding is exact; mapping these gradients back with it is not (a backward mutant).
+        out = dict(grads)
+        if "depthwise_bias" not in variant:
+            return out
+        bd = np.asarray(variant["depthwise_bias"], dtype=np.float64)
+        pk = np.asarray(weights["pointwise_kernel"], dtype=np.float64)
+        dbias = np.asarray(grads["bias"], dtype=np.float64)
+        out["pointwise_kernel"] = grads["pointwise_kernel"] + np.outer(bd, dbias).reshape(pk.shape)
+        out["depthwise_bias"] = pk.reshape(pk.shape[-2:]) @ dbias
+        return out
+
+    def variant_gradient_lengths(self, variant: Mapping[str, np.ndarray], lengths: Mapping[str, int],
+                                 g: "Geometry") -> dict[str, int]:
+        out = dict(lengths)
+        if "depthwise_bias" in variant:
+            out["pointwise_kernel"] += 1                                   # z + b_d: one more rounding per term
+            out["depthwise_bias"] = lengths["bias"] + int(g.filters)       # then a dot product over the filters
+        return out
+
+    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                        inner: Callable[[np.ndarray], np.ndarray],
+                        outer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        z = inner(self.stage_forward("depthwise", x, w, g))
+        return outer(conv_ops.pointwise(z, w["pointwise_kernel"]))
+
     def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
         if stage != "depthwise":
             return super().stage_forward(stage, x, w, g)
         return conv_ops.depthwise(x, w["depthwise_kernel"], g)
+
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+                 dz: np.ndarray) -> dict[str, np.ndarray]:
+        # The chain rule through the two stages: the pointwise VJP needs the depthwise output (recomputed here, as
+        # `forward` computes it), and hands the depthwise VJP the gradient of that output.
+        z = self.stage_forward("depthwise", x, w, g)
+        dz_depthwise, dpointwise = conv_grads.pointwise_backward(z, w["pointwise_kernel"], dz)
+        dx, ddepthwise = conv_grads.depthwise_backward(x, w["depthwise_kernel"], dz_depthwise, g)
+        return {"x": dx, "depthwise_kernel": ddepthwise, "pointwise_kernel": dpointwise}
+
+    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+        # As `reduction_length` adds its two stages' lengths (a term of y is rounded at most taps times in the
+        # depthwise stage, then C*M times in the pointwise one, and (1 + theta_a)(1 + theta_b) = 1 + theta_(a+b)),
+        # each gradient's length is the longest chain of roundings any one of its terms goes through, stage after
+        # stage:
+        #   pointwise_kernel: sum over batch x positions of z * dz, where z itself carries the depthwise stage's
+        #                     taps roundings: taps + N*positions;
+        #   the depthwise output's gradient dz @ W_p^T is a dot product over the F filters: F roundings, which
+        #   every term of the two gradients below carries before the depthwise VJP adds its own:
+        #   depthwise_kernel: F + N*positions (sum over batch x positions of x * that gradient);
+        #   x:                F + taps*M (sum over the taps and the M channels each input channel feeds);
+        #   bias:             N*positions - 1, a plain sum of dz, as for the other families.
+        rows = batch_positions(g, input_shape)
+        f = int(g.filters)
+        return {"x": f + taps(g) * g.depth_multiplier, "depthwise_kernel": f + rows,
+                "pointwise_kernel": taps(g) + rows, "bias": rows - 1}
 
     def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
         if stage != "depthwise":

@@ -1,4 +1,5 @@
-"""Run every (case, engine) through harness.runner.run_one, with a progress bar, and gather what the report shows."""
+"""Run every (case, check, engine) through harness.runner.run_one, with a progress bar, and gather what the report
+shows: each case's forward check and, where the case asks for it (`check: [forward, backward]`), its backward check."""
 from __future__ import annotations
 
 import shutil
@@ -8,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..engines import is_reference
-from ..runner import reference, run_one
+from ..runner import Result, reference, run_one
 from ..schema import Case
-from .pictures import engine_pictures
-from .results_json import case_info, record
+from .pictures import engine_pictures, gradient_pictures
+from .results_json import case_info, deciding_tensor, item_key, record
 
 
 class Progress:
@@ -50,36 +51,68 @@ class Progress:
 @dataclass
 class Collected:
     cases: list[dict[str, Any]] = field(default_factory=list)          # results_json.case_info per case
-    records: list[dict[str, Any]] = field(default_factory=list)        # results_json.record per pair
-    pictures: dict[str, dict[str, Any]] = field(default_factory=dict)  # case id -> engine -> heatmap data
+    records: list[dict[str, Any]] = field(default_factory=list)        # results_json.record per item
+    # case id -> item key (results_json.item_key: the engine, or "ENGINE:backward") -> heatmap data
+    pictures: dict[str, dict[str, Any]] = field(default_factory=dict)
     duration_s: float = 0.0
 
 
+def _forward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | None]:
+    if result.output is None or result.bound is None or result.metrics is None:
+        return None, None
+    return engine_pictures(result.output.y, reference(case).y, result.bound.bound, case.geometry.channels_first,
+                           failing=result.verdict != "pass")
+
+
+def _backward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | None]:
+    """Per gradient tensor judged, the pictures of |g_engine - g_oracle| / bound; the record's histogram, worst
+    elements and pattern are those of its deciding tensor (results_json.deciding_tensor)."""
+    got = (result.output.gradients or {}) if result.output is not None else {}
+    tensors: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for name, (value, bound) in result.gradient_arrays.items():
+        if name not in got:
+            continue
+        extra, pics = gradient_pictures(name, got[name], value, bound, case.geometry.channels_first,
+                                        failing=result.verdict != "pass", layer=case.layer)
+        extras[name] = extra
+        tensors[name] = {"pics": pics, **extra}
+    if not tensors:
+        return None, None
+    tensor = deciding_tensor(case, result)
+    default = tensor if tensor in tensors else next(iter(tensors))
+    return extras.get(tensor), {"check": "backward", "tensor": default, "tensors": tensors}
+
+
 def run_case(case: Case, engines: list[str], progress: Progress | None = None) -> tuple[list[dict], dict]:
-    """Records and heatmap data of one case in every engine (arrays are dropped before the next case)."""
+    """Records and heatmap data of one case: every check it asks for, in every engine (the arrays are dropped after
+    each engine)."""
     records, pictures = [], {}
-    for engine in engines:
-        result = run_one(case, engine)
-        extra = None
-        if not is_reference(engine) and result.output is not None and result.bound is not None \
-                and result.metrics is not None:
-            try:
-                extra, pictures[engine] = engine_pictures(
-                    result.output.y, reference(case).y, result.bound.bound, case.geometry.channels_first,
-                    failing=result.verdict != "pass")
-            except Exception as exc:  # noqa: BLE001 - a picture problem must not lose the verdict
-                result.notes.append(f"report could not draw this output: {type(exc).__name__}: {exc}")
-        result.output = None  # free the engine's output before the next engine runs
-        records.append(record(case, result, extra))
-        if progress:
-            progress.step(f"{case.id} [{engine}] {result.verdict}")
+    for check in case.check:
+        for engine in engines:
+            result = run_one(case, engine, check)
+            extra = None
+            if not is_reference(engine):
+                try:
+                    extra, pics = (_backward_pictures if check == "backward" else _forward_pictures)(case, result)
+                    if pics is not None:
+                        pictures[item_key(engine, check)] = pics
+                except Exception as exc:  # noqa: BLE001 - a picture problem must not lose the verdict
+                    result.notes.append(f"report could not draw this {'gradient' if check == 'backward' else 'output'}"
+                                        f": {type(exc).__name__}: {exc}")
+            records.append(record(case, result, extra))
+            result.output = None   # free the engine's output (and gradients) before the next engine runs
+            result.gradient_arrays = {}
+            if progress:
+                label = engine if check == "forward" else f"{engine} {check}"
+                progress.step(f"{case.id} [{label}] {result.verdict}")
     return records, pictures
 
 
 def collect(cases: list[Case], engines: list[str], stream: TextIO | None = None) -> Collected:
     out = Collected()
     start = time.perf_counter()
-    progress = Progress(len(cases) * len(engines), stream)
+    progress = Progress(sum(len(c.check) for c in cases) * len(engines), stream)
     try:
         for case in cases:
             out.cases.append(case_info(case))

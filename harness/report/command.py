@@ -20,7 +20,7 @@ from .write import write_all
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `report` beyond the common ones."""
     parser.add_argument("--baseline", metavar="OLD_results.json",
-                        help="mark the (case, engine) pairs whose verdict or error ratio changed against this "
+                        help="mark the (case, engine, check) items whose verdict or error ratio changed against this "
                              "earlier results.json")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help="folder for results.json and index.html (default: reports)")
@@ -95,7 +95,7 @@ def _merged(args: argparse.Namespace) -> tuple[dict, dict, None]:
     doc, pictures, warnings = merge.merge(args.merge, merge_command_line(args), args.baseline)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"merged {len(args.merge)} shards: {len(doc['cases'])} cases, {len(doc['results'])} pairs")
+    print(f"merged {len(args.merge)} shards: {len(doc['cases'])} cases, {len(doc['results'])} items")
     return doc, pictures, None
 
 
@@ -120,8 +120,11 @@ def run(args: argparse.Namespace) -> int:
         bad += results_json.unexpected(s)
         known = f" ({s['xfail']} known bugs)" if s["xfail"] else ""
         xpass = f", {s['xpass']} known bugs that no longer fail (remove their xfail)" if s["xpass"] else ""
+        b = s.get("backward") or {}
+        backward = (f" (of them backward: {b['pass']} pass, {b['fail']} fail, {b['skip']} skip, {b['error']} error)"
+                    if b.get("total") else "")
         print(f"{engine:>10}: {s['pass']} pass, {s['fail']} fail{known}, {s['skip']} skip, {s['rejected']} rejected, "
-              f"{s['error']} error{xpass}")
+              f"{s['error']} error{xpass}{backward}")
     if doc["baseline"]:
         ch = doc["baseline"]["changed"]
         print(f"vs baseline {doc['baseline']['path']}: {ch['verdict']} verdict changes, {ch['ratio']} ratio changes, "

@@ -11,7 +11,7 @@ from markupsafe import Markup  # jinja2's own dependency
 from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
-from .results_json import finite, unexpected
+from .results_json import finite, item_key, unexpected
 
 # Record fields the page's matrix needs up front; the heavy ones load per case when it is opened.
 LAZY_FIELDS = ("worst_elements", "ratio_histogram", "details")
@@ -44,11 +44,29 @@ def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str
     return out
 
 
+def _check(rec: dict[str, Any]) -> str:
+    return rec.get("check") or "forward"   # a record of schema 1.3 or older is a forward one
+
+
+def items(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The page's columns: per engine its forward item and, where the run has any, its backward item beside it
+    (``key``: results_json.item_key, which keys a case's records and pictures on the page)."""
+    backward = {r["engine"] for r in doc["results"] if _check(r) == "backward"}
+    out = []
+    for e in doc["engines"]:
+        out.append({"key": e, "engine": e, "check": "forward", "label": e})
+        if e in backward:
+            out.append({"key": item_key(e, "backward"), "engine": e, "check": "backward",
+                        "label": f"{e} \u00b7 backward"})
+    return out
+
+
 def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
-    """(what the page parses at load, one lazily parsed blob per case)."""
+    """(what the page parses at load, one lazily parsed blob per case); a case's records and pictures are keyed by
+    item (results_json.item_key: the engine, or "ENGINE:backward")."""
     by_case: dict[str, dict[str, dict]] = {}
     for rec in doc["results"]:
-        by_case.setdefault(rec["case_id"], {})[rec["engine"]] = rec
+        by_case.setdefault(rec["case_id"], {})[item_key(rec["engine"], _check(rec))] = rec
     cases, lazy = [], []
     for info in doc["cases"]:
         recs = by_case.get(info["id"], {})
@@ -64,6 +82,7 @@ def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple
     baseline = doc.get("baseline")
     meta = {k: doc.get(k) for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
     meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
+    meta["items"] = items(doc)
     return {"meta": meta, "cases": cases}, lazy
 
 
@@ -75,41 +94,54 @@ def _summary_html(doc: dict[str, Any]) -> str:
     total = sum(summary[e]["total"] for e in engines)
     invalid = doc.get("invalid_cases") or []
     known_text = f"; {known} fail as known bugs (xfail)" if known else ""
+    # With backward items a case has two items per engine: the counts are of (case, engine, check) items.
+    backward = any((summary[e].get("backward") or {}).get("total") for e in engines)
+    unit = "(case, engine, check) items" if backward else "(case, engine) pairs"
     if bad or invalid:
-        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad} of {total} (case, engine) '
-                  f'pairs fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
+        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad} of {total} {unit} '
+                  f'fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
                   + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text + '</div>')
     else:
         passed = sum(summary[e]["pass"] for e in engines)
         other = sum(summary[e]["skip"] + summary[e]["rejected"] for e in engines)
         banner = (f'<div class="banner good" id="verdict-banner" data-bad="0">No unexpected failure: of {total} '
-                  f'(case, engine) pairs {passed} pass, {other} skip or are rejected by the framework with the '
+                  f'{unit} {passed} pass, {other} skip or are rejected by the framework with the '
                   f'reason{known_text}</div>')
     cols = ("pass", "fail", "xfail", "skip", "rejected", "error") + (("xpass",) if xpass else ())
     head = "".join(f'<th class="num"><span class="pill v-{c}">{c}</span></th>' for c in cols)
     rows = []
-    for e in engines:
-        s = summary[e]
-        cells = "".join(f'<td class="num{" count0" if not s[c] else ""}" data-verdict="{c}">{s[c]}</td>' for c in cols)
+
+    def row(attrs: str, title: str, s: dict[str, Any]) -> str:
+        cells = "".join(f'<td class="num{" count0" if not s.get(c) else ""}" data-verdict="{c}">{s.get(c, 0)}</td>'
+                        for c in cols)
         worst = s.get("max_ratio_pass")
-        rows.append(f'<tr data-engine="{escape(e)}"><th>{escape(e)}</th>{cells}<td class="num">{s["total"]}</td>'
-                    f'<td class="num">{"" if worst is None else f"{worst:.3g}"}</td></tr>')
+        return (f'<tr {attrs}><th>{title}</th>{cells}<td class="num">{s["total"]}</td>'
+                f'<td class="num">{"" if worst is None else f"{float(worst):.3g}"}</td></tr>')
+
+    for e in engines:
+        rows.append(row(f'data-engine="{escape(e)}"', escape(e), summary[e]))
+        sub = summary[e].get("backward")
+        if sub and sub.get("total"):   # its backward items, counted within the engine's row above
+            rows.append(row(f'data-engine="{escape(e)}" data-check="backward" class="sub"',
+                            '<span class="small">of them backward</span>', sub))
     table = (f'<table id="summary-table"><tr><th>engine</th>{head}<th class="num">total</th>'
              f'<th class="num" title="largest error/bound among passing cases">worst pass err/bound</th></tr>'
              + "".join(rows) + "</table>")
     parts = [banner, f'<div class="summary-grid">{table}<div>']
     if invalid:
-        items = "".join(f"<li><code>{escape(str(i.get('file')))}::{escape(str(i.get('case') or ''))}</code> "
+        listed = "".join(f"<li><code>{escape(str(i.get('file')))}::{escape(str(i.get('case') or ''))}</code> "
                         f"{escape(str(i.get('field') or ''))}: {escape(str(i.get('message')))}</li>" for i in invalid)
-        parts.append(f'<div class="msg fail"><b>Invalid cases (not run)</b><ul>{items}</ul></div>')
+        parts.append(f'<div class="msg fail"><b>Invalid cases (not run)</b><ul>{listed}</ul></div>')
     base = doc.get("baseline")
     if base:
         ch = base["changed"]
         diff = _env_diff(base.get("environment"), doc["environment"])
         env_items = "".join(f"<li>{escape(k)}: {escape(str(a))} &rarr; {escape(str(b))}</li>" for k, a, b in diff)
         gone = base.get("gone") or []
-        gone_items = "".join(f"<li><code>{escape(str(g['case_id']))}</code> [{escape(str(g['engine']))}] was "
-                             f"{escape(str(g['verdict']))}</li>" for g in gone[:500])
+        gone_items = "".join(
+            f"<li><code>{escape(str(g['case_id']))}</code> [{escape(str(g['engine']))}"
+            f"{'' if (g.get('check') or 'forward') == 'forward' else ' ' + escape(str(g['check']))}] was "
+            f"{escape(str(g['verdict']))}</li>" for g in gone[:500])
         parts.append(
             f'<div class="msg" id="baseline-summary"><b>Against the baseline</b> <code>{escape(base["path"])}</code> '
             f'({escape(str(base.get("created")))}): <b>{ch["verdict"]}</b> verdict changes, <b>{ch["ratio"]}</b> '
@@ -149,7 +181,7 @@ def render(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> str:
         schema_version=doc["schema_version"], created=str(doc.get("created")),
         command=" ".join(doc.get("command") or []), n_cases=len(doc["cases"]), engines=doc["engines"],
         duration_s=doc["duration_s"], tolerance=doc["tolerance"]["model"], baseline=bool(doc.get("baseline")),
-        layers=sorted({c["layer"] for c in doc["cases"]}),
+        layers=sorted({c["layer"] for c in doc["cases"]}), items=items(doc),
         summary_html=Markup(_summary_html(doc)), env_html=Markup(_env_html(doc)),
         coverage_html=Markup(coverage_html(doc.get("coverage"))),
         css=Markup(static_text("report.css")), guard=Markup(static_text("guard.js")),

@@ -8,10 +8,11 @@ cases (what the page draws, which results.json does not hold).
 
 ``merge`` reads the N results.json files (each with its shard.json), checks that they are the N shards of one
 selection run with the same engines, and returns the document an unsharded run would have written: the cases and
-their records in the selection's order, the summary counted again, the selection's coverage. Only what describes
-the run itself differs: ``created`` (the earliest shard's), ``command`` (the merge), ``duration_s`` (the sum of
-the shards' run times), each record's ``duration_s``, and ``environment`` (the first shard's; shards that ran
-elsewhere are named in the warnings). A ``--baseline`` is compared on the merged records.
+their records (one per (case, engine, check) item: forward and backward items stay apart) in the selection's
+order, the summary counted again, the selection's coverage. Only what describes the run itself differs:
+``created`` (the earliest shard's), ``command`` (the merge), ``duration_s`` (the sum of the shards' run times),
+each record's ``duration_s``, and ``environment`` (the first shard's; shards that ran elsewhere are named in the
+warnings). A ``--baseline`` is compared on the merged records.
 """
 from __future__ import annotations
 
@@ -126,6 +127,11 @@ def merge(paths: list[str], command: list[str], baseline_path: str | None = None
 
     cases = [info for info, _ in slots]  # type: ignore[misc]
     records = [rec for _, recs in slots for rec in recs]  # type: ignore[misc]
+    keys = [results_json.record_key(rec) for rec in records]
+    if len(set(keys)) != len(keys):
+        twice_items = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        raise ValueError("--merge: the same (case, engine, check) item more than once: " + ", ".join(
+            f"{c}[{e}{'' if k == 'forward' else ' ' + k}]" for c, e, k in twice_items[:5]))
     for rec in records:
         rec["baseline"] = None   # a shard's own comparison saw only its part of the run
     section = baseline_mod.compare(records, old, baseline_path) if old is not None else None

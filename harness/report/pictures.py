@@ -215,3 +215,46 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         over_hw = over_hw.reshape(spatial_shape)   # the border of the layer's own grid, not of the folded picture
     pattern = _pattern(over_any.reshape(c, -1).any(axis=1), over_hw, n_over, int(y.size))
     return {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}, pictures
+
+
+# ---- gradient tensors (the backward check): each drawn with the same maps, in a 2-D view that fits it
+
+def gradient_view(name: str, shape: tuple[int, ...], channels_first: bool, layer: str = ""
+                  ) -> tuple[tuple[int, ...], bool, dict[str, Any]]:
+    """How the gradient tensor ``name`` of ``shape`` (of a ``layer``) is drawn: (the shape engine_pictures sees,
+    whether its channels come first, the labels the page uses). dx is drawn as an output is (the input's
+    data_format: per input channel a map over the spatial grid); a kernel (*K, C_in, C_out), in Keras layout, per
+    C_out (a depthwise kernel's depth multiplier) a map of taps (rows, the kernel axes flattened in C order) x C_in
+    (columns); a vector (the bias) as one strip."""
+    if name == "x":
+        return tuple(shape), channels_first, {"tensor": "dx", "channel": "input channel",
+                                              "positions": "spatial positions", "border": True}
+    if len(shape) >= 3:
+        taps = int(np.prod(shape[:-2]))
+        depthwise = name == "depthwise_kernel" or (name == "kernel" and layer.startswith("Depthwise"))
+        out = "depth multiplier" if depthwise else "output channel"
+        return (1, taps, int(shape[-2]), int(shape[-1])), False, {
+            "tensor": f"d{name}", "channel": out,
+            "rows": "kernel tap (" + "\u00d7".join(str(k) for k in shape[:-2]) + ", flattened in C order)",
+            "cols": "input channel", "positions": "(tap, input channel) cells", "border": False}
+    return (1, int(np.prod(shape)), 1), False, {"tensor": f"d{name}", "channel": None, "cols": "element",
+                                                "positions": None, "border": False}
+
+
+def gradient_pictures(name: str, g: np.ndarray, g_oracle: np.ndarray, bound: np.ndarray, channels_first: bool,
+                      failing: bool, layer: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """engine_pictures of one gradient tensor in its gradient_view; worst-element indices are the tensor's own
+    (Keras layout for kernels), the pictures carry the view's labels as ``view``."""
+    shape = tuple(np.shape(g_oracle))
+    view, cf, labels = gradient_view(name, shape, channels_first, layer)
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), shape)
+    extra, pics = engine_pictures(np.asarray(g).reshape(view), np.asarray(g_oracle).reshape(view),
+                                  bound.reshape(view), cf, failing)
+    for w in extra["worst_elements"]:   # the same flat (C-order) index, in the tensor's own shape
+        flat = int(np.ravel_multi_index(tuple(w["index"]), view))
+        w["index"] = [int(i) for i in np.unravel_index(flat, shape)]
+    if not labels["border"]:
+        extra["pattern"]["border_only"] = False   # a kernel or bias has no padding border
+    pics["view"] = labels
+    pics["shape"] = [int(s) for s in shape]
+    return extra, pics

@@ -6,19 +6,26 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..engines import REFERENCE
 from ..runner import VERDICTS, Result, outcome
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle|), "
     "with gamma_K(u) = K u / (1 - K u), K the element's reduction length, u_e the unit roundoff of the case dtype, "
     "G the same layer on |x|, |w|, |b|, a the ulps of the activation, and c = 1 (Higham's rigorous bound). "
     "The ratio error/bound is the share of that error budget used: at most 1 passes, and a wrong port (a flipped "
-    "kernel, a shifted padding, a swapped channel) exceeds it by orders of magnitude."
+    "kernel, a shifted padding, a swapped channel) exceeds it by orders of magnitude. "
+    "A backward item judges each gradient tensor T (dx, each kernel, dbias) the same way, element by element: "
+    "|g_engine - g_oracle| <= (gamma_{K_T}(u_e) + gamma_{K_T}(u_64)) * G_T + A_T, with G_T the same backward on "
+    "|x|, |w|, |dy|, |f'|, K_T the roundings on the longest path of one of its terms (the product dy * f' "
+    "included), and A_T the allowance for the activation's derivative, which the engine takes at its own "
+    "pre-activation (0 for a linear layer; harness/backward.py)."
 )
 
 
@@ -49,16 +56,52 @@ def case_info(case: Case) -> dict[str, Any]:
     }
 
 
+def item_key(engine: str, check: str) -> str:
+    """What identifies an item within its case: the engine for a forward item, "ENGINE:CHECK" otherwise (an engine
+    name has no ':', harness.engines); the page and the heatmap data key items by it."""
+    return engine if check == "forward" else f"{engine}:{check}"
+
+
+def record_key(rec: dict[str, Any]) -> tuple[Any, Any, str]:
+    """(case_id, engine, check) of a record; a record without "check" (schema 1.3 and older) is a forward one."""
+    return rec.get("case_id"), rec.get("engine"), rec.get("check") or "forward"
+
+
+def deciding_tensor(case: Case, result: Result) -> str | None:
+    """The gradient tensor a backward result's ``metrics`` describe (Result.tensor: the one that decided a fail,
+    else the one that used most of its budget); None for a forward result or where none was judged."""
+    if result.check != "backward":
+        return None
+    return result.tensor or None
+
+
+def _metrics(m: Any, n_elements: int, shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    out = m.as_dict()
+    out["n_elements"] = int(n_elements)
+    if shape is not None:
+        out["shape"] = [int(s) for s in shape]
+    return out
+
+
 def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """One (case, engine) pair; ``extra`` is the histogram, worst elements and error pattern (or None)."""
+    """One (case, engine, check) item; ``extra`` is the histogram, worst elements and error pattern (or None): of the
+    output for a forward item, of the deciding tensor (``tensor``) for a backward one."""
     m = result.metrics
-    metrics = None
-    if m is not None:
-        metrics = m.as_dict()
-        metrics["n_elements"] = int(math.prod(result.output_shape or ()))
+    metrics = gradients = tensor = None
+    if result.check == "backward":
+        # per gradient tensor judged, in the order judged; the engine's arrays are the oracle's shape once measured
+        shapes = {name: tuple(np.shape(arrays[0])) for name, arrays in result.gradient_arrays.items()}
+        gradients = {name: _metrics(gm, math.prod(shapes.get(name, ())), shapes.get(name))
+                     for name, gm in result.gradient_metrics.items()}
+        tensor = deciding_tensor(case, result)
+        if m is not None:
+            metrics = _metrics(m, gradients[tensor]["n_elements"] if tensor in gradients else 0)
+    elif m is not None:
+        metrics = _metrics(m, math.prod(result.output_shape or ()))
     extra = extra or {}
     return {
-        "case_id": case.id, "file": case.file, "engine": result.engine, "verdict": result.verdict,
+        "case_id": case.id, "file": case.file, "engine": result.engine, "check": result.check,
+        "verdict": result.verdict,
         "message": result.message, "repro": result.repro, "layer": case.layer, "dtype": case.dtype, "seed": case.seed,
         "input_shape": list(case.input_shape),
         "output_shape": list(result.output_shape) if result.output_shape is not None else None,
@@ -66,6 +109,7 @@ def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str
         "weight_shapes": ({k: list(v) for k, v in result.weight_shapes.items()}
                           if result.weight_shapes is not None else None),
         "notes": list(result.notes), "duration_s": round(result.duration_s, 6), "metrics": metrics,
+        "tensor": tensor, "gradients": gradients,   # (1.4) backward items only, else null
         "worst_elements": extra.get("worst_elements"), "ratio_histogram": extra.get("ratio_histogram"),
         "pattern": extra.get("pattern"), "details": result.details or None,
         "xfail": getattr(result, "xfail", "") or None, "baseline": None,
@@ -81,17 +125,24 @@ def unexpected(summary_of_engine: dict[str, Any]) -> int:
     return s["fail"] - s["xfail"] + s["error"] + s["xpass"]
 
 
+def _counts(mine: list[dict[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, Any] = {v: sum(1 for r in mine if r["verdict"] == v) for v in VERDICTS}
+    # Known bugs (the case's xfail where it holds): counted apart by the shared outcome policy, within fail
+    # (an expected xfail) and pass (an xpass: the bug is gone, strict as in pytest).
+    statuses = [outcome(r["verdict"], r.get("xfail")) for r in mine]
+    counts["xfail"], counts["xpass"] = statuses.count("xfail"), statuses.count("xpass")
+    passing = [r["metrics"]["max_ratio"] for r in mine if r["verdict"] == "pass" and r["metrics"]]
+    return {**counts, "total": len(mine), "max_ratio_pass": max(passing) if passing else None}
+
+
 def summary(records: list[dict[str, Any]], engines: list[str]) -> dict[str, dict[str, Any]]:
+    """Per engine: the counts of all its items, forward and backward together, and (1.4) under "backward" the same
+    counts of its backward items alone."""
     out: dict[str, dict[str, Any]] = {}
     for engine in engines:
         mine = [r for r in records if r["engine"] == engine]
-        counts = {v: sum(1 for r in mine if r["verdict"] == v) for v in VERDICTS}
-        # Known bugs (the case's xfail where it holds): counted apart by the shared outcome policy, within fail
-        # (an expected xfail) and pass (an xpass: the bug is gone, strict as in pytest).
-        statuses = [outcome(r["verdict"], r.get("xfail")) for r in mine]
-        counts["xfail"], counts["xpass"] = statuses.count("xfail"), statuses.count("xpass")
-        passing = [r["metrics"]["max_ratio"] for r in mine if r["verdict"] == "pass" and r["metrics"]]
-        out[engine] = {**counts, "total": len(mine), "max_ratio_pass": max(passing) if passing else None}
+        out[engine] = {**_counts(mine),
+                       "backward": _counts([r for r in mine if (r.get("check") or "forward") == "backward"])}
     return out
 
 

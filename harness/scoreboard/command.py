@@ -14,8 +14,9 @@ from ..errors import CaseError
 from ..report import environment
 from ..report.results_json import finite
 from ..report.write import write_all
-from ..runner import run_one
-from ..schema import Case, load_file
+from .. import sharding
+from ..runner import Result, run_one
+from ..schema import Case, load_file, load_paths
 from . import fuzzcases, installed, page
 from .board import Board
 
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "written to DIR/scoreboard-fuzz.yaml, which the repro commands name)")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help="folder for scoreboard.json and scoreboard.html (default: reports)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run the cases in N processes (each with its own engine workers; whole cases per "
+                             "process, split as sharding splits them); the scoreboard is the same as with 1")
 
 
 def command_line(args: argparse.Namespace) -> list[str]:
@@ -39,6 +43,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         line += ["--engine", engine]
     if args.fuzz:
         line += ["--fuzz", str(args.fuzz)]
+    if getattr(args, "jobs", 1) > 1:
+        line += ["--jobs", str(args.jobs)]
     return line + ["--out", args.out]
 
 
@@ -50,11 +56,65 @@ def _fuzz_cases(examples: int, out: Path) -> tuple[list[Case], list[CaseError], 
     return cases, errors, path
 
 
-def _progress(done: int, total: int, start: float, stream: TextIO) -> None:
+def _progress(done: int, total: int, start: float, stream: TextIO, label: str = "") -> None:
     """A line per tenth of the work (the run is long; a log shows it moving)."""
     if total and (10 * done) // total != (10 * (done - 1)) // total:
-        stream.write(f"scoreboard: {done}/{total} items ({100 * done // total}%) {time.perf_counter() - start:.0f}s\n")
+        stream.write(f"scoreboard{label}: {done}/{total} items ({100 * done // total}%) "
+                     f"{time.perf_counter() - start:.0f}s\n")
         stream.flush()
+
+
+def _run_cases(cases: list[Case], engines: list[str], stream: TextIO, label: str = "") -> list[list[Result]]:
+    """Every engine's result on every case, in order; the arrays are not kept (a scoreboard holds counts)."""
+    start, total, done, out = time.perf_counter(), len(cases) * len(engines), 0, []
+    for case in cases:
+        row = []
+        for engine in engines:
+            result = run_one(case, engine)
+            result.output, result.bound, result.gradient_arrays = None, None, {}
+            row.append(result)
+            done += 1
+            _progress(done, total, start, stream, label)
+        out.append(row)
+    return out
+
+
+def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | None, specs: list[str],
+                index: int, count: int) -> dict[str, list[Result]]:
+    """One process of --jobs: the cases of shard ``index`` of ``count`` (loaded here as the parent loaded them),
+    every engine (plug-ins registered again from their specs): case key -> its results."""
+    from .. import engines as registry
+    from ..detection import diagnose
+    from ..selection import select_cases
+
+    diagnose.install()
+    names = [registry.register_plugin(s) if ":" in s else s for s in specs]
+    cases, _ = load_paths(paths)
+    cases = select_cases(cases, selected, paths)
+    if fuzz_path:
+        cases += load_file(fuzz_path)[0]
+    mine, _ = sharding.select(cases, index, count)
+    rows = _run_cases(mine, names, sys.stderr, f" [job {index}/{count}]")
+    return {sharding.case_key(case): row for case, row in zip(mine, rows)}
+
+
+def _run_parallel(args: argparse.Namespace, cases: list[Case], engines: list[str], fuzz_path: Path | None
+                  ) -> list[list[Result]]:
+    """The items split over --jobs processes (started fresh: a framework loaded here is not forked)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .. import engines as registry
+
+    specs = [registry.cli_spec(e) for e in engines]
+    jobs = args.jobs
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_shard_main, list(args.paths), args.case, str(fuzz_path) if fuzz_path else None,
+                               specs, i, jobs) for i in range(1, jobs + 1)]
+        by_key: dict[str, list[Result]] = {}
+        for future in futures:
+            by_key.update(future.result())
+    return [by_key[sharding.case_key(case)] for case in cases]
 
 
 def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, Any]:
@@ -65,14 +125,14 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     fuzzed, fuzz_errors, fuzz_path = _fuzz_cases(args.fuzz, Path(args.out))
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     board, start = Board(engines), time.perf_counter()
-    total, done = (len(cases) + len(fuzzed)) * len(engines), 0
-    for case in [*cases, *fuzzed]:
-        for engine in engines:
-            result = run_one(case, engine)
-            result.output = None   # the arrays are not kept: a scoreboard holds counts and causes
+    everything = [*cases, *fuzzed]
+    if getattr(args, "jobs", 1) > 1 and len(everything) > 1:
+        rows = _run_parallel(args, everything, engines, fuzz_path)
+    else:
+        rows = _run_cases(everything, engines, stream)
+    for case, row in zip(everything, rows):
+        for result in row:
             board.add(case, result)
-            done += 1
-            _progress(done, total, start, stream)
     rows = []
     for name in engines:
         row = installed.describe(name)

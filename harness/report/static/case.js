@@ -1,7 +1,8 @@
 // ---- one case, rendered on demand from its own embedded JSON
 function lazy(i) { return JSON.parse(document.getElementById("d-" + i).textContent); }
 
-function renderCase(i, engine) {
+function renderCase(i, key) {
+  // key: the item whose pictures show first (results_json.item_key: the engine, or "ENGINE:backward")
   const c = CASES[i], L = lazy(i);
   const box = el("div", {class: "case-detail", "data-case": c.id});
   box.appendChild(el("div", {class: "case-head"},
@@ -9,12 +10,15 @@ function renderCase(i, engine) {
     el("span", {text: c.layer + ", input " + shape(c.input_shape) + " " + c.dtype + ", seed " + c.seed}),
     el("span", {class: "small", text: c.file + (c.line ? ":" + c.line : "")})));
   if (c.description) box.appendChild(el("div", {class: "small", text: c.description}));
-  for (const e of ENGINES) {
-    const r = c.r[e];
+  for (const it of ITEMS) {
+    const r = c.r[it.key], e = it.label;
     if (!r) continue;
     if (r.verdict !== "pass")
-      box.appendChild(el("div", {class: "msg " + r.verdict}, el("span", {class: "pill v-" + r.verdict, text: r.verdict}),
-                         " ", el("span", {class: "mono", text: r.message || "(no message)"})));
+      box.appendChild(el("div", {class: "msg " + r.verdict, "data-item": it.key},
+                         el("span", {class: "pill v-" + r.verdict, text: r.verdict}), " ",
+                         it.check !== "forward" ? el("span", {class: "pill v-check", text: it.check}) : null,
+                         it.check !== "forward" ? " " : null,
+                         el("span", {class: "mono", text: r.message || "(no message)"})));
     if (r.xfail)
       box.appendChild(el("div", {class: "msg"}, el("span", {class: "pill v-" + status(r), text: status(r)}), " ",
         (r.verdict === "fail" ? "known bug, expected to fail: " : "marked as a known bug but did not fail (remove the xfail once fixed): ")
@@ -23,25 +27,27 @@ function renderCase(i, engine) {
     if (r.facts) box.appendChild(el("div", {class: "msg", text: e + " ran with: " +
       Object.entries(r.facts).map(([k, v]) => k + "=" + v).join(", ")}));
     if (r.baseline && r.baseline.change)
-      box.appendChild(el("div", {class: "msg", text: "vs baseline: " + changeText(e, r.baseline, r)}));
+      box.appendChild(el("div", {class: "msg", text: "vs baseline: " + changeText(it.key, r.baseline, r)}));
   }
   box.appendChild(el("h3", {text: "Metrics against the float64 oracle (on every element, never downsampled)"}));
   box.appendChild(metricsTable(c));
-  const withPics = ENGINES.filter(e => L.e[e] && L.e[e].pics);
+  const withPics = ITEMS.filter(it => L.e[it.key] && L.e[it.key].pics).map(it => it.key);
   if (withPics.length) {
-    const current = withPics.includes(engine) ? engine : withPics[0];
+    const current = withPics.includes(key) ? key : withPics[0];
     const tabs = el("div", {class: "tabs"});
     const panel = el("div", {class: "pics-holder"});
-    for (const e of withPics) {
-      tabs.appendChild(el("button", {class: e === current ? "on" : "", type: "button", "data-engine": e,
+    for (const k of withPics) {
+      const it = itemOf(k);
+      tabs.appendChild(el("button", {class: k === current ? "on" : "", type: "button", "data-engine": it.engine,
+        "data-check": it.check, "data-item": k,
         onclick: ev => {
           for (const b of tabs.children) b.classList.toggle("on", b === ev.currentTarget);
-          panel.replaceChildren(renderPics(c, e, L.e[e]));
-          box.closest(".detail").dataset.engine = e;
-          history.replaceState(null, "", "#case=" + encodeURIComponent(c.id) + "&engine=" + encodeURIComponent(e));
-        }}, e + " vs oracle: " + status(c.r[e])));
+          panel.replaceChildren(renderItemPics(c, k, L.e[k]));
+          box.closest(".detail").dataset.item = k;
+          history.replaceState(null, "", itemHash(c, k));
+        }}, it.label + " vs oracle: " + status(c.r[k])));
     }
-    panel.appendChild(renderPics(c, current, L.e[current]));
+    panel.appendChild(renderItemPics(c, current, L.e[current]));
     box.appendChild(tabs);
     box.appendChild(panel);
   } else {
@@ -57,35 +63,47 @@ function renderCase(i, engine) {
        el("h3", {text: "Input"}), el("div", {class: "mono", text: shape(c.input_shape) + " " + c.dtype + ", seed " + c.seed})),
     el("div", null, el("h3", {text: "Shapes and parameters, each engine in its own layout"}), shapesTable(c))));
   box.appendChild(el("h3", {text: "Repro"}));
-  box.appendChild(el("pre", {text: ENGINES.filter(e => c.r[e]).map(e => c.r[e].repro).join("\n")}));
-  for (const e of ENGINES) {
-    const det = L.e[e] && L.e[e].details;
-    if (det) box.appendChild(el("details", null, el("summary", {text: e + ": traceback"}), el("pre", {text: det})));
+  box.appendChild(el("pre", {text: ITEMS.filter(it => c.r[it.key]).map(it => c.r[it.key].repro).join("\n")}));
+  for (const it of ITEMS) {
+    const det = L.e[it.key] && L.e[it.key].details;
+    if (det) box.appendChild(el("details", null, el("summary", {text: it.label + ": traceback"}), el("pre", {text: det})));
   }
   return box;
 }
 
 function shapesTable(c) {
-  const es = ENGINES.filter(e => c.r[e]);
+  // per engine its forward record, else its backward one (both ran the same layer)
+  const pick = e => c.r[e] || c.r[itemKey(e, "backward")];
+  const es = ENGINES.filter(pick);
   const t = el("table", null, el("tr", null, el("th"), es.map(e => el("th", {text: e}))));
-  t.appendChild(el("tr", null, el("th", {text: "output shape"}), es.map(e => el("td", {class: "mono", text: shape(c.r[e].output_shape)}))));
-  t.appendChild(el("tr", null, el("th", {text: "output dtype"}), es.map(e => el("td", {class: "mono", text: c.r[e].output_dtype || "\u2013"}))));
-  t.appendChild(el("tr", null, el("th", {text: "parameters"}), es.map(e => el("td", {class: "num", text: c.r[e].params === null ? "\u2013" : c.r[e].params}))));
+  t.appendChild(el("tr", null, el("th", {text: "output shape"}), es.map(e => el("td", {class: "mono", text: shape(pick(e).output_shape)}))));
+  t.appendChild(el("tr", null, el("th", {text: "output dtype"}), es.map(e => el("td", {class: "mono", text: pick(e).output_dtype || "\u2013"}))));
+  t.appendChild(el("tr", null, el("th", {text: "parameters"}), es.map(e => el("td", {class: "num", text: pick(e).params === null || pick(e).params === undefined ? "\u2013" : pick(e).params}))));
   t.appendChild(el("tr", null, el("th", {text: "weights"}), es.map(e => {
-    const w = c.r[e].weight_shapes;
+    const w = pick(e).weight_shapes;
     return el("td", {class: "mono"}, w ? Object.entries(w).map(([k, s]) => el("div", {text: k + " " + shape(s)})) : "\u2013");
   })));
+  const grads = es.map(e => (c.r[itemKey(e, "backward")] || {}).gradients);
+  if (grads.some(g => g))
+    t.appendChild(el("tr", null, el("th", {text: "gradients judged (Keras layout)"}), grads.map(g => el("td", {class: "mono"},
+      g ? Object.entries(g).map(([k, m]) => el("div", {text: "d" + k + " " + shape(m.shape)})) : "\u2013"))));
   return t;
 }
 
 function metricsTable(c) {
-  const head = ["engine", "verdict", "err/bound", "max |diff|", "max rel", "over bound", "worst index", "engine vs oracle", "K", "u", "time"];
-  const t = el("table", null, el("tr", null, head.map(h => el("th", {text: h}))));
-  for (const e of ENGINES) {
-    const r = c.r[e];
+  const backward = ITEMS.some(it => it.check !== "forward" && c.r[it.key]);
+  const head = ["engine", "verdict", ...(backward ? ["tensor"] : []), "err/bound", "max |diff|", "max rel", "over bound",
+                "worst index", "engine vs oracle", "K", "u", "time"];
+  const t = el("table", {class: "metrics"}, el("tr", null, head.map(h => el("th", {text: h}))));
+  for (const it of ITEMS) {
+    const r = c.r[it.key];
     if (!r) continue;
     const m = r.metrics;
-    t.appendChild(el("tr", null, el("td", {text: e}), el("td", null, el("span", {class: "pill v-" + r.verdict, text: r.verdict})),
+    const tensor = !backward ? null : el("td", {class: "mono", title: it.check === "forward" ? "the layer's output"
+      : "the gradient tensor that decided the verdict (a fail), else the one that used most of its error budget",
+      text: it.check === "forward" ? "y" : r.tensor ? "d" + r.tensor : "\u2013"});
+    t.appendChild(el("tr", {"data-item": it.key}, el("td", {text: it.label}),
+      el("td", null, el("span", {class: "pill v-" + r.verdict, text: r.verdict})), tensor,
       el("td", {class: "num", text: m ? fmt(m.max_ratio) : "\u2013"}),
       el("td", {class: "num", text: m ? fmt(m.max_abs) : "\u2013"}),
       el("td", {class: "num", text: m ? fmt(m.max_rel) : "\u2013"}),
@@ -99,18 +117,27 @@ function metricsTable(c) {
   return t;
 }
 
-// ---- pictures of one engine
-function patternText(p, r, P) {
+// ---- pictures of one item
+// What a picture's axes are: an output's (the default), or a gradient tensor's (pictures.gradient_view: dx per
+// input channel; a kernel per output channel or depth multiplier, taps x input channels; a bias as one strip).
+const OUTPUT_VIEW = {tensor: null, channel: "output channel", positions: "spatial positions", border: true};
+function viewOf(P) { return P.view || OUTPUT_VIEW; }
+function patternText(p, maxRatio, V) {
   if (!p) return "";
-  if (!p.n_over) return "All " + p.size + " elements are within the bound; the largest share of the budget used is "
-                       + fmt(ratioOf(r)) + ".";
-  let s = p.n_over + " of " + p.size + " elements (" + pct(p.n_over / p.size) + ") are over the bound, in "
-        + p.n_channels_over + " of " + p.n_channels + " output channels";
-  if (p.n_channels_over < p.n_channels && p.channels_over.length)
-    s += " (" + p.channels_over.slice(0, 12).join(", ") + (p.n_channels_over > 12 ? ", \u2026" : "") + ")";
-  s += ", at " + p.positions_over + " of " + p.n_positions + " spatial positions";
+  V = V || OUTPUT_VIEW;
+  if (!p.n_over) return "All " + p.size + " elements" + (V.tensor ? " of " + V.tensor : "")
+                       + " are within the bound; the largest share of the budget used is " + fmt(maxRatio) + ".";
+  let s = p.n_over + " of " + p.size + " elements" + (V.tensor ? " of " + V.tensor : "") + " (" + pct(p.n_over / p.size)
+        + ") are over the bound";
+  if (V.channel) {
+    s += ", in " + p.n_channels_over + " of " + p.n_channels + " " + V.channel + "s";
+    if (p.n_channels_over < p.n_channels && p.channels_over.length)
+      s += " (" + p.channels_over.slice(0, 12).join(", ") + (p.n_channels_over > 12 ? ", \u2026" : "") + ")";
+  }
+  if (V.positions) s += ", at " + p.positions_over + " of " + p.n_positions + " " + V.positions;
   if (p.border_only) s += " \u2014 only along the border: look at the padding";
-  else if (p.n_channels_over < p.n_channels) s += " \u2014 only some channels: look at the channel order or the weight layout";
+  else if (V.channel && p.n_channels_over < p.n_channels)
+    s += " \u2014 only some " + V.channel + "s: look at the channel order or the weight layout";
   return s + ".";
 }
 function legendBar(kind, enc) {
@@ -180,14 +207,19 @@ function mapsOf(set, P) {
   const px = Math.max(1, Math.min(40, Math.floor(240 / Math.max(h, w))));
   const [gh, gw] = P.grid;
   const folded = P.spatial && P.spatial.length > 2 ? P.spatial.slice(0, -1) : null;   // 3D: depth slices stacked
-  const axes = P.rank === 1 ? "position 0 \u2192 " + (gw - 1) + " left to right"
+  const V = viewOf(P);
+  const axes = V.rows && P.rank !== 1 ? "rows: " + V.rows + " 0 \u2192 " + (gh - 1) + " top to bottom; columns: " + V.cols
+                 + " 0 \u2192 " + (gw - 1) + " left to right"
+             : P.rank === 1 ? (V.cols || "position") + " 0 \u2192 " + (gw - 1) + " left to right"
              : folded ? "rows: the leading axes " + folded.join("\u00d7") + " flattened (slices of " + folded[folded.length - 1]
                  + " rows stacked top to bottom); columns: the last axis 0 \u2192 " + (gw - 1) + " left to right"
              : "rows: h 0 \u2192 " + (gh - 1) + " top to bottom; columns: w 0 \u2192 " + (gw - 1) + " left to right";
   set.channels.forEach((ch, k) => {
     let marker = null;
     if (wa && wa.channel === ch) marker = [Math.floor(wa.pos[0] / set.cell[0]), Math.floor(wa.pos[1] / set.cell[1])];
-    const label = "channel " + ch, cc = Math.floor(ch / (P.channel_cell || 1));
+    const label = V.channel ? (V.tensor ? V.tensor + ", " : "") + (V === OUTPUT_VIEW ? "channel" : V.channel) + " " + ch
+                            : V.tensor || "channel " + ch;
+    const cc = Math.floor(ch / (P.channel_cell || 1));
     const pxs = P.rank === 1 ? Math.max(1, Math.min(40, Math.floor(560 / w))) : px, pys = P.rank === 1 ? 18 : px;
     out.appendChild(el("div", null,
       el("div", {class: "label"}, el("b", {text: label}),
@@ -219,7 +251,7 @@ function channelBars(P) {
   ctx.fillStyle = "#c0392b"; ctx.fillText("bound", W - 34, y(1) - 3);
   cv.dataset.drawn = "1";
   return el("div", {class: "fig"}, el("div", {class: "cap", style: "text-align:left",
-    text: "max error/bound per output channel (log scale; dashed: the bound)"}), cv);
+    text: "max error/bound per " + (viewOf(P).channel || "channel") + " (log scale; dashed: the bound)"}), cv);
 }
 
 function histogram(H, n) {
@@ -268,36 +300,121 @@ function worstTable(rows) {
   return t;
 }
 
-function renderPics(c, e, L) {
-  const P = L.pics, r = c.r[e];
-  const box = el("div", {class: "pics", "data-engine": e});
-  box.appendChild(el("div", {class: "pattern" + (r.pattern && r.pattern.n_over ? " warn" : ""), text: patternText(r.pattern, r, P)}));
-  const layout = r.output_shape ? shape(r.output_shape) : "";
-  const [gh, gw] = P.grid, ws = P.worst;
-  const down = ws.cell[0] * ws.cell[1] > 1 ? "; downsampled for the picture: 1 cell = max of " + ws.cell.join("\u00d7") + " outputs" : "";
-  box.appendChild(el("div", {class: "small", text: "Output " + layout + ": " + P.channels + " channels on a "
+function renderItemPics(c, key, L) {
+  // a forward item: the output's pictures; a backward item: a picker of its gradient tensors
+  return L.pics.tensors ? renderGradients(c, key, L) : renderPics(c, key, L);
+}
+function renderPics(c, key, L) {
+  const P = L.pics, r = c.r[key], it = itemOf(key);
+  const box = el("div", {class: "pics", "data-engine": it.engine});
+  const [gh, gw] = P.grid;
+  const down = P.worst.cell[0] * P.worst.cell[1] > 1 ? "; downsampled for the picture: 1 cell = max of "
+    + P.worst.cell.join("\u00d7") + " outputs" : "";
+  const text = "Output " + (r.output_shape ? shape(r.output_shape) : "") + ": " + P.channels + " channels on a "
       + (P.rank === 1 ? gw + "-long sequence" : P.spatial && P.spatial.length > 2 ? P.spatial.join("\u00d7")
          + " grid (drawn as " + gh + "\u00d7" + gw + ")" : gh + "\u00d7" + gw + " grid") + "; each map shows the maximum over the batch of " + P.batch + down
-      + ". The magenta box marks the worst element. Hover a map for values."}));
-  box.appendChild(el("div", {class: "cols", style: "margin:8px 0"}, legendBar("err", ws.err), legendBar("ratio", ws.ratio), channelBars(P)));
-  box.appendChild(el("h3", {text: ws.channels.length < P.channels ? "The " + ws.channels.length + " worst of " + P.channels + " output channels" : "All output channels"}));
+      + ". The magenta box marks the worst element. Hover a map for values.";
+  picsBody(box, P, r.pattern, ratioOf(r), text, r.ratio_histogram || L.ratio_histogram,
+           r.metrics ? r.metrics.n_elements : "?", L.worst_elements);
+  return box;
+}
+function picsBody(box, P, pattern, maxRatio, text, hist, n, worst) {
+  // the pattern sentence, legends and per-channel bars, the worst channels' maps (and all on demand), the ratio
+  // histogram and the worst elements: of an output or of one gradient tensor (its labels in P.view)
+  const V = viewOf(P), ws = P.worst, chans = V.channel ? V.channel + "s" : "elements";
+  box.appendChild(el("div", {class: "pattern" + (pattern && pattern.n_over ? " warn" : ""), text: patternText(pattern, maxRatio, V)}));
+  box.appendChild(el("div", {class: "small", text: text}));
+  box.appendChild(el("div", {class: "cols", style: "margin:8px 0"}, legendBar("err", ws.err), legendBar("ratio", ws.ratio),
+                     V.channel ? channelBars(P) : null));
+  box.appendChild(el("h3", {text: !V.channel ? "All elements" : ws.channels.length < P.channels
+    ? "The " + ws.channels.length + " worst of " + P.channels + " " + chans : "All " + chans}));
   box.appendChild(mapsOf(ws, P));
   if (P.all) {
     const holder = el("div");
     const sel = el("select", {onchange: () => draw()},
       el("option", {value: "ratio", text: "error / bound"}), el("option", {value: "err", text: "|engine \u2212 oracle|"}));
     const draw = () => holder.replaceChildren(mapsOfQ(P.all, P, sel.value));
-    const btn = el("button", {type: "button", class: "link", text: "show all " + P.channels + " channels",
+    const btn = el("button", {type: "button", class: "link", text: "show all " + P.channels + " " + chans,
       onclick: () => { btn.hidden = true; sel.hidden = false; draw(); }});
     sel.hidden = true;
-    const cellNote = P.all.cell[0] * P.all.cell[1] > 1 ? " (1 cell = max of " + P.all.cell.join("\u00d7") + " outputs)" : "";
+    const cellNote = P.all.cell[0] * P.all.cell[1] > 1 ? " (1 cell = max of " + P.all.cell.join("\u00d7") + " elements)" : "";
     box.appendChild(el("div", {style: "margin-top:10px"}, btn, " ", sel, el("span", {class: "small", text: cellNote}), holder));
   } else if (ws.channels.length < P.channels) {
-    box.appendChild(el("div", {class: "small", text: "(Too many channels to show each one; the bar chart above covers all of them.)"}));
+    box.appendChild(el("div", {class: "small", text: "(Too many " + chans + " to show each one; the bar chart above covers all of them.)"}));
   }
   box.appendChild(el("div", {class: "cols", style: "margin-top:12px"},
-    histogram(r.ratio_histogram || L.ratio_histogram, r.metrics ? r.metrics.n_elements : "?"),
-    el("div", null, el("div", {class: "cap small", text: "worst elements (by error/bound)"}), worstTable(L.worst_elements))));
+    histogram(hist, n),
+    el("div", null, el("div", {class: "cap small", text: "worst elements (by error/bound)"}), worstTable(worst))));
+}
+
+// ---- a backward item: per gradient tensor judged (dx, dkernel, ..., dbias) its metrics, and a picker for its maps
+function renderGradients(c, key, L) {
+  const G = L.pics, r = c.r[key], it = itemOf(key), grads = r.gradients || {};
+  const box = el("div", {class: "pics", "data-engine": it.engine, "data-check": it.check});
+  const names = Object.keys(grads).concat(Object.keys(G.tensors).filter(n => !(n in grads)));
+  box.appendChild(el("div", {class: "small", text: "The backward check: each gradient of the layer with the case's "
+    + "upstream gradient dy, judged tensor by tensor (dx, the kernels, dbias) against the oracle's, each element within "
+    + "its own bound" + (r.verdict === "fail" && r.tensor ? "; judging stopped at d" + r.tensor
+      + ", the first tensor that failed (those after it were not judged)" : "") + "."}));
+  const picker = el("div", {class: "tensor-picker", role: "tablist"}, el("span", {class: "small", text: "gradient tensor:"}));
+  const holder = el("div", {class: "tensor-holder"});
+  const show = (name, initial) => {
+    for (const b of picker.querySelectorAll("button")) b.classList.toggle("on", b.dataset.tensor === name);
+    holder.replaceChildren(tensorPics(name, G.tensors[name], grads[name]));
+    TENSOR_OF.set(c.id + "\n" + key, name);
+    if (!initial) history.replaceState(null, "", itemHash(c, key));
+  };
+  for (const name of names) {
+    const m = grads[name], q = m ? num(m.max_ratio) : null;
+    const c0 = q === null ? [227, 229, 233] : q > 1 ? ratioRGB(Math.max(q, 10)) : ratioRGB(Math.max(q, 1e-6));
+    picker.appendChild(el("button", {type: "button", "data-tensor": name, disabled: !G.tensors[name],
+      title: G.tensors[name] ? "d" + name + ": max error/bound " + fmt(q) + (m ? ", " + m.n_over + " of " + m.n_elements
+        + " elements over the bound" : "") : "d" + name + ": no pictures", onclick: () => show(name)},
+      el("span", {class: "mono", text: "d" + name}), " ",
+      el("span", {class: "q", style: "background:" + rgb(c0) + ";color:" + (dark(c0) ? "#fff" : "#1d2430"),
+                  text: q === null ? "\u2013" : fmt(q, 2)})));
+  }
+  box.appendChild(gradientTable(grads, r.tensor));
+  box.appendChild(picker);
+  box.appendChild(holder);
+  const asked = TENSOR_OF.get(c.id + "\n" + key);
+  const first = asked in G.tensors ? asked : G.tensor in G.tensors ? G.tensor : names.find(n => G.tensors[n]);
+  if (first) show(first, true);
+  return box;
+}
+function gradientTable(grads, decided) {
+  const head = ["tensor", "shape", "err/bound", "max |diff|", "max rel", "over bound", "worst index", "engine vs oracle", "K", "u"];
+  const t = el("table", {class: "gradients"}, el("tr", null, head.map(h => el("th", {text: h}))));
+  for (const [name, m] of Object.entries(grads)) {
+    t.appendChild(el("tr", {"data-tensor": name, class: name === decided ? "decided" : null},
+      el("td", {class: "mono", text: "d" + name}), el("td", {class: "mono", text: shape(m.shape)}),
+      el("td", {class: "num" + (num(m.max_ratio) > 1 ? " warn" : ""), text: fmt(m.max_ratio)}),
+      el("td", {class: "num", text: fmt(m.max_abs)}), el("td", {class: "num", text: fmt(m.max_rel)}),
+      el("td", {class: "num", text: m.n_over + " (" + pct(num(m.share_over)) + ")"}),
+      el("td", {class: "mono", text: shape(m.worst_index)}),
+      el("td", {class: "mono", text: full(m.worst_value) + " vs " + full(m.worst_oracle)}),
+      el("td", {class: "num", text: m.k}), el("td", {class: "num", text: fmt(m.u)})));
+  }
+  return t;
+}
+function tensorPics(name, T, m) {
+  const P = T.pics, V = viewOf(P), [gh, gw] = P.grid;
+  const box = el("div", {class: "tensor-pics", "data-tensor": name});
+  const down = P.worst.cell[0] * P.worst.cell[1] > 1 ? "; downsampled for the picture: 1 cell = max of "
+    + P.worst.cell.join("\u00d7") + " elements" : "";
+  const text = name === "x"
+    ? "dx " + shape(P.shape) + " (the input's layout): " + P.channels + " input channels on a "
+      + (P.rank === 1 ? gw + "-long sequence" : P.spatial && P.spatial.length > 2 ? P.spatial.join("\u00d7") + " grid (drawn as "
+         + gh + "\u00d7" + gw + ")" : gh + "\u00d7" + gw + " grid") + "; each map shows the maximum over the batch of " + P.batch
+    : V.channel
+      ? V.tensor + " " + shape(P.shape) + " (Keras layout: kernel axes, input channels, " + V.channel + "s): per " + V.channel
+        + " a map of " + (P.rank === 1 ? gw + " input channels" : gh + " taps (rows) \u00d7 " + gw + " input channels (columns)")
+      : V.tensor + " " + shape(P.shape) + ": its " + gw + " elements in one strip";
+  box.appendChild(el("h3", {text: V.tensor + ": max error/bound " + fmt(m ? m.max_ratio : null)
+    + (m ? ", max |diff| " + fmt(m.max_abs) : "")}));
+  picsBody(box, P, T.pattern, m ? num(m.max_ratio) : null, text + down
+    + ". The magenta box marks the worst element. Hover a map for values.", T.ratio_histogram,
+    m ? m.n_elements : "?", T.worst_elements);
   return box;
 }
 function mapsOfQ(set, P, q) {
@@ -307,7 +424,8 @@ function mapsOfQ(set, P, q) {
   set.channels.forEach((ch, k) => {
     const marker = wa && wa.channel === ch ? [Math.floor(wa.pos[0] / set.cell[0]), Math.floor(wa.pos[1] / set.cell[1])] : null;
     const pxs = P.rank === 1 ? Math.max(1, Math.min(16, Math.floor(420 / w))) : px, pys = P.rank === 1 ? 6 : px;
-    out.appendChild(el("div", {class: "fig"}, drawMap(set, q, k, pxs, pys, marker, "channel " + ch), el("div", {class: "cap", text: String(ch)})));
+    const V = viewOf(P), label = (V === OUTPUT_VIEW ? "channel" : V.channel || V.tensor) + " " + ch;
+    out.appendChild(el("div", {class: "fig"}, drawMap(set, q, k, pxs, pys, marker, label), el("div", {class: "cap", text: String(ch)})));
   });
   return out;
 }

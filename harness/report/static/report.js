@@ -3,6 +3,21 @@
 const T0 = performance.now();
 const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const ENGINES = DATA.meta.engines;
+// The matrix's columns, each an item of every case: per engine its forward item and, where the run has any, its
+// backward item beside it (html.items). A case's records (c.r) and pictures are keyed by item: the engine's name for
+// the forward check, "ENGINE:backward" for the backward one (results_json.item_key).
+const ITEMS = DATA.meta.items || ENGINES.map(e => ({key: e, engine: e, check: "forward", label: e}));
+const ITEM = Object.fromEntries(ITEMS.map(it => [it.key, it]));
+function itemKey(engine, check) { return !check || check === "forward" ? engine : engine + ":" + check; }
+function itemOf(key) { return ITEM[key] || {key: key, engine: key, check: "forward", label: key}; }
+// The gradient tensor shown per (case id, backward item key), chosen in its picker or by a link's &tensor=NAME.
+const TENSOR_OF = new Map();
+function itemHash(c, key) {
+  const it = itemOf(key), tensor = TENSOR_OF.get(c.id + "\n" + key);
+  return "#case=" + encodeURIComponent(c.id) + "&engine=" + encodeURIComponent(it.engine)
+    + (it.check !== "forward" ? "&check=" + encodeURIComponent(it.check) : "")
+    + (it.check !== "forward" && tensor ? "&tensor=" + encodeURIComponent(tensor) : "");
+}
 const CASES = DATA.cases;
 const ORDER = {fail: 0, error: 1, xpass: 2, xfail: 3, rejected: 4, skip: 5, pass: 6};
 // A pair's status is its outcome, decided in Python by the one policy pytest and the CLI use (runner.outcome):
@@ -111,8 +126,8 @@ function cellLook(r) {
 }
 function worstOrder(c) {
   let o = 9, q = -1;
-  for (const e of ENGINES) {
-    const r = c.r[e];
+  for (const it of ITEMS) {
+    const r = c.r[it.key];
     if (!r) continue;
     o = Math.min(o, ORDER[status(r)] === undefined ? 1 : ORDER[status(r)]);
     const x = ratioOf(r);
@@ -121,14 +136,16 @@ function worstOrder(c) {
   return [o, q];
 }
 function changes(c) {
+  // [item key, its baseline field] of every changed item of the case
   const out = [];
-  for (const e of ENGINES) {
-    const b = c.r[e] && c.r[e].baseline;
-    if (b && b.change) out.push([e, b]);
+  for (const it of ITEMS) {
+    const b = c.r[it.key] && c.r[it.key].baseline;
+    if (b && b.change) out.push([it.key, b]);
   }
   return out;
 }
-function changeText(e, b, r) {
+function changeText(key, b, r) {
+  const e = itemOf(key).label;
   if (b.change === "new") return e + ": new";
   if (b.change === "verdict") return e + ": " + b.verdict + " \u2192 " + r.verdict;
   return e + ": ratio " + fmt(b.max_ratio, 2) + " \u2192 " + fmt(ratioOf(r), 2) + " (\u00d7" + fmt(b.factor, 2) + ")";
@@ -136,13 +153,14 @@ function changeText(e, b, r) {
 
 // The matrix is made of div rows (CSS grid), not a <table>: rows off screen skip layout (content-visibility),
 // which keeps a 1000-case page responsive; a table would lay out every row on each change.
-function shortChange(e, b, r) {
+function shortChange(key, b, r) {
+  const e = itemOf(key).label;
   if (b.change === "new") return e + " new";
   if (b.change === "verdict") return e + " " + b.verdict + "\u2192" + r.verdict;
   return e + " \u00d7" + fmt(b.factor, 2);
 }
 const tbody = document.getElementById("matrix-body");
-document.getElementById("matrix").style.setProperty("--engines", String(ENGINES.length));
+document.getElementById("matrix").style.setProperty("--engines", String(ITEMS.length));
 const rows = [], details = [], keys = [];
 CASES.forEach((c, i) => {
   const tr = el("div", {class: "mrow case-row", "data-i": i, "data-case": c.id});
@@ -152,11 +170,13 @@ CASES.forEach((c, i) => {
   tr.appendChild(el("div", {text: c.layer}));
   tr.appendChild(el("div", {text: c.dtype}));
   tr.appendChild(el("div", {class: "mono", text: shape(c.input_shape)}));
-  for (const e of ENGINES) {
-    const r = c.r[e], look = cellLook(r);
-    tr.appendChild(el("div", {class: "cell", "data-engine": e, "data-verdict": r ? r.verdict : "none", "data-status": status(r),
+  for (const it of ITEMS) {
+    const r = c.r[it.key], look = cellLook(r);
+    tr.appendChild(el("div", {class: "cell", "data-engine": it.engine, "data-check": it.check, "data-item": it.key,
+                             "data-verdict": r ? r.verdict : "none", "data-status": status(r),
                              style: "background:" + look.bg + ";color:" + look.fg,
-                             title: r ? e + ": " + status(r) + (r.xfail ? " (known bug: " + r.xfail + ")" : "")
+                             title: r ? it.label + ": " + status(r) + (r.tensor ? " (worst tensor d" + r.tensor + ")" : "")
+                                        + (r.xfail ? " (known bug: " + r.xfail + ")" : "")
                                         + (r.message ? "\n" + r.message : "") : ""}, look.text));
   }
   if (DATA.meta.baseline) {
@@ -165,7 +185,8 @@ CASES.forEach((c, i) => {
                          ch.length ? "\u0394 " + ch.map(([e, b]) => shortChange(e, b, c.r[e])).join(", ") : ""));
   }
   rows.push(tr);
-  const msgs = ENGINES.map(e => c.r[e] ? status(c.r[e]) + " " + (c.r[e].message || "") + " " + (c.r[e].xfail || "") : "").join(" ");
+  const msgs = ITEMS.map(it => c.r[it.key] ? status(c.r[it.key]) + " " + (c.r[it.key].message || "") + " "
+                                               + (c.r[it.key].xfail || "") : "").join(" ");
   keys.push((c.id + " " + c.file + " " + c.layer + " " + c.dtype + " " + msgs).toLowerCase());
 });
 
@@ -188,7 +209,7 @@ function applyView() {
   let shown = 0;
   for (const i of order) {
     const c = CASES[i];
-    const vs = ENGINES.map(e => c.r[e] && status(c.r[e]));
+    const vs = ITEMS.map(it => c.r[it.key] && status(c.r[it.key]));
     let ok = (!layer || c.layer === layer) && (!text || keys[i].includes(text));
     if (ok && verdict === "notpass") ok = vs.some(v => v && v !== "pass");
     else if (ok && verdict === "changed") ok = changes(c).length > 0;
@@ -203,16 +224,17 @@ function applyView() {
   document.getElementById("f-count").textContent = "showing " + shown + " of " + CASES.length + " cases";
 }
 
-function toggle(i, engine) {
+function toggle(i, key) {
   const tr = rows[i];
-  if (tr.classList.contains("open") && (!engine || details[i].dataset.engine === engine)) {
+  if (tr.classList.contains("open") && (!key || details[i].dataset.item === key)) {
     tr.classList.remove("open"); tr.firstChild.textContent = "\u25b8"; details[i].hidden = true;
     history.replaceState(null, "", "#");
     return;
   }
-  openCase(i, engine, false);
+  openCase(i, key, false);
 }
-function openCase(i, engine, scroll) {
+function openCase(i, key, scroll) {
+  // key: the item to show first (results_json.item_key), or null for the case's worst
   const t0 = performance.now();
   const tr = rows[i], c = CASES[i];
   if (!details[i]) {
@@ -220,30 +242,31 @@ function openCase(i, engine, scroll) {
     tr.after(details[i]);
   }
   const d = details[i];
-  const want = engine || defaultEngine(c);
-  if (d.dataset.engine !== want || !d.firstChild.firstChild) {
+  const want = key || defaultItem(c);
+  if (d.dataset.item !== want || !d.firstChild.firstChild) {
     d.firstChild.replaceChildren(renderCase(i, want));
-    d.dataset.engine = want;
+    d.dataset.item = want;
   }
   d.hidden = false; tr.hidden = false;
   tr.classList.add("open"); tr.firstChild.textContent = "\u25be";
-  history.replaceState(null, "", "#case=" + encodeURIComponent(c.id) + "&engine=" + encodeURIComponent(want));
+  history.replaceState(null, "", itemHash(c, want));
   if (scroll && tr.getBoundingClientRect().top > window.innerHeight * 0.7) tr.scrollIntoView({block: "start"});
   document.documentElement.setAttribute("data-detail-ms", (performance.now() - t0).toFixed(1));
 }
-function defaultEngine(c) {
+function defaultItem(c) {
+  // the worst item of an engine other than the reference (a failure before a pass, then the largest error/bound)
   let best = null, bestKey = null;
-  for (const e of ENGINES) {
-    const r = c.r[e];
-    if (!r || e === DATA.meta.reference) continue;
+  for (const it of ITEMS) {
+    const r = c.r[it.key];
+    if (!r || it.engine === DATA.meta.reference) continue;
     const key = [ORDER[status(r)] === undefined ? 1 : ORDER[status(r)], -(ratioOf(r) || 0)];
-    if (bestKey === null || key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) { best = e; bestKey = key; }
+    if (bestKey === null || key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) { best = it.key; bestKey = key; }
   }
-  return best || ENGINES[0];
+  return best || ITEMS[0].key;
 }
 tbody.addEventListener("click", ev => {
   const tr = ev.target.closest(".case-row");
   if (!tr) return;
   const cell = ev.target.closest(".cell");
-  toggle(Number(tr.dataset.i), cell ? cell.dataset.engine : null);
+  toggle(Number(tr.dataset.i), cell ? cell.dataset.item : null);
 });

@@ -1,4 +1,4 @@
-// ---- filters, initial view, URL hash (#case=ID&engine=NAME)
+// ---- filters, initial view, URL hash (#case=ID&engine=NAME; a backward item: &check=backward[&tensor=NAME])
 for (const id of ["f-layer", "f-verdict", "f-sort"]) document.getElementById(id).addEventListener("change", applyView);
 document.getElementById("f-text").addEventListener("input", applyView);
 applyView();
@@ -13,7 +13,13 @@ function fromHash() {
   const id = p.get("case");
   if (!id) return;
   const i = CASES.findIndex(c => c.id === id);
-  if (i >= 0) openCase(i, p.get("engine"), true);
+  if (i < 0) return;
+  const key = p.get("engine") ? itemKey(p.get("engine"), p.get("check")) : null;
+  if (key && p.get("tensor")) {
+    TENSOR_OF.set(id + "\n" + key, p.get("tensor"));
+    if (details[i]) delete details[i].dataset.item;   // redraw: the tensor shown may differ
+  }
+  openCase(i, key, true);
 }
 fromHash();
 window.addEventListener("hashchange", fromHash);
