@@ -27,6 +27,34 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -n $(JOBS) -p no:logging --engine oracle --engine torch
 	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn on
 	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn off
+	$(MAKE) --no-print-directory models-small
+
+## make models-small: the model suites, built by `python -m harness extract` (one case per Conv/Depthwise/Separable
+## layer of a real model: its config, its weights and the activation that reaches it, in a git-ignored tensor file)
+## for MobileNetV2, Xception, EfficientNetB0 and MobileNetV3Small, offline (weights=None, seed 0), at reduced input
+## resolution (Xception needs >= 71) into build/models/NAME/; checks the parameter totals (tests/test_extract.py),
+## then runs every case like `make test` runs cases/ (the keras items on both TF paths). `make test` ends with it.
+## make models: the same at full resolution (224, Xception 299) into build/models-full/NAME/.
+MODELS_SMALL ?= mobilenet_v2:32 xception:71 efficientnet_b0:32 mobilenet_v3_small:32
+MODELS_FULL  ?= mobilenet_v2:224 xception:299 efficientnet_b0:224 mobilenet_v3_small:224
+MODEL_PYTEST := $(BIN)/python -m pytest -n $(JOBS) -p no:hypothesispytest -p no:logging
+
+# $(call model-suites,NAME:SIZE ...,FOLDER): extract each model into FOLDER/NAME, check the totals, run every engine
+define model-suites
+	rm -rf $(2)
+	for m in $(1); do $(BIN)/python -m harness extract $${m%%:*} --out $(2)/$${m%%:*} --input-size $${m##*:} || exit 1; done
+	HARNESS_MODEL_SUITES=$(2) $(BIN)/python -m pytest tests/test_extract.py -k published -p no:hypothesispytest -p no:logging
+	$(MODEL_PYTEST) $(2) --engine oracle --engine torch
+	$(MODEL_PYTEST) $(2) --engine keras --tf-onednn on
+	$(MODEL_PYTEST) $(2) --engine keras --tf-onednn off
+endef
+
+.PHONY: models-small models
+models-small: $(STAMP)
+	$(call model-suites,$(MODELS_SMALL),build/models)
+
+models: $(STAMP)
+	$(call model-suites,$(MODELS_FULL),build/models-full)
 
 ## make report: run the cases (CASES=path...) in every engine and write reports/ (BASELINE=old/results.json marks changes)
 report: $(STAMP)

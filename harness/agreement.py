@@ -133,12 +133,16 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
     # The activation's own evaluation error (harness.activations); |y_oracle| stands for |f(y_engine)|: they
     # differ by the bound itself, a second-order term.
-    ulps = ACTIVATION_TABLE[activation].ulps
+    act = ACTIVATION_TABLE[activation]
+    ulps, slope, absolute = act.ulps, act.slope, act.absolute_ulps
 
     def values(g: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        per_element = (gamma(k, u) + gamma(k, u64)) * g
+        # The pre-activation's error reaches the output scaled by at most sup |f'| (harness.activations: slope).
+        per_element = slope * (gamma(k, u) + gamma(k, u64)) * g
         if ulps:
             per_element = per_element + ulps * (u + u64) * np.abs(y)
+        if absolute:   # the evaluation's absolute part, absolute_ulps u max(1, |pre|), with G >= |pre|
+            per_element = per_element + absolute * (u + u64) * np.maximum(1.0, g)
         return SAFETY * per_element
 
     if not (is_lazy(gauge) or is_lazy(y_oracle)) or (ulps and gauge.shape != y_oracle.shape):

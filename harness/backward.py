@@ -30,7 +30,6 @@ from .agreement import Bound, Metrics, gamma, measure, usable
 from .backward_reference import reference_gradients
 from .conv_ops import from_channels_last, to_channels_last
 from .engines.base import EngineOutput, Inputs
-from .families.base import batch_positions
 from .layers import Geometry, output_shape
 from .tensors import generate, numpy_dtype, round_to, unit_roundoff
 

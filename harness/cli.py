@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
+from . import extract, stack
 from .cli_options import cases_from, common_options
 from .detection import command as detection, diagnose
 from .facts import request_onednn
@@ -38,8 +39,12 @@ def format_table(results: list[Result]) -> str:
 
 
 def run_cases(args: argparse.Namespace) -> int:
-    """Run cases in every engine and print, per case, a table of engines against the oracle."""
-    cases, errors = cases_from(args)
+    """Run cases (and stacks) in every engine and print, per case, a table of engines against the oracle."""
+    all_stacks, stack_errors = stack.load_paths(args.paths)
+    for error in stack_errors:
+        print(f"invalid stack: {error}", file=sys.stderr)
+    stacks, args.case, want_cases = stack.select(all_stacks, args.case)   # --case names cases and stacks
+    cases, errors = cases_from(args) if want_cases else ([], [])
     engines = select_engines(args.engine)
     failed = 0
     for case in cases:
@@ -50,20 +55,34 @@ def run_cases(args: argparse.Namespace) -> int:
                 r.notes.append("gradients: " + ", ".join(f"d{n} {m.max_ratio:.3g}"
                                                          for n, m in r.gradient_metrics.items()))
         print(f"\n{case.file}::{case.id}  {case.layer} {list(case.input_shape)} {case.dtype}")
-        print(format_table(results))
-        for r in results:
-            if r.facts or r.notes:   # what decided the engine's behaviour (kernel path, layout) and what it did
-                said = [", ".join(f"{k}={v}" for k, v in r.facts.items())] if r.facts else []
-                print(f"  {r.engine}{'' if r.check == 'forward' else ' ' + r.check}: " + "; ".join(said + r.notes))
-        for r in results:
-            status = outcome(r.verdict, r.xfail)
-            if status in UNEXPECTED:
-                failed += 1
-                if status == "xpass":
-                    print(f"  known bug no longer shows (remove its xfail): {r.xfail}")
-                print(f"  repro: {r.repro}")
-    print(f"\n{len(cases)} cases, {failed} failing (case, engine) pairs, {len(errors)} invalid cases")
-    return 1 if failed or errors else 0
+        failed += _print_results(results)
+    for one in stacks if args.check in (None, "forward") else []:
+        results = [stack.run_stack(one, e) for e in engines]
+        print(f"\n{one.file}::{one.id}  stack {one.summary()} {list(one.input_shape)} {one.dtype}")
+        failed += _print_results(results)
+    also = f", {len(stacks)} stacks" if stacks else ""
+    print(f"\n{len(cases)} cases{also}, {failed} failing (case, engine) pairs, "
+          f"{len(errors) + len(stack_errors)} invalid cases")
+    return 1 if failed or errors or stack_errors else 0
+
+
+def _print_results(results: list[Result]) -> int:
+    """One case's (or stack's) table, the facts and notes of each engine and a repro per unexpected outcome;
+    returns how many were unexpected."""
+    print(format_table(results))
+    for r in results:
+        if r.facts or r.notes:   # what decided the engine's behaviour (kernel path, layout) and what it did
+            said = [", ".join(f"{k}={v}" for k, v in r.facts.items())] if r.facts else []
+            print(f"  {r.engine}{'' if r.check == 'forward' else ' ' + r.check}: " + "; ".join(said + r.notes))
+    failed = 0
+    for r in results:
+        status = outcome(r.verdict, r.xfail)
+        if status in UNEXPECTED:
+            failed += 1
+            if status == "xpass":
+                print(f"  known bug no longer shows (remove its xfail): {r.xfail}")
+            print(f"  repro: {r.repro}")
+    return failed
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +101,7 @@ def subcommands() -> list[tuple[str, Handler, AddArguments | None]]:
         ("lint", detection.run_lint, detection.add_lint_arguments),
         ("fuzz", detection.run_fuzz, detection.add_fuzz_arguments),
         ("coverage", detection.run_coverage, detection.add_coverage_arguments),
+        ("extract", extract.run, extract.add_arguments),
     ]
 
 

@@ -49,6 +49,12 @@ def _spatial_width(case: "Case") -> int:
     return shape[-2] if not case.geometry.channels_first else shape[-1]
 
 
+def _spatial_height(case: "Case") -> int:
+    """The output's first spatial length (rows of a 2-D output)."""
+    shape = output_shape(case.geometry, case.input_shape)
+    return shape[2] if case.geometry.channels_first else shape[1]
+
+
 REGISTRY: dict[str, Known] = {k.id: k for k in (
     Known(
         id="keras-bias-add-guessed-nhwc", engine="keras", kind="bug",
@@ -105,6 +111,57 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                               and _spatial_width(case) == 1),
         seen="TensorFlow 2.21.0 with oneDNN on (Intel Xeon with AMX and AVX512_BF16; AMD EPYC with AVX512_BF16); "
              "found by make fuzz"),
+    Known(
+        id="torch-bf16-strided-dilated-conv2d-wrong", engine="torch", kind="bug",
+        summary="PyTorch's CPU bfloat16 conv2d computes wrong values, some read from uninitialised memory (they "
+                "change from process to process), for a column stride > 1 with row stride 1, a dilation > 1 and an "
+                "output one column wide and at least 5 rows high",
+        repro="python -c \"import torch, torch.nn.functional as F; x = torch.arange(45.).reshape(1, 1, 9, 5); "
+              "print(F.conv2d(x.bfloat16(), torch.ones(1, 1, 3, 3).bfloat16(), stride=(1, 2), dilation=2).flatten())"
+              "\"   # 108 183 142 243 226, should be 108 153 198 243 288; float32 is right",
+        touches="Conv2D in bfloat16 (the torch port: Keras itself refuses strides with dilation), groups 1, "
+                "strides (1, s) with s >= 2, dilation > 1, output width 1 and height >= 5; a grouped conv, "
+                "float16/float32, output width 2, height 4 or less, or strides (s, 1) were right. A Conv3D with stride 2 and output width 1 goes wrong the same "
+                "way in bfloat16 (not shipped: the harness has no Conv3D)",
+        # oneDNN's AMX kernel: with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 (or narrower) the same call is right.
+        when={"torch": "==2.13.0", "dtype": "bfloat16", "cpu_has": ["amx_bf16"]},
+        applies=lambda case: (case.layer == "Conv2D" and case.geometry.groups == 1
+                              and case.geometry.strides[0] == 1 < case.geometry.strides[1]
+                              and max(case.geometry.dilation) > 1 and _spatial_width(case) == 1
+                              and _spatial_height(case) >= 5),
+        seen="PyTorch 2.13.0+cpu on an Intel Xeon with AMX, 1 and 2 threads (oneDNN's AMX kernel: right with "
+             "torch.backends.mkldnn disabled, or ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, AVX512_CORE or AVX2); found "
+             "by make fuzz (classified nondeterministic: the garbage differs between processes)"),
+    Known(
+        id="keras-float64-leaky-relu-float32-slope", engine="keras", kind="bug",
+        summary="Keras's leaky_relu multiplies by its default negative_slope 0.2 as a float32 constant "
+                "(0.20000000298023224) in a float64 layer: negative outputs off by 1.5e-8 relative (1.3e8 u)",
+        repro="python -c \"import numpy as np, keras; print(repr(float(keras.activations.leaky_relu("
+              "np.array([-3.0]))[0])))\"   # -0.6000000089406967, should be -0.6000000000000001",
+        touches="float64 layers with activation leaky_relu, where a pre-activation is negative",
+        when={"keras": "==3.15.1", "dtype": "float64"},
+        applies=lambda case: case.geometry.activation == "leaky_relu",
+        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps"),
+    Known(
+        id="keras-float64-gelu-float32-constant", engine="keras", kind="bug",
+        summary="Keras's exact gelu reads 1/sqrt(2) as a float32 constant in a float64 layer: outputs and gradients "
+                "off by about 4e-9 absolute",
+        repro="python -c \"import math, numpy as np, keras; print(float(keras.activations.gelu(np.array([-1.0]), "
+              "approximate=False)[0]) + 0.5 * (1 + math.erf(-1 / math.sqrt(2))))\"   # -4.1e-09, should be ~1e-17",
+        touches="float64 layers with activation gelu",
+        when={"keras": "==3.15.1", "dtype": "float64"},
+        applies=lambda case: case.geometry.activation == "gelu",
+        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps"),
+    Known(
+        id="torch-float64-hardsigmoid-grad-float32-constant", engine="torch", kind="bug",
+        summary="PyTorch's float64 hardsigmoid backward multiplies by 1/6 as a float32 constant: the gradient "
+                "inside (-3, 3) is 0.16666667163372040, off by 5e-9 (its forward and hardswish's backward are right)",
+        repro="python -c \"import torch; t = torch.tensor([1.0], dtype=torch.float64, requires_grad=True); "
+              "torch.nn.functional.hardsigmoid(t).backward(); print(repr(t.grad.item()))\"   # 0.1666666716337204",
+        touches="float64 layers with activation hard_sigmoid, backward check",
+        when={"torch": "==2.13.0", "dtype": "float64"},
+        applies=lambda case: case.geometry.activation == "hard_sigmoid" and "backward" in case.check,
+        seen="PyTorch 2.13.0+cpu; found measuring the activations' derivatives"),
     Known(
         id="keras-conv-strides-with-dilation-refused", engine="keras", kind="refusal",
         summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D (ValueError at "

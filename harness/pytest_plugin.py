@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from . import stack
 from .facts import request_onednn
 from .runner import Result, outcome, run_one
 from .schema import Case, CaseError, load_file
@@ -112,12 +113,13 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
         return True  # the project's case folder: every YAML file there is a case file
     if not any(path.is_relative_to(named) for named in config.stash[NAMED]):
         return False
-    # Found by searching a named folder: only a case file (a top-level `cases:` key), so that an unrelated
-    # YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed.
+    # Found by searching a named folder: only a case file (a top-level `cases:` or `stacks:` key), so that an
+    # unrelated YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed.
     try:
-        return bool(_CASES_KEY.search(path.read_text(encoding="utf-8", errors="replace")))
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return True  # unreadable: collected, its item reports why
+    return bool(_CASES_KEY.search(text) or stack.STACKS_KEY.search(text))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -136,13 +138,20 @@ class CaseFile(pytest.File):
             if path.is_relative_to(base):
                 name = str(path.relative_to(base))
                 break
-        cases, errors = load_file(self.path, name=name)
+        text = _text(self.path)
+        has_stacks = text is not None and bool(stack.STACKS_KEY.search(text))
+        stacks, stack_errors = stack.load_file(self.path, name=name) if has_stacks else ([], [])
+        # A file of stacks alone has no `cases:` list for the case loader to read.
+        alone = has_stacks and not _CASES_KEY.search(text or "")
+        cases, errors = ([], []) if alone else load_file(self.path, name=name)
+        if any(e.case is None for e in errors):   # the file itself is unreadable: said once
+            stack_errors = [e for e in stack_errors if e.case is not None]
+        errors.extend(stack_errors)
+        # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
+        # Cases and stacks share the names.
         owners = self.config.stash.setdefault(CASE_OWNERS, {})
-        for case in list(cases):
-            # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
-            if owners.setdefault(case.id, case.file) != case.file:
-                errors.append(CaseError(case.file, case.id, "id", f"duplicate id, already used in {owners[case.id]}"))
-                cases.remove(case)
+        cases = _unique(cases, owners, errors)
+        stacks = _unique(stacks, owners, errors, {case.id for case in cases})
         for error in errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
         for case in cases:
@@ -152,6 +161,32 @@ class CaseFile(pytest.File):
                     suffix = "" if check == "forward" else f":{check}"
                     yield CaseItem.from_parent(self, name=f"{case.id}[{engine}{suffix}]", case=case, engine=engine,
                                                check=check)
+        for one in stacks:
+            for engine in self.config.stash[ENGINES]:
+                yield StackItem.from_parent(self, name=f"{one.id}[{engine}]", case=one, engine=engine)
+
+
+def _text(path: Path) -> str | None:
+    """A case file's text, or None where it cannot be read (the case loader then says why)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _unique(items: list, owners: dict[str, str], errors: list[CaseError], taken: frozenset[str] | set[str] = frozenset()
+            ) -> list:
+    """The cases (or stacks) whose id no other file (and, for ``taken``, no case of this file) uses; an error for
+    each of the others."""
+    kept = []
+    for item in items:
+        if item.id in taken:
+            errors.append(CaseError(item.file, item.id, "id", "duplicate id, already used by a case of this file"))
+        elif owners.setdefault(item.id, item.file) != item.file:
+            errors.append(CaseError(item.file, item.id, "id", f"duplicate id, already used in {owners[item.id]}"))
+        else:
+            kept.append(item)
+    return kept
 
 
 # ---------------------------------------------------------------- xdist: one case per worker, longest first
@@ -317,6 +352,27 @@ class CaseItem(pytest.Item):
     def reportinfo(self):
         suffix = "" if self.check == "forward" else f" {self.check}"
         return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}{suffix}]"
+
+
+class StackItem(CaseItem):
+    """One (stack, engine): every layer's output judged in order against the oracle's composition
+    (harness.stack); a failure names the first layer over its bound, the culprit."""
+
+    def runtest(self) -> None:
+        result = stack.run_stack(self.case, self.engine)
+        self.user_properties.append(("verdict", result.verdict))
+        if result.layer_metrics:
+            self.user_properties.append(("max_ratio", max(m.max_ratio for m in result.layer_metrics)))
+            self.user_properties.append(("layer_ratios", [m.max_ratio for m in result.layer_metrics]))
+        if result.verdict in ("skip", "rejected"):
+            raise pytest.skip.Exception(result.message, _use_item_location=True)
+        if result.verdict == "error":
+            raise HarnessError(result)
+        if result.verdict != "pass":
+            raise Disagreement(result)
+
+    def reportinfo(self):
+        return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}] stack"
 
 
 class InvalidCase(pytest.Item):

@@ -14,9 +14,10 @@ from .engines import BUILTIN, engine_class
 from .errors import CaseError
 from .known import Expectation, parse as parse_expectation
 from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, impossible, output_shape
+from .tensor_files import FileProblem, Layout, literal as literal_source, source as file_source
 from .tensors import DTYPES, INITS
 
-FILE_KEYS = {"defaults", "cases"}
+FILE_KEYS = {"defaults", "cases", "stacks"}   # stacks: harness/stack.py reads them
 CASE_KEYS = {
     "id": "unique name, part of the pytest id",
     "layer": "Keras class name",
@@ -42,7 +43,8 @@ SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 INIT_FIELDS = {
     "zeros": set(), "ones": set(), "constant": {"value"}, "uniform": {"low", "high"},
-    "normal": {"mean", "std"}, "arange": {"start", "step"}, "channels": {"values"}, "sparse": {"entries"},
+    "normal": {"mean", "std"}, "arange": {"start", "step"}, "linspace": {"start", "stop"}, "channels": {"values"},
+    "sparse": {"entries"},
 }
 
 
@@ -107,7 +109,7 @@ def _parse(source: str | Path, loader: type) -> Any:
         return yaml.load(fh, Loader=loader)  # noqa: S506 - both loaders derive from (C)SafeLoader
 
 
-def _load_yaml(source: str | Path) -> Any:
+def load_yaml(source: str | Path) -> Any:
     """The YAML document of a file, with each mapping's line under ``__line__``; raises OSError, yaml.YAMLError.
 
     Parsed by libyaml where present; a file it refuses is parsed again by _LineLoader, so that an error is always
@@ -121,11 +123,11 @@ def _load_yaml(source: str | Path) -> Any:
     return _parse(source, last)
 
 
-def _strip_lines(value: Any) -> Any:
+def strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
+        return {k: strip_lines(v) for k, v in value.items() if k != "__line__"}
     if isinstance(value, list):
-        return [_strip_lines(v) for v in value]
+        return [strip_lines(v) for v in value]
     return value
 
 
@@ -138,11 +140,11 @@ def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], li
     """
     source, path = path, str(path) if name is None else name
     try:
-        doc = _load_yaml(source)
+        doc = load_yaml(source)
     except (OSError, yaml.YAMLError) as exc:
         return [], [CaseError(path, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
-    if not isinstance(doc, dict) or "cases" not in doc:
-        return [], [CaseError(path, None, None, "a case file is a mapping with a list under 'cases'")]
+    if not isinstance(doc, dict) or not ({"cases", "stacks"} & set(doc)):
+        return [], [CaseError(path, None, None, "a case file is a mapping with a list under 'cases' (or 'stacks')")]
     unknown = set(doc) - FILE_KEYS - {"__line__"}
     if unknown:
         return [], [CaseError(path, None, ", ".join(sorted(unknown)),
@@ -150,12 +152,12 @@ def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], li
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
         return [], [CaseError(path, None, "defaults", "must be a mapping")]
-    if not isinstance(doc["cases"], list):
+    if not isinstance(doc.get("cases", []), list):
         return [], [CaseError(path, None, "cases", "must be a list")]
     cases: list[Case] = []
     errors: list[CaseError] = []
     seen: set[str] = set()
-    for position, entry in enumerate(doc["cases"]):
+    for position, entry in enumerate(doc.get("cases", [])):
         name = entry.get("id") if isinstance(entry, dict) else None
         label = str(name) if name is not None else f"#{position + 1}"
         if isinstance(name, str):  # checked first: an invalid first entry still owns its id
@@ -164,7 +166,7 @@ def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], li
                 continue
             seen.add(name)
         try:
-            cases.extend(_expand(path, label, defaults, entry))
+            cases.extend(_expand(path, label, defaults, entry, Path(source).absolute().parent))
         except CaseError as exc:
             errors.append(exc)
     return cases, errors
@@ -192,7 +194,7 @@ def case_from_entry(file: str, entry: Any, defaults: dict | None = None) -> list
     """The cases of one case entry (a mapping as written under ``cases:``; one per point of its sweep), validated
     as if read from ``file`` with that file's ``defaults``. An invalid entry raises CaseError naming its id."""
     label = str(entry["id"]) if isinstance(entry, dict) and "id" in entry else "#1"   # as load_file names it
-    return _expand(file, label, defaults or {}, entry)
+    return _expand(file, label, defaults or {}, entry, Path(file).absolute().parent)
 
 def _merge(defaults: dict, entry: dict) -> dict:
     merged = dict(defaults)
@@ -205,14 +207,15 @@ def _merge(defaults: dict, entry: dict) -> dict:
     return merged
 
 
-def _expand(path: str, label: str, defaults: dict, entry: Any) -> list[Case]:
+def _expand(path: str, label: str, defaults: dict, entry: Any, base: Path | None = None) -> list[Case]:
+    """The cases of one entry; ``base`` is the case file's folder, which `file` tensor specs are relative to."""
     def fail(fieldname: str | None, message: str) -> CaseError:
         return CaseError(path, label, fieldname, message)
 
     if not isinstance(entry, dict):
         raise fail(None, f"a case is a mapping, got {type(entry).__name__}")
     line = entry.get("__line__")
-    raw = _merge(_strip_lines(defaults), _strip_lines(entry))
+    raw = _merge(strip_lines(defaults), strip_lines(entry))
     unknown = set(raw) - set(CASE_KEYS)
     if unknown:
         raise fail(", ".join(sorted(unknown)), "unknown key; allowed: " + ", ".join(sorted(CASE_KEYS)))
@@ -239,8 +242,8 @@ def _expand(path: str, label: str, defaults: dict, entry: Any) -> list[Case]:
                 data["config"][key] = value
         suffix = ",".join(f"{k}={_short(v)}" for k, v in swept.items())
         case_id = f"{raw['id']}({suffix})" if suffix else raw["id"]
-        case = _validate(path, case_id, data, swept)
-        case.source, case.line = _strip_lines(entry), line
+        case = _validate(path, case_id, data, swept, base)
+        case.source, case.line = strip_lines(entry), line
         out.append(case)
     for key, table in (("xfail", out[0].xfail), ("expect.rejected_by", out[0].rejected_by)):
         for engine, expectation in table.items():
@@ -266,7 +269,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
+def _validate(path: str, case_id: str, data: dict, swept: dict, base: Path | None = None) -> Case:
     def fail(fieldname: str | None, message: str) -> CaseError:
         return CaseError(path, case_id, fieldname, message)
 
@@ -305,17 +308,21 @@ def _validate(path: str, case_id: str, data: dict, swept: dict) -> Case:
     case.impossible = "; ".join(f"{field}: {message}" for field, message in problems)
     out = output_shape(g, case.input_shape) if not problems else ()
     channel_axis = 1 if g.channels_first else -1
-    _validate_tensor(fail, "input", case.input, case.input_shape, channel_axis)
+    activation = Layout(channels_first=g.channels_first)   # what `layout: torch` means for input and grad_output
+    case.input = _validate_tensor(fail, "input", case.input, case.input_shape, channel_axis, base, activation)
     shapes = g.weight_shapes()
     if not isinstance(case.weights, dict):
         raise fail("weights", "must be a mapping of Keras weight name -> tensor spec")
+    weights = {}
     for name, spec in case.weights.items():
         if name not in shapes:
             why = " (use_bias is false)" if name == "bias" else ""
             raise fail(f"weights.{name}", f"{layer} has no weight {name!r}{why}; its weights: {', '.join(shapes)}")
-        _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1)
+        weights[name] = _validate_tensor(fail, f"weights.{name}", spec, shapes[name], -1, base,
+                                         Layout(weight=name, geometry=g))
+    case.weights = weights
     _validate_expect(fail, case.expect, shapes, out)
-    _validate_check(fail, case, data, shapes, out, channel_axis)
+    _validate_check(fail, case, data, shapes, out, channel_axis, base, activation)
     for key in ("engine_options", "skip", "xfail"):
         if not isinstance(data.get(key) or {}, dict):
             raise fail(key, "must be a mapping keyed by engine name")
@@ -406,7 +413,11 @@ def _nested_shape(value: Any) -> tuple[int, ...] | None:
     return (len(value), *inner[0])
 
 
-def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel_axis: int) -> None:
+def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel_axis: int,
+                     base: Path | None = None, torch_layout: Layout | None = None) -> Any:
+    """Check a tensor spec against the ``shape`` the layer needs (Keras layout); returns the spec to keep: as
+    written, or for a `file` / `values` mapping a harness.tensor_files.TensorSource (its file checked now, its
+    values read when the case runs). ``torch_layout`` says what `layout: torch` means for this tensor."""
     if isinstance(spec, list):
         got = _nested_shape(spec)
         if got is None:
@@ -414,11 +425,15 @@ def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel
         if got != tuple(shape):
             raise fail(name, f"impossible shape: explicit values have shape {list(got)}, the layer needs "
                              f"{list(shape)}")
-        return
+        return spec
+    if isinstance(spec, dict) and "init" not in spec and ("file" in spec or "values" in spec):
+        return _validate_source(fail, name, spec, shape, base, torch_layout or Layout(channels_first=True))
+    written = spec
     if isinstance(spec, str):
         spec = {"init": spec}
     if not isinstance(spec, dict) or "init" not in spec:
-        raise fail(name, f"must be a nested list, an init name ({', '.join(INITS)}) or a mapping with 'init'")
+        raise fail(name, f"must be a nested list, an init name ({', '.join(INITS)}), a mapping with 'init', "
+                         "{file: ...} or {values: [...], layout: torch}")
     init = spec["init"]
     if init not in INIT_FIELDS:
         raise fail(f"{name}.init", f"unknown init {init!r}; known: {', '.join(INITS)}")
@@ -448,10 +463,28 @@ def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel
             if not (isinstance(index, list) and len(index) == len(shape)
                     and all(_is_int(j) and 0 <= j < n for j, n in zip(index, shape))):
                 raise fail(f"{name}.entries[{i}].index", f"impossible index {index!r} for shape {list(shape)}")
+    return written
+
+
+def _validate_source(fail, name: str, spec: dict, shape: tuple[int, ...], base: Path | None,
+                     torch_layout: Layout) -> Any:
+    """A tensor read from a file, or a literal with a layout (harness.tensor_files): errors name the field."""
+    where = fail(name, "")   # the case file and id, kept for errors when the values are read
+    try:
+        if "file" in spec and "values" in spec:
+            raise FileProblem("values", "a tensor is read from a file or written as values, not both")
+        if "values" in spec:
+            got = _nested_shape(spec["values"])
+            if got is None:
+                raise FileProblem("values", "must be a rectangular nested list of numbers")
+            return literal_source(spec, got, shape, torch_layout, where.file, where.case, name)
+        return file_source(spec, shape, base, torch_layout, where.file, where.case, name)
+    except FileProblem as problem:
+        raise fail(f"{name}.{problem.field}" if problem.field else name, problem.message) from None
 
 
 def _validate_check(fail, case: Case, data: dict, shapes: dict[str, tuple[int, ...]], out: tuple[int, ...],
-                    channel_axis: int) -> None:
+                    channel_axis: int, base: Path | None = None, activation: Layout | None = None) -> None:
     """`check`, `grad_output` and `expect.gradients` (harness.backward): set on ``case`` once valid."""
     check = data.get("check", ["forward"])
     if isinstance(check, str):
@@ -467,7 +500,8 @@ def _validate_check(fail, case: Case, data: dict, shapes: dict[str, tuple[int, .
     if backward and case.impossible:
         raise fail("check", "a configuration pinned as refused has no gradients to check")
     if backward:
-        _validate_tensor(fail, "grad_output", case.grad_output, out, channel_axis)
+        case.grad_output = _validate_tensor(fail, "grad_output", case.grad_output, out, channel_axis, base,
+                                            activation)
     golden = case.expect.get("gradients")
     if golden is None:
         return

@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from .tensor_files import TensorSource
+
 DTYPES = ("float16", "bfloat16", "float32", "float64")
-INITS = ("zeros", "ones", "constant", "uniform", "normal", "arange", "channels", "sparse")
+INITS = ("zeros", "ones", "constant", "uniform", "normal", "arange", "linspace", "channels", "sparse")
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -31,7 +33,9 @@ def _rng(seed: int, name: str) -> np.random.Generator:
 
 
 def generate(spec: Any, shape: tuple[int, ...], seed: int, name: str, channel_axis: int = -1) -> np.ndarray:
-    """Materialise a validated tensor spec as a float64 array of ``shape``."""
+    """Materialise a validated tensor spec as a float64 array of ``shape`` (Keras layout, the case's data_format)."""
+    if isinstance(spec, TensorSource):   # a file, or a literal in torch layout (harness.tensor_files)
+        return spec.load(shape)
     if isinstance(spec, str):
         spec = {"init": spec}
     if isinstance(spec, list):
@@ -49,6 +53,8 @@ def generate(spec: Any, shape: tuple[int, ...], seed: int, name: str, channel_ax
         return spec.get("mean", 0.0) + spec.get("std", 1.0) * _rng(seed, name).standard_normal(shape)
     if init == "arange":
         return spec.get("start", 0.0) + spec.get("step", 1.0) * np.arange(int(np.prod(shape))).reshape(shape)
+    if init == "linspace":   # evenly spaced over the elements in C order, both ends included
+        return np.linspace(spec.get("start", 0.0), spec.get("stop", 1.0), int(np.prod(shape))).reshape(shape)
     if init == "channels":
         values = np.asarray(spec["values"], dtype=np.float64)
         view = [1] * len(shape)

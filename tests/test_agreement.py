@@ -50,9 +50,9 @@ def test_error_bound_values():
     b = error_bound(10, "float32", gauge, y, "linear")
     assert (b.k, b.u) == (10, U32), f"(k, u)={(b.k, b.u)}, but should be {(10, U32)}"
     np.testing.assert_allclose(b.bound, [g, 2 * g, 0.0], rtol=1e-14)
-    # relu is exact: no activation term. tanh/sigmoid: 4 ulps of the engine and the oracle on |y|.
+    # relu is exact: no activation term. tanh: 6 u (3 ulps) of the engine and the oracle on |y| (measured 5.65u).
     np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "relu").bound, [g, 2 * g, 0.0], rtol=1e-14)
-    t = 4 * (U32 + U64)
+    t = 6 * (U32 + U64)
     np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "tanh").bound,
                                [g + t * 0.5, 2 * g + t * 3.0, 0.0], rtol=1e-14)
     # A float64 case: the engine's and the oracle's share are the same size.

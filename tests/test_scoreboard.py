@@ -175,3 +175,19 @@ def test_jobs_split_the_cases_over_processes_and_give_the_same_board(scoreboard,
         causes = {c: [(x["cause"], x["count"]) for x in cell["causes"]] for c, cell in parallel["cells"][engine].items()}
         assert causes == {c: [(x["cause"], x["count"]) for x in cell["causes"]]
                           for c, cell in doc["cells"][engine].items()}
+
+
+def test_the_markdown_summary_has_a_row_per_engine_with_its_totals(scoreboard):
+    doc, _, out = scoreboard
+    text = (out / "scoreboard.md").read_text()
+    for row in doc["engines"]:
+        t = row["totals"]
+        assert f"| {row['name']} | {row['versions'] or '-'} | {t['pass']} | {t['fail']} | {t['xfail']} |" in text
+    assert "| engine | Conv1D | Conv2D | DepthwiseConv1D |" in text
+    assert "matches the oracle with the kernel flipped" in text   # the flipped plug-in's cause
+
+
+def test_versions_are_read_from_framework_facts_and_from_a_converters_package_table():
+    assert installed.versions_line({"keras": {"version": "3.15.1", "loaded": True},
+                                    "torch-onnx": {"onnx": "1.23.2", "onnxruntime": "1.32.0", "note": "x"}}) \
+        == "keras 3.15.1, onnx 1.23.2, onnxruntime 1.32.0"

@@ -159,7 +159,7 @@ def test_from_keras_errors():
     with pytest.raises(ValueError, match="Keras shapes"):
         torch_port.from_keras("Conv2D", {"filters": 5, "kernel_size": 3}, w)
     with pytest.raises(ValueError, match="activation"):
-        torch_port.from_keras("Conv2D", {"filters": 4, "kernel_size": 3, "activation": "gelu"}, w)
+        torch_port.from_keras("Conv2D", {"filters": 4, "kernel_size": 3, "activation": "mish"}, w)
     with pytest.raises(ValueError, match="separable layers only"):
         torch_port.from_keras("Conv2D", {"filters": 4, "kernel_size": 3}, w, depthwise_bias=np.zeros(2))
     # Keras arguments that do not change the computation are accepted; data_format is ignored.

@@ -275,6 +275,11 @@ _ERRORS: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"bfloat16.{0,80}(not supported|unsupported|cannot|can't|unknown)|"
                 r"(not supported|unsupported|cannot|can't|unknown).{0,80}bfloat16", re.I | re.S),
      "the converter does not support bfloat16"),
+    (re.compile(r"TFLiteConverterFailed|ConverterError", re.I),
+     "the TFLite converter failed on the layer's graph (a bug of the conversion, not a wrong value)"),
+    (re.compile(r"UnicodeDecodeError"),
+     "the converter crashed reading the exported graph (UnicodeDecodeError; seen on grouped convs, which tf2onnx "
+     "exports as a function call)"),
     (re.compile(r"worker for \S+ died"), "the engine's process crashed"),
     (re.compile(r"worker for \S+ timed out"), "the engine hung past its timeout"),
 )

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import conv_grads
 from ..layers import Geometry
 from ..layouts import conv_k2t
 from ..padding import effective_kernel, pad_amounts

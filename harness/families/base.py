@@ -146,6 +146,26 @@ class Family:
                        in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    # The torch port's state-dict name of each Keras weight (kernel_names and "bias"), as keras_to_torch writes them.
+    torch_names: dict[str, str] = {}
+
+    def torch_weight_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+        """Each Keras weight's shape in the torch port's layout (keras_to_torch of zeros in the Keras shapes)."""
+        shapes = g.weight_shapes()
+        kernels = {n: np.zeros(s) for n, s in shapes.items() if n != "bias"}
+        bias = np.zeros(shapes["bias"]) if "bias" in shapes else None
+        state = self.keras_to_torch(g.kind, kernels, bias, f"torch_weight_shapes({g.kind.name})")
+        return {n: tuple(state[self.torch_names[n]].shape) for n in shapes}
+
+    def weight_from_torch(self, name: str, weight: np.ndarray, g: "Geometry") -> np.ndarray:
+        """One Keras weight given in the torch port's layout -> Keras layout, float64: torch_to_keras on a state dict
+        holding it (the other kernels zeros), so that one weight converts exactly as a whole state dict does."""
+        shapes = self.torch_weight_shapes(g)
+        state = {self.torch_names[n]: np.zeros(s) for n, s in shapes.items() if n != "bias"}
+        state[self.torch_names[name]] = np.asarray(weight, dtype=np.float64)
+        return self.torch_to_keras(g.kind, state, f"weight_from_torch({g.kind.name}, {name})",
+                                   in_channels=g.in_channels, depth_multiplier=None)[name]
+
     def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
         """The input channels a set of Keras weights implies (for building a torch module without an input)."""
         key = self.kernel_names[0]

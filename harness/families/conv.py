@@ -19,6 +19,7 @@ class ConvFamily(Family):
     requires = ("filters", "kernel_size")
     defaults = {"groups": 1}
     kernel_names = ("kernel",)
+    torch_names = {"kernel": "weight", "bias": "bias"}
 
     def out_channels(self, g: "Geometry") -> int:
         return int(g.filters)

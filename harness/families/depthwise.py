@@ -20,6 +20,7 @@ class DepthwiseFamily(Family):
     requires = ("kernel_size",)
     defaults = {"depth_multiplier": 1}
     kernel_names = ("kernel",)
+    torch_names = {"kernel": "weight", "bias": "bias"}
 
     def out_channels(self, g: "Geometry") -> int:
         return g.in_channels * g.depth_multiplier

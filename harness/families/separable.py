@@ -20,6 +20,8 @@ class SeparableFamily(Family):
     requires = ("filters", "kernel_size")
     defaults = {"depth_multiplier": 1}
     kernel_names = ("depthwise_kernel", "pointwise_kernel")
+    torch_names = {"depthwise_kernel": "depthwise.weight", "pointwise_kernel": "pointwise.weight",
+                   "bias": "pointwise.bias"}
     stages = {"depthwise": "the pointwise step"}
     # The hand-written torch block with a bias on the depthwise conv too (what folding undoes).
     port_variants = ("depthwise_bias",)

@@ -159,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     diagnosed cause, with a repro command each (docs/scoreboard.md)."""
     doc = build(args)
     out = Path(args.out)
-    json_path, html_path = out / "scoreboard.json", out / "scoreboard.html"
+    json_path, html_path, md_path = out / "scoreboard.json", out / "scoreboard.html", out / "scoreboard.md"
     text = json.dumps(finite(doc), indent=1, allow_nan=False, default=str) + "\n"
-    write_all({json_path: text, html_path: page.render(doc)})   # both complete in memory before either is written
+    # every file complete in memory before any is written
+    write_all({json_path: text, html_path: page.render(doc), md_path: page.markdown(doc)})
     for row in doc["engines"]:
         t = row["totals"]
         top = "; ".join(f"{c['count']} {c['cause']}" for c in t["causes"][:3])
@@ -170,5 +171,5 @@ def run(args: argparse.Namespace) -> int:
               + (f"\n{'':>18}{top}" if top else ""))
     for m in doc["not_installed"]:
         print(f"{m['engine']:>16}: {m['reason']}")
-    print(f"wrote {html_path} and {json_path}")
+    print(f"wrote {html_path}, {json_path} and {md_path}")
     return 1 if doc["cases"]["invalid"] else 0

@@ -65,6 +65,15 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def versions_line(environment: dict[str, Any]) -> str:
-    """'keras 3.15.1, tensorflow 2.21.0' from an engine's environment() (framework -> facts with a version)."""
-    return ", ".join(f"{framework} {facts['version']}" for framework, facts in sorted(environment.items())
-                     if isinstance(facts, dict) and facts.get("version"))
+    """'keras 3.15.1, tensorflow 2.21.0' from an engine's environment(): framework -> facts with a "version", or
+    (a converter's) engine -> {package: version}."""
+    found: dict[str, str] = {}
+    for name, facts in environment.items():
+        if not isinstance(facts, dict):
+            continue
+        if facts.get("version"):
+            found[name] = str(facts["version"])
+        else:
+            found.update({package: str(v) for package, v in facts.items()
+                          if isinstance(v, str) and v[:1].isdigit()})
+    return ", ".join(f"{package} {version}" for package, version in sorted(found.items()))

@@ -40,3 +40,33 @@ def render(doc: dict[str, Any]) -> str:
     return template("scoreboard.html.j2").render(
         doc=doc, rows=rows, groups=groups(doc["columns"]), shown=SHOWN, command=" ".join(doc["command"]),
         css=Markup(static_text("report.css")))
+
+
+def markdown(doc: dict[str, Any], causes: int = 3) -> str:
+    """scoreboard.md: the scoreboard as Markdown for a README (engines with versions and totals, their most
+    frequent causes, and per layer kind the items passed of those judged)."""
+    lines = [f"Scoreboard of `{' '.join(doc['command'])}` ({doc['created']}; {doc['cases']['shipped']} shipped "
+             f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine):", "",
+             "| engine | versions | pass | fail | known bug | error | skip | rejected | most frequent causes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in doc["engines"]:
+        t = row["totals"]
+        top = "; ".join(f"{c['count']} {c['cause']}" for c in t["causes"][:causes]) or "-"
+        lines.append(f"| {row['name']} | {row['versions'] or '-'} | {t['pass']} | {t['fail']} | {t['xfail']} | "
+                     f"{t['error']} | {t['skip']} | {t['rejected']} | {top} |")
+    kinds = list(dict.fromkeys(c["layer"] for c in doc["columns"] if c["kind"] == "layer-dtype"))
+    lines += ["", "Per layer kind (all dtypes): items passed / items judged (pass + fail + known bug + error; "
+                  "skips and refusals apart).", "",
+              "| engine | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for row in doc["engines"]:
+        cells = doc["cells"][row["name"]]
+        out = []
+        for kind in kinds:
+            mine = [cell for c, cell in cells.items() if c.startswith(kind + " ")]
+            judged = sum(cell["pass"] + cell["fail"] + cell["xfail"] + cell["xpass"] + cell["error"] for cell in mine)
+            out.append(f"{sum(cell['pass'] for cell in mine)}/{judged}" if judged else "-")
+        lines.append(f"| {row['name']} | " + " | ".join(out) + " |")
+    missing = doc.get("not_installed") or []
+    if missing:
+        lines += ["", "Not installed: " + "; ".join(f"{m['engine']} ({m['reason']})" for m in missing) + "."]
+    return "\n".join(lines) + "\n"
