@@ -117,25 +117,31 @@ def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
     if y.size == 0:
         return y.reshape(n_images, *out, f)
     block = max(1, min(groups, PATCH_BLOCK_ELEMENTS // max(1, positions * depth)))
-    image = np.zeros((*padded, c))                                # one image, channels last, zero-padded
     interior = (*(slice(before, before + n) for (before, _), n in zip(widths, spatial)), slice(None))
-    patches = np.empty((block, *out, *g.kernel_size, cg))         # (groups, positions, taps, C/groups) of a block
-    products = np.empty((block, positions, fg))
-    with one_blas_thread():
-        for i in range(n_images):
-            image[interior] = x[i]
-            for g0 in range(0, groups, block):
-                g1 = min(groups, g0 + block)
-                src = image[..., g0 * cg:g1 * cg]
-                # Every kernel tap of every output position, a strided view of the padded image: the patch matrix.
-                windows = np.lib.stride_tricks.as_strided(
-                    src, shape=(g1 - g0, *out, *g.kernel_size, cg),
-                    strides=(cg * src.strides[-1], *(t * s for t, s in zip(src.strides[:-1], g.strides)),
-                             *(t * d for t, d in zip(src.strides[:-1], g.dilation)), src.strides[-1]),
-                    writeable=False)
-                np.copyto(patches[:g1 - g0], windows)
-                np.matmul(patches[:g1 - g0].reshape(g1 - g0, positions, depth), k[g0:g1], out=products[:g1 - g0])
-                y[i, :, g0:g1, :] = products[:g1 - g0].transpose(1, 0, 2)
+
+    def images(indices: range) -> None:
+        """The images ``indices``, with this thread's own buffers: one padded image and one block's patches."""
+        image = np.zeros((*padded, c))                            # one image, channels last, zero-padded
+        patches = np.empty((block, *out, *g.kernel_size, cg))     # (groups, positions, taps, C/groups) of a block
+        products = np.empty((block, positions, fg))
+        with one_blas_thread():
+            for i in indices:
+                image[interior] = x[i]
+                for g0 in range(0, groups, block):
+                    g1 = min(groups, g0 + block)
+                    src = image[..., g0 * cg:g1 * cg]
+                    # Every kernel tap of every output position, a strided view of the padded image: the patches.
+                    windows = np.lib.stride_tricks.as_strided(
+                        src, shape=(g1 - g0, *out, *g.kernel_size, cg),
+                        strides=(cg * src.strides[-1], *(t * s for t, s in zip(src.strides[:-1], g.strides)),
+                                 *(t * d for t, d in zip(src.strides[:-1], g.dilation)), src.strides[-1]),
+                        writeable=False)
+                    np.copyto(patches[:g1 - g0], windows)
+                    np.matmul(patches[:g1 - g0].reshape(g1 - g0, positions, depth), k[g0:g1],
+                              out=products[:g1 - g0])
+                    y[i, :, g0:g1, :] = products[:g1 - g0].transpose(1, 0, 2)
+
+    over_parts(images, n_images, y.size)
     return y.reshape(n_images, *out, f)
 
 
@@ -143,6 +149,43 @@ def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
 # or one channel's or group's where that is more. With one image padded, the working memory of the two primitives
 # does not grow with the batch, nor (beyond one group) with the channel count.
 PATCH_BLOCK_ELEMENTS = 1 << 20
+
+
+# Outputs below which a primitive stays on the calling thread: starting threads costs more than it saves.
+THREADED_ELEMENTS = 1 << 20
+
+
+def oracle_threads() -> int:
+    """Threads the oracle's image loops may use: HARNESS_ORACLE_THREADS, else OMP_NUM_THREADS (which the pytest
+    plugin sets to each xdist worker's share of the cores), else the cores this process may run on."""
+    for name in ("HARNESS_ORACLE_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def over_parts(work: Callable[[range], None], n: int, outputs: int) -> None:
+    """``work(range)`` over ``range(n)`` (images, or channels), split between oracle_threads() threads for a big
+    output.
+
+    Each image and each channel is computed by the same operations whatever thread computes it (every thread has
+    its own buffers and its own one-thread BLAS; no sum mixes two parts), so the values do not depend on the threads
+    (tests/test_chunked_oracle.py compares them bit for bit): the threads only use the cores that one-thread BLAS
+    leaves idle (NumPy releases the GIL in its copies and products)."""
+    threads = min(oracle_threads(), n)
+    if threads <= 1 or outputs < THREADED_ELEMENTS:
+        work(range(n))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-n // threads)
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(work, range(i, min(n, i + step))) for i in range(0, n, step)]:
+            done.result()
 
 
 def depthwise(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
@@ -165,28 +208,41 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
     if y.size == 0:
         return y.reshape(n_images, *out, c * m)
     block = max(1, min(c, PATCH_BLOCK_ELEMENTS // (positions * taps)))
-    image = np.zeros((c, *padded))                                # one image, channels first, zero-padded
     interior = (slice(None), *(slice(before, before + n) for (before, _), n in zip(widths, spatial)))
-    patches = np.empty((block, *out, *g.kernel_size))             # (channels, positions, taps) of one block
-    products = np.empty((block, positions, m))
-    with one_blas_thread():
-        for i in range(n_images):
-            image[interior] = np.moveaxis(x[i], -1, 0)
-            for c0 in range(0, c, block):
-                c1 = min(c, c0 + block)
-                src = image[c0:c1]
-                # Every kernel tap of every output position, a strided view of the padded image: the patch matrix.
-                windows = np.lib.stride_tricks.as_strided(
-                    src, shape=(c1 - c0, *out, *g.kernel_size),
-                    strides=(src.strides[0], *(t * s for t, s in zip(src.strides[1:], g.strides)),
-                             *(t * d for t, d in zip(src.strides[1:], g.dilation))), writeable=False)
-                np.copyto(patches[:c1 - c0], windows)
-                np.matmul(patches[:c1 - c0].reshape(c1 - c0, positions, taps), k[c0:c1], out=products[:c1 - c0])
-                y[i, :, c0:c1, :] = products[:c1 - c0].transpose(1, 0, 2)
+
+    def channels(part: range) -> None:
+        """Channels ``part`` of every image, with this thread's own buffers: those channels of one padded image,
+        one block's patches. Each channel's product is the same call whatever the part and block it is in."""
+        c_lo, c_hi = part.start, part.stop
+        image = np.zeros((c_hi - c_lo, *padded))                  # one image's channels, channels first, padded
+        patches = np.empty((block, *out, *g.kernel_size))         # (channels, positions, taps) of one block
+        products = np.empty((block, positions, m))
+        with one_blas_thread():
+            for i in range(n_images):
+                image[interior] = np.moveaxis(x[i, ..., c_lo:c_hi], -1, 0)
+                for c0 in range(c_lo, c_hi, block):
+                    c1 = min(c_hi, c0 + block)
+                    src = image[c0 - c_lo:c1 - c_lo]
+                    # Every kernel tap of every output position, a strided view of the padded image: the patches.
+                    windows = np.lib.stride_tricks.as_strided(
+                        src, shape=(c1 - c0, *out, *g.kernel_size),
+                        strides=(src.strides[0], *(t * s for t, s in zip(src.strides[1:], g.strides)),
+                                 *(t * d for t, d in zip(src.strides[1:], g.dilation))), writeable=False)
+                    np.copyto(patches[:c1 - c0], windows)
+                    np.matmul(patches[:c1 - c0].reshape(c1 - c0, positions, taps), k[c0:c1],
+                              out=products[:c1 - c0])
+                    y[i, :, c0:c1, :] = products[:c1 - c0].transpose(1, 0, 2)
+
+    # Threads share the channels (a chunk of the oracle may be one image: the worked example's is).
+    over_parts(channels, c, y.size)
     return y.reshape(n_images, *out, c * m)
 
 
 def pointwise(z: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """1x1 conv: z (N, *S, C*M), kernel (1.., C*M, F)."""
+    """1x1 conv: z (N, *S, C*M), kernel (1.., C*M, F): one BLAS product, on BLAS's own threads where it is big
+    (they split the rows and columns of the result, not its sums: the values do not depend on them)."""
+    p = kernel.reshape(kernel.shape[-2:])
+    if z.size // max(1, p.shape[0]) * p.shape[1] >= THREADED_ELEMENTS:
+        return z @ p
     with one_blas_thread():
-        return z @ kernel.reshape(kernel.shape[-2:])
+        return z @ p

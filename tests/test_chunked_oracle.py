@@ -125,7 +125,9 @@ def _depthwise_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:
     ("DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 8, "padding": "same"}, (2, 64, 64, 4)),
     # the conv primitive's products: positions x taps * C/groups by taps * C/groups x F/groups, 2304 x 72 x 16
     ("Conv2D", {"kernel_size": 3, "filters": 32, "groups": 2, "padding": "same"}, (2, 48, 48, 16)),
-], ids=["depthwise", "conv"])
+    # the pointwise step's one product (positions x C*M by C*M x F), which runs on BLAS's threads where it is big
+    ("SeparableConv2D", {"kernel_size": 3, "filters": 64, "padding": "same"}, (2, 64, 64, 32)),
+], ids=["depthwise", "conv", "separable"])
 def test_blas_thread_count_does_not_change_the_oracle(monkeypatch, layer, config, shape):
     """The oracle runs its small BLAS products on one thread (faster); a product big enough for OpenBLAS to split
     over threads gives the same values on two."""
@@ -344,3 +346,38 @@ def test_judging_memory_does_not_grow_with_the_output(monkeypatch):
     whole = 16 * 32 * 32 * 64 * 8   # one float64 copy of the 16-image output: 8 MB
     assert peaks[16] < 1.25 * peaks[4], f"measure peaked at {peaks} bytes (images: peak): it grows with the output"
     assert peaks[16] < whole / 4, f"measure peaked at {peaks[16] / 1e6:.2f} MB for a {whole / 1e6:.1f} MB output"
+
+
+@pytest.mark.parametrize("layer,config,shape", [
+    ("Conv2D", {"filters": 6, "kernel_size": 3, "groups": 2, "padding": "same", "strides": 2}, (5, 9, 8, 4)),
+    ("Conv1D", {"filters": 3, "kernel_size": 2, "padding": "causal", "dilation_rate": 2}, (7, 11, 2)),
+    ("DepthwiseConv2D", {"kernel_size": 3, "depth_multiplier": 3, "padding": "same"}, (5, 8, 9, 3)),
+    ("SeparableConv1D", {"filters": 4, "kernel_size": 3, "depth_multiplier": 2}, (6, 12, 3)),
+], ids=["conv2d", "conv1d", "depthwise2d", "separable1d"])
+def test_the_oracle_threads_do_not_change_a_value(monkeypatch, layer, config, shape):
+    """Images (conv) or channels (depthwise) split between threads (own buffers, one-thread BLAS) give the values
+    of one thread, bit for bit, whatever the split (2, 3 or more threads than parts)."""
+    g, x, w = _inputs(0, layer, config, shape, "float32")
+    monkeypatch.setenv("HARNESS_ORACLE_THREADS", "1")
+    one = oracle.run(layer, config, x, w)
+    monkeypatch.setattr(conv_ops, "THREADED_ELEMENTS", 0)   # thread even these small outputs
+    for threads in ("2", "3", "16"):
+        monkeypatch.setenv("HARNESS_ORACLE_THREADS", threads)
+        assert _same(one, oracle.run(layer, config, x, w)), f"threads={threads} changed the oracle's output"
+
+
+def test_the_pointwise_product_does_not_depend_on_blas_threads():
+    """The separable pointwise step runs a big product on BLAS's own threads: the same values on one and on two."""
+    setter = conv_ops._blas_thread_setter()
+    if setter is None or (os.cpu_count() or 1) < 2:
+        pytest.skip("NumPy's BLAS is not its bundled OpenBLAS, or one core: nothing to compare")
+    rng = np.random.default_rng(0)
+    z, kernel = rng.standard_normal((4, 64, 64, 96)), rng.standard_normal((1, 1, 96, 80))
+    previous = setter(1)
+    try:
+        one = conv_ops.pointwise(z, kernel)
+        setter(2)
+        two = conv_ops.pointwise(z, kernel)
+    finally:
+        setter(previous)
+    assert _same(one, two), "the pointwise product depends on the BLAS thread count"
