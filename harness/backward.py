@@ -30,13 +30,13 @@ from .agreement import Bound, Metrics, gamma, measure, usable
 from .backward_reference import reference_gradients
 from .conv_ops import from_channels_last, to_channels_last
 from .engines.base import EngineOutput, Inputs
+from .judgement import mismatch, tag
 from .layers import Geometry, output_shape
 from .tensors import generate, numpy_dtype, round_to, unit_roundoff
 
 if TYPE_CHECKING:
     from .schema import Case
 
-CHECKS = ("forward", "backward")   # what a case may ask for (`check:`); forward alone by default
 GRAD_OUTPUT_NAME = "grad_output"   # the tensor name its seeded stream is drawn under (harness.tensors.generate)
 
 
@@ -99,10 +99,10 @@ def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray |
     u, u64 = unit_roundoff(case.dtype), unit_roundoff("float64")
     k = g.reduction_length()
     x_cl = to_channels_last(inputs.x64, g.channels_first)
-    pre = oracle.pre_activation(x_cl, inputs.weights64, g)
     gauge = oracle.pre_activation(np.abs(x_cl), {n: np.abs(v) for n, v in inputs.weights64.items()}, g)
     e = (gamma(k, u) + gamma(k, u64)) * gauge
     per_dy = act.lipschitz * e + act.derivative_ulps * u
+    pre = oracle.pre_activation(x_cl, inputs.weights64, g) if act.kinks else None
     for kink in act.kinks:
         per_dy = per_dy + (np.abs(pre - kink) <= e)   # the derivative jumps by 1 across a kink
     return np.abs(to_channels_last(dy64, g.channels_first)) * per_dy
@@ -179,8 +179,6 @@ def _bound(expected: tuple[dict, dict, dict, dict], name: str, dtype: str, refer
 def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardReference) -> GradientJudgement:
     """Each gradient tensor in turn (input, kernels, bias, then a port variant's own): its presence, shape,
     dtype and values; the first that fails decides, and the message names it (dx, dkernel, dbias)."""
-    from .judgement import mismatch, tag
-
     g = case.geometry
     got = out.gradients or {}
     reference_engine = engines.is_reference(engine)
@@ -230,8 +228,6 @@ def _golden_gradients(case: "Case", engine: str, got: dict[str, np.ndarray], exp
                       ) -> tuple[str, str] | None:
     """The case's hand-computed gradients (expect.gradients: {x|KERNEL|bias: value}) within the case dtype's
     rounding of the decimals (as expect.output) and the engine's bound."""
-    from .judgement import mismatch
-
     for name, written in (case.expect.get("gradients") or {}).items():
         want = np.asarray(written, dtype=np.float64)
         value = np.asarray(got[name], dtype=np.float64)

@@ -9,7 +9,7 @@ import pytest
 
 from . import stack
 from .facts import request_onednn
-from .runner import Result, outcome, run_one
+from .runner import Result, item_label, outcome, run_one
 from .schema import Case, CaseError, load_file
 from .selection import select_engines
 from .sharding import case_cost
@@ -158,9 +158,8 @@ class CaseFile(pytest.File):
             for check in case.check:
                 for engine in self.config.stash[ENGINES]:
                     # The backward check's items are CASE[ENGINE:backward], beside CASE[ENGINE] (forward).
-                    suffix = "" if check == "forward" else f":{check}"
-                    yield CaseItem.from_parent(self, name=f"{case.id}[{engine}{suffix}]", case=case, engine=engine,
-                                               check=check)
+                    yield CaseItem.from_parent(self, name=f"{case.id}[{item_label(engine, check)}]", case=case,
+                                               engine=engine, check=check)
         for one in stacks:
             for engine in self.config.stash[ENGINES]:
                 yield StackItem.from_parent(self, name=f"{one.id}[{engine}]", case=one, engine=engine)

@@ -140,6 +140,11 @@ def request(case: Case, engine: str, inputs: Inputs) -> Request:
                    options=case.engine_options.get(engine, {}))
 
 
+def item_label(engine: str, check: str) -> str:
+    """How an item of one check is named: ENGINE (forward) or ENGINE:backward, as in pytest's CASE[ENGINE:backward]."""
+    return engine if check == "forward" else f"{engine}:{check}"
+
+
 def repro_command(case: Case, engine: str, check: str = "forward") -> str:
     # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
     # oracle alone so that the repro does not also run every built-in framework.
@@ -181,10 +186,7 @@ def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
         ref = reference(case)
         out = ref.oracle if engines.is_reference(engine_name) else \
             engines.get(engine_name).run(request(case, engine_name, ref.inputs))
-        result.output, result.facts = out, dict(out.facts)
-        result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
-        result.params, result.weight_shapes = out.params, out.weight_shapes
-        result.notes.extend(out.notes)
+        _record_output(result, out)
         judged = judge(case, engine_name, out, ref)
         result.verdict, result.message = judged.verdict, judged.message
         result.bound, result.metrics = judged.bound, judged.metrics
@@ -234,10 +236,7 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
         req = request(case, engine, ref.inputs)
         req.grad_output = bref.dy
         out = engines.get(engine).run(req)
-    result.output, result.facts = out, dict(out.facts)
-    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
-    result.params, result.weight_shapes = out.params, out.weight_shapes
-    result.notes.extend(out.notes)
+    _record_output(result, out)
     judged = backward.judge_gradients(case, engine, out, bref)
     result.verdict, result.message = judged.verdict, judged.message
     result.gradient_metrics, result.gradient_arrays = judged.metrics, judged.arrays
@@ -256,6 +255,14 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
         else:
             result.notes.append(f"the known bug {bug.label} does not show in the gradients here")
     return result
+
+
+def _record_output(result: Result, out: EngineOutput) -> None:
+    """What a result keeps of an engine's answer: the output itself, its facts, shape, dtype, counts and notes."""
+    result.output, result.facts = out, dict(out.facts)
+    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    result.params, result.weight_shapes = out.params, out.weight_shapes
+    result.notes.extend(out.notes)
 
 
 def _run_impossible(case: Case, engine: str, result: Result) -> Result:

@@ -63,6 +63,16 @@ def case_cost(case: "Case", items: int = 1) -> float:
     return checks * (items * ITEM_S + max(macs, 0) * MAC_S)
 
 
+def check_complete(indices: Sequence[int], count: int) -> None:
+    """ValueError unless ``indices`` are every shard 1..count, each once (what a --merge needs)."""
+    missing = sorted(set(range(1, count + 1)) - set(indices))
+    twice = sorted({i for i in indices if list(indices).count(i) > 1})
+    if missing or twice:
+        raise ValueError("--merge: " + "; ".join(
+            ([f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing"] if missing else [])
+            + ([f"shard(s) {', '.join(f'{i}/{count}' for i in twice)} given more than once"] if twice else [])))
+
+
 def case_key(case: "Case") -> str:
     """What identifies a case across jobs: its file and id (ids are unique across a suite)."""
     return f"{case.file}::{case.id}"

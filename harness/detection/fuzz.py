@@ -38,8 +38,9 @@ from ..engines import DEFAULT_ENGINES
 from ..errors import CaseError
 from ..known import REGISTRY, Known, matching_bug
 from ..layers import ACTIVATIONS, LAYERS
-from ..runner import Result, run_facts, run_one
+from ..runner import Result, item_label, run_facts, run_one
 from ..schema import Case, case_from_entry
+from ..sharding import check_complete
 
 # Shrinking goes to the first value of each list: the plainest configuration comes first.
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -95,14 +96,9 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
             "seed": draw(st.integers(0, 2**16)), "input": {"init": "normal", "std": std}, "check": check}
 
 
-def label(engine: str, check: str) -> str:
-    """What the fuzzer calls one engine's item of one check: ENGINE, or ENGINE:backward (as pytest names it)."""
-    return engine if check == "forward" else f"{engine}:{check}"
-
-
 def run_checks(case: Case, engines: Iterable[str]) -> dict[str, Result]:
-    """Every engine's result on every check the case asks for, by label (see label), forward first."""
-    return {label(engine, check): run_one(case, engine, check) for check in case.check for engine in engines}
+    """Every engine's result on every check the case asks for, by item label (runner.item_label), forward first."""
+    return {item_label(engine, check): run_one(case, engine, check) for check in case.check for engine in engines}
 
 
 def choose(option: str, what: str, names: Iterable[str] | None, known: Iterable[str]) -> tuple[str, ...]:
@@ -838,12 +834,7 @@ def merge_summaries(paths: list[str]) -> tuple[Stats, list[dict[str, Any]]]:
         if doc["shard"]["count"] != count:
             raise ValueError(f"{path} is a shard of {doc['shard']['count']}, {first_path} of {count}")
     indices = [doc["shard"]["index"] for _, doc in docs]
-    missing = sorted(set(range(1, count + 1)) - set(indices))
-    twice = sorted({i for i in indices if indices.count(i) > 1})
-    if missing or twice:
-        raise ValueError("--merge: " + "; ".join(
-            ([f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing"] if missing else [])
-            + ([f"shard(s) {', '.join(f'{i}/{count}' for i in twice)} given more than once"] if twice else [])))
+    check_complete(indices, count)
     total = Stats()
     for _, doc in docs:
         total.merge(Stats(**doc["stats"]))

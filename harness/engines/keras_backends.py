@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import EngineRejected
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
 from .keras_graph import first_line, import_keras_on, keras_facts, keras_layer, versions
-from .torch_engine import set_torch_threads, torch_thread_count
+from .torch_engine import TorchThreads
 
 
 class _KerasBackendEngine(Engine):
@@ -73,17 +73,10 @@ class KerasJaxEngine(_KerasBackendEngine):
         return found
 
 
-class KerasTorchEngine(_KerasBackendEngine):
+class KerasTorchEngine(TorchThreads, _KerasBackendEngine):
     name = "keras-torch"
     backend = "torch"
     framework = "torch"
     dists = ("keras", "torch")
     isolation = Isolation(env=(("KERAS_BACKEND", "torch"),))   # our venv: keras and torch are both pinned there
 
-    @classmethod
-    def thread_count(cls) -> Any:
-        return torch_thread_count()
-
-    @classmethod
-    def set_threads(cls, count: Any) -> None:
-        set_torch_threads(count)

@@ -118,3 +118,31 @@ def torch_port_and_input(torch: Any, request: Request) -> tuple[Any, Any]:
     xt = torch.from_numpy(np.ascontiguousarray(x_first.astype(np.float32) if request.dtype == "bfloat16"
                                                else x_first)).to(tdtype)
     return module, xt
+
+
+def export_torch_onnx(torch: Any, module: Any, xt: Any, path: str, layer: str) -> None:
+    """torch.onnx.export of the port (its defaults; input "x", output "y"), its warnings silenced; the exporter's
+    refusal of an op is the engine's refusal (EngineRejected)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False)
+        except torch.onnx.errors.UnsupportedOperatorError as exc:   # the exporter's refusal
+            raise EngineRejected(f"torch.onnx.export refused the port of {layer}: {first_line(exc)}") from exc
+
+
+def run_converted(model: Any, feed: Any, layer_dtype: str, notes: list[str]) -> Any:
+    """A converted Keras model (nobuco's, onnx2tf's) called on ``feed``, fed in the dtype its input takes: where the
+    converter changed it, the input is cast (bfloat16 through float32) and a note says so."""
+    import numpy as np
+
+    dtype = model.inputs[0].dtype
+    want = str(np.dtype(dtype.as_numpy_dtype)) if hasattr(dtype, "as_numpy_dtype") else layer_dtype
+    if want != layer_dtype:
+        notes.append(f"the converted model takes {want} where the layer takes {layer_dtype}: the converter changed "
+                     f"the dtype; the input was fed as {want}")
+        feed = feed.astype(np.float32).astype(want) if layer_dtype == "bfloat16" else feed.astype(want)
+    y = model(np.ascontiguousarray(feed), training=False)
+    return np.asarray(y.numpy() if hasattr(y, "numpy") else y)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import EngineRejected
 from .base import Engine, EngineOutput, Isolation, Request
-from .keras_graph import first_line, versions, torch_port_and_input
+from .keras_graph import first_line, run_converted, torch_port_and_input, versions
 
 
 class NobucoEngine(Engine):
@@ -67,15 +67,7 @@ class NobucoEngine(Engine):
                                      + "; ".join(refused)) from exc
             raise
         notes: list[str] = []
-        want = str(np.dtype(model.inputs[0].dtype.as_numpy_dtype)) if hasattr(model.inputs[0].dtype,
-                                                                              "as_numpy_dtype") else str(x.dtype)
-        feed = x
-        if want != str(x.dtype):
-            notes.append(f"the converted Keras model takes {want} where the layer takes {x.dtype}: the converter "
-                         f"changed the dtype; the input was fed as {want}")
-            feed = x.astype(np.float32).astype(want) if str(x.dtype) == "bfloat16" else x.astype(want)
-        y = model(np.ascontiguousarray(feed), training=False)
-        y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+        y = run_converted(model, x, str(x.dtype), notes)
         notes.append("Keras layers: " + " ".join(type(layer).__name__ for layer in model.layers))
         return EngineOutput(y=np.ascontiguousarray(y), params=int(model.count_params()),
                             weight_shapes={w.name: tuple(int(d) for d in w.shape) for w in model.weights},

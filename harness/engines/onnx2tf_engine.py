@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EngineRejected
 from .base import Engine, EngineOutput, Isolation, Request
-from .keras_graph import first_line, versions, torch_port_and_input
+from .keras_graph import export_torch_onnx, run_converted, torch_port_and_input, versions
 
 
 class Onnx2TfEngine(Engine):
@@ -41,8 +40,6 @@ class Onnx2TfEngine(Engine):
         importlib.import_module("onnx2tf.onnx2tf").download_test_image_data = _offline_test_images
 
     def run(self, request: Request) -> EngineOutput:
-        import warnings
-
         torch = self.torch
         g, x = request.geometry, request.inputs.x
         module, xt = torch_port_and_input(torch, request)
@@ -50,13 +47,7 @@ class Onnx2TfEngine(Engine):
         log = io.StringIO()
         with tempfile.TemporaryDirectory(prefix="harness-onnx2tf-") as tmp:
             path = os.path.join(tmp, "model.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False)
-                except torch.onnx.errors.UnsupportedOperatorError as exc:
-                    raise EngineRejected(f"torch.onnx.export refused the port of {request.layer}: "
-                                         f"{first_line(exc)}") from exc
+            export_torch_onnx(torch, module, xt, path, request.layer)
             try:
                 with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                     model = self.onnx2tf.convert(input_onnx_file_path=path,
@@ -66,16 +57,8 @@ class Onnx2TfEngine(Engine):
                 raise RuntimeError(f"onnx2tf exited ({exc.code}) converting {request.layer}: "
                                    f"{_last_error(log.getvalue())}") from None
         notes: list[str] = []
-        (inp,) = model.inputs
-        want = str(np.dtype(inp.dtype.as_numpy_dtype)) if hasattr(inp.dtype, "as_numpy_dtype") else str(x.dtype)
         # onnx2tf turns the NCHW graph into NHWC, its input and output included.
-        feed = np.moveaxis(x_first, 1, -1)
-        if want != str(x.dtype):
-            notes.append(f"the converted model takes {want} where the layer takes {x.dtype}: the input was fed as "
-                         f"{want}")
-            feed = feed.astype(np.float32).astype(want) if str(x.dtype) == "bfloat16" else feed.astype(want)
-        y = model(np.ascontiguousarray(feed), training=False)
-        y = np.asarray(y.numpy() if hasattr(y, "numpy") else y)
+        y = run_converted(model, np.moveaxis(x_first, 1, -1), str(x.dtype), notes)
         if g.channels_first and y.ndim == x.ndim:
             y = np.moveaxis(y, -1, 1)
         notes.append("TF layers: " + " ".join(sorted({type(layer).__name__ for layer in model.layers})))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
-from .keras_graph import export, first_line, keras_facts, keras_model, versions, torch_port_and_input
+from .keras_graph import export, export_torch_onnx, first_line, keras_facts, keras_model, versions, torch_port_and_input
 
 ONNX_VENV = "onnx"
 ORT_NO_FLOAT64 = ("onnxruntime has no float64 (tensor(double)) Conv kernel on its CPU execution provider "
@@ -147,21 +147,13 @@ class TorchOnnxEngine(Engine):
         self.torch = torch
 
     def run(self, request: Request) -> EngineOutput:
-        import warnings
-
         torch = self.torch
         g, x = request.geometry, request.inputs.x
         module, xt = torch_port_and_input(torch, request)
         x_first = x if g.channels_first else np.moveaxis(x, -1, 1)   # what the exported graph takes
         with tempfile.TemporaryDirectory(prefix="harness-onnx-") as tmp:
             path = os.path.join(tmp, "model.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False)
-                except torch.onnx.errors.UnsupportedOperatorError as exc:   # the exporter's refusal
-                    raise EngineRejected(f"torch.onnx.export refused the port of {request.layer}: "
-                                         f"{first_line(exc)}") from exc
+            export_torch_onnx(torch, module, xt, path, request.layer)
             # From the file: the exporter may keep the weights next to it (model.onnx.data).
             y, notes = ort_run(path, x_first)   # the graph's input is channels-first
             ops = _ops(path)

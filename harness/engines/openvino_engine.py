@@ -64,7 +64,8 @@ class OpenVinoEngine(Engine):
         notes: list[str] = []
         want = _DTYPES.get(compiled.inputs[0].get_element_type().to_string(), str(x.dtype))
         if want != str(x.dtype):
-            notes.append(f"the OpenVINO model takes {want} where the layer takes {x.dtype}: the input was fed as {want}")
+            notes.append(f"the OpenVINO model takes {want} where the layer takes {x.dtype}: the input was fed as "
+                         f"{want}")
             x = x.astype(want)
         inferred = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         notes.append(f"OpenVINO CPU inference precision: {inferred} ("

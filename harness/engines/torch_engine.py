@@ -13,7 +13,19 @@ from ..tensors import generate, numpy_dtype
 from .base import Engine, EngineOption, EngineOutput, Request
 
 
-class TorchEngine(Engine):
+class TorchThreads:
+    """The thread traits of an engine that runs torch in this process (the torch engine, Keras on torch)."""
+
+    @classmethod
+    def thread_count(cls) -> Any:
+        return torch_thread_count()
+
+    @classmethod
+    def set_threads(cls, count: Any) -> None:
+        set_torch_threads(count)
+
+
+class TorchEngine(TorchThreads, Engine):
     name = "torch"
     weight_layout = "torch"   # its weight_shapes are the port's state dict: (out, in/groups, *kernel)
     framework = "torch"
@@ -130,14 +142,6 @@ class TorchEngine(Engine):
         out = g.kind.family.torch_to_keras(g.kind, state, "torch gradients", in_channels=g.in_channels,
                                            depth_multiplier=g.depth_multiplier)
         return {"x": numpy(grads[0]), **out, **extra}
-
-    @classmethod
-    def thread_count(cls) -> Any:
-        return torch_thread_count()
-
-    @classmethod
-    def set_threads(cls, count: Any) -> None:
-        set_torch_threads(count)
 
     @classmethod
     def environment(cls) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..sharding import STRATEGY, case_key, selection_digest
+from ..sharding import STRATEGY, case_key, check_complete, selection_digest
 from . import baseline as baseline_mod
 from . import results_json
 
@@ -99,12 +99,7 @@ def merge(paths: list[str], command: list[str], baseline_path: str | None = None
             warnings.append(f"{path} ran in another environment than {first_path} (differs in "
                             f"{', '.join(diff)}); the merged report records the first shard's")
     indices = [side["index"] for _, _, side in loaded]
-    missing = sorted(set(range(1, count + 1)) - set(indices))
-    twice = sorted({i for i in indices if indices.count(i) > 1})
-    if missing or twice:
-        raise ValueError("--merge: " + "; ".join(
-            ([f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing"] if missing else [])
-            + ([f"shard(s) {', '.join(f'{i}/{count}' for i in twice)} given more than once"] if twice else [])))
+    check_complete(indices, count)
 
     total = first_side["selection"]["cases"]
     slots: list[tuple[dict[str, Any], list[dict[str, Any]]] | None] = [None] * total
