@@ -95,6 +95,30 @@ def lazy_sum(a: np.ndarray | LazyArray, b: np.ndarray | LazyArray) -> np.ndarray
     return LazyArray(shape, lambda index: np.asarray(a_[index]) + np.asarray(b_[index]))
 
 
+def underflow_eta(dtype: str) -> float:
+    """Higham's eta for ``dtype``: with gradual underflow a rounded product (or any rounding to the dtype) is
+    fl(x) = x (1 + d) + e, |d| <= u, |e| <= eta = half the subnormal spacing (the smallest normal times u): float16
+    2^-25, bfloat16 2^-134 (float32's exponent range, 8 significand bits: subnormals 2^-133 apart), float32 2^-150,
+    float64 2^-1075, which is below float64's own range and is carried rounded up, as 2^-1074. A relative u cannot
+    bound a rounding to the subnormal grid (2.8014183e-06 for 2.77273203e-06 in float16: 1% off, half a subnormal
+    spacing). A sum rounds with e = 0 (two floats' sum in the subnormal range is itself a float): only products,
+    and the storing of a result in a narrower dtype, add an eta (Higham, Accuracy and Stability, 2.1-2.2).
+    Computations in a wider dtype (float16 in float32) have a smaller eta: the case dtype's bounds them all."""
+    return {"float16": 2.0**-25, "bfloat16": 2.0**-134, "float32": 2.0**-150,
+            "float64": float(np.finfo(np.float64).smallest_subnormal)}[dtype]
+
+
+def format_ratio(ratio: float) -> str:
+    """error/bound for a message or a table: 3 significant digits, more where those would round a ratio over 1
+    down to one that reads as passing (1.0000000136 -> '1.00000001', never '1')."""
+    text = f"{ratio:.3g}"
+    digits = 3
+    while ratio > 1.0 and float(text) <= 1.0 and digits < 17:
+        digits += 1
+        text = f"{ratio:.{digits}g}"
+    return text
+
+
 def gamma(k: int, u: float) -> float:
     """Higham's gamma_K = K u / (1 - K u); infinite where K u >= 1 (no bound exists)."""
     ku = k * u
@@ -123,11 +147,20 @@ def usable(k: int, u: float) -> bool:
 
 
 def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.ndarray | LazyArray,
-                activation: str) -> Bound:
-    """c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a (u_e + u_64) |y|).
+                activation: str, underflow: float | np.ndarray | None = None) -> Bound:
+    """c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a (u_e + u_64) |y| + (L (1 + gamma_K(u_e)) H + r) (eta_e + eta_64)).
 
     The oracle itself rounds in float64, so its own gamma_K(u_64) is added: negligible for float32, but
     the same size as the engine's for a float64 case. The activation is 1-Lipschitz and costs `a` ulps.
+
+    The last term is underflow (underflow_eta): each rounding that may add an absolute eta, H of them per element
+    (``underflow``: harness.oracle.underflow_count, which the runner's Reference holds; default
+    K + 1: one eta for each of the K products of a one-stage sum, none for its additions, and one for storing the
+    result in the dtype, rigorous for a conv or depthwise layer). Each eta then goes through the rest of the
+    sum's roundings, a factor (1 + d_1)...(1 + d_K) <= 1 + gamma_K(u), and through the activation (slope L); an
+    activation whose evaluation rounds (a > 0 or an absolute error) adds its own output's eta: r = 1, else 0
+    (linear, relu and relu6 are exact). Where no value comes near the subnormal range the term is negligible
+    (float32: 2^-150 per rounding).
     An array for arrays; a LazyArray, computed per block on demand, where the gauge (or y_oracle) is lazy.
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
@@ -135,21 +168,26 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     # differ by the bound itself, a second-order term.
     act = ACTIVATION_TABLE[activation]
     ulps, slope, absolute = act.ulps, act.slope, act.absolute_ulps
+    count = np.asarray(float(k + 1) if underflow is None else underflow, dtype=np.float64)
+    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    absolute_eta = (slope * (1.0 + gamma(k, u)) * count + (1.0 if ulps or absolute else 0.0)) * eta
 
-    def values(g: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    def values(g: np.ndarray, y: np.ndarray | None, index: Index = ()) -> np.ndarray:
         # The pre-activation's error reaches the output scaled by at most sup |f'| (harness.activations: slope).
         per_element = slope * (gamma(k, u) + gamma(k, u64)) * g
         if ulps:
             per_element = per_element + ulps * (u + u64) * np.abs(y)
         if absolute:   # the evaluation's absolute part, absolute_ulps u max(1, |pre|), with G >= |pre|
             per_element = per_element + absolute * (u + u64) * np.maximum(1.0, g)
-        return SAFETY * per_element
+        under = absolute_eta if absolute_eta.ndim == 0 else np.broadcast_to(absolute_eta, gauge.shape)[index]
+        return SAFETY * (per_element + under)
 
     if not (is_lazy(gauge) or is_lazy(y_oracle)) or (ulps and gauge.shape != y_oracle.shape):
         return Bound(k=k, u=u, bound=values(np.asarray(gauge), np.asarray(y_oracle)))
     # Element-wise, so each block holds exactly the values of the whole bound.
     return Bound(k=k, u=u, bound=LazyArray(
-        gauge.shape, lambda index: values(np.asarray(gauge[index]), np.asarray(y_oracle[index]) if ulps else None)))
+        gauge.shape, lambda index: values(np.asarray(gauge[index]), np.asarray(y_oracle[index]) if ulps else None,
+                                          index)))
 
 
 @dataclass
@@ -173,7 +211,8 @@ class Metrics:
 
 
 def _ratios_from_error(err: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A bound of a few etas (the underflow term where the gauge is 0) overflows a real error's ratio: inf, as over 0.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         r = err / bound
     r[err == 0] = 0.0
     r[np.isnan(r)] = np.inf  # NaN in the engine's output is never within bound

@@ -5,17 +5,18 @@ build_torch_module is. Everything else here is NumPy.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+import functools
+import inspect
+import numbers
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
-from .convert import keras_to_torch, torch_to_keras
+from . import convert, families, keras_layer, layers, runner
 from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
 from .errors import CaseError, EngineRejected, EngineSkip
-from .families import get_kind
-from .keras_layer import build_keras_layer
-from .layers import Geometry, geometry
-from .runner import Result, run_one
+from .layers import Geometry
+from .runner import Result
 from .schema import Case
 from .selection import load_cases
 
@@ -33,6 +34,72 @@ __all__ = [
 ]
 
 
+# ---------------------------------------------------------------- argument types
+# A caller's wrong type is a TypeError naming the function, the argument and what it takes, at the call: a str
+# where a list or mapping belongs would otherwise be walked letter by letter, a misspelt check run as another.
+F = TypeVar("F", bound=Callable[..., Any])
+Check = Callable[[Any], bool]
+
+
+def _mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _shape(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in value)
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _checked(function: F, **expected: tuple[Check, str]) -> F:
+    """``function`` with its arguments named in ``expected`` checked (check, what it takes) before it runs."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(*args, **kwargs).arguments   # a wrong count is Python's own TypeError
+        for name, (check, what) in expected.items():
+            if name in arguments and not check(arguments[name]):
+                value = arguments[name]
+                raise TypeError(f"{function.__name__}: {name} must be {what}, got {type(value).__name__} "
+                                f"{repr(value)[:60]}")
+        return function(*args, **kwargs)
+
+    return checked   # type: ignore[return-value]
+
+
+_LAYER = (_str, "a layer name (str), e.g. 'Conv2D'")
+_CONFIG = (_mapping, "a mapping of the layer's arguments, as a case's config")
+_WEIGHTS = (_mapping, "a mapping of weight names to arrays")
+
+get_kind = _checked(families.get_kind, name=_LAYER)
+geometry = _checked(layers.geometry, layer=_LAYER, config=_CONFIG)
+keras_to_torch = _checked(convert.keras_to_torch, layer=_LAYER, weights=_WEIGHTS)
+torch_to_keras = _checked(convert.torch_to_keras, layer=_LAYER, state=_WEIGHTS)
+build_keras_layer = _checked(
+    keras_layer.build_keras_layer, layer=_LAYER, config=_CONFIG,
+    dtype=(_str, "a dtype name (str), e.g. 'float32'"),
+    input_shape=(_shape, "a list of integers, batch first"),
+    weights=(lambda w: w is None or _mapping(w), "None or a mapping of weight names to arrays"))
+
+
+def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
+    """Run and judge one check of ``case`` (from load_cases) in engine ``engine_name``: "forward" (the output)
+    or "backward" (the gradients); never raises for an engine's failure: every outcome is a Result."""
+    if not isinstance(case, Case):
+        raise TypeError(f"run_one: case must be a harness.api.Case (from load_cases), got {type(case).__name__} "
+                        f"{repr(case)[:60]}")
+    if not isinstance(engine_name, str):
+        raise TypeError(f"run_one: engine_name must be an engine name (str), e.g. 'oracle', got "
+                        f"{type(engine_name).__name__} {repr(engine_name)[:60]}")
+    if check not in ("forward", "backward"):
+        raise ValueError(f"run_one: check must be 'forward' or 'backward', not {check!r}")
+    return runner.run_one(case, engine_name, check)
+
+
 def build_torch_module(layer: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,
                        in_channels: int | None = None, depthwise_bias: np.ndarray | None = None,
                        dtype: str | torch.dtype = "float32") -> torch.nn.Module:
@@ -43,9 +110,17 @@ def build_torch_module(layer: str, config: Mapping[str, Any], weights: Mapping[s
     channels-last inputs yourself. ``in_channels`` defaults to what the kernel shape says; ``depthwise_bias``
     (separable layers only) builds the variant with a bias on both convs; ``dtype`` is a torch dtype or its name.
     """
+    for name, value, check, what in (("layer", layer, *_LAYER), ("config", config, *_CONFIG),
+                                     ("weights", weights, *_WEIGHTS)):
+        if not check(value):
+            raise TypeError(f"build_torch_module: {name} must be {what}, got {type(value).__name__} "
+                            f"{repr(value)[:60]}")
     import torch
 
     from .torch_port import from_keras
 
-    tdtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    tdtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(tdtype, torch.dtype):
+        raise TypeError(f"build_torch_module: dtype must be a torch dtype or its name, e.g. 'float32', got "
+                        f"{type(dtype).__name__} {repr(dtype)[:60]}")
     return from_keras(layer, config, weights, in_channels=in_channels, depthwise_bias=depthwise_bias, dtype=tdtype)

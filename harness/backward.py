@@ -16,6 +16,24 @@ nothing else rounds). The bound of a gradient tensor T, per element (README, "To
   (a jump of 1); elsewhere its derivative moves by at most lipschitz * e + derivative_ulps * u (harness.activations).
   That per-element error of dz = dy * f'(pre), E = |dy| * (jump + lipschitz * e + derivative_ulps * u), is carried
   through the same linear backward on magnitudes: A_T = backward(|x|, |w|, E)[T]. It is 0 for a linear layer.
+  e includes the forward's underflow term (harness.agreement.error_bound): a pre-activation can be off by it.
+
+Two terms complete it (README, "Tolerance model: backward"):
+
+- The engine's own rounding of the side it takes. Its gradient is fl(B dz_e), B the linear backward and dz_e its
+  dz, which differs from the oracle's dz by up to E: |fl(B dz_e) - B dz| <= gamma_K |B| |dz_e| + |B| E <=
+  gamma_K G_T + (1 + gamma_K) A_T. An engine taking relu'(0) = 1 (a port writing relu as x.clamp(min=0)) rounds
+  terms the oracle's gauge does not have (|f'(pre)| = 0 there): without the factor it failed at 1 + u. A_T is
+  itself computed in float64, so the factor is 1 + gamma_K(u) + gamma_K(u_64).
+- Underflow: (1 + gamma_K(u)) H_T (eta_e + eta_64), H_T the etas (harness.agreement.underflow_eta) that the
+  roundings of one element may hold, each weighted by what multiplies it afterwards. Each stage of a gradient sums
+  n >= 1 products and stores the sum: at most n + 1 <= 2n etas (sums add none), and an operand that carries etas of
+  its own (dz = dy * f': one for the product, and |dy| for f' where it is computed; a separable layer's
+  intermediate gradient dz W_p^T and its depthwise output z) has them multiplied by the other factor. So
+  H_T <= 2 B_T(|x| + 1, |w| + 1, (|dy| + 1)(|f'| + 1)), the backward on magnitudes each raised by one: every
+  product term is then at least 1 (2 x counts 2n >= n + 1 per sum) and at least the other factor's magnitude
+  (times the count of etas its operand carries, bounded the same way stage by stage). It matters where gradients
+  lie on the subnormal grid: float16 gradients below 2^-14 (a correct port failed at 3.52 without it).
 """
 from __future__ import annotations
 
@@ -26,7 +44,7 @@ import numpy as np
 
 from . import engines, oracle
 from .activations import get_activation
-from .agreement import Bound, Metrics, gamma, measure, usable
+from .agreement import Bound, Metrics, format_ratio, gamma, measure, underflow_eta, usable
 from .backward_reference import reference_gradients
 from .conv_ops import from_channels_last, to_channels_last
 from .engines.base import EngineOutput, Inputs
@@ -60,6 +78,7 @@ class BackwardReference:
     allowance: dict[str, np.ndarray]   # A_T: what the activation's derivative may move at the engine's forward
     lengths: dict[str, int]          # K_T, the product dy * f' included
     weights64: dict[str, np.ndarray] = field(default_factory=dict)   # the Keras weights (for port variants)
+    underflow: dict[str, np.ndarray] = field(default_factory=dict)   # H_T: the etas an element's roundings hold
 
     def expected(self, g: Geometry, out: EngineOutput) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
                                                                  dict[str, np.ndarray], dict[str, int]]:
@@ -76,6 +95,19 @@ class BackwardReference:
                 family.variant_gradients(magnitudes, weights, self.gauges),
                 family.variant_gradients(magnitudes, weights, self.allowance),
                 family.variant_gradient_lengths(variant, self.lengths, g))
+
+    def expected_underflow(self, g: Geometry, out: EngineOutput) -> dict[str, np.ndarray]:
+        """H_T of the gradients ``out``'s port has (as ``expected``): a port variant's tensors carry the Keras
+        tensors' etas through the same map, and their own products and final rounding: at most K + 1 more."""
+        family = g.kind.family
+        variant = {k: v for k, v in out.intermediate.items() if k in VARIANT_TENSORS}
+        if not variant:
+            return self.underflow
+        magnitudes = {k: np.abs(v) for k, v in variant.items()}
+        weights = {k: np.abs(v) for k, v in self.weights64.items()}
+        lengths = family.variant_gradient_lengths(variant, self.lengths, g)
+        return {n: h + lengths.get(n, 0) + 1
+                for n, h in family.variant_gradients(magnitudes, weights, self.underflow).items()}
 
 
 # Tensors an engine reports in EngineOutput.intermediate that make its port a variant with other parameters.
@@ -100,7 +132,10 @@ def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray |
     k = g.reduction_length()
     x_cl = to_channels_last(inputs.x64, g.channels_first)
     gauge = oracle.pre_activation(np.abs(x_cl), {n: np.abs(v) for n, v in inputs.weights64.items()}, g)
-    e = (gamma(k, u) + gamma(k, u64)) * gauge
+    # The forward bound of the pre-activation, its underflow term included (harness.agreement.error_bound).
+    h = oracle.underflow_count(g, x_cl, inputs.weights64, channels_last=True)
+    eta = underflow_eta(case.dtype) + underflow_eta("float64")
+    e = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * np.asarray(h) * eta
     per_dy = act.lipschitz * e + act.derivative_ulps * u
     pre = oracle.pre_activation(x_cl, inputs.weights64, g) if act.kinks else None
     for kink in act.kinks:
@@ -123,6 +158,21 @@ def _allowance(case: "Case", inputs: Inputs, e_dz: np.ndarray | None, names: tup
     return out
 
 
+def underflow_counts(case: "Case", inputs: Inputs, dy64: np.ndarray) -> dict[str, np.ndarray]:
+    """H_T per gradient tensor (the module docstring derives it): 2 B_T(|x| + 1, |w| + 1, (|dy| + 1)(|f'| + 1)),
+    in the tensors' layouts, "bias" always (a port variant may have one where Keras has none)."""
+    g = case.geometry
+    x_cl = to_channels_last(inputs.x64, g.channels_first)
+    pre = oracle.pre_activation(x_cl, inputs.weights64, g)
+    derivative = np.abs(get_activation(g.activation).derivative(pre))
+    dz = (np.abs(to_channels_last(dy64, g.channels_first)) + 1.0) * (derivative + 1.0)
+    kernels = {n: np.abs(inputs.weights64[n]) + 1.0 for n in g.kind.family.kernel_names}
+    out = g.kind.family.backward(np.abs(x_cl) + 1.0, kernels, g, dz)
+    out["x"] = from_channels_last(out["x"], g.channels_first)
+    out["bias"] = dz.reshape(-1, dz.shape[-1]).sum(axis=0)
+    return {n: 2.0 * v for n, v in out.items()}
+
+
 _cache: dict[tuple[str, str], BackwardReference] = {}
 
 
@@ -142,7 +192,8 @@ def backward_reference(case: "Case", inputs: Inputs) -> BackwardReference:
         lengths = {n: k + 1 for n, k in g.kind.family.backward_reduction_lengths(g, case.input_shape).items()}
         _cache[key] = BackwardReference(dy=dy, grads=grads, gauges=gauges,
                                         allowance=_allowance(case, inputs, allowance_dz(case, inputs, dy64), names),
-                                        lengths=lengths, weights64=inputs.weights64)
+                                        lengths=lengths, weights64=inputs.weights64,
+                                        underflow=underflow_counts(case, inputs, dy64))
     return _cache[key]
 
 
@@ -166,13 +217,18 @@ class GradientJudgement:
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def _bound(expected: tuple[dict, dict, dict, dict], name: str, dtype: str, reference_engine: bool
-           ) -> tuple[np.ndarray, np.ndarray, Bound]:
+def _bound(expected: tuple[dict, dict, dict, dict], underflow: dict[str, np.ndarray], name: str, dtype: str,
+           reference_engine: bool) -> tuple[np.ndarray, np.ndarray, Bound]:
+    """(gamma_K(u) + gamma_K(u_64)) G_T + (1 + gamma_K(u) + gamma_K(u_64)) A_T + (1 + gamma_K(u)) H_T (eta + eta_64):
+    the rounding, the activation's allowance with the engine's rounding of the side it takes, and underflow."""
     values, gauges, allowance, lengths = expected
     value, gauge, k = values[name], gauges[name], lengths[name]
-    u = unit_roundoff("float64" if reference_engine else dtype)
-    u64 = unit_roundoff("float64")
-    bound = (gamma(k, u) + gamma(k, u64)) * gauge + (0.0 if reference_engine else allowance[name])
+    engine_dtype = "float64" if reference_engine else dtype
+    u, u64 = unit_roundoff(engine_dtype), unit_roundoff("float64")
+    eta = underflow_eta(engine_dtype) + underflow_eta("float64")
+    bound = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * underflow[name] * eta
+    if not reference_engine:
+        bound = bound + (1.0 + gamma(k, u) + gamma(k, u64)) * allowance[name]
     return value, gauge, Bound(k=k, u=u, bound=bound)
 
 
@@ -185,7 +241,7 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
     want_dtype = "float64" if reference_engine else str(numpy_dtype(case.dtype))
     result = GradientJudgement("pass")
     names = list(gradient_names(g)) + [n for n in got if n not in gradient_names(g)]
-    expected = ref.expected(g, out)
+    expected, underflow = ref.expected(g, out), ref.expected_underflow(g, out)
     worst = -1.0
     for name in names:
         shown = display_name(name)
@@ -193,7 +249,7 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
             return _fail(result, name, "missing", f"{engine}: {shown} missing from the engine's gradients "
                          f"(it returned {sorted(got) or 'none'}) {tag(case)}")
         try:
-            value, gauge, bound = _bound(expected, name, case.dtype, reference_engine)
+            value, gauge, bound = _bound(expected, underflow, name, case.dtype, reference_engine)
         except KeyError:
             return _fail(result, name, "missing", f"{engine}: {shown} is not a gradient of {case.layer} "
                          f"(its tensors: {', '.join(display_name(n) for n in gradient_names(g))}) {tag(case)}")
@@ -210,10 +266,10 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
             worst, result.worst = m.max_ratio, name
         if m.max_ratio > 1.0:
             return _fail(result, name, "values", (
-                f"{engine}: {shown} max error/bound {m.max_ratio:.3g} at {tuple(m.worst_index)}: "
+                f"{engine}: {shown} max error/bound {format_ratio(m.max_ratio)} at {tuple(m.worst_index)}: "
                 f"{m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the "
                 f"bound) {tag(case)}"))
-    golden = _golden_gradients(case, engine, got, expected)
+    golden = _golden_gradients(case, engine, got, expected, underflow)
     if golden:
         return _fail(result, golden[0], "expect", golden[1])
     return result
@@ -224,8 +280,8 @@ def _fail(result: GradientJudgement, name: str, check: str, message: str) -> Gra
     return result
 
 
-def _golden_gradients(case: "Case", engine: str, got: dict[str, np.ndarray], expected: tuple[dict, dict, dict, dict]
-                      ) -> tuple[str, str] | None:
+def _golden_gradients(case: "Case", engine: str, got: dict[str, np.ndarray], expected: tuple[dict, dict, dict, dict],
+                      underflow: dict[str, np.ndarray]) -> tuple[str, str] | None:
     """The case's hand-computed gradients (expect.gradients: {x|KERNEL|bias: value}) within the case dtype's
     rounding of the decimals (as expect.output) and the engine's bound."""
     for name, written in (case.expect.get("gradients") or {}).items():
@@ -234,7 +290,7 @@ def _golden_gradients(case: "Case", engine: str, got: dict[str, np.ndarray], exp
         if value.shape != want.shape:
             return name, mismatch(engine, f"{display_name(name)} shape", value.shape, want.shape, case,
                                   "expect.gradients")
-        _, gauge, bound = _bound(expected, name, case.dtype, engines.is_reference(engine))
+        _, gauge, bound = _bound(expected, underflow, name, case.dtype, engines.is_reference(engine))
         allowed = bound.bound + gamma(3, unit_roundoff(case.dtype)) * gauge
         bad = np.abs(value - want) > allowed
         if np.any(bad):

@@ -57,11 +57,11 @@ USAGE = ("python -m harness extract MODEL --out DIR [--input-size N] [--seed SEE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # MODEL is the positional every subcommand has (`paths`: the common options' parser owns it); --out is
-    # checked by run, so that `extract` alone parses like every subcommand (and only run says what is missing).
+    # MODEL and --out are checked by run, so that `extract` alone parses like every subcommand (and only run says
+    # what is missing, with the usage).
     parser.usage = USAGE
-    parser.epilog = (f"MODEL (the positional, listed as paths): a .keras file or a keras.applications name: "
-                     f"{', '.join(APPLICATIONS)}")
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help=f"a .keras file or a keras.applications name: {', '.join(APPLICATIONS)}")
     parser.add_argument("--out", metavar="DIR", help="folder for MODEL.yaml and tensors.npz (required)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="square image side (a .keras file: the free spatial sizes); default: the model's")
@@ -72,11 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write a case file with one case per Conv/Depthwise/Separable layer of a Keras model (MODEL: a .keras file
-    or a keras.applications name): its config, its weights and the activation that reaches it (in tensors.npz)."""
-    models = [] if args.paths == ["cases"] else args.paths   # ["cases"]: the positional's default, none given
+    """Write a case file from a Keras model, one case per Conv, Depthwise and Separable layer.
+
+    MODEL is a .keras file or a keras.applications name; each case holds the layer's config, its weights and the
+    activation that reaches it (in tensors.npz)."""
+    models = [args.model] if args.model else []
     if len(models) != 1 or not args.out:
         raise ValueError(f"extract takes one MODEL and --out DIR; usage: {USAGE}")
+    if Path(models[0]).suffix in (".yaml", ".yml"):   # refused before Keras loads: a usage error (exit 2)
+        raise ValueError(f"{models[0]} is a case file: extract reads a model (a .keras file or one of "
+                         f"{', '.join(APPLICATIONS)}) and writes a case file; validate, run, report read case files")
     path = extract(models[0], Path(args.out), args.input_size, args.seed, args.image, args.batch)
     print(f"wrote {path} and {path.parent / TENSOR_FILE}")
     return 0

@@ -3,16 +3,21 @@
 A behaviour of a framework holds for a version on a kernel path on a CPU, so the harness records these facts
 with every result and states known behaviour in terms of them (harness/conditions.py). Nothing here imports a
 framework: a runtime fact (oneDNN on or off, the Keras backend) is read only from a framework that an engine
-has already loaded, and is absent (None) otherwise.
+has already loaded, and is absent (None) otherwise. The frameworks' own log lines are kept out of a run's output
+(quiet_imports) unless --verbose asks for them.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.abc
 import os
 import platform
+import re
 import sys
+import tempfile
 from importlib import metadata
-from typing import Any
+from typing import Any, Iterator
 
 # CPU features that change which kernels TensorFlow (oneDNN) and PyTorch pick on x86.
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
@@ -115,6 +120,143 @@ def requested_onednn() -> bool | None:
     """The kernel path a run asked for with request_onednn (None: TensorFlow's default)."""
     choice = os.environ.get(REQUEST_VARIABLE)
     return None if choice is None else choice == "on"
+
+
+# ---------------------------------------------------------------- framework log noise
+
+# Set by --verbose (request_verbose), inherited by every process a run starts (engine, fuzz and xdist workers):
+# the frameworks' own log lines are shown. Unset, they are silenced as TensorFlow is imported (quiet_imports).
+VERBOSE_VARIABLE = "HARNESS_VERBOSE"
+TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"   # TensorFlow's C++ log threshold: 0 all, 1 no INFO, 2 no WARNING, 3 no ERROR
+# What a user set before the harness ran: theirs is kept (read when the hook is installed, at harness.engines'
+# import, before harness.keras_layer puts its own default in place).
+_USER_TF_LEVEL: str | None = None
+# A line absl writes (``I0000 00:00:1796.12 5425 port.cc:153] ...``): severity, date, time, thread, file:line.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+# absl's banner before its first line while logging is not initialised (TensorFlow's import-time lines): no
+# threshold reaches these, so they are filtered here.
+_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# The start of a line that is not the continuation of an absl message (a Python warning, a traceback).
+_OWN_LINE = re.compile(r"^(\S.*:\d+: \w*Warning: |Traceback |\s*File \")")
+
+
+def request_verbose(verbose: bool) -> None:
+    """--verbose: show the frameworks' own log lines in this process and the processes it starts."""
+    if verbose:
+        os.environ[VERBOSE_VARIABLE] = "1"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_VARIABLE, "") not in ("", "0")
+
+
+def tf_log_level() -> int:
+    """The TensorFlow C++ log threshold a run uses: the user's TF_CPP_MIN_LOG_LEVEL, else 0 with --verbose and 3
+    (errors too: TensorFlow's errors that matter reach Python as exceptions) without."""
+    user = _USER_TF_LEVEL
+    if user is not None and user.strip().isdigit():
+        return int(user)
+    return 0 if verbose() else 3
+
+
+def drop_log_noise(text: str, level: int) -> str:
+    """``text`` without the absl lines under ``level`` (their continuation lines included) and absl's banner."""
+    kept, dropping = [], False
+    for line in text.splitlines(keepends=True):
+        found = _ABSL_LINE.match(line)
+        if found or line.rstrip("\r\n") == _ABSL_BANNER:
+            dropping = level > 0 and (found is None or "IWEF".index(found.group(1)) < level)
+        elif _OWN_LINE.match(line):
+            dropping = False
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def _stderr_filtered(level: int) -> Iterator[None]:
+    """Collect what is written to file descriptor 2 (C++ code writes there, past sys.stderr) and write it back
+    without the log noise. No-op where fd 2 cannot be duplicated."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as collected:   # a file, not a pipe: nothing blocks however much is written
+        os.dup2(collected.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            collected.seek(0)
+            rest = drop_log_noise(collected.read().decode("utf-8", "replace"), level)
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
+
+
+class _QuietImports(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loading of TensorFlow and Keras so that the log lines they write while
+    loading (absl's, before its logging is initialised: TF_CPP_MIN_LOG_LEVEL does not reach them) are filtered,
+    and sets their loggers' thresholds once loaded. With --verbose everything shows."""
+
+    NAMES = ("tensorflow", "keras")
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.NAMES or name in sys.modules:
+            return None
+        level = tf_log_level()
+        if _USER_TF_LEVEL is None:   # before TensorFlow reads it; a user's own value stands
+            os.environ[TF_LOG_VARIABLE] = str(level)
+        spec = None
+        for finder in sys.meta_path:   # the finder that really loads it
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        load = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            with _stderr_filtered(level) if level > 0 else contextlib.nullcontext():
+                load(module)
+            if level > 0:
+                _quiet_loggers(name, module)
+
+        loader.exec_module = exec_module   # this module's own loader instance only
+        return spec
+
+
+def _quiet_loggers(name: str, module: Any) -> None:
+    """Python-side messages: TensorFlow's logger and absl's (retracing warnings, deprecations) to errors only;
+    Keras's interactive messages (progress bars, summaries) to absl's logging, hence off too."""
+    import logging
+
+    if name == "tensorflow":
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        absl = sys.modules.get("absl.logging")
+        if absl is not None:
+            attempt(lambda: absl.set_verbosity(absl.ERROR))
+    else:   # the other of _QuietImports.NAMES: keras (a module name, not the engine)
+        attempt(lambda: module.config.disable_interactive_logging())
+
+
+def quiet_imports() -> None:
+    """Install the import hook that silences TensorFlow's and Keras's log noise (once per process; harness.engines
+    calls it, so every process that can run an engine has it before any framework loads)."""
+    global _USER_TF_LEVEL
+    if any(isinstance(f, _QuietImports) for f in sys.meta_path):
+        return
+    _USER_TF_LEVEL = os.environ.get(TF_LOG_VARIABLE)
+    sys.meta_path.insert(0, _QuietImports())
 
 
 def keras_backend() -> str | None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from . import engines
-from .agreement import Bound, Metrics, error_bound, gamma, lazy_sum, measure
+from .agreement import Bound, Metrics, error_bound, format_ratio, gamma, lazy_sum, measure
 from .engines.base import CANONICAL_LAYOUT, EngineOutput
 from .layers import output_shape
 from .tensors import numpy_dtype, unit_roundoff
@@ -92,13 +92,14 @@ def check_values(j: Judging) -> Outcome:
     # The gauge and so the bound may be lazy (computed per block): measure reads them block by block.
     j.gauge = ref.gauge if out.gauge_extra is None else lazy_sum(ref.gauge, out.gauge_extra)
     bound_dtype = "float64" if engines.is_reference(j.engine) else case.dtype
-    j.bound = bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, j.gauge, ref.y, g.activation)
+    j.bound = bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, j.gauge, ref.y, g.activation,
+                                  underflow=ref.underflow)
     if bound.vacuous:
         return "skip", (f"{j.engine}: no usable error bound for K={bound.k} terms at u={bound.u:.3g} "
                         f"(gamma_K >= 1 would accept an all-zero output) {tag(case)}")
     j.metrics = m = measure(out.y, ref.y, bound)
     if m.max_ratio > 1.0:
-        return "fail", (f"{j.engine}: max error/bound {m.max_ratio:.3g} at {tuple(m.worst_index)}: "
+        return "fail", (f"{j.engine}: max error/bound {format_ratio(m.max_ratio)} at {tuple(m.worst_index)}: "
                         f"{m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {out.y.size} elements "
                         f"over the bound) {tag(case)}" + j.diagnosis())
     return None

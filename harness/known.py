@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .conditions import Evaluation, describe, evaluate, validate
-from .layers import output_shape
+from .families import FAMILIES
+from .layers import ConfigProblem, output_shape
 
 if TYPE_CHECKING:
     from .schema import Case
+
+
+# What a bug may move, as messages name it: the forward output, one gradient (dx, each kernel's, dbias), or every
+# gradient. A case's xfail explains a failure only where the failing tensor is among these (Known.moves).
+OUTPUT, GRADIENTS = "output", "gradients"
+TENSORS: tuple[str, ...] = (OUTPUT, GRADIENTS, "dx", *sorted({f"d{n}" for f in FAMILIES.values()
+                                                             for n in f.kernel_names}), "dbias")
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,36 @@ class Known:
     applies: Callable[["Case"], bool]         # whether a configuration triggers it (given `when`)
     mutant: str | None = None                 # the mutant that reproduces its output, for diagnosis
     seen: str = ""                            # where it was observed
+    tensors: tuple[str, ...] = ()             # a bug: what it moves (TENSORS); any other failure is not it
+    # A bug of the pre-activation (the convolution or its bias): through a non-linear activation the derivative is
+    # taken at the wrong point, so every gradient moves too.
+    pre_activation: bool = False
+
+    def __post_init__(self) -> None:
+        # A configuration the families cannot size (a pinned refusal: groups 0) has no output for a bug to touch;
+        # a registry predicate that asks for its shape answers False instead of raising.
+        predicate = self.applies
+
+        def applies(case: "Case") -> bool:
+            try:
+                return predicate(case)
+            except ConfigProblem:
+                return False
+
+        object.__setattr__(self, "applies", applies)
+
+    def moves(self, case: "Case", tensor: str) -> bool:
+        """Whether this bug moves ``tensor`` ("output", "dx", "dkernel", "dbias", ...) of ``case``."""
+        if tensor in self.tensors:
+            return True
+        if tensor == OUTPUT:
+            return False
+        return GRADIENTS in self.tensors or (self.pre_activation and case.geometry.activation != "linear")
+
+    def tensors_text(self) -> str:
+        """What it moves, in words (the README and the message of a failure it does not explain)."""
+        moved = ", ".join("every gradient" if t == GRADIENTS else t for t in self.tensors) or "nothing"
+        return moved + ("; through a non-linear activation, every gradient" if self.pre_activation else "")
 
 
 def _unequal_strides(case: "Case") -> bool:
@@ -69,7 +107,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                 "only when the output's last axis is as long as the bias",
         when={"keras": "==3.15.1", "keras_backend": "tensorflow", "keras_layer_format": "channels_first"},
         applies=_bias_on_last_axis, mutant="bias_add_format_guessed",
-        seen="Keras 3.15.1, TensorFlow 2.21.0, both CPU kernel paths; not on the jax or torch backends"),
+        seen="Keras 3.15.1, TensorFlow 2.21.0, both CPU kernel paths; not on the jax or torch backends",
+        tensors=(OUTPUT, "dbias"), pre_activation=True),
     Known(
         id="tf-eigen-nchw-conv-refused", engine="keras", kind="refusal",
         summary="TensorFlow's Eigen CPU kernels refuse NCHW convolutions (\"Conv2D only supports the NHWC tensor "
@@ -110,7 +149,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                               and case.geometry.strides[0] < case.geometry.strides[1]
                               and _spatial_width(case) == 1),
         seen="TensorFlow 2.21.0 with oneDNN on (Intel Xeon with AMX and AVX512_BF16; AMD EPYC with AVX512_BF16); "
-             "found by make fuzz"),
+             "found by make fuzz",
+        tensors=(OUTPUT,), pre_activation=True),
     Known(
         id="torch-bf16-strided-dilated-conv2d-wrong", engine="torch", kind="bug",
         summary="PyTorch's CPU bfloat16 conv2d computes wrong values, some read from uninitialised memory (they "
@@ -131,7 +171,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                               and _spatial_height(case) >= 5),
         seen="PyTorch 2.13.0+cpu on an Intel Xeon with AMX, 1 and 2 threads (oneDNN's AMX kernel: right with "
              "torch.backends.mkldnn disabled, or ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, AVX512_CORE or AVX2); found "
-             "by make fuzz (classified nondeterministic: the garbage differs between processes)"),
+             "by make fuzz (classified nondeterministic: the garbage differs between processes)",
+        tensors=(OUTPUT,), pre_activation=True),
     Known(
         id="keras-float64-leaky-relu-float32-slope", engine="keras", kind="bug",
         summary="Keras's leaky_relu multiplies by its default negative_slope 0.2 as a float32 constant "
@@ -141,7 +182,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         touches="float64 layers with activation leaky_relu, where a pre-activation is negative",
         when={"keras": "==3.15.1", "dtype": "float64"},
         applies=lambda case: case.geometry.activation == "leaky_relu",
-        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps"),
+        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps",
+        tensors=(OUTPUT, GRADIENTS)),
     Known(
         id="keras-float64-gelu-float32-constant", engine="keras", kind="bug",
         summary="Keras's exact gelu reads 1/sqrt(2) as a float32 constant in a float64 layer: outputs and gradients "
@@ -151,7 +193,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         touches="float64 layers with activation gelu",
         when={"keras": "==3.15.1", "dtype": "float64"},
         applies=lambda case: case.geometry.activation == "gelu",
-        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps"),
+        seen="Keras 3.15.1, TensorFlow backend; found measuring the activations' ulps",
+        tensors=(OUTPUT, GRADIENTS)),
     Known(
         id="torch-float64-hardsigmoid-grad-float32-constant", engine="torch", kind="bug",
         summary="PyTorch's float64 hardsigmoid backward multiplies by 1/6 as a float32 constant: the gradient "
@@ -161,7 +204,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         touches="float64 layers with activation hard_sigmoid, backward check",
         when={"torch": "==2.13.0", "dtype": "float64"},
         applies=lambda case: case.geometry.activation == "hard_sigmoid" and "backward" in case.check,
-        seen="PyTorch 2.13.0+cpu; found measuring the activations' derivatives"),
+        seen="PyTorch 2.13.0+cpu; found measuring the activations' derivatives",
+        tensors=(GRADIENTS,)),
     Known(
         id="keras-conv-strides-with-dilation-refused", engine="keras", kind="refusal",
         summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D (ValueError at "
@@ -206,10 +250,25 @@ class Expectation:
     reason: str                               # shown in verdicts
     known: str | None = None                  # registry id
     when: Mapping[str, Any] | None = None     # the case's own condition, on top of the registry's
+    tensors: tuple[str, ...] = ()             # a reason's own declaration of what it moves (TENSORS); () = any
 
     @property
     def entry(self) -> Known | None:
         return REGISTRY.get(self.known) if self.known else None
+
+    def explains(self, case: "Case", tensor: str) -> bool:
+        """Whether this expectation explains a failure of ``tensor`` ("output", "dx", "dbias", ...): a registry
+        bug only for what it declares it moves; a reason for what the case declares (anything, where it declares
+        nothing)."""
+        if self.entry is not None:
+            return self.entry.moves(case, tensor)
+        return not self.tensors or tensor in self.tensors or (tensor != OUTPUT and GRADIENTS in self.tensors)
+
+    def moved_text(self) -> str:
+        """What the expectation explains, in words."""
+        if self.entry is not None:
+            return self.entry.tensors_text()
+        return ", ".join("every gradient" if t == GRADIENTS else t for t in self.tensors) or "anything"
 
     def evaluate(self, case: "Case", facts: Mapping[str, Any]) -> Evaluation:
         """Whether the expectation holds for this case here: the registry's condition, the configurations it
@@ -239,10 +298,19 @@ def parse(value: Any, field: str, kind: str) -> tuple[Expectation | None, str | 
         value = {"known": value} if value in REGISTRY or ID_LIKE.match(value) else {"reason": value}
     if not isinstance(value, dict):
         return None, f"{field}: must be a registry id, a reason, or {{known: ID | reason: TEXT, when: {{...}}}}"
-    unknown = set(value) - {"known", "reason", "when"}
+    unknown = set(value) - {"known", "reason", "when", "tensors"}
     if unknown:
-        return None, f"{field}.{sorted(unknown)[0]}: unknown key; allowed: known, reason, when"
+        return None, f"{field}.{sorted(unknown)[0]}: unknown key; allowed: known, reason, when, tensors"
     known, reason, when = value.get("known"), value.get("reason"), value.get("when")
+    tensors = value.get("tensors", [])
+    if isinstance(tensors, str):
+        tensors = [tensors]
+    if not (isinstance(tensors, list) and all(t in TENSORS for t in tensors)):
+        return None, f"{field}.tensors: must be a list of {', '.join(TENSORS)}; got {value.get('tensors')!r}"
+    if tensors and known is not None:
+        return None, f"{field}.tensors: the registry declares what {known} moves; tensors go with a reason"
+    if tensors and kind != "bug":
+        return None, f"{field}.tensors: a refusal moves no tensor"
     if known is None and not (isinstance(reason, str) and reason.strip()):
         return None, f"{field}: needs a registry id (known) or the reason, as text"
     if known is not None:
@@ -258,7 +326,7 @@ def parse(value: Any, field: str, kind: str) -> tuple[Expectation | None, str | 
         problems = validate(when, f"{field}.when")
         if problems:
             return None, problems[0]
-    return Expectation(reason=reason, known=known, when=when), None
+    return Expectation(reason=reason, known=known, when=when, tensors=tuple(tensors)), None
 
 
 def entries(engine: str | None = None, kind: str | None = None) -> list[Known]:
@@ -317,4 +385,5 @@ def matching_bug(engine: str, case: "Case", facts: Mapping[str, Any], mutant: st
 def markdown() -> str:
     """The registry as the README lists it (a test keeps the README's copy identical)."""
     return "\n".join(f"- `{k.id}` ({k.kind}, {k.engine}; holds when `{describe(k.when)}`): {k.summary}.\n"
-                     f"  Touches: {k.touches}. Seen: {k.seen}.\n  Repro: `{k.repro}`" for k in REGISTRY.values())
+                     f"  Touches: {k.touches}.{f' Moves: {k.tensors_text()}.' if k.kind == 'bug' else ''} "
+                     f"Seen: {k.seen}.\n  Repro: `{k.repro}`" for k in REGISTRY.values())

@@ -1,20 +1,37 @@
 """A case's configuration normalised (Geometry): sizes, shapes and feasibility, asked of the layer's family."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from .activations import ACTIVATIONS
-from .families import COMMON_DEFAULTS, LAYERS, LayerKind, get_kind
+from .families import COMMON_DEFAULTS, LAYERS, ConfigProblem, LayerKind, get_kind
+from .families.base import require_sizes, size_problems
 
-__all__ = ["ACTIVATIONS", "COMMON_DEFAULTS", "LAYERS", "Geometry", "LayerKind", "geometry", "get_kind",
-           "impossible", "output_shape", "refuse_impossible", "spatial_shape"]
+__all__ = ["ACTIVATIONS", "COMMON_DEFAULTS", "ConfigProblem", "LAYERS", "Geometry", "LayerKind", "geometry",
+           "get_kind", "impossible", "output_shape", "refuse_impossible", "size_problems", "spatial_shape"]
+
+PADDINGS = ("valid", "same", "causal")   # what harness.padding computes; each kind takes some (LayerKind.paddings)
 
 
-def _tuple(value: Any, rank: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * rank
-    return tuple(int(v) for v in value)
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _tuple(value: Any, rank: int, key: str) -> tuple[int, ...]:
+    """An integer or a list of ``rank`` integers (any sign: whether they are usable is `impossible`'s question)."""
+    if _integer(value):
+        return (int(value),) * rank
+    if isinstance(value, (list, tuple)) and len(value) == rank and all(_integer(v) for v in value):
+        return tuple(int(v) for v in value)
+    raise ConfigProblem(f"config.{key}", f"must be an integer or a list of {rank} integers, got {value!r}")
+
+
+def _count(value: Any, key: str) -> int:
+    if not _integer(value):
+        raise ConfigProblem(f"config.{key}", f"must be an integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -63,19 +80,38 @@ def geometry(layer: str, config: dict[str, Any], input_shape: tuple[int, ...]) -
     """Normalise a Keras config for an input of ``input_shape`` (batch first, in its data_format)."""
     kind = get_kind(layer)
     cfg = {**COMMON_DEFAULTS, **kind.defaults, **config}
+    # Any value a case file can hold arrives here (the API, stacks, plug-ins): a value of the wrong type is the
+    # case's own error (ConfigProblem, naming the field), never a TypeError deep in a family's arithmetic.
+    for key in kind.requires:
+        if cfg.get(key) is None:
+            raise ConfigProblem(f"config.{key}", f"required by {kind.name}, got {cfg.get(key)!r}")
+    if cfg["data_format"] not in ("channels_last", "channels_first"):
+        raise ConfigProblem("config.data_format", f"must be channels_last or channels_first, got "
+                                                  f"{cfg['data_format']!r}")
+    if not (isinstance(cfg["padding"], str) and cfg["padding"].lower() in PADDINGS):
+        raise ConfigProblem("config.padding", f"must be one of {' | '.join(PADDINGS)}, got {cfg['padding']!r}")
+    if cfg["use_bias"] not in (True, False):
+        raise ConfigProblem("config.use_bias", f"must be true or false, got {cfg['use_bias']!r}")
+    if cfg["activation"] is not None and not isinstance(cfg["activation"], str):
+        raise ConfigProblem("config.activation", f"must be an activation's name or null, got {cfg['activation']!r}")
+    if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == kind.rank + 2
+            and all(_integer(d) and d > 0 for d in input_shape)):
+        raise ConfigProblem("input_shape", f"{kind.name} takes a list of {kind.rank + 2} positive integers, got "
+                                           f"{input_shape!r}")
     channels_first = cfg["data_format"] == "channels_first"
     in_channels = int(input_shape[1] if channels_first else input_shape[-1])
+    filters = cfg.get("filters")
     return Geometry(
         kind=kind,
-        kernel_size=_tuple(cfg["kernel_size"], kind.rank),
-        strides=_tuple(cfg["strides"], kind.rank),
-        dilation=_tuple(cfg["dilation_rate"], kind.rank),
-        padding=str(cfg["padding"]).lower(),
+        kernel_size=_tuple(cfg["kernel_size"], kind.rank, "kernel_size"),
+        strides=_tuple(cfg["strides"], kind.rank, "strides"),
+        dilation=_tuple(cfg["dilation_rate"], kind.rank, "dilation_rate"),
+        padding=cfg["padding"].lower(),
         channels_first=channels_first,
         in_channels=in_channels,
-        filters=cfg.get("filters"),
-        depth_multiplier=int(cfg.get("depth_multiplier", 1)),
-        groups=int(cfg.get("groups", 1)),
+        filters=None if filters is None else _count(filters, "filters"),
+        depth_multiplier=_count(cfg.get("depth_multiplier", 1), "depth_multiplier"),
+        groups=_count(cfg.get("groups", 1), "groups"),
         use_bias=bool(cfg["use_bias"]),
         activation=cfg["activation"] or "linear",
     )
@@ -86,9 +122,11 @@ def spatial_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def output_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Expected Keras output shape (batch first, in the case's data_format)."""
+    """Expected Keras output shape (batch first, in the case's data_format); ConfigProblem where the geometry
+    cannot be sized (its lengths may still be <= 0 where the kernel does not fit: `impossible` says so)."""
     from .padding import output_length
 
+    require_sizes(g)
     spatial = tuple(
         output_length(g.padding, n, k, s, d)
         for n, k, s, d in zip(spatial_shape(g, input_shape), g.kernel_size, g.strides, g.dilation)
@@ -104,19 +142,9 @@ def impossible(g: Geometry, input_shape: tuple[int, ...]) -> list[tuple[str, str
     The schema refuses such a case unless it pins the refusals (expect.rejected_by); the oracle and the torch
     port then refuse it with these words, as frameworks do with theirs.
     """
-    problems: list[tuple[str, str]] = []
-    for name, value in (("filters", g.filters), ("depth_multiplier", g.depth_multiplier), ("groups", g.groups)):
-        if value is not None and value <= 0:
-            problems.append((f"config.{name}", f"must be a positive integer, got {value!r}"))
-    for name, values in (("kernel_size", g.kernel_size), ("strides", g.strides), ("dilation_rate", g.dilation)):
-        if min(values) <= 0:
-            problems.append((f"config.{name}", f"must be a positive integer or a list of {g.kind.rank}, "
-                                               f"got {list(values)}"))
+    problems = size_problems(g)   # sizes first: nothing below may divide by a zero
     if problems:
         return problems
-    family_problems = g.kind.family.impossible(g)
-    if family_problems:
-        return family_problems
     out = output_shape(g, input_shape)
     if min(out) <= 0:
         return [("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "

@@ -23,7 +23,7 @@ from .conv_ops import conv, depthwise, from_channels_last, pointwise, to_channel
 from .layers import Geometry, geometry, output_shape
 
 __all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
-           "pre_activation", "run", "to_channels_last"]
+           "pre_activation", "run", "to_channels_last", "underflow_count"]
 
 # Outputs computed at once: a chunk is this many output elements' worth of whole images (at least one image).
 CHUNK_ELEMENTS = 1 << 22
@@ -110,6 +110,39 @@ def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[
     shape, chunk = _prepared(x, weights, g, magnitudes=True)
     chunked = _Chunked(shape, chunk, g.channels_first)
     return LazyArray((chunked.n, *chunked.tail), chunked.values)
+
+
+def underflow_count(g: Geometry, x: np.ndarray, weights: dict[str, np.ndarray], channels_last: bool = False
+                    ) -> float | np.ndarray:
+    """H: how many etas (harness.agreement.underflow_eta) an output element's rounding may hold, each weighted by
+    what the rest of the layer multiplies it by; a number, or per output channel (shaped to broadcast over the
+    output in its data_format, or channels last with ``channels_last``; x is in that layout too).
+
+    The model (Higham 2.2, gradual underflow): a product, or the storing of a result in the dtype, adds at most
+    eta; a sum adds none (the sum of two floats in the subnormal range is a float). A one-stage layer (conv,
+    depthwise) sums at most K products and stores the sum once: H = K + 1. A layer with an intermediate stage
+    (separable: z = the depthwise sum of T products, stored, then the pointwise sum of C*M products over z)
+    carries each z's own T + 1 etas through the rest of the layer, which multiplies it by |W_p|:
+    H = (K - T + 1) + |W_p|^T (T + 1), computed by the family's forward_rounded with the stage's output replaced by
+    T + 1 (on the first image: the count depends on the output channel only).
+    """
+    family = g.kind.family
+    k = family.reduction_length(g)
+    if not family.stages:
+        return float(k + 1)
+    (stage,) = family.stages   # one intermediate stage: what forward_rounded's ``inner`` sees
+    t = family.stage_reduction_length(stage, g)
+    x_cl = np.asarray(x, dtype=np.float64)
+    x_cl = x_cl[:1] if channels_last else to_channels_last(x_cl[:1], g.channels_first)
+    w = {n: np.abs(np.asarray(v, dtype=np.float64)) for n, v in weights.items() if n != "bias"}
+    carried = family.forward_rounded(np.abs(x_cl), w, g, inner=lambda z: np.full_like(z, t + 1.0),
+                                     outer=lambda y: y)
+    if carried.size == 0:
+        return float(k + 1)
+    per_channel = carried.reshape(-1, carried.shape[-1]).max(axis=0) + (k - t + 1)
+    if channels_last or not g.channels_first:
+        return per_channel
+    return per_channel.reshape((-1,) + (1,) * g.kind.rank)
 
 
 class _Chunked:

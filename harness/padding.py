@@ -26,7 +26,10 @@ def pad_amounts(padding: str, n: int, k: int, stride: int, dilation: int) -> tup
 
 
 def output_length(padding: str, n: int, k: int, stride: int, dilation: int) -> int:
-    """Length of one output spatial axis, or <= 0 when the kernel does not fit."""
+    """Length of one output spatial axis, or <= 0 when the kernel does not fit; ValueError for a size that is not
+    positive (harness.layers.impossible names the case field first)."""
+    if min(k, stride, dilation) <= 0:
+        raise ValueError(f"kernel {k}, stride {stride} and dilation {dilation} must be positive")
     before, after = pad_amounts(padding, n, k, stride, dilation)
     span = n + before + after - effective_kernel(k, dilation)
     return span // stride + 1 if span >= 0 else 0

@@ -10,7 +10,9 @@ import pytest
 from . import stack
 from .facts import request_onednn
 from .runner import Result, item_label, outcome, run_one
-from .schema import Case, CaseError, load_file
+from .errors import CaseError
+from .schema import Case
+from .tensor_files import TensorSource
 from .selection import select_engines
 from .sharding import case_cost
 
@@ -77,8 +79,21 @@ def _limit_worker_threads(config: pytest.Config) -> None:
             os.environ.setdefault(name, threads)
 
 
+def _end_workers_with_pytest() -> None:
+    """Engine workers never outlive pytest: on SIGTERM (whose default action runs no atexit) they are killed
+    before pytest dies of it, and an xdist worker whose controller is gone kills its own and exits."""
+    import signal
+
+    from .engines.worker import die_of, end_with_parent, end_workers_on
+
+    end_workers_on((signal.SIGTERM, signal.SIGHUP), die_of)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        end_with_parent()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _limit_worker_threads(config)
+    _end_workers_with_pytest()
     try:
         request_onednn(config.getoption("tf_onednn"))   # before any engine imports TensorFlow (workers inherit it)
     except ValueError as exc:
@@ -138,21 +153,12 @@ class CaseFile(pytest.File):
             if path.is_relative_to(base):
                 name = str(path.relative_to(base))
                 break
-        text = _text(self.path)
-        has_stacks = text is not None and bool(stack.STACKS_KEY.search(text))
-        stacks, stack_errors = stack.load_file(self.path, name=name) if has_stacks else ([], [])
-        # A file of stacks alone has no `cases:` list for the case loader to read.
-        alone = has_stacks and not _CASES_KEY.search(text or "")
-        cases, errors = ([], []) if alone else load_file(self.path, name=name)
-        if any(e.case is None for e in errors):   # the file itself is unreadable: said once
-            stack_errors = [e for e in stack_errors if e.case is not None]
-        errors.extend(stack_errors)
-        # Ids are unique across the suite, as `validate` and `run` require: a second user of an id is an error.
-        # Cases and stacks share the names.
+        # The one loader every entry point uses (harness.stack.load_suite_file): cases and stacks, ids unique
+        # across the suite as `validate` and `run` require (a second user of an id is an error).
         owners = self.config.stash.setdefault(CASE_OWNERS, {})
-        cases = _unique(cases, owners, errors)
-        stacks = _unique(stacks, owners, errors, {case.id for case in cases})
-        for error in errors:
+        suite = stack.load_suite_file(self.path, name=name, owners=owners)
+        cases, stacks = suite.cases, suite.stacks
+        for error in suite.errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
         for case in cases:
             for check in case.check:
@@ -163,29 +169,6 @@ class CaseFile(pytest.File):
         for one in stacks:
             for engine in self.config.stash[ENGINES]:
                 yield StackItem.from_parent(self, name=f"{one.id}[{engine}]", case=one, engine=engine)
-
-
-def _text(path: Path) -> str | None:
-    """A case file's text, or None where it cannot be read (the case loader then says why)."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _unique(items: list, owners: dict[str, str], errors: list[CaseError], taken: frozenset[str] | set[str] = frozenset()
-            ) -> list:
-    """The cases (or stacks) whose id no other file (and, for ``taken``, no case of this file) uses; an error for
-    each of the others."""
-    kept = []
-    for item in items:
-        if item.id in taken:
-            errors.append(CaseError(item.file, item.id, "id", "duplicate id, already used by a case of this file"))
-        elif owners.setdefault(item.id, item.file) != item.file:
-            errors.append(CaseError(item.file, item.id, "id", f"duplicate id, already used in {owners[item.id]}"))
-        else:
-            kept.append(item)
-    return kept
 
 
 # ---------------------------------------------------------------- xdist: one case per worker, longest first
@@ -315,6 +298,8 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         result = run_one(self.case, self.engine, self.check)
+        if result.verdict == "error":
+            _check_tensor_files(self.case)   # a tensor file at fault is the user's mistake: one line
         self.user_properties.append(("verdict", result.verdict))
         if result.metrics is not None:
             self.user_properties.append(("max_ratio", result.metrics.max_ratio))
@@ -334,6 +319,8 @@ class CaseItem(pytest.Item):
             raise Disagreement(result)
 
     def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CaseError):   # the user's mistake, found when the case ran: one line
+            return f"invalid case: {excinfo.value}"
         if isinstance(excinfo.value, pytest.xfail.Exception):
             # pytest shows an xfail by its reason; formatting the traceback it never shows read and parsed the
             # source of every frame (0.4 s per xfail item).
@@ -359,6 +346,9 @@ class StackItem(CaseItem):
 
     def runtest(self) -> None:
         result = stack.run_stack(self.case, self.engine)
+        if result.verdict == "error":
+            for layer in self.case.layers:
+                _check_tensor_files(layer.case)
         self.user_properties.append(("verdict", result.verdict))
         if result.layer_metrics:
             self.user_properties.append(("max_ratio", max(m.max_ratio for m in result.layer_metrics)))
@@ -372,6 +362,15 @@ class StackItem(CaseItem):
 
     def reportinfo(self):
         return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}] stack"
+
+
+def _check_tensor_files(case: Case) -> None:
+    """After an item's error: read the tensor files its case names again, so that one the schema could not fault
+    without reading it whole (a body shorter than its header says) fails the item as an invalid case (CaseError:
+    one line, as at collection) instead of as a harness error with an internal traceback."""
+    for spec in (case.input, *case.weights.values(), getattr(case, "grad_output", None)):
+        if isinstance(spec, TensorSource):
+            spec.load()
 
 
 class InvalidCase(pytest.Item):

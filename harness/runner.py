@@ -13,13 +13,15 @@ from . import backward, engines, facts, oracle
 from .agreement import Bound, LazyArray, Metrics, usable
 from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
-from .judgement import judge, tag
-from .known import Applicable, Expectation, applicable
+from .judgement import Judging, check_expect, check_shape, check_values, judge, tag
+from .known import OUTPUT, Applicable, Expectation, applicable
 from .schema import Case
 from .tensors import generate, round_to, unit_roundoff
 
 VERDICTS = ("pass", "fail", "skip", "rejected", "error")
 UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
+# The expect facts about the forward output: a case without the forward check judges them on its backward items.
+FORWARD_FACTS = frozenset({"output", "output_at", "output_shape", "params", "weight_shapes"})
 
 # Names the likely cause of an engine's exception in a few words (e.g. an exported graph the runtime calls
 # invalid), or ''. Installed by the entry points (harness.detection.diagnose.install), as the judgement's
@@ -67,6 +69,9 @@ class Reference:
     inputs: Inputs
     oracle: EngineOutput   # the oracle engine's answer; its item reuses it instead of computing it again
     gauge: np.ndarray | LazyArray   # G: the same layer on |x|, |w|, |b| (no activation)
+    # H: how many underflow etas an output element may hold (harness.oracle.underflow_count; a number, or per
+    # output channel where a stored intermediate stage is multiplied on)
+    underflow: float | np.ndarray = 0.0
 
     @property
     def y(self) -> np.ndarray:
@@ -130,6 +135,7 @@ def reference(case: Case) -> Reference:
             inputs=inputs,
             oracle=engines.get(engines.REFERENCE).run(request(case, engines.REFERENCE, inputs)),
             gauge=oracle.lazy_gauge(case.layer, case.config, inputs.x64, inputs.weights64),
+            underflow=oracle.underflow_count(case.geometry, inputs.x64, inputs.weights64),
         )
     return _cache[key]
 
@@ -173,6 +179,8 @@ def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
             return result
         if check == "backward":
             return _run_backward(case, engine_name, result)
+        if case.impossible:   # before any size is asked: a pinned refusal may have none (groups: 0)
+            return _run_impossible(case, engine_name, result)
         g = case.geometry
         if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
             # Decided before any framework runs: no output could fail such a check.
@@ -181,8 +189,6 @@ def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
                               f"{case.dtype} (gamma_K >= 1 would accept an all-zero output); use a smaller "
                               f"reduction or a wider dtype {tag(case)}")
             return result
-        if case.impossible:
-            return _run_impossible(case, engine_name, result)
         ref = reference(case)
         out = ref.oracle if engines.is_reference(engine_name) else \
             engines.get(engine_name).run(request(case, engine_name, ref.inputs))
@@ -231,7 +237,8 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
     ref = reference(case)
     bref = backward.backward_reference(case, ref.inputs)
     if engines.is_reference(engine):
-        out = EngineOutput(y=ref.y, params=ref.oracle.params, gradients=bref.grads)
+        out = EngineOutput(y=ref.y, params=ref.oracle.params, weight_shapes=ref.oracle.weight_shapes,
+                           gradients=bref.grads)
     else:
         req = request(case, engine, ref.inputs)
         req.grad_output = bref.dy
@@ -246,15 +253,42 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
         text = _diagnose_gradients(case, engine, out, bref, judged.tensor)
         if text:
             result.message += f"; diagnosis: {text}"
+    failing, check = (backward.display_name(judged.tensor), judged.check) if result.verdict == "fail" else ("", "")
+    if result.verdict == "pass" and "forward" not in case.check:
+        decided = _forward_facts(case, engine, out, ref)   # expect facts hold in every check
+        if decided is not None:
+            (result.verdict, result.message), failing, check = decided, OUTPUT, "expect"
     bug = _expected(case, case.xfail, engine, result)
     if bug is not None:
-        # The case's known bug is a forward fact; its gradients may or may not show it (the bias bug moves
-        # dbias, not dx): not strict here. A fail it explains is expected, a pass says so.
-        if result.verdict == "fail":
+        # The case's known bug may or may not show in the gradients (the bias bug moves dbias, not dx, through a
+        # linear activation): not strict here. A fail it explains (a wrong value of a tensor it declares it moves)
+        # is expected; any other is judged, and says why; a pass says so.
+        explained = check in ("values", "expect") and bug.expectation.explains(case, failing)
+        if result.verdict == "fail" and explained:
             result.xfail = bug.expectation.reason if bug.parent is None else f"inherited from {bug.parent}: {bug.label}"
+        elif result.verdict == "fail":
+            why = f"moves {bug.expectation.moved_text()}" if check in ("values", "expect") else \
+                f"is about values, and this is a {check} failure"
+            result.message += f"; the known bug {bug.label} does not explain {failing} (it {why}): judged as a failure"
         else:
             result.notes.append(f"the known bug {bug.label} does not show in the gradients here")
     return result
+
+
+def _forward_facts(case: Case, engine: str, out: EngineOutput, ref: Reference) -> tuple[str, str] | None:
+    """The case's expect facts about the forward output (shape, params, weight shapes, golden values), judged on
+    the output of a backward run, for a case without a forward item to judge them: (fail, message) or None."""
+    if not FORWARD_FACTS & set(case.expect):
+        return None
+    j = Judging(case=case, engine=engine, out=out, ref=ref)
+    if {"output", "output_at"} & set(case.expect):
+        shape = check_shape(j)   # golden values of an output of the wrong shape cannot be compared
+        if shape is not None:
+            return shape[0], shape[1] + " (expect.output)"
+        # Only for the bound that golden values are judged within (the values themselves are the forward
+        # check's, which this case does not ask for).
+        check_values(j)
+    return check_expect(j)
 
 
 def _record_output(result: Result, out: EngineOutput) -> None:
@@ -268,7 +302,10 @@ def _record_output(result: Result, out: EngineOutput) -> None:
 def _run_impossible(case: Case, engine: str, result: Result) -> Result:
     """A configuration that cannot run, pinned by its refusals: run the engine with no reference. A refusal is
     judged by the caller (EngineRejected); an output can only be wrong where a refusal is expected."""
-    out = engines.get(engine).run(request(case, engine, make_inputs(case)))
+    inputs, unsized = _impossible_inputs(case)
+    out = engines.get(engine).run(request(case, engine, inputs))
+    if unsized:   # said only where the engine ran on: one that refuses never reads the weights
+        result.notes.append(f"the engine was given no weights: {unsized}")
     result.output, result.facts = out, dict(out.facts)
     result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
     if not _accepted_but_expected_to_refuse(case, engine, result):
@@ -276,6 +313,29 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
         result.message = (f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
                           f"reference to judge its output {result.output_shape} against {tag(case)}")
     return result
+
+
+def _impossible_inputs(case: Case) -> tuple[Inputs, str]:
+    """The inputs of a configuration that cannot run: the input, and the weights only where the family can size
+    them within what a case may generate (schema.MAX_ELEMENTS): a framework refuses before it reads them. With
+    the reason the weights were left out, or ''."""
+    from .layers import ConfigProblem
+    from .schema import MAX_ELEMENTS
+
+    g = case.geometry
+    x = round_to(generate(case.input, case.input_shape, case.seed, "input", 1 if g.channels_first else -1), case.dtype)
+    try:
+        shapes = g.weight_shapes()
+    except ConfigProblem as problem:
+        shapes, why = {}, str(problem)
+    else:
+        why = "" if all(np.prod(s) <= MAX_ELEMENTS for s in shapes.values()) else "too large to generate"
+    if why:
+        shapes = {}
+    weights = {name: round_to(generate(case.weights.get(name, "normal"), shape, case.seed, name), case.dtype)
+               for name, shape in shapes.items()}
+    return Inputs(x=x, weights=weights, x64=x.astype(np.float64),
+                  weights64={k: v.astype(np.float64) for k, v in weights.items()}), why
 
 
 def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) -> bool:
@@ -311,6 +371,14 @@ def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
     a note. It explains only wrong values: a wrong shape or dtype is the converter's own failure."""
     bug = _expected(case, case.xfail, engine, result)
     if bug is None:
+        return ""
+    if not bug.expectation.explains(case, OUTPUT):
+        # A bug of the gradients alone: the forward item is judged like any other.
+        why = f"the known bug {bug.label} does not explain the output (it moves {bug.expectation.moved_text()})"
+        if result.verdict == "fail":
+            result.message += f"; {why}: judged as a failure"
+        else:
+            result.notes.append(why)
         return ""
     if bug.parent is None:
         return bug.expectation.reason

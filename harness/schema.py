@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from .engines import BUILTIN, engine_class
 from .errors import CaseError
 from .known import Expectation, parse as parse_expectation
-from .layers import ACTIVATIONS, LAYERS, Geometry, geometry, impossible, output_shape
+from .layers import ACTIVATIONS, LAYERS, ConfigProblem, Geometry, geometry, impossible, output_shape
 from .tensor_files import FileProblem, Layout, literal as literal_source, source as file_source
 from .tensors import DTYPES, INITS
 
@@ -39,6 +40,12 @@ CASE_KEYS = {
 }
 CHECKS = ("forward", "backward")
 EXPECT_KEYS = {"output", "output_at", "output_shape", "params", "weight_shapes", "rejected_by", "gradients"}
+# What a configuration that every engine must refuse cannot have (everything but rejected_by).
+OUTPUT_FACTS = EXPECT_KEYS - {"rejected_by"}
+# The most elements one generated tensor (input, weight, output) may hold: 2 GiB in float64, the oracle's dtype. A
+# size a case file can write (kernel_size: 100000 with padding same) must not cost more than reading it.
+MAX_ELEMENTS = 1 << 28
+SIZE_ARGUMENTS = ("kernel_size", "filters", "depth_multiplier", "dilation_rate", "strides", "groups")
 SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 INIT_FIELDS = {
@@ -298,19 +305,29 @@ def _validate(path: str, case_id: str, data: dict, swept: dict, base: Path | Non
                 seed=seed, input=data.get("input", "normal"), weights=data.get("weights") or {},
                 expect=data.get("expect") or {}, swept=swept,
                 engine_options=data.get("engine_options") or {}, skip=data.get("skip") or {})
-    g = case.geometry
+    try:
+        g = case.geometry
+    except ConfigProblem as problem:
+        raise fail(problem.field, problem.message) from None
     problems = impossible(g, case.input_shape)
     if problems and not pins_refusal:
         raise fail(*problems[0])
-    if problems and set(case.expect) & {"output", "output_at", "output_shape"}:
+    if problems and set(case.expect) & OUTPUT_FACTS:
         raise fail("expect", f"{problems[0][0]} {problems[0][1]}: a configuration pinned as refused has no output "
-                             "to check")
+                             f"to check (expect.{sorted(set(case.expect) & OUTPUT_FACTS)[0]})")
     case.impossible = "; ".join(f"{field}: {message}" for field, message in problems)
     out = output_shape(g, case.input_shape) if not problems else ()
     channel_axis = 1 if g.channels_first else -1
     activation = Layout(channels_first=g.channels_first)   # what `layout: torch` means for input and grad_output
     case.input = _validate_tensor(fail, "input", case.input, case.input_shape, channel_axis, base, activation)
-    shapes = g.weight_shapes()
+    try:
+        shapes = g.weight_shapes()
+    except ConfigProblem:   # only where pinned as refused (else refused above): an engine must refuse it unsized
+        shapes = {}
+        if case.weights:
+            raise fail("weights", f"{problems[0][0]} {problems[0][1]}: the weights of a configuration pinned as "
+                                  "refused cannot be sized; leave them out") from None
+    _check_sizes(fail, case, shapes, out)
     if not isinstance(case.weights, dict):
         raise fail("weights", "must be a mapping of Keras weight name -> tensor spec")
     weights = {}
@@ -369,9 +386,10 @@ def _check_engine_name(fail, key: str, engine: Any) -> None:
 
 
 def _validate_config(fail, kind, config: dict, pins_refusal: bool = False) -> None:
-    """Types and names; with ``pins_refusal`` (the case expects refusals) a zero may stand where a framework
-    needs a positive value, so that the framework's own check is what the case pins."""
-    low = 0 if pins_refusal else 1
+    """Types and names; with ``pins_refusal`` (the case expects refusals) a zero or a negative integer may stand
+    where a framework needs a positive value, so that the framework's own check is what the case pins (Keras's
+    test_bad_init_args pins exactly these)."""
+    low = -math.inf if pins_refusal else 1
     unknown = set(config) - kind.config_keys
     if unknown:
         raise fail("config." + ",".join(sorted(unknown)),
@@ -401,6 +419,22 @@ def _validate_config(fail, kind, config: dict, pins_refusal: bool = False) -> No
         raise fail("config.use_bias", f"must be true or false, got {config['use_bias']!r}")
 
 
+def _check_sizes(fail, case: Case, shapes: dict[str, tuple[int, ...]], out: tuple[int, ...]) -> None:
+    """Every tensor the case generates within MAX_ELEMENTS, checked before anything is allocated; the error names
+    input_shape, or the size argument with the largest value (the likely typo). A configuration pinned as refused
+    generates its input alone (harness.runner gives its engines no weights it cannot afford)."""
+    tensors = [("input", case.input_shape)]
+    if not case.impossible:
+        tensors += [*((f"weight {n!r}", s) for n, s in shapes.items()), ("output", out)]
+    for what, shape in tensors:
+        n = math.prod(shape) if shape else 0
+        if n > MAX_ELEMENTS:
+            sizes = {k: max(v) if isinstance(v, list) else v for k, v in case.config.items() if k in SIZE_ARGUMENTS}
+            field = "input_shape" if what == "input" or not sizes else f"config.{max(sizes, key=sizes.get)}"
+            raise fail(field, f"impossible size: the {what} would hold {n:.3g} elements {list(shape)}, more than "
+                              f"the {MAX_ELEMENTS:.3g} (2^{MAX_ELEMENTS.bit_length() - 1}) a case may generate")
+
+
 def _nested_shape(value: Any) -> tuple[int, ...] | None:
     """Shape of a rectangular nested list of numbers, or None when it is ragged or not numeric."""
     if _is_number(value):
@@ -411,6 +445,17 @@ def _nested_shape(value: Any) -> tuple[int, ...] | None:
     if any(s is None for s in inner) or len(set(inner)) != 1:
         return None
     return (len(value), *inner[0])
+
+
+def _torch_layout_hint(got: tuple[int, ...], shape: tuple[int, ...], torch_layout: Layout | None) -> str:
+    """Where a plain nested list has the tensor's torch-layout shape: how to say so (as a file's check does)."""
+    try:
+        want = (torch_layout or Layout(channels_first=True)).torch_shape(tuple(shape))
+    except Exception:  # noqa: BLE001 - no torch layout for this tensor: no hint
+        return ""
+    if tuple(got) == tuple(want) != tuple(shape):
+        return "; that is its torch layout's shape: write it as {values: [...], layout: torch}"
+    return ""
 
 
 def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel_axis: int,
@@ -424,7 +469,7 @@ def _validate_tensor(fail, name: str, spec: Any, shape: tuple[int, ...], channel
             raise fail(name, "an explicit tensor must be a rectangular nested list of numbers")
         if got != tuple(shape):
             raise fail(name, f"impossible shape: explicit values have shape {list(got)}, the layer needs "
-                             f"{list(shape)}")
+                             f"{list(shape)} (Keras layout){_torch_layout_hint(got, shape, torch_layout)}")
         return spec
     if isinstance(spec, dict) and "init" not in spec and ("file" in spec or "values" in spec):
         return _validate_source(fail, name, spec, shape, base, torch_layout or Layout(channels_first=True))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import engines
@@ -23,9 +24,12 @@ def select_engines(specs: list[str] | None, pythons: list[str] | None = None) ->
             plugins.append(engines.register_plugin(spec))
         elif spec in engines.BUILTIN:
             builtins.append(spec)
-        else:
-            raise ValueError(f"--engine {spec!r}: not a built-in engine ({', '.join(engines.BUILTIN)}) "
-                             "nor MODULE:CALLABLE")
+        else:   # the near misses among engine names (the CLI's and pytest's --engine alike)
+            hint = engines.suggest_engine(spec) or (
+                f"; a plug-in file names its function: {spec}:FUNCTION" if spec.endswith(".py") else "")
+            raise ValueError(f"--engine {spec!r}: not a built-in engine{hint} (built-in: "
+                             f"{', '.join(engines.BUILTIN)}; a plug-in: [NAME=]MODULE:CALLABLE or "
+                             "[NAME=]PATH.py:CALLABLE)")
     for name in named:
         if name not in plugins:
             raise ValueError(f"--engine-python {name}=...: no plug-in engine {name!r} on this command line "
@@ -62,8 +66,26 @@ def select_cases(cases: list[Case], case_ids: list[str] | None, paths: list[str 
     return [c for c in cases if c.id in case_ids or c.id.split("(")[0] in case_ids]
 
 
-def load_cases(paths: list[str | Path], case_ids: list[str] | None = None) -> tuple[list[Case], list[CaseError]]:
+def load_cases(paths: str | os.PathLike | list[str | os.PathLike], case_ids: str | list[str] | None = None
+               ) -> tuple[list[Case], list[CaseError]]:
     """The valid cases of case files and folders (``*.yaml`` searched recursively) that ``case_ids`` selects
-    (see select_cases), and one CaseError per invalid case; ids must be unique across all the files."""
+    (see select_cases), and one CaseError per invalid case; ids must be unique across all the files. One path
+    (a str or a Path) is a list of one, as one id is; TypeError for anything else."""
+    paths = _listed(paths, (str, os.PathLike), "paths", "a path (str or os.PathLike) or a list of paths")
+    if case_ids is not None:
+        case_ids = _listed(case_ids, (str,), "case_ids", "a case id (str) or a list of them")
     cases, errors = load_paths(paths)
     return select_cases(cases, case_ids, paths), errors
+
+
+def _listed(value: object, types: tuple[type, ...], name: str, what: str) -> list:
+    # A string is iterable: taken as a list it would be one path (or id) per character, "/" the whole disk.
+    if isinstance(value, types):
+        return [value]
+    wrong = value
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        items = list(value)
+        wrong = next((v for v in items if not isinstance(v, types)), items)
+        if wrong is items:
+            return items
+    raise TypeError(f"load_cases: {name} must be {what}, got {type(wrong).__name__} {repr(wrong)[:60]}")

@@ -16,7 +16,8 @@ engine's pre-activation ph_i = fl(W_i * zh_{i-1} + b_i) is off from the exact p*
                   <= c (gamma_Ki(u) + gamma_Ki(u_64)) G_i(|z*_{i-1}| + B_{i-1})  +  |W_i| * B_{i-1}  =: E_i
 
 The first term is layer i's own rounding on its actual input (the single-layer bound, harness.agreement, with the
-gauge G_i, the layer on |x|, |w|, |b|, taken where that input may lie: G grows with |x|); the second is the error
+gauge G_i, the layer on |x|, |w|, |b|, taken where that input may lie: G grows with |x|; and, as there, its
+underflow etas (1 + gamma_Ki(u)) H_i (eta + eta_64), H_i = oracle.underflow_count); the second is the error
 it was given, carried by the linear part: the same layer on magnitudes without its bias, applied to the previous
 bound (oracle.gauge with x := B_{i-1}, b := 0). The activation then moves it by at most L_i E_i, L_i = sup |f_i'|
 (1 for linear, relu, relu6, tanh; 1/4 for sigmoid; the activation table's `slope` for the others), and for a
@@ -56,12 +57,14 @@ import yaml
 
 from . import engines, oracle
 from .activations import ACTIVATION_TABLE
-from .agreement import ORACLE_DTYPE, SAFETY, Bound, Metrics, gamma, measure
+from .agreement import ORACLE_DTYPE, SAFETY, Bound, Metrics, format_ratio, gamma, measure, underflow_eta
 from .errors import CaseError, EngineRejected, EngineSkip
 from .judgement import mismatch, tag
 from .layers import Geometry, output_shape
 from .runner import Result, repro_command
 from .schema import ID_PATTERN, Case, case_from_entry, load_yaml, strip_lines
+from .schema import load_file as schema_load_file
+from .selection import select_cases
 from .tensors import DTYPES, generate, numpy_dtype, round_to, unit_roundoff
 
 FILE_KEY = "stacks"
@@ -235,6 +238,83 @@ def load_paths(paths: Sequence[str | Path]) -> tuple[list[StackCase], list[CaseE
     return stacks, errors
 
 
+# ---------------------------------------------------------------- one loader for cases and stacks
+
+@dataclass
+class Suite:
+    """What case files hold: the valid cases and stacks, and one error per invalid case, stack or file. Every entry
+    point loads files through load_suite (pytest through load_suite_file), so that a file of cases, of stacks or of
+    both is read, validated and counted the same way everywhere."""
+
+    cases: list[Case] = field(default_factory=list)
+    stacks: list[StackCase] = field(default_factory=list)
+    case_errors: list[CaseError] = field(default_factory=list)    # invalid cases, and files that cannot be read
+    stack_errors: list[CaseError] = field(default_factory=list)   # invalid stacks
+
+    @property
+    def errors(self) -> list[CaseError]:
+        return [*self.case_errors, *self.stack_errors]
+
+
+def case_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files ``paths`` name (folders searched for *.yaml, *.yml); ValueError for a path that does not exist
+    (a usage error: a typo must not read as an empty, green suite)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ValueError(f"no such case file or folder: {p}")
+        files.extend(sorted(p.rglob("*.yaml")) + sorted(p.rglob("*.yml")) if p.is_dir() else [p])
+    return files
+
+
+def load_suite_file(path: str | Path, name: str | None = None, owners: dict[str, str] | None = None) -> Suite:
+    """The cases and stacks of one file (``name``: how they and the errors name it, as schema.load_file's). Ids are
+    unique within the file and across the files loaded with the same ``owners`` (id -> file), cases and stacks
+    sharing one name space: a second user of an id is an error."""
+    shown = str(path) if name is None else name
+    cases, case_errors = schema_load_file(path, name=shown)
+    stacks, stack_errors = load_file(path, name=shown) if mentions_stacks(path) else ([], [])
+    if any(e.case is None for e in case_errors):   # the file itself is unreadable: said once
+        stack_errors = [e for e in stack_errors if e.case is not None]
+    owners = {} if owners is None else owners
+    suite = Suite(case_errors=case_errors, stack_errors=stack_errors)
+    for case in cases:
+        if owners.setdefault(case.id, shown) != shown:
+            suite.case_errors.append(CaseError(shown, case.id, "id", f"duplicate id, already used in {owners[case.id]}"))
+        else:
+            suite.cases.append(case)
+    mine = {case.id for case in suite.cases}
+    for one in stacks:
+        if one.id in mine:
+            suite.stack_errors.append(CaseError(shown, one.id, "id", "duplicate id, already used by a case of this file"))
+        elif owners.setdefault(one.id, shown) != shown:
+            suite.stack_errors.append(CaseError(shown, one.id, "id", f"duplicate id, already used in {owners[one.id]}"))
+        else:
+            suite.stacks.append(one)
+    return suite
+
+
+def load_suite(paths: Sequence[str | Path]) -> Suite:
+    """The cases and stacks of several files and folders, ids unique across all of them (load_suite_file)."""
+    suite, owners = Suite(), {}
+    for f in case_files(paths):
+        got = load_suite_file(f, owners=owners)
+        suite.cases += got.cases
+        suite.stacks += got.stacks
+        suite.case_errors += got.case_errors
+        suite.stack_errors += got.stack_errors
+    return suite
+
+
+def select_suite(suite: Suite, ids: list[str] | None, paths: Sequence[str | Path]) -> Suite:
+    """The cases and stacks ``ids`` (`--case`, repeatable) name, all where none is; an id that names neither raises
+    ValueError (harness.selection.select_cases). The errors are kept whole: an invalid entry is never selected away
+    unseen."""
+    stacks, rest, want_cases = select(suite.stacks, ids)
+    cases = select_cases(suite.cases, rest, list(paths)) if want_cases else []
+    return Suite(cases=cases, stacks=stacks, case_errors=suite.case_errors, stack_errors=suite.stack_errors)
+
+
 def stack_from_entry(file: str, entry: Any, label: str | None = None) -> StackCase:
     """One `stacks:` entry validated (CaseError names the file, the stack and the field, e.g.
     `layers[1].config.kernel_size`); tensor files are relative to ``file``'s folder."""
@@ -397,13 +477,18 @@ def layer_reference(layer: StackLayer, dtype: str, z: np.ndarray, carried: np.nd
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
     reach = exact_gauge if carried is None else oracle.gauge(name, config, np.abs(z) + carried, w)
     # E: the pre-activation's error, its own rounding on the engine's actual input and the error it was given.
-    pre_error = SAFETY * (gamma(k, u) + gamma(k, u64)) * reach
+    # Underflow (harness.agreement.error_bound): H etas of the layer's own roundings, each through the rest of its
+    # sum's roundings; and, where the activation's evaluation rounds, one for its output.
+    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    underflow = (1.0 + gamma(k, u)) * np.asarray(oracle.underflow_count(g, z, w)) * eta
+    pre_error = SAFETY * ((gamma(k, u) + gamma(k, u64)) * reach + underflow)
     if carried is not None:
         without_bias = {n: (np.zeros_like(v) if n == "bias" else v) for n, v in w.items()}
         pre_error = pre_error + oracle.gauge(name, config, carried, without_bias)
     pre = y if g.activation == "linear" else oracle.run(name, {**config, "activation": None}, z, w)
-    ulps = ACTIVATION_TABLE[g.activation].ulps
-    bound = through(g.activation, pre, y, pre_error) + SAFETY * ulps * (u + u64) * np.abs(y)
+    act = ACTIVATION_TABLE[g.activation]
+    rounds = 1.0 if act.ulps or act.absolute_ulps else 0.0
+    bound = through(g.activation, pre, y, pre_error) + SAFETY * (act.ulps * (u + u64) * np.abs(y) + rounds * eta)
     return LayerReference(y=y, bound=bound, gauge=exact_gauge, k=k, slope=slope)
 
 
@@ -605,7 +690,7 @@ def judge(stack: StackCase, engine: str, out: StackOutput, layers: list[LayerRef
         m = measure(y, ref.y, Bound(k=ref.k, u=u, bound=ref.bound))
         judged.metrics.append(m)
         if m.max_ratio > 1.0:
-            return _culprit(judged, i, f"{engine}: {name} max error/bound {m.max_ratio:.3g} at {tuple(m.worst_index)}: "
+            return _culprit(judged, i, f"{engine}: {name} max error/bound {format_ratio(m.max_ratio)} at {tuple(m.worst_index)}: "
                                        f"{m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} "
                                        f"elements over the bound) {tag(stack)}")
     return judged
@@ -629,7 +714,7 @@ def ratios_note(stack: StackCase, judged: StackJudgement) -> str:
     parts = []
     for i, layer in enumerate(stack.layers):
         if i < len(judged.metrics):
-            parts.append(f"[{i}] {layer.layer} {judged.metrics[i].max_ratio:.3g}"
+            parts.append(f"[{i}] {layer.layer} {format_ratio(judged.metrics[i].max_ratio)}"
                          + (" (culprit)" if i == judged.culprit else ""))
         elif i == judged.culprit:
             parts.append(f"[{i}] {layer.layer} (culprit)")

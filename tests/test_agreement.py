@@ -47,18 +47,27 @@ def test_error_bound_values():
     gauge = np.array([1.0, 2.0, 0.0])
     y = np.array([0.5, -3.0, 0.0])
     g = 10 * U32 / (1 - 10 * U32) + 10 * U64 / (1 - 10 * U64)
+    # Underflow: K + 1 = 11 etas by default (agreement.underflow_eta), each through the sum's other roundings.
+    eta = 2.0**-150 + 2.0**-1074
+    e = (1 + 10 * U32 / (1 - 10 * U32)) * 11 * eta
     b = error_bound(10, "float32", gauge, y, "linear")
     assert (b.k, b.u) == (10, U32), f"(k, u)={(b.k, b.u)}, but should be {(10, U32)}"
-    np.testing.assert_allclose(b.bound, [g, 2 * g, 0.0], rtol=1e-14)
-    # relu is exact: no activation term. tanh: 6 u (3 ulps) of the engine and the oracle on |y| (measured 5.65u).
-    np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "relu").bound, [g, 2 * g, 0.0], rtol=1e-14)
+    np.testing.assert_allclose(b.bound, [g + e, 2 * g + e, e], rtol=1e-14)
+    # relu is exact: no activation term. tanh: 6 u (3 ulps) of the engine and the oracle on |y| (measured 5.65u),
+    # and its output's own eta.
+    np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "relu").bound, [g + e, 2 * g + e, e],
+                               rtol=1e-14)
     t = 6 * (U32 + U64)
     np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "tanh").bound,
-                               [g + t * 0.5, 2 * g + t * 3.0, 0.0], rtol=1e-14)
-    # A float64 case: the engine's and the oracle's share are the same size.
+                               [g + t * 0.5 + e + eta, 2 * g + t * 3.0 + e + eta, e + eta], rtol=1e-14)
+    # A float64 case: the engine's and the oracle's share are the same size (float64's eta is 2^-1074, rounded up).
     g64 = 2 * (10 * U64 / (1 - 10 * U64))
-    np.testing.assert_allclose(error_bound(10, "float64", gauge, y, "linear").bound, [g64, 2 * g64, 0.0],
+    e64 = (1 + 10 * U64 / (1 - 10 * U64)) * 11 * 2 * 2.0**-1074
+    np.testing.assert_allclose(error_bound(10, "float64", gauge, y, "linear").bound, [g64 + e64, 2 * g64 + e64, e64],
                                rtol=1e-14)
+    # A count given per element (a separable layer's, harness.oracle.underflow_count) replaces the default.
+    np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "linear", underflow=np.array([1.0, 2.0, 3.0])).bound,
+                               [g + e / 11, 2 * g + 2 * e / 11, 3 * e / 11], rtol=1e-14)
 
 
 def test_ratios_edge_cases():

@@ -106,3 +106,48 @@ def test_load_cases_and_run_one(tmp_path):
     assert isinstance(result, api.Result) and result.verdict == "pass", result
     with pytest.raises(ValueError, match="--case nope: no such case"):
         api.load_cases([tmp_path], ["nope"])
+
+
+def test_load_cases_takes_one_path_as_a_path(tmp_path, monkeypatch):
+    (tmp_path / "c.yaml").write_text("cases:\n  - {id: dw, layer: DepthwiseConv2D, input_shape: [1, 5, 5, 2], "
+                                     "config: {kernel_size: 3}}\n")
+    monkeypatch.chdir(tmp_path)
+    for one in ("c.yaml", tmp_path / "c.yaml", str(tmp_path), tmp_path):   # a str or a Path is one path
+        cases, errors = api.load_cases(one)
+        assert errors == [] and [c.id for c in cases] == ["dw"], f"load_cases({one!r}) read {cases} {errors}"
+    assert [c.id for c in api.load_cases("c.yaml", "dw")[0]] == ["dw"]   # and a str is one id
+    for paths in (7, [7], None, [b"c.yaml"]):
+        with pytest.raises(TypeError, match=r"load_cases: paths must be a path \(str or os.PathLike\) or a list"):
+            api.load_cases(paths)
+    with pytest.raises(TypeError, match=r"load_cases: case_ids must be a case id \(str\) or a list of them"):
+        api.load_cases("c.yaml", [1])
+
+
+def test_the_api_checks_the_types_of_its_arguments(tmp_path):
+    (tmp_path / "c.yaml").write_text("cases:\n  - {id: dw, layer: DepthwiseConv2D, input_shape: [1, 5, 5, 2], "
+                                     "config: {kernel_size: 3}}\n")
+    (case,), _ = api.load_cases(tmp_path)
+    weights = {"kernel": np.ones((3, 3, 2, 1), np.float32)}
+    wrong = [
+        (lambda: api.run_one("dw", "oracle"), TypeError, r"run_one: case must be a harness.api.Case"),
+        (lambda: api.run_one(case, ["oracle"]), TypeError, r"run_one: engine_name must be an engine name \(str\)"),
+        # A misspelt check ran the forward check and reported it as a pass of "Backward".
+        (lambda: api.run_one(case, "oracle", "Backward"), ValueError, r"run_one: check must be 'forward' or "
+                                                                      r"'backward', not 'Backward'"),
+        (lambda: api.keras_to_torch("DepthwiseConv2D", [np.ones(3)]), TypeError,
+         r"keras_to_torch: weights must be a mapping of weight names to arrays"),
+        # A string of weight names was walked letter by letter.
+        (lambda: api.torch_to_keras("Conv2D", "weight"), TypeError,
+         r"torch_to_keras: state must be a mapping of weight names to arrays"),
+        (lambda: api.get_kind(["Conv2D"]), TypeError, r"get_kind: name must be a layer name \(str\)"),
+        (lambda: api.geometry("Conv2D", "filters", (1, 5, 5, 2)), TypeError, r"geometry: config must be a mapping"),
+        (lambda: api.build_keras_layer("DepthwiseConv2D", {"kernel_size": 3}, np.float32, (1, 5, 5, 2)), TypeError,
+         r"build_keras_layer: dtype must be a dtype name \(str\)"),
+        (lambda: api.build_keras_layer("DepthwiseConv2D", {"kernel_size": 3}, "float32", 5), TypeError,
+         r"build_keras_layer: input_shape must be a list of integers"),
+        (lambda: api.build_torch_module("DepthwiseConv2D", {"kernel_size": 3}, weights, dtype=np.float32), TypeError,
+         r"build_torch_module: dtype must be a torch dtype or its name"),
+    ]
+    for call, error, message in wrong:
+        with pytest.raises(error, match=message):
+            call()

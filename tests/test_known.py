@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import conditions, engines, facts
+from harness import engines, facts
 from harness.conditions import evaluate, validate
 from harness.detection.mutants import MUTANTS
+from harness.engines.base import Engine
 from harness.known import REGISTRY, markdown, parse
 from harness.runner import run_one
 from harness.schema import load_file, load_paths
@@ -121,6 +122,8 @@ def test_every_pinned_behaviour_in_the_shipped_cases_refers_to_the_registry():
     ({"reason": " "}, "bug", "needs a registry id (known) or the reason"),
     ({"reason": "x", "because": 1}, "bug", "xfail.keras.because: unknown key"),
     (3, "bug", "must be a registry id, a reason"),
+    ({"reason": "x y", "tensors": ["dw"]}, "bug", "xfail.keras.tensors: must be a list of output, gradients, dx"),
+    ({"known": "keras-bias-add-guessed-nhwc", "tensors": ["dx"]}, "bug", "the registry declares what"),
 ])
 def test_bad_expectations_name_the_field(written, kind, problem):
     expectation, got = parse(written, "xfail.keras", kind)
@@ -284,3 +287,99 @@ def test_an_impossible_configuration_reaches_every_engine(tmp_path):
     unlisted = _case(tmp_path, IMPOSSIBLE + "    expect: {rejected_by: [oracle]}\n")
     skipped = run_one(unlisted, "accepting")
     assert skipped.verdict == "skip" and "no reference to judge" in skipped.message, skipped.message
+
+
+# ---------------------------------------------------------------- a known bug explains only the tensors it moves
+
+class GradientHeir(Engine):
+    """Built from the Keras graph (inherits keras's known behaviour), correct but for the gradient the case's
+    engine option names (dx or dbias doubled)."""
+
+    name = "gradient_heir"
+    inherits = "keras"
+    computes_gradients = True
+    wrong = "x"
+
+    def run(self, request):
+        import numpy as np
+
+        from harness.backward_reference import reference_gradients
+        from harness.engines.base import EngineOutput
+        from harness.oracle import run as oracle_run
+
+        x64 = request.inputs.x.astype(np.float64)
+        w64 = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
+        y = oracle_run(request.layer, request.config, x64, w64).astype(request.inputs.x.dtype)
+        grads = reference_gradients(x64, w64, request.geometry, request.grad_output.astype(np.float64))
+        grads[self.wrong] = grads[self.wrong] * 2 + 1   # the port's own mistake in one gradient
+        facts = {"keras_backend": "tensorflow", "keras_layer_format": request.config["data_format"]}
+        return EngineOutput(y=y, gradients={k: v.astype(request.inputs.x.dtype) for k, v in grads.items()},
+                            facts=facts)
+
+
+class WrongBias(GradientHeir):
+    wrong = "bias"
+
+
+BIASED_BACKWARD = """\
+cases:
+  - id: dw
+    layer: DepthwiseConv2D
+    input_shape: [1, 3, 5, 5]
+    config: {kernel_size: 3, data_format: channels_first, activation: ACT}
+    check: [backward]
+    xfail: {keras: keras-bias-add-guessed-nhwc}
+"""
+
+
+@pytest.fixture()
+def gradient_heirs(monkeypatch):
+    for name, cls in (("gradient_heir", GradientHeir), ("wrong_bias_heir", WrongBias)):
+        monkeypatch.setitem(engines.BUILTIN, name, f"{__name__}:{cls.__name__}")
+        monkeypatch.delitem(engines._loaded, name, raising=False)
+    real = facts.process_facts
+    monkeypatch.setattr(facts, "process_facts", lambda: {**real(), "keras": "3.15.1"})
+    yield
+    for name in ("gradient_heir", "wrong_bias_heir"):
+        engines._loaded.pop(name, None)
+
+
+@pytest.mark.parametrize("engine, activation, want", [
+    ("wrong_bias_heir", "linear", "xfail"),   # dbias: what the bias bug moves
+    ("gradient_heir", "linear", "fail"),      # dx: the bias bug cannot explain it with a linear activation
+    ("gradient_heir", "relu", "xfail"),       # through relu the wrong pre-activation moves every gradient
+])
+def test_a_known_bug_explains_only_the_tensors_it_declares(tmp_path, gradient_heirs, engine, activation, want):
+    from harness.runner import outcome
+
+    case = _case(tmp_path, BIASED_BACKWARD.replace("ACT", activation))
+    r = run_one(case, engine, "backward")
+    got = outcome(r.verdict, r.xfail)
+    assert got == want, f"{engine}, {activation}: outcome={got}, but should be {want} [{r.message}]"
+    if want == "fail":
+        assert "keras-bias-add-guessed-nhwc does not explain dx" in r.message, r.message
+
+
+def test_a_bug_of_the_gradients_alone_does_not_hide_a_wrong_forward_output(tmp_path):
+    """torch-float64-hardsigmoid-grad-float32-constant moves the gradients only: a forward failure is judged."""
+    case = _case(tmp_path, FLIP.replace("filters: 2, kernel_size: 3", "filters: 2, kernel_size: 3, activation: "
+                                        "hard_sigmoid") + "    dtype: float64\n    check: [forward, backward]\n"
+                 "    xfail: {flipped: torch-float64-hardsigmoid-grad-float32-constant}\n")
+    r = run_one(case, "flipped")
+    assert (r.verdict, r.xfail) == ("fail", ""), f"verdict, xfail={r.verdict, r.xfail}: should be a plain fail"
+    assert "does not explain the output" in r.message, r.message
+
+
+def test_every_known_bug_declares_the_tensors_it_moves():
+    from harness.known import TENSORS
+
+    for entry in REGISTRY.values():
+        if entry.kind == "bug":
+            assert entry.tensors and set(entry.tensors) <= set(TENSORS), f"{entry.id}: tensors={entry.tensors}"
+
+
+def test_a_reason_that_declares_its_tensors_explains_only_those(tmp_path):
+    case = _case(tmp_path, FLIP + '    xfail: {flipped: {reason: "wrong bias gradient", tensors: [dbias]}}\n')
+    r = run_one(case, "flipped")
+    assert (r.verdict, r.xfail) == ("fail", ""), f"verdict, xfail={r.verdict, r.xfail}: the output is not dbias"
+    assert "wrong bias gradient does not explain the output (it moves dbias)" in r.message, r.message

@@ -402,3 +402,46 @@ def test_a_plugin_name_and_upper_case_padding_are_accepted(tmp_path):
     text = "cases:\n" + GOOD.replace("kernel_size: 3}", "kernel_size: 3, padding: SAME}") + "    skip: {myport: wip}\n"
     cases, errors = load_file(write(tmp_path, text))
     assert not errors and cases[0].geometry.padding == "same", errors
+
+
+# ------------------------------------------------------------------------------------------ expect in every check
+
+PASS_THROUGH = """\
+cases:
+  - id: through
+    layer: Conv1D
+    input_shape: [1, 3, 1]
+    config: {filters: 1, kernel_size: 1}
+    input: ones
+    weights: {kernel: ones, bias: zeros}
+    check: [backward]
+"""
+
+
+@pytest.mark.parametrize("expect, words", [
+    ("{output: [[[5], [5], [5]]]}", "expect.output"),
+    ("{output_at: [{index: [0, 1], value: [7]}]}", "expect.output"),
+    ("{output_shape: [1, 3, 2]}", "output shape"),
+    ("{params: 99}", "params=2, but should be 99"),
+    ("{weight_shapes: {kernel: [1, 1, 2], bias: [1]}}", "weight shapes"),
+])
+def test_forward_facts_are_judged_in_a_backward_only_case(tmp_path, expect, words):
+    """The README: expect facts are checked in every engine; a case that checks only the gradients still judges
+    them (on the output of the backward run), instead of passing them silently."""
+    from harness.runner import run_one
+
+    cases, errors = load_file(write(tmp_path, PASS_THROUGH + f"    expect: {expect}\n"))
+    assert not errors, errors
+    r = run_one(cases[0], "oracle", "backward")
+    assert r.verdict == "fail" and words in r.message, f"verdict={r.verdict}, message={r.message!r}: should fail " \
+                                                       f"on {words!r}"
+
+
+def test_right_forward_facts_pass_in_a_backward_only_case(tmp_path):
+    from harness.runner import run_one
+
+    cases, errors = load_file(write(tmp_path, PASS_THROUGH + "    expect: {output: [[[1], [1], [1]]], params: 2, "
+                                              "output_shape: [1, 3, 1]}\n"))
+    assert not errors, errors
+    r = run_one(cases[0], "oracle", "backward")
+    assert r.verdict == "pass", r.message

@@ -1,6 +1,7 @@
 """Engine workers: isolated engines run in one long-lived child process each; outputs, errors, crashes and hangs
 cross back as they would in-process (fakes in fake_worker_engines.py, registered by patching the registry)."""
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from harness import engines
 from harness.cli import build_parser
 from harness.engines import protocol
+from harness.engines.base import EngineOutput
 from harness.engines.worker import WorkerEngine
 from harness.runner import make_inputs, request, run_one
 from harness.schema import load_file
@@ -91,6 +93,69 @@ def test_special_values_cross_bit_for_bit():
     assert header == {"k": 1}
     for key, value in arrays.items():
         assert _same(back[key], value), f"{key} changed crossing: {value!r} -> {back[key]!r}"
+
+
+def _crossed(arrays: dict) -> dict:
+    frame = protocol.pack({}, arrays)
+    head_len, _ = protocol.lengths(frame[:protocol.PREFIX.size])
+    start = protocol.PREFIX.size
+    return protocol.unpack(frame[start:start + head_len], frame[start + head_len:])[1]
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32", "float64", "int8", "int32", "int64", "uint8",
+                                  "uint16", "bool"])
+def test_every_dtype_crosses_bit_for_bit_from_any_dtype_instance(name):
+    # An unpickled array's dtype is an equal copy, not NumPy's shared instance; a big-endian one is equal in
+    # value only. Each crosses as the same bits, and arrives with the one canonical dtype of its name.
+    dtype = numpy_dtype(name)
+    bits = np.arange(-20, 20, dtype=np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    value = np.frombuffer(bits.tobytes(), np.uint8)[:40 * dtype.itemsize].view(dtype).reshape(2, -1)
+    if name == "bool":
+        value = (np.arange(40) % 3 == 0).reshape(2, -1)
+    forms = {"shared": value, "unpickled": pickle.loads(pickle.dumps(value)), "strided": value[:, ::3],
+             "big-endian": value.astype(dtype.newbyteorder(">"))}
+    assert forms["unpickled"].dtype is not dtype or dtype.kind == "V", "the test needs a copy of the dtype"
+    back = _crossed(forms)
+    for form, sent in forms.items():
+        assert back[form].dtype is dtype, f"{form} {name} arrived as {back[form].dtype!r}, not the canonical dtype"
+        expect = np.ascontiguousarray(sent).astype(dtype)
+        assert back[form].shape == sent.shape and back[form].tobytes() == expect.tobytes(), f"{form} {name} changed"
+    # And a whole answer, as a plug-in returns it, crosses back as itself.
+    out = EngineOutput(y=forms["unpickled"], params=3)
+    header, arrays = _crossed_frame(protocol.output_frame(out))
+    assert _same(protocol.output_of(header, arrays).y, value)
+
+
+def _crossed_frame(frame: bytes):
+    head_len, _ = protocol.lengths(frame[:protocol.PREFIX.size])
+    start = protocol.PREFIX.size
+    return protocol.unpack(frame[start:start + head_len], frame[start + head_len:])
+
+
+def unpickled(layer, config, x, weights):
+    """A plug-in whose answer comes out of pickle (a cache, a multiprocessing pool): an equal dtype, not
+    NumPy's shared instance."""
+    return pickle.loads(pickle.dumps(fakes.answer(layer, config, x, weights).y))
+
+
+def test_a_plugins_unpickled_answer_crosses_from_its_worker(tmp_path, monkeypatch):
+    monkeypatch.delenv(engines.PYTHONS_VARIABLE, raising=False)
+    select_engines(["up=tests.test_worker:unpickled"], [f"up={sys.executable}"])
+    try:
+        for dtype in ("float32", "bfloat16", "float16"):
+            result = run_one(_case(tmp_path, dtype=dtype, name=f"up-{dtype}"), "up")
+            assert result.verdict == "pass", f"{dtype}: verdict={result.verdict} [{result.message}]"
+    finally:
+        worker = engines._loaded.pop("up", None)
+        if isinstance(worker, WorkerEngine):
+            worker.close()
+        engines._plugins.pop("up", None)
+
+
+def test_what_cannot_cross_is_refused_by_name():
+    for value in (np.array(["a"]), np.zeros(2, dtype=[("a", "f4")]), np.array([object()])):
+        with pytest.raises(TypeError, match=r"array 'y' of dtype .* cannot cross to the worker"):
+            protocol.pack({}, {"y": value})
 
 
 def test_isolation_environment_is_the_workers_alone(tmp_path):

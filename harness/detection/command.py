@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 
 from .. import engines as engine_registry
-from ..cli_options import cases_from
+from ..cli_options import exit_code, suite_from
 from ..selection import select_engines
 
 
@@ -48,10 +49,38 @@ def run_mutants(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.mutant or []) - set(mutants.CATALOGUE))
     if unknown:
         raise ValueError(f"unknown mutant {', '.join(unknown)}; known: {', '.join(mutants.CATALOGUE)}")
-    cases, errors = cases_from(args)
-    s = score.sweep(cases, args.mutant, _controls(args.engine), first_only=args.first)
+    suite = suite_from(args)
+    controls = _controls(args.engine)
+    s = score.sweep(suite.cases, args.mutant, controls, first_only=args.first)
     print(score.format_score(s, args.killers))
-    return 1 if s.survivors or s.control_failures or errors else 0
+    # The mutants are single-layer ports: a stack is no case to score, but the controls must pass it as they
+    # must pass every case (those that compute stacks: the others skip it).
+    stack_failures = _stacks_in_controls(suite.stacks, controls)
+    if not suite.cases:
+        print(f"mutants: no case to score in {' '.join(map(str, args.paths))}"
+              + (f" ({len(suite.stacks)} stacks checked in the controls only)" if suite.stacks else ""))
+    return exit_code(unexpected=len(s.survivors) + len(s.control_failures) + stack_failures,
+                     invalid=len(suite.errors), judged=len(suite.cases))
+
+
+def _stacks_in_controls(stacks: list, controls: list[str]) -> int:
+    """Run every stack in every control (harness.stack.run_stack); print and count the unexpected outcomes."""
+    from ..runner import UNEXPECTED, outcome
+    from ..stack import run_stack
+
+    failures = 0
+    counts: dict[str, Counter] = {control: Counter() for control in controls}
+    for one in stacks:
+        for control in controls:
+            r = run_stack(one, control)
+            counts[control][r.verdict] += 1
+            if outcome(r.verdict, r.xfail or None) in UNEXPECTED:
+                failures += 1
+                print(f"control {control}: stack {one.id}: {r.message}\n  repro: {r.repro}")
+    if stacks:
+        said = "; ".join(f"{c} " + ", ".join(f"{n} {v}" for v, n in sorted(counts[c].items())) for c in controls)
+        print(f"{len(stacks)} stacks in the controls (not scored: the mutants are single-layer ports): {said}")
+    return failures
 
 
 def add_lint_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,10 +92,15 @@ def run_lint(args: argparse.Namespace) -> int:
     """Per case, the mutants it kills; flag weak cases (kill none and carry no golden output)."""
     from .lint import format_lint, lint
 
-    cases, errors = cases_from(args)
-    entries, s = lint(cases)
+    suite = suite_from(args)
+    entries, s = lint(suite.cases)
     print(format_lint(entries, s, weak_only=args.weak_only))
-    return 1 if any(e.weak for e in entries) or errors else 0
+    if suite.stacks:   # the mutants are single-layer ports: no stack can kill one
+        print(f"lint: {len(suite.stacks)} stacks not linted (the mutants are single-layer ports; run them with "
+              "`python -m harness run`)")
+    if not suite.cases:
+        print(f"lint: no case to lint in {' '.join(map(str, args.paths))}")
+    return exit_code(unexpected=sum(e.weak for e in entries), invalid=len(suite.errors), judged=len(suite.cases))
 
 
 def add_fuzz_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,6 +131,9 @@ def run_fuzz(args: argparse.Namespace) -> int:
     from ..sharding import parse
     from .fuzz import Stats, filters, format_stats, merge_summaries, run, shard_budget, shard_seed, summary
 
+    if getattr(args, "paths", ["cases"]) != ["cases"]:   # ["cases"]: the common positional's default
+        raise ValueError(f"fuzz draws its own configurations and reads no case file: drop {' '.join(args.paths)} "
+                         "(run, report or pytest run case files)")
     if args.merge:
         if args.shard or args.out:
             raise ValueError("--merge reads the shards' summaries and runs nothing: drop "
@@ -106,7 +143,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
         print(f"fuzz: merged {len(docs)} shard(s) of a campaign of {first['examples_total']} configurations "
               f"(base seed {first['seed']})")
         print(format_stats(stats))
-        return 1 if stats.false_alarms or stats.invalid else 0
+        return exit_code(unexpected=len(stats.false_alarms), invalid=stats.invalid)
     shard = parse(args.shard) if args.shard else None
     layers, dtypes = filters(args.layer, args.dtype)   # a typo is an error before any engine loads
     engines = select_engines(args.engine)
@@ -126,7 +163,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
             json.dump(doc, fh, indent=1)
             fh.write("\n")
         print(f"wrote {args.out}")
-    return 1 if stats.false_alarms or stats.invalid else 0
+    return exit_code(unexpected=len(stats.false_alarms), invalid=stats.invalid)
 
 
 def add_coverage_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,7 +175,9 @@ def run_coverage(args: argparse.Namespace) -> int:
     """Which parameter values each layer kind's cases exercise, and which are not covered."""
     from .coverage import coverage_table, format_coverage
 
-    cases, errors = cases_from(args)
-    print(format_coverage(coverage_table(cases), missing_only=args.missing_only))
-    return 1 if errors else 0
+    suite = suite_from(args)
+    # A stack's layers are single-layer cases validated on the shape that reaches them: they cover values too.
+    layers = [layer.case for one in suite.stacks for layer in one.layers]
+    print(format_coverage(coverage_table([*suite.cases, *layers]), missing_only=args.missing_only))
+    return exit_code(invalid=len(suite.errors))
 

@@ -763,11 +763,14 @@ def run(examples: int, engines: Iterable[str] = DEFAULT_ENGINES, seed: int = 0, 
         procs = [subprocess.Popen([sys.executable, "-m", MODULE, json.dumps(payload)], stdout=subprocess.PIPE,
                                   text=True, env=env) for payload in payloads]
         total = Stats()
-        for proc in procs:
-            out, _ = proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(f"fuzz worker exited with {proc.returncode} (its error is printed above)")
-            total.merge(Stats(**json.loads(out.strip().splitlines()[-1])))
+        try:
+            for proc in procs:
+                out, _ = proc.communicate()
+                if proc.returncode != 0:
+                    raise RuntimeError(f"fuzz worker exited with {proc.returncode} (its error is printed above)")
+                total.merge(Stats(**json.loads(out.strip().splitlines()[-1])))
+        finally:   # interrupted (Ctrl-C, SIGTERM unwinding through the CLI) or a job failed: no job outlives us
+            _stop(procs)
     total.duration_s, total.workers = time.perf_counter() - start, max(jobs, 1)
     return total
 
@@ -917,13 +920,31 @@ def format_stats(s: Stats) -> str:
     return "\n".join(lines)
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate the jobs still running (each kills its engine workers on SIGTERM), then kill what is left."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _main(argv: list[str]) -> int:
     """A worker of run() (argv: its JSON payload) or a fresh process of replay() (``--replay`` PAYLOAD); its
     JSON result on the last line of stdout."""
     import dataclasses
+    import signal
 
+    from ..engines.worker import end_with_parent, end_workers_on
     from .diagnose import install
 
+    # A job of run(): SIGTERM from the parent (or the parent gone) ends its engine workers with it.
+    end_workers_on((signal.SIGTERM, signal.SIGHUP), lambda signum: os._exit(128 + signum))
+    end_with_parent()
     install()
     payload = json.loads(argv[-1])
     try:   # registered (resolved) first: a plug-in that does not resolve here is one line, not a traceback

@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
 import re
+import sys
 from typing import Any
 
+from .. import facts
 from .base import Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request
+
+# Every process that can run an engine imports this package first: TensorFlow's and Keras's log noise is
+# silenced there (unless --verbose), engine workers and xdist workers included.
+facts.quiet_imports()
 
 # name -> "module:class". Importing this package imports no framework.
 BUILTIN: dict[str, str] = {
@@ -35,27 +43,68 @@ _loaded: dict[str, Engine] = {}
 _plugins: dict[str, str] = {}
 
 
-def _resolve(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
+def resolve(spec: str) -> Any:
+    """The object ``MODULE:ATTR`` or ``PATH.py:ATTR`` names (ATTR may be dotted: ``Class.method``)."""
+    module, _, attr = spec.rpartition(":")
     if not module or not attr:
-        raise ValueError(f"engine {spec!r} must be MODULE:CALLABLE")
-    obj = importlib.import_module(module)
+        raise ValueError(f"engine {spec!r} must be MODULE:CALLABLE or PATH.py:CALLABLE")
+    obj = load_file(module) if is_file(module) else importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+
+def is_file(module: str) -> bool:
+    """Whether a plug-in's MODULE part is a file path (``path/to/port.py``) rather than a dotted module name."""
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
+def load_file(path: str) -> Any:
+    """The module in the Python file at ``path``, loaded once per process under a name of its own (its stem and
+    a digest of its absolute path: two ``port.py`` in two folders are two modules). Its folder is appended to
+    sys.path, as running the file would make its siblings importable (appended: never shadowing a package)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    name = f"harness_plugin_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    sys.modules[name] = module   # before it runs: a dataclass or pickle in it looks its module up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 # An engine name: part of every pytest id (``case[engine]``), marker and results.json record.
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+def _given_name(spec: str) -> tuple[str, str]:
+    """``NAME=TARGET`` -> (NAME, TARGET); ('', spec) where no name is given (an '=' inside a path is no name)."""
+    head, eq, rest = spec.partition("=")
+    return (head, rest) if eq and "/" not in head and os.sep not in head else ("", spec)
+
+
 def _split_plugin(spec: str) -> tuple[str, str, str]:
     """``[NAME=]MODULE:CALLABLE`` -> (engine name, module, callable path); ValueError where it is not of that
     form. Unnamed, the engine is named after the callable (``pkg.port:Port.run`` -> ``run``)."""
-    name, target = spec.split("=", 1) if "=" in spec else ("", spec)
-    module, _, attr = target.partition(":")
+    name, target = _given_name(spec)
+    module, _, attr = target.rpartition(":")   # the last colon: CALLABLE has none, a path may
     if not module or not attr:
-        raise ValueError(f"--engine {spec!r}: a plug-in engine is [NAME=]MODULE:CALLABLE")
+        raise ValueError(f"--engine {spec!r}: a plug-in engine is [NAME=]MODULE:CALLABLE or "
+                         "[NAME=]PATH.py:CALLABLE")
     name = name or attr.rpartition(".")[2]
     if not _NAME.fullmatch(name):
         raise ValueError(f"--engine {spec!r}: engine name {name!r} may hold only letters, digits, '_', '-' "
@@ -63,7 +112,7 @@ def _split_plugin(spec: str) -> tuple[str, str, str]:
     return name, module, attr
 
 
-def _did_you_mean(word: str, candidates: list[str], prefix: str = "", listed: bool = True) -> str:
+def did_you_mean(word: str, candidates: list[str], prefix: str = "", listed: bool = True) -> str:
     """'; did you mean ...?' with the closest candidates (each shown after ``prefix``), else (``listed``) the
     candidates themselves, a few, else ''."""
     close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
@@ -72,6 +121,17 @@ def _did_you_mean(word: str, candidates: list[str], prefix: str = "", listed: bo
     if not listed or not candidates:
         return ""
     return f"; it has: {', '.join(candidates[:12])}{', ...' if len(candidates) > 12 else ''}"
+
+
+
+def engine_names() -> list[str]:
+    """Every engine name this process knows: the built-ins and the plug-ins registered so far."""
+    return [*BUILTIN, *_plugins]
+
+
+def suggest_engine(word: str) -> str:
+    """'; did you mean 'keras'?' for a near miss of an engine name (the CLI's and pytest's --engine), else ''."""
+    return did_you_mean(word, engine_names(), listed=False)
 
 
 def _modules_near(name: str) -> list[str]:
@@ -85,21 +145,57 @@ def _modules_near(name: str) -> list[str]:
     return sorted({m.name for m in pkgutil.iter_modules(path)})
 
 
+def _user_folders() -> tuple[list[str], bool]:
+    """The folders on sys.path a user puts a plug-in in (the current directory, PYTHONPATH's), not the installed
+    packages' or the standard library's, and whether the current directory is on the path at all."""
+    cwd = os.getcwd()
+    own = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    folders, cwd_on_path = [], False
+    for entry in sys.path:
+        folder = os.path.abspath(entry or cwd)   # '' is the current directory
+        cwd_on_path = cwd_on_path or folder == cwd
+        if (folder == cwd or folder in own) and folder not in folders:
+            folders.append(folder)
+    return folders, cwd_on_path
+
+
+def _missing_module(spec: str, module: str, missing: str) -> str:
+    """The one-line error for a plug-in module that is nowhere on the path: the near misses among what is there
+    (a package's modules, or the modules in the user's folders: never the standard library's), where it was
+    looked for, and the file form."""
+    parent, _, last = missing.rpartition(".")
+    if parent:
+        hint = did_you_mean(last, _modules_near(missing), f"{parent}.", listed=False)
+        where = f"not in package {parent}"
+    else:
+        folders, cwd_on_path = _user_folders()
+        hint = did_you_mean(last, sorted({m.name for m in pkgutil.iter_modules(folders)}), listed=False)
+        where = "looked in " + (f"{', '.join(folders)} and " if folders else "") + "the installed packages"
+        if not cwd_on_path:
+            where += f"; the current directory {os.getcwd()} is not on the path"
+    name, target = _given_name(spec)
+    as_file = f"{name + '=' if name else ''}path/to/{module.replace('.', '/')}.py:{target.rpartition(':')[2]}"
+    return (f"--engine {spec!r}: ModuleNotFoundError: no module named {missing!r}{hint} ({where}); a plug-in "
+            f"in a file elsewhere is given by its path: --engine {as_file}")
+
+
 def _plugin_module(spec: str, module: str) -> Any:
-    """Import a plug-in's module; ValueError that tells a missing module (a typo, or a folder not on the path)
-    from a module that exists but fails to import (a dependency missing, an error in its code)."""
+    """Import a plug-in's module (or load its file); ValueError that tells a missing module or file (a typo, or
+    a folder not on the path) from one that exists but fails to import (a dependency missing, an error in its
+    code)."""
     try:
+        if is_file(module):
+            return load_file(module)
         return importlib.import_module(module)
+    except FileNotFoundError as exc:
+        raise ValueError(f"--engine {spec!r}: no such file {module}"
+                         + (f" ({exc.filename})" if exc.filename and exc.filename != module else "")) from None
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        if missing and (module == missing or module.startswith(missing + ".")):
-            parent, _, last = missing.rpartition(".")
-            hint = _did_you_mean(last, _modules_near(missing), f"{parent}." if parent else "", listed=False)
-            raise ValueError(f"--engine {spec!r}: ModuleNotFoundError: no module named {missing!r}{hint} (a "
-                             "plug-in's module must be importable from the current directory or PYTHONPATH)"
-                             ) from exc
+        if missing and not is_file(module) and (module == missing or module.startswith(missing + ".")):
+            raise ValueError(_missing_module(spec, module, missing)) from None
         raise ValueError(f"--engine {spec!r}: importing {module} failed: ModuleNotFoundError: {exc} "
-                         "(a dependency of the plug-in is not installed here)") from exc
+                         "(a dependency of the plug-in is not installed here)") from None
     except Exception as exc:  # noqa: BLE001 - a plug-in's module may raise anything while it is imported
         raise ValueError(f"--engine {spec!r}: importing {module} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -120,7 +216,7 @@ def validate_plugin(spec: str) -> Any:
             obj, where = getattr(obj, part), f"{where}{'.' if ':' in where else ':'}{part}"
         except AttributeError:
             raise ValueError(f"--engine {spec!r}: {where} has no attribute {part!r}"
-                             f"{_did_you_mean(part, _callables(obj))}") from None
+                             f"{did_you_mean(part, _callables(obj))}") from None
     if not callable(obj):
         raise ValueError(f"--engine {spec!r}: {where} is not callable (a {type(obj).__name__}); a plug-in is a "
                          "function fn(layer, config, x, weights) -> y")
@@ -144,6 +240,8 @@ def register_plugin(spec: str, validate: bool = True) -> str:
     if name in BUILTIN:
         raise ValueError(f"--engine {spec!r}: plug-in engine name {name!r} clashes with a built-in engine; "
                          "name it with NAME=MODULE:CALLABLE")
+    if is_file(module):   # absolute: a repro line, a fuzz or xdist worker may run in another directory
+        module = os.path.abspath(os.path.expanduser(module))
     target, registered = f"{module}:{attr}", _plugins.get(name)
     if registered == target:
         return name
@@ -165,7 +263,7 @@ def cli_spec(name: str) -> str:
 def engine_class(name: str) -> type[Engine]:
     """The class of engine ``name``, for its traits: imports its module, not its framework."""
     if name in BUILTIN:
-        return _resolve(BUILTIN[name])
+        return resolve(BUILTIN[name])
     if name in _plugins:
         return FunctionEngine
     raise KeyError(f"unknown engine {name!r}; known: {', '.join([*BUILTIN, *_plugins])}")
@@ -182,7 +280,7 @@ def get(name: str) -> Engine:
     (harness/engines/worker.py) that imports the framework there instead."""
     if name not in _loaded:
         if name in BUILTIN:
-            cls = _resolve(BUILTIN[name])
+            cls = resolve(BUILTIN[name])
             if cls.isolation is not None:
                 from . import worker
 
@@ -195,7 +293,7 @@ def get(name: str) -> Engine:
             # Not resolved here: its module may exist only in that interpreter's environment.
             _loaded[name] = worker.for_plugin(name, _plugins[name], plugin_python(name))
         elif name in _plugins:
-            _loaded[name] = FunctionEngine(name, _resolve(_plugins[name]))
+            _loaded[name] = FunctionEngine(name, resolve(_plugins[name]))
         else:
             raise KeyError(f"unknown engine {name!r}; known: {', '.join([*BUILTIN, *_plugins])}")
     return _loaded[name]
@@ -242,5 +340,6 @@ def cli_args(name: str) -> list[str]:
 
 
 __all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOption", "EngineOutput", "FunctionEngine", "Inputs",
-           "PYTHONS_VARIABLE", "REFERENCE", "Request", "cli_args", "cli_spec", "engine_class", "get",
-           "is_reference", "plugin_name", "plugin_python", "register_plugin", "set_plugin_python"]
+           "PYTHONS_VARIABLE", "REFERENCE", "Request", "cli_args", "cli_spec", "did_you_mean", "engine_class",
+           "engine_names", "get", "is_file", "is_reference", "load_file", "plugin_name", "plugin_python",
+           "register_plugin", "resolve", "set_plugin_python", "suggest_engine"]

@@ -150,6 +150,29 @@ class Engine:
 PluginFn = Callable[[str, dict, np.ndarray, dict], Any]
 
 
+class UnknownWeight(KeyError):
+    """A plug-in read a weight the layer does not pass; a KeyError still (``except KeyError`` keeps working),
+    whose message says which weights it was given."""
+
+    def __str__(self) -> str:   # KeyError's own shows repr(message), quotes and escapes included
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginWeights(dict):
+    """The weights a plug-in receives: a plain dict of Keras names, whose missing key names what was passed."""
+
+    def __init__(self, engine: str, layer: str, weights: dict[str, np.ndarray]):
+        super().__init__(weights)
+        self.engine, self.layer = engine, layer
+
+    def __missing__(self, key: Any) -> Any:
+        raise UnknownWeight(f"plug-in {self.engine} read weight {key!r}, but {self.layer} passes only: "
+                            f"{', '.join(self) or 'no weights'}")
+
+    def __reduce__(self) -> Any:   # pickles (and copies) as the plain dict it is
+        return dict, (dict(self),)
+
+
 class FunctionEngine(Engine):
     """A user's plug-in: ``fn(layer, config, x, weights)`` returning an array or an EngineOutput (params, weight
     shapes, notes, facts); raise EngineRejected where the converter refuses the layer, NotImplementedError or
@@ -175,7 +198,7 @@ class FunctionEngine(Engine):
 
     def run(self, request: Request) -> EngineOutput:
         # Copies, so a plug-in that writes into its arguments cannot corrupt other engines' inputs.
-        weights = {k: v.copy() for k, v in request.inputs.weights.items()}
+        weights = PluginWeights(self.name, request.layer, {k: v.copy() for k, v in request.inputs.weights.items()})
         args = (request.layer, dict(request.config), request.inputs.x.copy(), weights)
         if request.grad_output is None:
             out = self.fn(*args)

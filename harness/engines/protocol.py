@@ -20,22 +20,36 @@ Arrays = dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------- arrays
+def canonical(dtype: np.dtype) -> np.dtype:
+    """The one dtype instance an array of ``dtype`` crosses as: NumPy's shared instance of its type, in native
+    byte order. An unpickled array's dtype is an equal copy, not that instance; a big-endian one is equal in
+    value only. TypeError for what has no such type (strings, records, objects)."""
+    if dtype.fields is None and dtype.subdtype is None and (
+            dtype.kind in "biufc" or (dtype.kind == "V" and dtype.type is not np.void)):
+        return np.dtype(dtype.type)   # a user-defined type (ml_dtypes' bfloat16) has one instance too
+    raise TypeError(f"dtype {dtype} has no canonical form")
+
+
 def _native(dtype: np.dtype) -> bool:
     # NumPy's own numeric types travel as themselves; a user-defined type (ml_dtypes' bfloat16 is one) would be
     # written by np.save as raw void ('<V2') and lose its name, so it travels as unsigned ints of its width.
-    return dtype.isbuiltin == 1 and dtype.kind in "biufc"
+    return dtype.kind in "biufc"
 
 
 def dtype_named(name: str) -> np.dtype:
-    """The dtype a header names: NumPy's, or an ml_dtypes type (bfloat16 and kin) where NumPy has none."""
+    """The canonical dtype a header names: NumPy's, or an ml_dtypes type (bfloat16 and kin) where NumPy has
+    none."""
     try:
-        return np.dtype(name)
+        return canonical(np.dtype(name))
     except TypeError:
         try:
             import ml_dtypes
         except ImportError as exc:   # the far side sent one; this side's environment cannot hold it
             raise TypeError(f"dtype {name} needs the ml_dtypes package in this environment") from exc
-        return np.dtype(getattr(ml_dtypes, name))
+        found = getattr(ml_dtypes, name, None)
+        if found is None:
+            raise TypeError(f"dtype {name} is neither NumPy's nor ml_dtypes'") from None
+        return canonical(np.dtype(found))
 
 
 def pack(header: dict[str, Any], arrays: Arrays) -> bytes:
@@ -43,13 +57,15 @@ def pack(header: dict[str, Any], arrays: Arrays) -> bytes:
     stored, dtypes = {}, {}
     for key, value in arrays.items():
         value = np.asarray(value)
-        dtypes[key] = value.dtype.name
-        if _native(value.dtype):
-            stored[key] = value
-        elif value.dtype.itemsize in (1, 2, 4, 8) and value.dtype.kind == "V":
-            stored[key] = value.view(f"u{value.dtype.itemsize}")   # the bits, reinterpreted on arrival
-        else:
-            raise TypeError(f"array {key!r} of dtype {value.dtype} cannot cross to the worker")
+        try:
+            dtype = canonical(value.dtype)
+        except TypeError:
+            raise TypeError(f"array {key!r} of dtype {value.dtype} cannot cross to the worker (not a numeric "
+                            "dtype)") from None
+        # The same values in the canonical dtype: a view where only the instance differs, else a byte swap.
+        value = value.view(dtype) if value.dtype == dtype else value.astype(dtype)
+        dtypes[key] = dtype.name
+        stored[key] = value if _native(dtype) else value.view(f"u{dtype.itemsize}")   # the bits, renamed there
     payload = b""
     if stored:
         buffer = io.BytesIO()
@@ -75,9 +91,18 @@ def unpack(head: bytes, payload: bytes) -> tuple[dict[str, Any], Arrays]:
     if dtypes:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             for key, name in dtypes.items():
-                value, dtype = npz[key], dtype_named(name)
-                arrays[key] = value if value.dtype == dtype else value.view(dtype)
+                arrays[key] = _arrived(key, npz[key], dtype_named(name))
     return header, arrays
+
+
+def _arrived(key: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``value`` as read from the payload, in the canonical ``dtype`` its header names: the same type (a view,
+    so that the array holds the canonical instance), or the unsigned ints that carried a user-defined type's
+    bits; anything else is refused, never reinterpreted."""
+    carrier = np.dtype(f"u{dtype.itemsize}") if not _native(dtype) else dtype
+    if value.dtype != carrier:
+        raise ValueError(f"array {key!r} arrived as {value.dtype}, but its header says {dtype.name}")
+    return value.view(dtype)
 
 
 def _json_default(value: Any) -> Any:

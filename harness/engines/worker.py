@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EngineSkip
 from . import protocol
@@ -136,7 +136,8 @@ class WorkerEngine(Engine):
         executable = self.executable()
         if not os.path.exists(executable):
             raise EngineSkip(self._missing(executable))
-        spec = json.dumps({"name": self.name, "spec": self.spec, "kind": "function" if self.function else "class"})
+        spec = json.dumps({"name": self.name, "spec": self.spec, "kind": "function" if self.function else "class",
+                           "parent": os.getpid()})   # the worker exits with its group once this pid is gone
         self._stderr.clear()
         # Its own session (process group): a timeout kills whatever it started too, and a Ctrl-C in the terminal
         # reaches the harness alone, which then stops it.
@@ -294,6 +295,52 @@ _LIVE: "weakref.WeakSet[WorkerEngine]" = weakref.WeakSet()
 def _stop_all() -> None:
     for worker in list(_LIVE):
         worker.close()
+
+
+def kill_workers() -> None:
+    """SIGKILL now every worker this process started, with whatever each started (its process group), without
+    reaping: safe in a signal handler, and in a thread while the main thread hangs in a call."""
+    for worker in list(_LIVE):
+        proc = worker._proc
+        if proc is not None and proc.returncode is None and worker._owner == os.getpid():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def end_with_parent() -> None:
+    """In a process the harness starts that starts workers of its own (a scoreboard job, an xdist worker): once
+    its parent is gone, its workers are killed and it exits, whatever its main thread is doing."""
+    from .worker_main import watch_parent
+
+    watch_parent(kill_workers)
+
+
+def raise_exit(signum: int) -> None:
+    """Unwind (finally blocks, atexit) with the exit status of a process the signal ended."""
+    raise SystemExit(128 + signum)
+
+
+def die_of(signum: int) -> None:
+    """End as the signal's default action would have (the status a caller reads is unchanged)."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def end_workers_on(signals: tuple[int, ...], then: Callable[[int], None]) -> None:
+    """On each of ``signals`` not already handled by someone else, kill this process's workers first (a default
+    action runs no atexit: they would outlive it), then ``then(signum)``. Main thread only (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        kill_workers()
+        then(signum)
+
+    for signum in signals:
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signum, handler)
 
 
 def for_class(name: str, spec: str, cls: type[Engine]) -> WorkerEngine:

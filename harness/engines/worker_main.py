@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 
 def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
@@ -18,31 +18,64 @@ def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     return os.fdopen(proto_in, "rb"), os.fdopen(proto_out, "wb")   # buffered: each write is whole
 
 
-def _exit_with_parent() -> None:
-    """Exit when the harness process is gone, even while an engine call hangs: a worker is never orphaned
-    (a parent killed with SIGKILL runs no atexit; the closed stdin alone is not seen until the call returns)."""
+def watch_parent(before_exit: Callable[[], None], harness: int | None = None) -> None:
+    """Exit (status 70) once the process that started this one is gone, even while the main thread hangs in an
+    engine call, calling ``before_exit`` first: a parent killed with SIGKILL runs no cleanup, and a closed pipe
+    is not seen until a call returns. ``harness``: the pid of the harness process, where the parent may be a
+    wrapper between the two (a venv's python that is a shell script); it must be running too."""
     import threading
     import time
 
     parent = os.getppid()
 
+    def running(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
     def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(70)
+        while os.getppid() == parent and (harness is None or running(harness)):
+            time.sleep(0.25)
+        try:
+            before_exit()
+        finally:
+            os._exit(70)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _resolve(spec: str) -> Any:
-    import importlib
+def kill_own_group() -> None:
+    """SIGKILL this worker's process group: the worker and whatever its engine started (a converter's tool, a
+    compiler). Only where the worker leads its group (the harness starts it in a session of its own): never the
+    group of whoever ran it by hand."""
+    import signal
 
-    module, _, attr = spec.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+
+
+def _end_group_on_signals() -> None:
+    # A signal sent to the worker alone (SIGTERM from a supervisor, SIGINT by hand) would end it and orphan its
+    # children: it ends them all instead.
+    import signal
+
+    def end(signum: int, frame: Any) -> None:
+        kill_own_group()
+        os._exit(128 + signum)   # not its group's leader: end as the signal would have ended it
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, end)
+
+
+def _resolve(spec: str) -> Any:
+    """The plug-in ``MODULE:ATTR`` or ``PATH.py:ATTR`` names, found as the parent process finds it."""
+    from . import resolve   # the package is loaded already (this module is in it); no cycle at import time
+
+    return resolve(spec)
 
 
 def serve(spec: dict[str, str], stream_in: BinaryIO, stream_out: BinaryIO) -> None:
@@ -93,10 +126,12 @@ def _error_reply(exc: BaseException, trace: str) -> bytes:
 def main(argv: list[str]) -> int:
     import json
 
+    spec = json.loads(argv[1])
     stream_in, stream_out = _protocol_streams()
-    _exit_with_parent()
+    _end_group_on_signals()
+    watch_parent(kill_own_group, spec.get("parent"))   # the harness gone: its worker and the worker's children go
     try:
-        serve(json.loads(argv[1]), stream_in, stream_out)
+        serve(spec, stream_in, stream_out)
     except BrokenPipeError:   # the harness went away mid-answer: nobody is left to tell
         pass
     return 0

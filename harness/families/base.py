@@ -1,6 +1,7 @@
 """What a layer family is: the one object that knows everything family-specific (in the spirit of OpInfo)."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -21,6 +22,50 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "activation": None,
     "use_bias": True,
 }
+
+
+class ConfigProblem(ValueError):
+    """A configuration no family can size (a zero or negative size, groups that do not divide the channels, a value
+    of the wrong type): the case field and what is wrong, the case's own error instead of a ZeroDivisionError."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def size_problems(g: "Geometry") -> list[tuple[str, str]]:
+    """Why the families cannot size ``g``'s tensors, as (case field, what is wrong); empty when they can. Whether
+    the kernel fits an input is not asked here (harness.layers.impossible asks it of each input)."""
+    problems: list[tuple[str, str]] = []
+    for name, value in (("filters", g.filters), ("depth_multiplier", g.depth_multiplier), ("groups", g.groups)):
+        if value is not None and value <= 0:
+            problems.append((f"config.{name}", f"must be a positive integer, got {value!r}"))
+    for name, values in (("kernel_size", g.kernel_size), ("strides", g.strides), ("dilation_rate", g.dilation)):
+        if min(values) <= 0:
+            problems.append((f"config.{name}", f"must be a positive integer or a list of {g.kind.rank}, "
+                                               f"got {list(values)}"))
+    return problems or g.kind.family.impossible(g)
+
+
+def require_sizes(g: "Geometry") -> None:
+    """Raise ConfigProblem (the first of size_problems) where ``g``'s tensors cannot be sized."""
+    problems = size_problems(g)
+    if problems:
+        raise ConfigProblem(*problems[0])
+
+
+# The questions a family answers about sizes (Geometry first): each checks, before the family's own arithmetic,
+# that the geometry can be sized, so that any value a case file can hold gets an answer or a ConfigProblem.
+SIZING = ("out_channels", "kernel_shapes", "reduction_length", "backward_reduction_lengths")
+
+
+def _sized(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def ask(self: "Family", g: "Geometry", *args: Any, **kwargs: Any) -> Any:
+        require_sizes(g)
+        return method(self, g, *args, **kwargs)
+
+    return ask
 
 
 @dataclass(frozen=True)
@@ -73,6 +118,12 @@ class Family:
     def __repr__(self) -> str:
         return f"<{self.name} family>"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in SIZING:   # every family, new ones included, answers only for a geometry it can size
+            if name in cls.__dict__:
+                setattr(cls, name, _sized(cls.__dict__[name]))
+
     # ---------------------------------------------------------------- shapes and the bound
     def out_channels(self, g: "Geometry") -> int:
         raise NotImplementedError
@@ -86,7 +137,8 @@ class Family:
         raise NotImplementedError
 
     def impossible(self, g: "Geometry") -> list[tuple[str, str]]:
-        """Family-specific reasons a configuration cannot run, as (case field, what is wrong)."""
+        """Family-specific reasons a configuration cannot run, as (case field, what is wrong); asked only of a
+        geometry whose sizes are all positive (size_problems)."""
         return []
 
     # ---------------------------------------------------------------- the float64 reference
@@ -119,6 +171,7 @@ class Family:
         return outer(self.forward(x, w, g))
 
     def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
+        """Roundings on an element's longest path up to ``stage`` (one of `stages`)."""
         raise KeyError(f"{self.name} layers have no stage {stage!r}")
 
     # ---------------------------------------------------------------- the float64 backward reference

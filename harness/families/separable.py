@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import conv_grads, conv_ops
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy, depthwise_k2t
-from .base import Family, LayerKind, batch_positions, taps
+from .base import Family, LayerKind, batch_positions, require_sizes, taps
 from .depthwise import depth_multiplier_weak_spots, keras_depthwise_kernel
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class SeparableFamily(Family):
     def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
         if stage != "depthwise":
             return super().stage_reduction_length(stage, g)
+        require_sizes(g)
         return taps(g)
 
     def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,

@@ -6,9 +6,11 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from .. import sharding
-from ..cli_options import cases_from
+from .. import sharding, stack
+from ..cli_options import exit_code, suite_from
 from ..detection.coverage import coverage_table
 from ..selection import select_engines
 from . import baseline as baseline_mod
@@ -64,12 +66,20 @@ def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]
     shard = sharding.parse(args.shard) if getattr(args, "shard", None) else None   # a typo fails before the run
     old = results_json.load(args.baseline) if args.baseline else None   # a bad baseline fails before the run
     engines = select_engines(args.engine)
-    cases, errors = cases_from(args)
+    suite = suite_from(args)
+    cases, stacks, errors = suite.cases, suite.stacks, suite.errors
     selection = cases
     if shard is not None:
         cases, positions = sharding.select(selection, *shard)
+        # The stacks run in the first shard, after its cases (sharding's cost model prices one layer).
+        stacks = stacks if shard[0] == 1 else []
+        positions = positions + [len(selection) + i for i in range(len(stacks))]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     collected = collect(cases, engines)
+    for one in stacks:   # a stack's items are records beside the cases' (no heatmap: one per layer would be)
+        info, records = stack_items(one, engines)
+        collected.cases.append(info)
+        collected.records.extend(records)
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
     doc = results_json.document(
         cases=collected.cases, records=collected.records, engines=engines,
@@ -79,10 +89,30 @@ def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]
         duration_s=collected.duration_s, baseline=section, coverage=coverage_table(cases))
     side = None
     if shard is not None:
-        side = merge.sidecar(index=shard[0], count=shard[1], selection=selection, positions=positions,
+        side = merge.sidecar(index=shard[0], count=shard[1], selection=[*selection, *suite.stacks], positions=positions,
                              coverage=coverage_table(selection), pictures=collected.pictures,
                              estimated_s=sharding.estimated(cases, len(engines)))
     return doc, collected.pictures, side
+
+
+def stack_items(one: stack.StackCase, engines: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A stack as the report shows a case: its entry in ``cases`` ("stack": its layers) and one record per engine
+    (harness.stack.run_stack: the verdict, the culprit layer and every layer's error/bound)."""
+    layer = f"stack: {one.summary()}"
+    info = {"id": one.id, "file": one.file, "line": one.line, "layer": layer, "input_shape": list(one.input_shape),
+            "dtype": one.dtype, "seed": one.seed, "config": [dict(l.config) for l in one.layers], "swept": None,
+            "source": one.source, "description": one.description or None,
+            "stack": [{"layer": l.layer, "config": dict(l.config)} for l in one.layers]}
+    shown = SimpleNamespace(id=one.id, file=one.file, layer=layer, dtype=one.dtype, seed=one.seed,
+                            input_shape=one.input_shape)
+    records = []
+    for engine in engines:
+        result = stack.run_stack(one, engine)
+        rec = results_json.record(shown, result, None)   # type: ignore[arg-type] - the fields a record reads
+        rec["culprit"] = result.culprit
+        rec["layer_ratios"] = [m.max_ratio for m in result.layer_metrics]
+        records.append(rec)
+    return info, records
 
 
 def _merged(args: argparse.Namespace) -> tuple[dict, dict, None]:
@@ -125,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
                     if b.get("total") else "")
         print(f"{engine:>10}: {s['pass']} pass, {s['fail']} fail{known}, {s['skip']} skip, {s['rejected']} rejected, "
               f"{s['error']} error{xpass}{backward}")
+    stacks = sum(1 for c in doc["cases"] if c.get("stack"))
+    if stacks:   # counted above with the cases: one record per (stack, engine)
+        print(f"{'':>10}  of the items, {stacks * len(doc['engines'])} are of {stacks} stacks (each layer's "
+              "error/bound in its record's layer_ratios; no heatmaps)")
     if doc["baseline"]:
         ch = doc["baseline"]["changed"]
         print(f"vs baseline {doc['baseline']['path']}: {ch['verdict']} verdict changes, {ch['ratio']} ratio changes, "
@@ -132,4 +166,4 @@ def run(args: argparse.Namespace) -> int:
               "(other files or engines)")
     print(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.2f} MB) and {json_path} "
           f"({json_path.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - start:.1f} s")
-    return 1 if bad or doc["invalid_cases"] else 0
+    return exit_code(unexpected=bad, invalid=len(doc["invalid_cases"]))

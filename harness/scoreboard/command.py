@@ -3,22 +3,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..cli_options import cases_from
+from ..cli_options import exit_code, suite_from
 from ..errors import CaseError
 from ..report import environment
 from ..report.results_json import finite
 from ..report.write import write_all
 from .. import sharding
-from ..runner import Result, run_one
-from ..schema import Case, load_file, load_paths
+from ..runner import UNEXPECTED, Result, outcome, run_one
+from ..schema import Case, load_file
+from ..stack import StackCase, load_suite, run_stack, select_suite
 from . import fuzzcases, installed, page
-from .board import Board
+from .board import OUTCOMES, Board
 
 SCHEMA_VERSION = "1.0"
 
@@ -85,12 +87,10 @@ def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | N
     every engine (plug-ins registered again from their specs): case key -> its results."""
     from .. import engines as registry
     from ..detection import diagnose
-    from ..selection import select_cases
 
     diagnose.install()
     names = [registry.register_plugin(s) if ":" in s else s for s in specs]
-    cases, _ = load_paths(paths)
-    cases = select_cases(cases, selected, paths)
+    cases = select_suite(load_suite(paths), selected, paths).cases   # as the parent selected them (suite_from)
     if fuzz_path:
         cases += load_file(fuzz_path)[0]
     # Every count-th case, not sharding's cost split: that model prices an item at the oracle's cost, and a
@@ -110,20 +110,70 @@ def _run_parallel(args: argparse.Namespace, cases: list[Case], engines: list[str
 
     specs = [registry.cli_spec(e) for e in engines]
     jobs = args.jobs
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_job_start)
+    try:
         futures = [pool.submit(_shard_main, list(args.paths), args.case, str(fuzz_path) if fuzz_path else None,
                                specs, i, jobs) for i in range(1, jobs + 1)]
         by_key: dict[str, list[Result]] = {}
         for future in futures:
             by_key.update(future.result())
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or a job failed: the jobs end now, with their engine workers; leaving
+        # the pool by `with` would wait for every running job to finish.
+        _stop_jobs(pool)
+        raise
+    pool.shutdown()
     return [by_key[sharding.case_key(case)] for case in cases]
+
+
+def _job_start() -> None:
+    """Each --jobs process, first: it ends with its engine workers on SIGTERM and once the scoreboard is gone;
+    Ctrl-C in a terminal (its whole process group) is the scoreboard's to handle."""
+    import signal
+
+    from ..engines.worker import end_with_parent, end_workers_on
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_workers_on((signal.SIGTERM, signal.SIGHUP), lambda signum: os._exit(128 + signum))
+    end_with_parent()
+
+
+def _stop_jobs(pool: Any, grace_s: float = 3.0) -> None:
+    """SIGTERM the pool's processes (each kills its engine workers and exits), SIGKILL any still there after
+    ``grace_s``; the pool is then shut down without waiting for its work."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())   # no public handle on them
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_stacks(stacks: list[StackCase], engines: list[str]) -> dict[str, Any]:
+    """Every engine's outcomes on the stacks (harness.stack.run_stack), and the unexpected ones."""
+    counts = {engine: dict.fromkeys(OUTCOMES, 0) for engine in engines}
+    unexpected = []
+    for one in stacks:
+        for engine in engines:
+            result = run_stack(one, engine)
+            status = outcome(result.verdict, result.xfail or None)
+            counts[engine][status] += 1
+            if status in UNEXPECTED:
+                unexpected.append({"stack": one.id, "file": one.file, "engine": engine, "outcome": status,
+                                   "message": result.message, "repro": result.repro})
+    return {"count": len(stacks), "by_engine": counts if stacks else {}, "unexpected": unexpected}
 
 
 def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, Any]:
     """Run every (case, engine) and return the scoreboard document; writes only the fuzz case file."""
     stream = stream or sys.stderr
     engines, missing = installed.choose(args.engine or [])
-    cases, errors = cases_from(args)
+    suite = suite_from(args)
+    cases, errors = suite.cases, suite.errors
     fuzzed, fuzz_errors, fuzz_path = _fuzz_cases(args.fuzz, Path(args.out))
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     board, start = Board(engines), time.perf_counter()
@@ -135,6 +185,7 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     for case, row in zip(everything, rows):
         for result in row:
             board.add(case, result)
+    stacks = _run_stacks(suite.stacks, engines)
     rows = []
     for name in engines:
         row = installed.describe(name)
@@ -148,6 +199,9 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
         "environment": environment.capture(),
         "engines": rows, "not_installed": missing,
         "columns": board.columns(), "cells": board.as_dict(),
+        # Where the files hold stacks (harness.stack): not cells, a stack being no layer kind; per engine the
+        # outcomes of the stacks, and each unexpected one with its repro.
+        **({"stacks": stacks} if suite.stacks else {}),
     }
 
 
@@ -156,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
 
     One row per engine (versions, options), one column per layer kind x dtype and notable argument (groups > 1,
     dilation with stride, same padding, channels_first); each cell counts outcomes and groups its failures by
-    diagnosed cause, with a repro command each (docs/scoreboard.md)."""
+    diagnosed cause, with a repro command each (docs/scoreboard.md). Stacks run in every engine and are counted
+    apart. Exit 1 on any unexpected outcome (fail, xpass, error) or invalid case or stack, as run and report."""
     doc = build(args)
     out = Path(args.out)
     json_path, html_path, md_path = out / "scoreboard.json", out / "scoreboard.html", out / "scoreboard.md"
@@ -171,5 +226,13 @@ def run(args: argparse.Namespace) -> int:
               + (f"\n{'':>18}{top}" if top else ""))
     for m in doc["not_installed"]:
         print(f"{m['engine']:>16}: {m['reason']}")
+    stacks = doc.get("stacks") or {"by_engine": {}, "unexpected": []}
+    for engine, counts in stacks["by_engine"].items():
+        print(f"{engine:>16}: stacks: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
+    for item in stacks["unexpected"]:
+        print(f"  stack {item['stack']} [{item['engine']}] {item['outcome']}: {item['message']}\n    repro: {item['repro']}")
     print(f"wrote {html_path}, {json_path} and {md_path}")
-    return 1 if doc["cases"]["invalid"] else 0
+    # Every unexpected outcome (fail, xpass, error) of any engine, of cases and stacks, fails the command, as run
+    # and report do: CI never reads 0 for a file with a failing or invalid entry.
+    bad = sum(row["totals"][o] for row in doc["engines"] for o in UNEXPECTED) + len(stacks["unexpected"])
+    return exit_code(unexpected=bad, invalid=doc["cases"]["invalid"])
