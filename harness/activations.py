@@ -52,22 +52,26 @@ class Activation:
     # (or on it) than the oracle's takes the other derivative, so a judge must not count that element against it.
     # Every jump here is at most 1 (the allowance harness.backward gives a kink).
     kinks: tuple[float, ...] = ()
-    # How far an engine's derivative may be from the oracle's, |f'_e - f'| <= lipschitz * |pre_e - pre| +
+    # How far an engine's derivative may be from the oracle's, |f'_e - f'| <= curvature * |pre_e - pre| +
     # derivative_ulps * u: frameworks compute it from their own output s_e = f(pre_e) (TF SigmoidGrad
     # dy * s (1 - s), TanhGrad dy * (1 - t^2); torch alike), so it moves with their forward error and carries the
     # rounding of f itself (ulps) and of the gradient formula. sigmoid: |d(s(1-s))/ds| <= 1 and |s'| <= 1/4, so
     # 1/4 |dpre| + (ulps + 3) u; tanh: |d(1-t^2)/dt| <= 2 and |t'| <= 1, so 2 |dpre| + (2 ulps + 3) u. Exact (0) for
     # linear, relu and relu6, whose derivatives are 0 or 1 (away from the kinks). For a derivative computed from
-    # the input instead, lipschitz is sup |f''| where f is smooth.
-    lipschitz: float = 0.0
+    # the input instead, curvature is sup |f''| where f is smooth. (Not a slope: sup |f'| is ``slope``.)
+    curvature: float = 0.0
     derivative_ulps: int = 0
     # Keyword arguments the torch function is called with, as (name, value) pairs: Keras's constants where
     # torch's defaults differ (leaky_relu's slope 0.01 in torch, 0.2 in Keras).
     torch_kwargs: tuple[tuple[str, Any], ...] = ()
-    # sup |f'|. The forward bound propagates the pre-activation's error through f as if f were 1-Lipschitz; silu
-    # (1.0998), gelu (1.1289), hard_silu (1.5) and selu (1.7581) are steeper, and where a pre-activation's error
-    # used the whole budget the activation would scale it by this much. Not read by harness.agreement yet.
+    # sup |f'|, declared (the derivative's maximum, found analytically): how much an error of the pre-activation
+    # may grow through f. The forward bound (harness.agreement) and a stack's propagated bound (harness.
+    # stack_reference) scale the pre-activation's error by it. 1 for linear, relu, relu6, tanh, elu, softplus,
+    # softsign, leaky_relu; sigmoid 1/4 (at 0); silu 1.0998, gelu 1.1289, hard_silu 1.5 and selu 1.7581 are steeper.
     slope: float = 1.0
+    # Whether f never decreases (f' >= 0 everywhere): a stack's bound then carries an error interval through f as
+    # its image, [f(p - e), f(p + e)], tighter than slope * e (0 where relu clamps). silu, gelu and hard_silu dip.
+    monotone: bool = True
     # The part of the evaluation error that is not relative to |f(pre)|, in units of u * max(1, |pre|): where a
     # framework subtracts nearly equal numbers (TF's elu and selu as exp(x) - 1 near 0-; torch's gelu as
     # 1 + erf(x / sqrt 2) for x < 0) or rounds an argument f is sensitive to (TF's gelu rounds -x / sqrt 2 before
@@ -245,12 +249,12 @@ _SILU_ERRORS = dict(
     # bfloat16 3.0, float32 8.8, float64 3.6 (past the smallest normal); torch 1.0, 1.0, 2.7, 2.7.
     ulps=10,
     # Backward: both take the derivative from the input (TF's swish custom gradient s (1 + x (1 - s)); torch
-    # silu_backward the same), so lipschitz = sup |silu''| = 1/2 (at 0: s(1-s)(2 + x(1 - 2s))). The formula's
+    # silu_backward the same), so curvature = sup |silu''| = 1/2 (at 0: s(1-s)(2 + x(1 - 2s))). The formula's
     # own error: s rounds to within ~u of 1 where 1 - s ~ e^-x is below u, and x (1 - s) multiplies that by x ~
     # ln(1/u) (36.7 in float64, 16.6 in float32, 7.6 in float16): ~1.2 ln(1/u) + 4 roundings = 50 in float64.
     # Measured worst |f'_e - f'| / u: TF 8.8, 6.3, 15.6, 44.8 (float16, bfloat16, float32, float64, at
     # x ~ ln(1/u)); torch 1.0, 1.0, 16.4, 35.9.
-    lipschitz=0.5, derivative_ulps=64, slope=1.0998393201285284)
+    curvature=0.5, derivative_ulps=64, slope=1.0998393201285284, monotone=False)
 
 ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     Activation("linear", lambda y: y, "", 0, lambda y: np.ones_like(y)),
@@ -261,8 +265,8 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # sigmoid and tanh: measured in TF float32 at 8.1u (x near -14.5) and 5.65u (x near -6.24), over every
     # float16/bfloat16 value and about 10^6 float32/float64 points (the two ulps assumed before were too few).
     Activation("sigmoid", lambda y: 1.0 / (1.0 + np.exp(-y)), "sigmoid", 9, _sigmoid_derivative,
-               lipschitz=0.25, derivative_ulps=9 + 3),
-    Activation("tanh", np.tanh, "tanh", 6, _tanh_derivative, lipschitz=2.0, derivative_ulps=2 * 6 + 3),
+               curvature=0.25, derivative_ulps=9 + 3, slope=0.25),
+    Activation("tanh", np.tanh, "tanh", 6, _tanh_derivative, curvature=2.0, derivative_ulps=2 * 6 + 3),
     Activation("silu", _silu, "nn.functional.silu", derivative=_silu_derivative, **_SILU_ERRORS),
     Activation("swish", _silu, "nn.functional.silu", derivative=_silu_derivative, **_SILU_ERRORS),   # Keras's alias
     # gelu, exact (keras.activations.gelu's approximate=False; torch approximate='none').
@@ -273,11 +277,11 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # absolute at x ~ -3 in float32). Measured worst absolute part with ulps 8: TF 0.005, 0.001, 0.28
     # (float16, bfloat16, float32); torch 0, 0.00001, 5.4, 0.26 (float16 to float64).
     # Backward: both from the input (TF through mul and ErfcGrad; torch gelu_backward: cdf + x pdf), so
-    # lipschitz = sup |gelu''| = sup |phi(x) (2 - x^2)| = 2 phi(0) = 0.798; measured worst |f'_e - f'| / u: TF
+    # curvature = sup |gelu''| = sup |phi(x) (2 - x^2)| = 2 phi(0) = 0.798; measured worst |f'_e - f'| / u: TF
     # 2.1, 2.0, 2.3 (float16 to float32); torch 1.0, 1.0, 4.3, 2.4 (float16 to float64): 8.
-    Activation("gelu", _gelu, "nn.functional.gelu", 8, _gelu_derivative, lipschitz=0.7978845608028654,
+    Activation("gelu", _gelu, "nn.functional.gelu", 8, _gelu_derivative, curvature=0.7978845608028654,
                derivative_ulps=8, torch_kwargs=(("approximate", "none"),), slope=1.1289041451469775,
-               absolute_ulps=8),
+               absolute_ulps=8, monotone=False),
     # elu, alpha 1 (keras.activations.elu -> tf.nn.elu; torch F.elu, alpha 1 by default).
     # Forward, 2 and 2 absolute: torch uses expm1 (1 rounding, measured 1.06 relative); TF's Elu kernel computes
     # exp(x) - 1, which keeps exp's rounding, ~u of e^x <= 1, as an absolute error where elu(x) ~ x is tiny
@@ -285,9 +289,9 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # float32, float64).
     # Backward: elu' is continuous for alpha 1 (e^0 = 1 = the right side), so no kink. TF's EluGrad works from
     # the output (y < 0 ? dy (y + 1) : dy), torch's elu_backward from the input (exp(x)); either way
-    # |d f'/dpre| = e^x <= 1: lipschitz 1; the error of y + 1 is y's (<= 2u |y| + 2u absolute) and one rounding:
+    # |d f'/dpre| = e^x <= 1: curvature 1; the error of y + 1 is y's (<= 2u |y| + 2u absolute) and one rounding:
     # measured worst 1.06 (TF), 0.79 (torch): 3.
-    Activation("elu", _elu, "nn.functional.elu", 2, _elu_derivative, lipschitz=1.0, derivative_ulps=3,
+    Activation("elu", _elu, "nn.functional.elu", 2, _elu_derivative, curvature=1.0, derivative_ulps=3,
                absolute_ulps=2),
     # selu (tf.nn.selu's kernel: x < 0 ? scale_alpha (exp(x) - 1) : scale x; torch F.selu: elu with alpha and
     # scale, expm1).
@@ -297,10 +301,10 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # SeluGrad decides on its output (y < 0 ? dy (y + scale_alpha) : dy scale) and takes scale at 0 (and for
     # |x| below ~u, where exp(x) - 1 rounds to 0); torch's elu_backward decides on the input (x <= 0 ? dy
     # scale_alpha exp(x) : dy scale) and takes scale * alpha at 0: the reference takes TF's, the kink covers
-    # torch's. lipschitz = sup |selu''| = scale * alpha (x -> 0-); TF's y + scale_alpha carries y's error
+    # torch's. curvature = sup |selu''| = scale * alpha (x -> 0-); TF's y + scale_alpha carries y's error
     # (3u |y| + 3u) and a rounding, ~8u at worst: measured 2.6, 2.1, 3.4, 3.8 (TF), 1.0, 1.0, 2.4, 2.4 (torch): 8.
     Activation("selu", _selu, "nn.functional.selu", 3, _selu_derivative, kinks=(0.0,),
-               lipschitz=SELU_SCALE_ALPHA, derivative_ulps=8, slope=SELU_SCALE_ALPHA, absolute_ulps=3),
+               curvature=SELU_SCALE_ALPHA, derivative_ulps=8, slope=SELU_SCALE_ALPHA, absolute_ulps=3),
     # softplus (tf.math.softplus; torch F.softplus with threshold 40).
     # Forward, 10: TF's kernel returns exp(x) below log(eps) + 2 and x above its negative (eps = 2u: -13.9 in
     # float32, -34.0 in float64) instead of log1p(exp(x)): a relative error of up to e^(log eps + 2) / 2 =
@@ -308,16 +312,16 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # torch: log1p(exp(x)) (2.0 measured) up to its threshold, x above: its default threshold 20 leaves
     # log1p(e^-20) = 2e-9, 9.3e5 u relative in float64, so the port passes 40 (e^-40 / 40 = 1e-19 < u_64).
     # Backward: f' = sigmoid, from the input in both (TF SoftplusGrad dy / (exp(-x) + 1); torch z / (z + 1),
-    # z = exp(x)): lipschitz = sup sigmoid' = 1/4; three roundings, measured worst 2.1 (TF), 1.5 (torch): 4.
-    Activation("softplus", _softplus, "nn.functional.softplus", 10, _sigmoid, lipschitz=0.25, derivative_ulps=4,
+    # z = exp(x)): curvature = sup sigmoid' = 1/4; three roundings, measured worst 2.1 (TF), 1.5 (torch): 4.
+    Activation("softplus", _softplus, "nn.functional.softplus", 10, _sigmoid, curvature=0.25, derivative_ulps=4,
                torch_kwargs=(("beta", 1.0), ("threshold", 40.0))),
     # softsign x / (1 + |x|) (tf.nn.softsign; torch F.softsign, the same two operations).
     # Forward, 3: two roundings (1 + |x|, the division); measured worst 1.9, 1.8, 2.0, 2.0.
     # Backward: f' = 1 / (1 + |x|)^2 is continuous at 0 (f'' jumps from 2 to -2: no kink of f'). TF SoftsignGrad
     # dy / (1 + |x|)^2 from the input (three roundings); torch autograd through abs and the division,
-    # 1/(1 + |x|) - |x| / (1 + |x|)^2 (u-sized absolute errors): lipschitz = sup |f''| = 2; measured worst 3.3
+    # 1/(1 + |x|) - |x| / (1 + |x|)^2 (u-sized absolute errors): curvature = sup |f''| = 2; measured worst 3.3
     # (TF), 1.9 (torch): 5.
-    Activation("softsign", _softsign, "nn.functional.softsign", 3, _softsign_derivative, lipschitz=2.0,
+    Activation("softsign", _softsign, "nn.functional.softsign", 3, _softsign_derivative, curvature=2.0,
                derivative_ulps=5),
     # hard_sigmoid relu6(x + 3) / 6 (Keras 3's tf backend; torch F.hardsigmoid: min(max(x + 3, 0), 6) / 6, the same
     # function).
@@ -325,7 +329,7 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # measured worst 1.5 in every dtype (TF), 1.0, 1.0, 1.5, 1.5 (torch).
     # Backward: 1/6 on the open interval (-3, 3), 0 at and beyond +-3 in both (checked at -3 and 3 in every
     # dtype; TF decides on the rounded x + 3, so just below 3 it may already take 0: within the kink's
-    # allowance). lipschitz 0; derivative_ulps 1: the rounding of 1/6 (measured 0.08). torch's float64 backward
+    # allowance). curvature 0; derivative_ulps 1: the rounding of 1/6 (measured 0.08). torch's float64 backward
     # uses a float32 1/6 (5e-9 off): see the module's docstring.
     Activation("hard_sigmoid", _hard_sigmoid, "nn.functional.hardsigmoid", 3, _hard_sigmoid_derivative,
                kinks=(-3.0, 3.0), derivative_ulps=1, slope=1.0 / 6.0),
@@ -333,17 +337,17 @@ ACTIVATION_TABLE: dict[str, Activation] = {a.name: a for a in (
     # Forward, 4: three roundings (x + 3, the product, / 6), four with a rounded 1/6; measured worst 2.2, 2.0, 2.3,
     # 2.4 (TF), 1.0, 1.0, 2.4, 2.4 (torch).
     # Backward: (2x + 3) / 6 on (-3, 3), 0 at and below -3, 1 at and above 3: jumps of 1/2 at both kinks; TF and
-    # torch 2.13 both take 0 at -3 and 1 at 3 (checked in every dtype). lipschitz = f'' = 1/3; measured worst
+    # torch 2.13 both take 0 at -3 and 1 at 3 (checked in every dtype). curvature = f'' = 1/3; measured worst
     # 1.3 in both: 3.
     Activation("hard_silu", _hard_silu, "nn.functional.hardswish", 4, _hard_silu_derivative, kinks=(-3.0, 3.0),
-               lipschitz=1.0 / 3.0, derivative_ulps=3, slope=1.5),
+               curvature=1.0 / 3.0, derivative_ulps=3, slope=1.5, monotone=False),
     Activation("hard_swish", _hard_silu, "nn.functional.hardswish", 4, _hard_silu_derivative,   # Keras's alias
-               kinks=(-3.0, 3.0), lipschitz=1.0 / 3.0, derivative_ulps=3, slope=1.5),
+               kinks=(-3.0, 3.0), curvature=1.0 / 3.0, derivative_ulps=3, slope=1.5, monotone=False),
     # leaky_relu, negative_slope 0.2 (Keras's default; torch F.leaky_relu is given it: its own default is 0.01).
     # Forward, 2: one product with the slope, and the slope's own rounding to the dtype (0.2 in float16 is
     # 0.19995, 0.5u off); measured worst 1.3, 1.2, 1.2 (TF float16, bfloat16, float32), 0.8, 0.8, 1.2, 0.9
     # (torch, float16 to float64). TF's float64 slope is float32's 0.2: see the module's docstring.
-    # Backward: 1 above 0, the slope at and below 0 in both (checked at 0); a jump of 0.8. lipschitz 0;
+    # Backward: 1 above 0, the slope at and below 0 in both (checked at 0); a jump of 0.8. curvature 0;
     # derivative_ulps 1: the slope's rounding (measured 0.1).
     Activation("leaky_relu", _leaky_relu, "nn.functional.leaky_relu", 2, _leaky_relu_derivative, kinks=(0.0,),
                derivative_ulps=1, torch_kwargs=(("negative_slope", LEAKY_RELU_SLOPE),)),
@@ -353,7 +357,7 @@ ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATION_TABLE)
 # exponential (keras.activations.exponential = exp; torch.exp) is described here but not offered: its slope is
 # f' = f itself, unbounded, so the pre-activation's error e reaches the output as |y| e (relative, not absolute),
 # and its derivative's as |f'| e. The forward bound (harness.agreement: the gamma_K(u) G term, 1-Lipschitz) and the
-# backward allowance (harness.backward: lipschitz * e) have no term that grows with |y|, and would fail correct
+# backward allowance (harness.backward: curvature * e) have no term that grows with |y|, and would fail correct
 # engines wherever exp(pre) > ~4 (and float16 overflows past pre = 11.09). Forward, 4: one exp, within an ulp
 # (measured worst 1.0, 1.0, 2.0, 2.2 TF; 1.0, 1.0, 1.0, 1.2 torch). Backward: both from the output (TF ExpGrad
 # dy * y; torch grad * result): |f'_e - f'| <= |f'| (e + 4u); measured 2.0 relative.

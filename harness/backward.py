@@ -13,8 +13,8 @@ nothing else rounds). The bound of a gradient tensor T, per element (README, "To
 - A_T the activation's allowance: the engine takes the derivative at its own pre-activation, which differs from the
   oracle's by up to the forward bound e = (gamma_K(u) + gamma_K(u_64)) * G_fwd. Where a kink of the activation (relu's
   0, relu6's 0 and 6) lies within e of the oracle's pre-activation the engine may take the derivative on either side
-  (a jump of 1); elsewhere its derivative moves by at most lipschitz * e + derivative_ulps * u (harness.activations).
-  That per-element error of dz = dy * f'(pre), E = |dy| * (jump + lipschitz * e + derivative_ulps * u), is carried
+  (a jump of 1); elsewhere its derivative moves by at most curvature * e + derivative_ulps * u (harness.activations).
+  That per-element error of dz = dy * f'(pre), E = |dy| * (jump + curvature * e + derivative_ulps * u), is carried
   through the same linear backward on magnitudes: A_T = backward(|x|, |w|, E)[T]. It is 0 for a linear layer.
   e includes the forward's underflow term (harness.agreement.error_bound): a pre-activation can be off by it.
 
@@ -44,11 +44,11 @@ import numpy as np
 
 from . import engines, oracle
 from .activations import get_activation
-from .agreement import Bound, Metrics, format_ratio, gamma, measure, underflow_eta, usable
+from .agreement import Bound, Metrics, gamma, measure, underflow_eta, usable
 from .backward_reference import reference_gradients
 from .conv_ops import from_channels_last, to_channels_last
 from .engines.base import EngineOutput, Inputs
-from .judgement import mismatch, tag
+from .judgement import mismatch, over_bound, tag
 from .layers import Geometry, output_shape
 from .tensors import generate, numpy_dtype, round_to, unit_roundoff
 
@@ -126,7 +126,7 @@ def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray |
     """E, channels last: how far an engine's dz = dy * f'(pre_engine) may be from the oracle's (None: exact)."""
     g = case.geometry
     act = get_activation(g.activation)
-    if not (act.kinks or act.lipschitz or act.derivative_ulps):
+    if not (act.kinks or act.curvature or act.derivative_ulps):
         return None
     u, u64 = unit_roundoff(case.dtype), unit_roundoff("float64")
     k = g.reduction_length()
@@ -136,7 +136,7 @@ def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray |
     h = oracle.underflow_count(g, x_cl, inputs.weights64, channels_last=True)
     eta = underflow_eta(case.dtype) + underflow_eta("float64")
     e = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * np.asarray(h) * eta
-    per_dy = act.lipschitz * e + act.derivative_ulps * u
+    per_dy = act.curvature * e + act.derivative_ulps * u
     pre = oracle.pre_activation(x_cl, inputs.weights64, g) if act.kinks else None
     for kink in act.kinks:
         per_dy = per_dy + (np.abs(pre - kink) <= e)   # the derivative jumps by 1 across a kink
@@ -208,9 +208,9 @@ def unusable_lengths(case: "Case") -> dict[str, int]:
 @dataclass
 class GradientJudgement:
     verdict: str                                   # pass | fail
-    message: str = ""
+    message: str = ""                              # the headline (the runner adds the findings)
     tensor: str = ""                               # the tensor that decided a fail
-    check: str = ""                                # shape | dtype | values | missing | expect
+    check: str = ""                                # presence (missing, unknown) | shape | dtype | values | expect
     metrics: dict[str, Metrics] = field(default_factory=dict)   # per tensor judged
     worst: str = ""                                # the tensor with the largest error/bound
     # per tensor judged: (the oracle's gradient, the per-element bound), for reports (heatmaps) and diagnosis
@@ -246,12 +246,12 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
     for name in names:
         shown = display_name(name)
         if name not in got:
-            return _fail(result, name, "missing", f"{engine}: {shown} missing from the engine's gradients "
+            return _fail(result, name, "presence", f"{engine}: {shown} missing from the engine's gradients "
                          f"(it returned {sorted(got) or 'none'}) {tag(case)}")
         try:
             value, gauge, bound = _bound(expected, underflow, name, case.dtype, reference_engine)
         except KeyError:
-            return _fail(result, name, "missing", f"{engine}: {shown} is not a gradient of {case.layer} "
+            return _fail(result, name, "presence", f"{engine}: {shown} is not a gradient of {case.layer} "
                          f"(its tensors: {', '.join(display_name(n) for n in gradient_names(g))}) {tag(case)}")
         y = np.asarray(got[name])
         if tuple(y.shape) != tuple(value.shape):
@@ -265,10 +265,7 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
         if m.max_ratio > worst:
             worst, result.worst = m.max_ratio, name
         if m.max_ratio > 1.0:
-            return _fail(result, name, "values", (
-                f"{engine}: {shown} max error/bound {format_ratio(m.max_ratio)} at {tuple(m.worst_index)}: "
-                f"{m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {y.size} elements over the "
-                f"bound) {tag(case)}"))
+            return _fail(result, name, "values", over_bound(engine, shown, m, y.size, case))
     golden = _golden_gradients(case, engine, got, expected, underflow)
     if golden:
         return _fail(result, golden[0], "expect", golden[1])

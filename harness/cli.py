@@ -8,10 +8,11 @@ import signal
 import sys
 from typing import Callable
 
-from . import extract, stack
+from . import extract
 from .agreement import Metrics, format_ratio
 from .cli_options import OPTION_GROUPS, exit_code, suite_from
-from .detection import command as detection, diagnose
+from .detection import command as detection
+from .detection.diagnose import Diagnoser
 from .facts import request_onednn, request_verbose
 from .report import command as report
 from .scoreboard import command as scoreboard
@@ -58,11 +59,12 @@ def run_cases(args: argparse.Namespace) -> int:
     engines = select_engines(args.engine)
     failed = 0
     shown: dict[str, dict] = {}   # the facts last printed per engine: printed again only where they change
+    diagnoser = Diagnoser()   # failure messages name the known mistake that reproduces an engine's output
     for case in cases:
         checks = [c for c in case.check if args.check in (None, c)]
         # The header first: what the engines write while they run (a port's own log line) lands under it.
         print(f"\n{case.file}::{case.id}  {case.layer} {list(case.input_shape)} {case.dtype}")
-        results = [run_one(case, e, check) for check in checks for e in engines]
+        results = [run_one(case, e, check, diagnoser) for check in checks for e in engines]
         for r in results:
             if r.check == "backward" and r.gradient_metrics:   # the largest error/bound of each gradient tensor
                 r.notes.append("gradients: " + ", ".join(f"d{n} {m.max_ratio:.3g}"
@@ -70,7 +72,7 @@ def run_cases(args: argparse.Namespace) -> int:
         failed += _print_results(results, shown)
     for one in stacks if args.check in (None, "forward") else []:
         print(f"\n{one.file}::{one.id}  stack {one.summary()} {list(one.input_shape)} {one.dtype}")
-        results = [stack.run_stack(one, e) for e in engines]
+        results = [run_one(one, e) for e in engines]   # a stack is a case: every layer judged, the culprit named
         failed += _print_results(results, shown)
     also = f", {len(stacks)} stacks" if stacks else ""
     print(f"\n{len(cases)} cases{also}, {failed} failing (case, engine) pairs, "
@@ -170,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
     request_verbose(args.verbose)   # before any framework is imported; the processes a run starts inherit it
-    diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
     # SIGTERM (a CI timeout, a supervisor) unwinds as Ctrl-C does: workers and job processes end with us.
     end_workers_on((signal.SIGTERM, signal.SIGHUP), raise_exit)
     try:

@@ -7,7 +7,7 @@ import sys
 from .errors import CaseError
 from .schema import Case
 from .selection import register_pythons
-from .stack import Suite, load_suite, select_suite
+from .suite import Suite, load_suite, select_suite
 
 
 class EnginePython(argparse.Action):

@@ -1,30 +1,21 @@
 """Float64 NumPy vector-Jacobian products of the convolution primitives (Keras semantics, channels last)."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from .conv_ops import one_blas_thread
-from .padding import pad_amounts
-
-if TYPE_CHECKING:   # sizes come from a Geometry; like conv_ops, this primitive imports nothing that imports it
-    from .layers import Geometry
+from .conv_ops import Window, one_blas_thread
 
 # Every function here is the transpose of a conv_ops primitive, written independently of it (conv_ops is the
-# forward's to change): the same padding (harness.padding, 'same' with the odd pixel at the end, 'causal' all
+# forward's to change): the same padding (the family's split, 'same' with the odd pixel at the end, 'causal' all
 # before), the same tap order and the same channel layouts (groups as contiguous blocks; depthwise channel c*M + m).
 # The loops run over kernel taps only: each tap is one strided view of the padded input, and its contribution to
 # every output position is one BLAS product.
 
 
-def _pad_widths(spatial: tuple[int, ...], g: "Geometry") -> list[tuple[int, int]]:
-    return [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
-
-
-def _tap_windows(g: "Geometry", out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+def _tap_windows(g: Window, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
     """(tap, index of the padded input's positions that tap multiplies for every output position), taps in the
     row-major order conv_ops uses (the kernel's own axis order)."""
     for tap in itertools.product(*(range(k) for k in g.kernel_size)):
@@ -35,21 +26,20 @@ def _tap_windows(g: "Geometry", out: tuple[int, ...]) -> Iterator[tuple[tuple[in
         yield tap, tuple(index)
 
 
-def _padded_input(x: np.ndarray, g: "Geometry", dz: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...]]:
+def _padded_input(x: np.ndarray, g: Window, dz: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...]]:
     """x zero-padded as Keras pads it, and the index of x's own positions inside it (to crop dx back)."""
-    widths = _pad_widths(x.shape[1:-1], g)
+    widths = g.pad_widths(tuple(x.shape[1:-1]))
     xp = np.pad(x, [(0, 0), *widths, (0, 0)])
     interior = (slice(None), *(slice(b, b + n) for (b, _), n in zip(widths, x.shape[1:-1])), slice(None))
     # The output extent is dz's: a shape mismatch is the caller's mistake, said here rather than as a broadcast error.
-    want = tuple((n - ((k - 1) * d + 1)) // s + 1
-                 for n, k, s, d in zip(xp.shape[1:-1], g.kernel_size, g.strides, g.dilation))
+    want = g.output_spatial(tuple(x.shape[1:-1]))
     if dz.shape[0] != x.shape[0] or tuple(dz.shape[1:-1]) != want:
         raise ValueError(f"dz has shape {dz.shape}, but the layer's output on x {x.shape} is "
                          f"({x.shape[0]}, {', '.join(map(str, want))}, <channels>)")
     return xp, interior
 
 
-def conv_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray, g: "Geometry") -> tuple[np.ndarray, np.ndarray]:
+def conv_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray, g: Window) -> tuple[np.ndarray, np.ndarray]:
     """Grouped cross-correlation's VJP: x (N, *S, C), kernel (*K, C/groups, F), dz (N, *S', F) the gradient of the
     output before bias -> (dx (N, *S, C), dkernel (*K, C/groups, F))."""
     x, kernel, dz = (np.asarray(a, dtype=np.float64) for a in (x, kernel, dz))
@@ -76,7 +66,7 @@ def conv_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray, g: "Geometr
 
 
 def depthwise_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray,
-                       g: "Geometry") -> tuple[np.ndarray, np.ndarray]:
+                       g: Window) -> tuple[np.ndarray, np.ndarray]:
     """Depthwise conv's VJP: x (N, *S, C), kernel (*K, C, M), dz (N, *S', C*M) (output channel c*M + m) ->
     (dx (N, *S, C), dkernel (*K, C, M)). A depthwise conv is the grouped conv with one group per input channel
     and the kernel (*K, 1, C*M): group c's outputs are channels c*M .. c*M + M - 1, as conv_ops.depthwise lays
@@ -84,7 +74,7 @@ def depthwise_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray,
     kernel = np.asarray(kernel, dtype=np.float64)
     c, m = kernel.shape[-2], kernel.shape[-1]
     grouped = kernel.reshape(*kernel.shape[:-2], 1, c * m)
-    dx, dkernel = conv_backward(x, grouped, dz, dataclasses.replace(g, groups=c))
+    dx, dkernel = conv_backward(x, grouped, dz, g.replace(groups=c))
     return dx, dkernel.reshape(kernel.shape)
 
 

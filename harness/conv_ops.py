@@ -7,14 +7,31 @@ import itertools
 import math
 import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
-from .padding import pad_amounts
 
-if TYPE_CHECKING:   # the primitives read sizes from a Geometry; they import nothing that imports them
-    from .layers import Geometry
+class Window(Protocol):
+    """What the primitives read of a layer's configuration: harness.families.base.Geometry is one. A protocol, so
+    that the primitives import nothing above them; the output lengths and the padding split are the family's."""
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]: ...
+    @property
+    def strides(self) -> tuple[int, ...]: ...
+    @property
+    def dilation(self) -> tuple[int, ...]: ...
+    @property
+    def groups(self) -> int: ...
+
+    def output_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]: ...
+
+    def pad_widths(self, spatial: tuple[int, ...]) -> list[tuple[int, int]]: ...
+
+    def replace(self, **changes: Any) -> Window: ...
+
+
 
 
 _set_blas_threads: Callable[[int], int] | None | bool = False   # False: not looked up yet; None: not available
@@ -67,16 +84,12 @@ def from_channels_last(y: np.ndarray, channels_first: bool) -> np.ndarray:
     return np.moveaxis(y, -1, 1) if channels_first else y
 
 
-def _padded(x: np.ndarray, g: Geometry) -> np.ndarray:
+def _padded(x: np.ndarray, g: Window) -> np.ndarray:
     """Zero-pad the spatial axes of a channels-last array the way Keras does."""
-    widths = [(0, 0)]
-    for n, k, s, d in zip(x.shape[1:-1], g.kernel_size, g.strides, g.dilation):
-        widths.append(pad_amounts(g.padding, n, k, s, d))
-    widths.append((0, 0))
-    return np.pad(x, widths)
+    return np.pad(x, [(0, 0), *g.pad_widths(tuple(x.shape[1:-1])), (0, 0)])
 
 
-def _taps(xp: np.ndarray, g: Geometry, out_spatial: tuple[int, ...]):
+def _taps(xp: np.ndarray, g: Window, out_spatial: tuple[int, ...]):
     """Yield (tap index, strided view of the input that this kernel tap multiplies)."""
     for tap in itertools.product(*(range(k) for k in g.kernel_size)):
         index = [slice(None)]
@@ -87,12 +100,7 @@ def _taps(xp: np.ndarray, g: Geometry, out_spatial: tuple[int, ...]):
         yield tap, xp[tuple(index)]
 
 
-def _out_spatial(xp: np.ndarray, g: Geometry) -> tuple[int, ...]:
-    return tuple((n - ((k - 1) * d + 1)) // s + 1
-                 for n, k, s, d in zip(xp.shape[1:-1], g.kernel_size, g.strides, g.dilation))
-
-
-def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
+def conv(x: np.ndarray, kernel: np.ndarray, g: Window) -> np.ndarray:
     """Grouped cross-correlation. x (N, *S, C), kernel (*K, C/groups, F) -> (N, *S', F); no bias.
 
     One image at a time, a block of groups at a time: per group one BLAS product of the image's patch matrix
@@ -105,10 +113,10 @@ def conv(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
     n_images, c = x.shape[0], x.shape[-1]
     groups, cg, f = g.groups, kernel.shape[-2], kernel.shape[-1]
     fg = f // groups
-    spatial = x.shape[1:-1]
-    widths = [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
+    spatial = tuple(x.shape[1:-1])
+    widths = g.pad_widths(spatial)
     padded = tuple(n + before + after for n, (before, after) in zip(spatial, widths))
-    out = tuple((n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(padded, g.kernel_size, g.strides, g.dilation))
+    out = g.output_spatial(spatial)
     taps, positions = math.prod(g.kernel_size), math.prod(out)
     depth = taps * cg                                                       # an output's reduction length K
     # (groups, taps * C/groups, F/groups): row tap * C/groups + c, as the patch matrix's columns.
@@ -188,7 +196,7 @@ def over_parts(work: Callable[[range], None], n: int, outputs: int) -> None:
             done.result()
 
 
-def depthwise(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
+def depthwise(x: np.ndarray, kernel: np.ndarray, g: Window) -> np.ndarray:
     """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m; no bias.
 
     One image at a time, a block of channels at a time: per channel one BLAS product of the image's patch matrix
@@ -198,10 +206,10 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, g: Geometry) -> np.ndarray:
     """
     n_images, c = x.shape[0], x.shape[-1]
     m = kernel.shape[-1]
-    spatial = x.shape[1:-1]
-    widths = [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
+    spatial = tuple(x.shape[1:-1])
+    widths = g.pad_widths(spatial)
     padded = tuple(n + before + after for n, (before, after) in zip(spatial, widths))
-    out = tuple((n - ((k - 1) * d + 1)) // s + 1 for n, k, s, d in zip(padded, g.kernel_size, g.strides, g.dilation))
+    out = g.output_spatial(spatial)
     taps, positions = math.prod(g.kernel_size), math.prod(out)
     k = np.ascontiguousarray(kernel.reshape(-1, c, m).transpose(1, 0, 2))   # (C, taps, M), taps in _taps order
     y = np.empty((n_images, *out, c, m)).reshape(n_images, positions, c, m)
@@ -246,3 +254,38 @@ def pointwise(z: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         return z @ p
     with one_blas_thread():
         return z @ p
+
+
+# ---------------------------------------------------------------- what F.pad + F.convNd compute (the NumPy port)
+
+Pads = list[tuple[int, int]]
+
+
+def pad_or_crop(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """Zero-pad the spatial axes of a channels-first array; a negative amount crops (as F.pad does)."""
+    widths = [(0, 0), (0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads]
+    x = np.pad(x, widths) if any(w != (0, 0) for w in widths) else x
+    index = [slice(None), slice(None)]
+    for b, a in pads:
+        index.append(slice(-min(b, 0), x.shape[len(index)] + min(a, 0)))
+    return x[tuple(index)]
+
+
+def torch_conv(x: np.ndarray, weight: np.ndarray, g: Window, *, strides: tuple[int, ...],
+               dilation: tuple[int, ...], groups: int, pads: Pads) -> np.ndarray:
+    """What F.pad + F.convNd compute: x (N, C, *S), weight (O, C/groups, *K) -> (N, O, *S'), float64.
+
+    Runs on the oracle's grouped cross-correlation (channels last, Keras kernel layout), so the NumPy port
+    (harness.detection.port) differs from the oracle only where a mutant makes it differ. An output too small to
+    exist comes back with a 0-length axis (a wrong-shape verdict) instead of crashing.
+    """
+    rank = weight.ndim - 2
+    xp = pad_or_crop(x, pads)
+    valid = g.replace(kernel_size=tuple(weight.shape[2:]), strides=tuple(strides), dilation=tuple(dilation),
+                      padding="valid", groups=groups)
+    out = valid.output_spatial(tuple(xp.shape[2:]))
+    if min(out) <= 0:
+        return np.zeros((x.shape[0], weight.shape[0], *(max(o, 0) for o in out)))
+    kernel = weight.transpose(*range(2, rank + 2), 1, 0)   # (O, C/g, *K) -> (*K, C/g, O)
+    y = conv(np.moveaxis(xp, 1, -1), kernel, valid)
+    return np.moveaxis(y, -1, 1)

@@ -7,25 +7,36 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from . import engines
-from .agreement import Bound, Metrics, error_bound, format_ratio, gamma, lazy_sum, measure
-from .engines.base import CANONICAL_LAYOUT, EngineOutput
+from .agreement import Bound, LazyArray, Metrics, error_bound, format_ratio, gamma, lazy_sum, measure
+from .engines.base import CANONICAL_LAYOUT, EngineOutput, Inputs
 from .layers import output_shape
 from .tensors import numpy_dtype, unit_roundoff
 
 if TYPE_CHECKING:
-    from .runner import Reference
     from .schema import Case
 
-# Explains a disagreement (the likely mistake) in one sentence, or ''. The core does not import the mutant
-# catalogue: entry points (the CLI, the pytest plugin) install harness.detection.diagnose.explain here.
-Diagnose = Callable[["Case", str, EngineOutput, "Reference", "Bound | None"], str]
-_diagnose: Diagnose | None = None
 
+@dataclass
+class Reference:
+    """What every engine of a case is judged against (computed once per case and process, harness.runner.reference).
 
-def install_diagnosis(fn: Diagnose | None) -> None:
-    """Set (or, with None, remove) the hook that failure messages ask for a diagnosis."""
-    global _diagnose
-    _diagnose = fn
+    Its memory: the inputs, the oracle output whole (float64, 8 bytes an element) and one chunk of the gauge (at
+    most harness.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray (harness.agreement),
+    computed a chunk of images at a time when it is indexed, every element exactly as oracle.gauge computes it.
+    Index it (gauge[index]); np.asarray(gauge) makes it whole, which only small cases should do.
+    """
+
+    inputs: Inputs
+    oracle: EngineOutput   # the oracle engine's answer; its item reuses it instead of computing it again
+    gauge: np.ndarray | LazyArray   # G: the same layer on |x|, |w|, |b| (no activation)
+    # H: how many underflow etas an output element may hold (harness.oracle.underflow_count; a number, or per
+    # output channel where a stored intermediate stage is multiplied on)
+    underflow: float | np.ndarray = 0.0
+
+    @property
+    def y(self) -> np.ndarray:
+        """The oracle output, float64."""
+        return self.oracle.y
 
 
 def tag(case: "Case") -> str:
@@ -37,6 +48,15 @@ def mismatch(engine: str, what: str, actual: Any, expected: Any, case: "Case", s
     return f"{engine}: {what}={actual}, but should be {expected}{f' ({source})' if source else ''} {tag(case)}"
 
 
+def over_bound(engine: str, what: str, m: Metrics, size: int, case: "Case") -> str:
+    """The one shape of a value failure, for an output, a gradient tensor or a layer of a stack (``what``: '' for
+    the output, else what is named): '{engine}: {what} max error/bound R at (i, ...): y vs y* oracle (N of SIZE
+    elements over the bound) [{file}::{case}]'."""
+    return (f"{engine}: {what + ' ' if what else ''}max error/bound {format_ratio(m.max_ratio)} at "
+            f"{tuple(m.worst_index)}: {m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {size} "
+            f"elements over the bound) {tag(case)}")
+
+
 @dataclass
 class Judging:
     """What the checks see: the case, the engine's answer, the reference, and what earlier checks found."""
@@ -44,24 +64,17 @@ class Judging:
     case: "Case"
     engine: str
     out: EngineOutput
-    ref: "Reference"
+    ref: Reference
     bound: Bound | None = None
     metrics: Metrics | None = None
     gauge: np.ndarray | None = None
-
-    def diagnosis(self) -> str:
-        """'; diagnosis: ...' naming the known mistake that reproduces the engine's output, or ''."""
-        if _diagnose is None:
-            return ""
-        text = _diagnose(self.case, self.engine, self.out, self.ref, self.bound)
-        return f"; diagnosis: {text}" if text else ""
 
 
 @dataclass
 class Judgement:
     verdict: str                # pass | fail | skip
-    message: str = ""
-    check: str = ""             # the check that decided a fail or skip
+    message: str = ""           # the headline: what failed, one line, no diagnosis (the runner adds findings)
+    check: str = ""             # the check that decided a fail or skip (a name of CHECKS)
     bound: Bound | None = None
     metrics: Metrics | None = None
 
@@ -73,16 +86,16 @@ def check_shape(j: Judging) -> Outcome:
     y, case = j.out.y, j.case
     want = output_shape(case.geometry, case.input_shape)
     if tuple(y.shape) != want:
-        return "fail", mismatch(j.engine, "output shape", tuple(y.shape), want, case) + j.diagnosis()
+        return "fail", mismatch(j.engine, "output shape", tuple(y.shape), want, case)
     return None
 
 
 def check_dtype(j: Judging) -> Outcome:
     want = "float64" if engines.is_reference(j.engine) else str(numpy_dtype(j.case.dtype))
     if str(j.out.y.dtype) != want:
-        # The diagnosis says whether the values agree anyway (a float64 case answered in float32 may still be
+        # A diagnosis says whether the values agree anyway (a float64 case answered in float32 may still be
         # right to float32's precision: the dtype changed silently, the arithmetic did not go wrong).
-        return "fail", mismatch(j.engine, "output dtype", j.out.y.dtype, want, j.case) + j.diagnosis()
+        return "fail", mismatch(j.engine, "output dtype", j.out.y.dtype, want, j.case)
     return None
 
 
@@ -99,9 +112,7 @@ def check_values(j: Judging) -> Outcome:
                         f"(gamma_K >= 1 would accept an all-zero output) {tag(case)}")
     j.metrics = m = measure(out.y, ref.y, bound)
     if m.max_ratio > 1.0:
-        return "fail", (f"{j.engine}: max error/bound {format_ratio(m.max_ratio)} at {tuple(m.worst_index)}: "
-                        f"{m.worst_value:.9g} vs {m.worst_oracle:.9g} oracle ({m.n_over} of {out.y.size} elements "
-                        f"over the bound) {tag(case)}" + j.diagnosis())
+        return "fail", over_bound(j.engine, "", m, out.y.size, case)
     return None
 
 
@@ -152,15 +163,17 @@ def _golden_values(j: Judging, y: np.ndarray) -> Outcome:
 
 
 # The checks, in order: the first that decides stops the judgement (a wrong shape has no values to compare).
+# A fail of the first three is what a diagnosis explains (harness.runner.Diagnoser.forward); expect is the case's.
 CHECKS: tuple[tuple[str, Callable[[Judging], Outcome]], ...] = (
     ("shape", check_shape),
     ("dtype", check_dtype),
     ("values", check_values),
     ("expect", check_expect),
 )
+DIAGNOSED = ("shape", "dtype", "values")
 
 
-def judge(case: "Case", engine: str, out: EngineOutput, ref: "Reference") -> Judgement:
+def judge(case: "Case", engine: str, out: EngineOutput, ref: Reference) -> Judgement:
     """Run CHECKS on one engine's output; pass when none objects."""
     j = Judging(case=case, engine=engine, out=out, ref=ref)
     for name, check in CHECKS:

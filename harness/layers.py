@@ -1,18 +1,22 @@
-"""A case's configuration normalised (Geometry): sizes, shapes and feasibility, asked of the layer's family."""
+"""A case's configuration normalised into a Geometry (harness.families.base), its output shape and feasibility,
+asked of the layer's family."""
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 from typing import Any
 
 from .activations import ACTIVATIONS
+from .errors import EngineRejected
 from .families import COMMON_DEFAULTS, LAYERS, ConfigProblem, LayerKind, get_kind
-from .families.base import require_sizes, size_problems
+from .families.base import Arg, Geometry, require_sizes, size_problems
 
 __all__ = ["ACTIVATIONS", "COMMON_DEFAULTS", "ConfigProblem", "LAYERS", "Geometry", "LayerKind", "geometry",
            "get_kind", "impossible", "output_shape", "refuse_impossible", "size_problems", "spatial_shape"]
 
 PADDINGS = ("valid", "same", "causal")   # what harness.padding computes; each kind takes some (LayerKind.paddings)
+# Geometry's values of the arguments a family does not take (filters None: a depthwise layer has none).
+UNSET = {"filters": None, "depth_multiplier": 1, "groups": 1}
+FIELDS = {"kernel_size", "strides", "dilation", *UNSET}   # the arguments Geometry holds as fields
 
 
 def _integer(value: Any) -> bool:
@@ -34,46 +38,10 @@ def _count(value: Any, key: str) -> int:
     return int(value)
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """A case's configuration, normalised: every argument explicit, sizes as tuples."""
-
-    kind: LayerKind
-    kernel_size: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilation: tuple[int, ...]
-    padding: str
-    channels_first: bool
-    in_channels: int
-    filters: int | None
-    depth_multiplier: int
-    groups: int
-    use_bias: bool
-    activation: str
-
-    @property
-    def out_channels(self) -> int:
-        return self.kind.family.out_channels(self)
-
-    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of the Keras weights, in Keras layout and order."""
-        shapes = self.kind.family.kernel_shapes(self)
-        if self.use_bias:
-            shapes["bias"] = (self.out_channels,)
-        return shapes
-
-    def param_count(self) -> int:
-        total = 0
-        for shape in self.weight_shapes().values():
-            n = 1
-            for d in shape:
-                n *= d
-            total += n
-        return total
-
-    def reduction_length(self) -> int:
-        """Roundings on an output element's longest path: products and sums, plus one for the bias."""
-        return self.kind.family.reduction_length(self) + (1 if self.use_bias else 0)
+def _normalised(arg: Arg, value: Any, rank: int, key: str) -> Any:
+    if value is None and arg.optional:
+        return None
+    return _tuple(value, rank, key) if arg.per_axis else _count(value, key)
 
 
 def geometry(layer: str, config: dict[str, Any], input_shape: tuple[int, ...]) -> Geometry:
@@ -99,21 +67,20 @@ def geometry(layer: str, config: dict[str, Any], input_shape: tuple[int, ...]) -
         raise ConfigProblem("input_shape", f"{kind.name} takes a list of {kind.rank + 2} positive integers, got "
                                            f"{input_shape!r}")
     channels_first = cfg["data_format"] == "channels_first"
-    in_channels = int(input_shape[1] if channels_first else input_shape[-1])
-    filters = cfg.get("filters")
+    # The family's numeric arguments, as its Arg declarations say (per-axis sizes first, as Keras checks them); an
+    # argument that is a Geometry field goes there, any other one (a new family's) into Geometry.extra.
+    arguments = sorted(kind.arguments.items(), key=lambda item: not item[1].per_axis)
+    values = {key: _normalised(arg, cfg.get(key), kind.rank, key) for key, arg in arguments}
+    fields = {(arg.field or key): values.pop(key) for key, arg in arguments if (arg.field or key) in FIELDS}
     return Geometry(
         kind=kind,
-        kernel_size=_tuple(cfg["kernel_size"], kind.rank, "kernel_size"),
-        strides=_tuple(cfg["strides"], kind.rank, "strides"),
-        dilation=_tuple(cfg["dilation_rate"], kind.rank, "dilation_rate"),
         padding=cfg["padding"].lower(),
         channels_first=channels_first,
-        in_channels=in_channels,
-        filters=None if filters is None else _count(filters, "filters"),
-        depth_multiplier=_count(cfg.get("depth_multiplier", 1), "depth_multiplier"),
-        groups=_count(cfg.get("groups", 1), "groups"),
+        in_channels=int(input_shape[1] if channels_first else input_shape[-1]),
         use_bias=bool(cfg["use_bias"]),
         activation=cfg["activation"] or "linear",
+        **{**UNSET, **fields},
+        extra=tuple(values.items()),
     )
 
 
@@ -124,13 +91,8 @@ def spatial_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
 def output_shape(g: Geometry, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Expected Keras output shape (batch first, in the case's data_format); ConfigProblem where the geometry
     cannot be sized (its lengths may still be <= 0 where the kernel does not fit: `impossible` says so)."""
-    from .padding import output_length
-
     require_sizes(g)
-    spatial = tuple(
-        output_length(g.padding, n, k, s, d)
-        for n, k, s, d in zip(spatial_shape(g, input_shape), g.kernel_size, g.strides, g.dilation)
-    )
+    spatial = g.output_spatial(spatial_shape(g, input_shape))
     if g.channels_first:
         return (input_shape[0], g.out_channels, *spatial)
     return (input_shape[0], *spatial, g.out_channels)
@@ -157,6 +119,4 @@ def refuse_impossible(engine: str, layer: str, g: Geometry, input_shape: tuple[i
     """Raise EngineRejected, as a framework does, for a configuration that cannot run (see ``impossible``)."""
     problems = impossible(g, input_shape)
     if problems:
-        from .errors import EngineRejected
-
         raise EngineRejected(f"{engine} refuses {layer}: " + "; ".join(f"{f}: {m}" for f, m in problems))

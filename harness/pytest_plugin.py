@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from . import stack
+from .detection.diagnose import Diagnoser
 from .facts import request_onednn
 from .runner import Result, item_label, outcome, run_one
 from .errors import CaseError
@@ -15,6 +15,8 @@ from .schema import Case
 from .tensor_files import TensorSource
 from .selection import select_engines
 from .sharding import case_cost
+from .stack_schema import StackCase
+from .suite import load_suite_file, looks_like_case_file
 
 
 # Deterministic sharding (--shard I/N) lives in its own module; loaded with this plugin.
@@ -24,6 +26,7 @@ pytest_plugins = ["harness.shard"]
 ENGINES = pytest.StashKey[list]()      # the engines this run selected
 NAMED = pytest.StashKey[set]()         # the paths named on the command line
 CASE_OWNERS = pytest.StashKey[dict]()  # case id -> the file that defined it (a duplicate id is an error)
+DIAGNOSER = pytest.StashKey[Diagnoser]()   # failure messages name the known mistake that reproduces the output
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "convolution equivalence harness")
@@ -98,9 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         request_onednn(config.getoption("tf_onednn"))   # before any engine imports TensorFlow (workers inherit it)
     except ValueError as exc:
         raise pytest.UsageError(f"--tf-onednn: {exc}") from exc
-    from .detection import diagnose
-
-    diagnose.install()   # failure messages name the known mistake that reproduces an engine's output
+    config.stash[DIAGNOSER] = Diagnoser()
     try:
         config.stash[ENGINES] = select_engines(config.getoption("engine"), config.getoption("engine_python"))
     except (ValueError, ImportError) as exc:
@@ -115,9 +116,6 @@ def pytest_configure(config: pytest.Config) -> None:
         (here / a.split("::")[0]).resolve() for a in config.args}
 
 
-_CASES_KEY = re.compile(r"""^["']?cases["']?[ \t]*:""", re.MULTILINE)
-
-
 def _wanted(file_path: Path, config: pytest.Config) -> bool:
     if file_path.suffix not in (".yaml", ".yml"):
         return False
@@ -129,12 +127,9 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
     if not any(path.is_relative_to(named) for named in config.stash[NAMED]):
         return False
     # Found by searching a named folder: only a case file (a top-level `cases:` or `stacks:` key), so that an
-    # unrelated YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed.
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return True  # unreadable: collected, its item reports why
-    return bool(_CASES_KEY.search(text) or stack.STACKS_KEY.search(text))
+    # unrelated YAML file (a CI config, a docker-compose file) under `pytest .` is left alone rather than failed;
+    # an unreadable one is collected, its item reports why.
+    return looks_like_case_file(path)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -153,10 +148,10 @@ class CaseFile(pytest.File):
             if path.is_relative_to(base):
                 name = str(path.relative_to(base))
                 break
-        # The one loader every entry point uses (harness.stack.load_suite_file): cases and stacks, ids unique
+        # The one loader every entry point uses (harness.suite.load_suite_file): cases and stacks, ids unique
         # across the suite as `validate` and `run` require (a second user of an id is an error).
         owners = self.config.stash.setdefault(CASE_OWNERS, {})
-        suite = stack.load_suite_file(self.path, name=name, owners=owners)
+        suite = load_suite_file(self.path, name=name, owners=owners)
         cases, stacks = suite.cases, suite.stacks
         for error in suite.errors:
             yield InvalidCase.from_parent(self, name=f"{error.case or 'file'}[schema]", error=error)
@@ -290,19 +285,21 @@ class KnownBugGone(CaseFailure):
 
 
 class CaseItem(pytest.Item):
-    def __init__(self, *, case: Case, engine: str, check: str = "forward", **kwargs):
+    def __init__(self, *, case: Case | StackCase, engine: str, check: str = "forward", **kwargs):
         super().__init__(**kwargs)
         self.case, self.engine, self.check = case, engine, check
         self.add_marker(getattr(pytest.mark, engine.replace("-", "_")))
         # Under xdist, one case's items share a worker (CaseScheduling, above): its reference is computed once.
 
     def runtest(self) -> None:
-        result = run_one(self.case, self.engine, self.check)
+        result = run_one(self.case, self.engine, self.check, self.config.stash[DIAGNOSER])
         if result.verdict == "error":
             _check_tensor_files(self.case)   # a tensor file at fault is the user's mistake: one line
         self.user_properties.append(("verdict", result.verdict))
         if result.metrics is not None:
             self.user_properties.append(("max_ratio", result.metrics.max_ratio))
+        if result.layer_metrics:   # a stack: each layer's error/bound, up to the culprit
+            self.user_properties.append(("layer_ratios", [m.max_ratio for m in result.layer_metrics]))
         if result.verdict in ("skip", "rejected"):
             # Reported at the case's YAML line, not at this line of the plugin.
             raise pytest.skip.Exception(result.message, _use_item_location=True)
@@ -341,33 +338,22 @@ class CaseItem(pytest.Item):
 
 
 class StackItem(CaseItem):
-    """One (stack, engine): every layer's output judged in order against the oracle's composition
-    (harness.stack); a failure names the first layer over its bound, the culprit."""
-
-    def runtest(self) -> None:
-        result = stack.run_stack(self.case, self.engine)
-        if result.verdict == "error":
-            for layer in self.case.layers:
-                _check_tensor_files(layer.case)
-        self.user_properties.append(("verdict", result.verdict))
-        if result.layer_metrics:
-            self.user_properties.append(("max_ratio", max(m.max_ratio for m in result.layer_metrics)))
-            self.user_properties.append(("layer_ratios", [m.max_ratio for m in result.layer_metrics]))
-        if result.verdict in ("skip", "rejected"):
-            raise pytest.skip.Exception(result.message, _use_item_location=True)
-        if result.verdict == "error":
-            raise HarnessError(result)
-        if result.verdict != "pass":
-            raise Disagreement(result)
+    """One (stack, engine): run as a case (run_one), every layer's output judged in order against the oracle's
+    composition; a failure names the first layer over its bound, the culprit."""
 
     def reportinfo(self):
         return self.path, self.case.line and self.case.line - 1, f"{self.case.id} [{self.engine}] stack"
 
 
-def _check_tensor_files(case: Case) -> None:
+def _check_tensor_files(case: Case | StackCase) -> None:
     """After an item's error: read the tensor files its case names again, so that one the schema could not fault
     without reading it whole (a body shorter than its header says) fails the item as an invalid case (CaseError:
-    one line, as at collection) instead of as a harness error with an internal traceback."""
+    one line, as at collection) instead of as a harness error with an internal traceback. A stack's are its
+    layers'."""
+    if isinstance(case, StackCase):
+        for layer in case.layers:
+            _check_tensor_files(layer.case)
+        return
     for spec in (case.input, *case.weights.values(), getattr(case, "grad_output", None)):
         if isinstance(spec, TensorSource):
             spec.load()

@@ -5,17 +5,22 @@ import shlex
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import backward, engines, facts, oracle
-from .agreement import Bound, LazyArray, Metrics, usable
+from .agreement import Bound, Metrics, usable
 from .engines.base import EngineOutput, Inputs, Request
 from .errors import EngineRejected, EngineSkip
-from .judgement import Judging, check_expect, check_shape, check_values, judge, tag
+from .diagnoser import Diagnoser, ask
+from .findings import Finding, render
+from .judgement import DIAGNOSED, Judging, Reference, check_expect, check_shape, check_values, judge, tag
 from .known import OUTPUT, Applicable, Expectation, applicable
-from .schema import Case
+from .layers import ConfigProblem
+from .schema import MAX_ELEMENTS, Case
+from .stack_run import SequenceRun, run as run_sequence
+from .stack_schema import StackCase
 from .tensors import generate, round_to, unit_roundoff
 
 VERDICTS = ("pass", "fail", "skip", "rejected", "error")
@@ -23,28 +28,9 @@ UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
 # The expect facts about the forward output: a case without the forward check judges them on its backward items.
 FORWARD_FACTS = frozenset({"output", "output_at", "output_shape", "params", "weight_shapes"})
 
-# Names the likely cause of an engine's exception in a few words (e.g. an exported graph the runtime calls
-# invalid), or ''. Installed by the entry points (harness.detection.diagnose.install), as the judgement's
-# diagnosis is: the core does not import the detection package.
-ExplainError = Callable[[Case, str, BaseException], str]
-_explain_error: ExplainError | None = None
-
-
-def install_error_diagnosis(fn: ExplainError | None) -> None:
-    """Set (or, with None, remove) the hook that error messages ask for a cause."""
-    global _explain_error
-    _explain_error = fn
-
-
-# Names the likely mistake behind wrong gradients (the backward mutants that reproduce them), or ''.
-DiagnoseGradients = Callable[[Case, str, EngineOutput, "backward.BackwardReference", str], str]
-_diagnose_gradients: DiagnoseGradients | None = None
-
-
-def install_gradient_diagnosis(fn: DiagnoseGradients | None) -> None:
-    """Set (or, with None, remove) the hook that backward failure messages ask for a diagnosis."""
-    global _diagnose_gradients
-    _diagnose_gradients = fn
+# Where a skip or refusal comes from, as Result.reason_id: the engine's own words (Result.reason holds its
+# exception text, which a reader may normalise), or the harness's decision (reason: a fixed sentence).
+ENGINE_WORDS = ("engine-skip", "engine-refusal")
 
 
 def outcome(verdict: str, xfail: str | None) -> str:
@@ -57,29 +43,6 @@ def outcome(verdict: str, xfail: str | None) -> str:
 
 
 @dataclass
-class Reference:
-    """What every engine of a case is judged against (computed once per case and process).
-
-    Its memory: the inputs, the oracle output whole (float64, 8 bytes an element) and one chunk of the gauge (at
-    most harness.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray (harness.agreement),
-    computed a chunk of images at a time when it is indexed, every element exactly as oracle.gauge computes it.
-    Index it (gauge[index]); np.asarray(gauge) makes it whole, which only small cases should do.
-    """
-
-    inputs: Inputs
-    oracle: EngineOutput   # the oracle engine's answer; its item reuses it instead of computing it again
-    gauge: np.ndarray | LazyArray   # G: the same layer on |x|, |w|, |b| (no activation)
-    # H: how many underflow etas an output element may hold (harness.oracle.underflow_count; a number, or per
-    # output channel where a stored intermediate stage is multiplied on)
-    underflow: float | np.ndarray = 0.0
-
-    @property
-    def y(self) -> np.ndarray:
-        """The oracle output, float64."""
-        return self.oracle.y
-
-
-@dataclass
 class Result:
     """The verdict of one engine on one case, with everything a report shows."""
 
@@ -87,7 +50,9 @@ class Result:
     file: str
     engine: str
     verdict: str                              # one of VERDICTS
-    message: str = ""                         # failure or skip reason, one line
+    # The one line a person reads: the headline, then the findings rendered (harness.findings.render), then what
+    # the known-bug logic adds. Shown by reports and JSON; no consumer parses it: they read the fields below.
+    message: str = ""
     metrics: Metrics | None = None
     output_shape: tuple[int, ...] | None = None
     dtype: str | None = None
@@ -109,6 +74,19 @@ class Result:
     # backward: per tensor judged, (the oracle's gradient, its per-element bound); the engine's are in
     # output.gradients. Kept for reports (heatmaps), dropped with the output.
     gradient_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    headline: str = ""                        # what failed or why it was skipped, one line, without findings
+    # the check that decided a fail, skip or refusal: shape | dtype | values | expect (judgement.CHECKS), presence
+    # (a gradient missing or unknown), refusal (expected or unexpected), or '' (a pass, an error)
+    decided_by: str = ""
+    findings: list[Finding] = field(default_factory=list)   # what the diagnoser found, the closest first
+    reason_id: str = ""                       # a skip's or refusal's source: ENGINE_WORDS or a harness decision
+    reason: str = ""                          # its words: the engine's exception text, else a fixed sentence
+    error_type: str = ""                      # an error's exception type (its text is in reason)
+    xfail_id: str = ""                        # the known bug in xfail: its registry id (or its reason as written)
+    xfail_from: str = ""                      # the engine it is inherited from, or '' for the engine's own
+    # a sequence (a stack): per layer judged, in order, its metrics (`metrics` is the culprit's, else the largest);
+    # the culprit is a finding of kind "culprit" (harness.sequence_judge)
+    layer_metrics: list[Metrics] = field(default_factory=list)
 
 
 def make_inputs(case: Case) -> Inputs:
@@ -160,79 +138,112 @@ def repro_command(case: Case, engine: str, check: str = "forward") -> str:
             + ("" if check == "forward" else f" --check {check}"))
 
 
-def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
+def run_one(case: Case | StackCase, engine_name: str, check: str = "forward",
+            diagnoser: Diagnoser | None = None) -> Result:
     """Run and judge one check ("forward": the output; "backward": the gradients, harness.backward); never
-    raises: every outcome is a Result (skip, rejected and error included)."""
+    raises: every outcome is a Result (skip, rejected and error included). ``diagnoser`` is asked for findings
+    about a failure or an error (None: no findings)."""
     result = Result(case_id=case.id, file=case.file, engine=engine_name, verdict="error",
                     repro=repro_command(case, engine_name, check), check=check)
     start = time.perf_counter()
     try:
         if engine_name in case.skip:
-            result.verdict, result.message = "skip", f"case skips {engine_name}: {case.skip[engine_name]}"
+            _skip(result, f"case skips {engine_name}: {case.skip[engine_name]}", "case-skip", case.skip[engine_name])
             return result
         limit = _dtype_limit(engine_name, case.dtype)
         if limit:
             # Declared on the engine (Engine.dtype_limits): a runtime that cannot compute this dtype at all.
-            result.verdict = "skip"
-            result.message = (f"{engine_name} cannot compute {case.dtype}: {limit} (a limit of the runtime, "
-                              f"declared by the engine; not a bug) {tag(case)}")
+            _skip(result, f"{engine_name} cannot compute {case.dtype}: {limit} (a limit of the runtime, declared by "
+                  f"the engine; not a bug) {tag(case)}", "dtype-limit", f"cannot compute {case.dtype}: {limit}")
             return result
+        if isinstance(case, StackCase):   # layers in sequence: each layer's output judged (harness.stack_run)
+            return record_sequence(result, run_sequence(case, engine_name))
         if check == "backward":
-            return _run_backward(case, engine_name, result)
+            return _run_backward(case, engine_name, result, diagnoser)
         if case.impossible:   # before any size is asked: a pinned refusal may have none (groups: 0)
             return _run_impossible(case, engine_name, result)
         g = case.geometry
         if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
             # Decided before any framework runs: no output could fail such a check.
-            result.verdict = "skip"
-            result.message = (f"{engine_name}: no usable error bound for K={g.reduction_length()} terms in "
-                              f"{case.dtype} (gamma_K >= 1 would accept an all-zero output); use a smaller "
-                              f"reduction or a wider dtype {tag(case)}")
+            _skip(result, f"{engine_name}: no usable error bound for K={g.reduction_length()} terms in {case.dtype} "
+                  f"(gamma_K >= 1 would accept an all-zero output); use a smaller reduction or a wider dtype "
+                  f"{tag(case)}", "no-usable-bound", f"no usable error bound in {case.dtype}")
+            result.decided_by = "values"
             return result
         ref = reference(case)
         out = ref.oracle if engines.is_reference(engine_name) else \
             engines.get(engine_name).run(request(case, engine_name, ref.inputs))
         _record_output(result, out)
         judged = judge(case, engine_name, out, ref)
-        result.verdict, result.message = judged.verdict, judged.message
+        result.verdict, result.headline, result.decided_by = judged.verdict, judged.message, judged.check
         result.bound, result.metrics = judged.bound, judged.metrics
+        if judged.verdict == "skip":   # the values check's bound is vacuous
+            result.reason_id, result.reason = "no-usable-bound", f"no usable error bound in {case.dtype}"
+        if judged.verdict == "fail" and judged.check in DIAGNOSED and diagnoser is not None:
+            result.findings = ask(diagnoser.forward, case, engine_name, out, ref, judged.bound)
+        result.message = result.headline + render(result.findings)
         if not _accepted_but_expected_to_refuse(case, engine_name, result):
             result.xfail = _known_bug(case, engine_name, result, judged.check)
     except (EngineSkip, NotImplementedError) as exc:
-        result.verdict, result.message = "skip", f"{engine_name} cannot run this case: {exc}"
+        _skip(result, f"{engine_name} cannot run this case: {exc}", "engine-skip", str(exc))
     except EngineRejected as exc:
         result.facts = dict(getattr(exc, "facts", None) or {})
+        result.decided_by, result.reason_id, result.reason = "refusal", "engine-refusal", str(exc)
         refusal = _expected(case, case.rejected_by, engine_name, result)
         if refusal:
             # The refusal is the fact this case pins (a framework that starts accepting it is news); an heir
             # that refuses what the engine it inherits from refuses shows the same fact.
             result.verdict = "pass"
-            result.message = f"rejected, as the case expects{_refusal_source(refusal)}: {exc}"
+            result.message = result.headline = f"rejected, as the case expects{_refusal_source(refusal)}: {exc}"
         else:
             result.verdict, result.message = "rejected", str(exc)
+            result.headline = result.message
     except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
-        result.verdict = "error"
-        result.message = (f"{engine_name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                          f"{tag(case)}{_error_cause(case, engine_name, exc)}")
+        result.verdict, result.error_type = "error", type(exc).__name__
+        result.reason = str(exc).splitlines()[0] if str(exc) else ""
+        result.headline = f"{engine_name}: {type(exc).__name__}: {result.reason} {tag(case)}"
+        if diagnoser is not None:
+            result.findings = ask(diagnoser.error, case, engine_name, exc)
+        result.message = result.headline + render(result.findings)
         result.details = traceback.format_exc()
     finally:
         result.duration_s = time.perf_counter() - start
     return result
 
 
-def _run_backward(case: Case, engine: str, result: Result) -> Result:
+def record_sequence(result: Result, run: SequenceRun) -> Result:
+    """A sequence's run (harness.stack_run) in ``result``: its verdict, each layer's metrics, and the culprit as a
+    finding (the headline names it already: not rendered into the message again)."""
+    result.verdict, result.message, result.headline, result.decided_by = run.verdict, run.message, run.message, \
+        run.check
+    result.metrics, result.layer_metrics, result.findings = run.metrics, run.layer_metrics, list(run.findings)
+    result.facts, result.params, result.notes = dict(run.facts), run.params, [*result.notes, *run.notes]
+    result.output_shape, result.dtype = run.output_shape, run.dtype
+    if run.verdict == "skip":
+        result.reason_id, result.reason = run.reason_id, run.message
+    return result
+
+
+def _skip(result: Result, message: str, reason_id: str, reason: str) -> None:
+    """Make ``result`` a skip: its message, and where it comes from (reason_id, reason) for a reader to count."""
+    result.verdict, result.message, result.headline = "skip", message, message
+    result.reason_id, result.reason = reason_id, reason
+
+
+def _run_backward(case: Case, engine: str, result: Result, diagnoser: Diagnoser | None) -> Result:
     """The backward check of one engine (its exceptions are run_one's to report): the engine's gradients with
     the case's grad_output, judged tensor by tensor (harness.backward.judge_gradients)."""
     if not engines.engine_class(engine).computes_gradients:
-        result.verdict = "skip"
-        result.message = f"{engine} computes no gradients (Engine.computes_gradients) {tag(case)}"
+        _skip(result, f"{engine} computes no gradients (Engine.computes_gradients) {tag(case)}", "no-gradients",
+              "computes no gradients")
         return result
     vacuous = backward.unusable_lengths(case)
     if vacuous and not engines.is_reference(engine):
-        result.verdict = "skip"
-        result.message = (f"{engine}: no usable error bound for " + ", ".join(
+        _skip(result, f"{engine}: no usable error bound for " + ", ".join(
             f"{backward.display_name(n)} (K={k})" for n, k in vacuous.items()) + f" in {case.dtype} (gamma_K >= 1 "
-            f"would accept an all-zero gradient); use fewer positions or a wider dtype {tag(case)}")
+            f"would accept an all-zero gradient); use fewer positions or a wider dtype {tag(case)}",
+            "no-usable-bound", f"no usable error bound in {case.dtype}")
+        result.decided_by = "values"
         return result
     ref = reference(case)
     bref = backward.backward_reference(case, ref.inputs)
@@ -245,19 +256,21 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
         out = engines.get(engine).run(req)
     _record_output(result, out)
     judged = backward.judge_gradients(case, engine, out, bref)
-    result.verdict, result.message = judged.verdict, judged.message
+    result.verdict, result.headline, result.decided_by = judged.verdict, judged.message, judged.check
     result.gradient_metrics, result.gradient_arrays = judged.metrics, judged.arrays
     result.tensor = judged.tensor or judged.worst
     result.metrics = judged.metrics.get(result.tensor)
-    if result.verdict == "fail" and _diagnose_gradients is not None:
-        text = _diagnose_gradients(case, engine, out, bref, judged.tensor)
-        if text:
-            result.message += f"; diagnosis: {text}"
+    if result.verdict == "fail" and diagnoser is not None:
+        result.findings = ask(diagnoser.gradients, case, engine, out, bref, judged.tensor)
     failing, check = (backward.display_name(judged.tensor), judged.check) if result.verdict == "fail" else ("", "")
     if result.verdict == "pass" and "forward" not in case.check:
         decided = _forward_facts(case, engine, out, ref)   # expect facts hold in every check
         if decided is not None:
-            (result.verdict, result.message), failing, check = decided, OUTPUT, "expect"
+            (result.verdict, result.headline, shape_failed), failing, check = decided, OUTPUT, "expect"
+            result.decided_by = "expect"
+            if shape_failed and diagnoser is not None:   # a wrong output shape: what the forward diagnosis explains
+                result.findings = ask(diagnoser.forward, case, engine, out, ref, None)
+    result.message = result.headline + render(result.findings)
     bug = _expected(case, case.xfail, engine, result)
     if bug is not None:
         # The case's known bug may or may not show in the gradients (the bias bug moves dbias, not dx, through a
@@ -266,6 +279,7 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
         explained = check in ("values", "expect") and bug.expectation.explains(case, failing)
         if result.verdict == "fail" and explained:
             result.xfail = bug.expectation.reason if bug.parent is None else f"inherited from {bug.parent}: {bug.label}"
+            result.xfail_id, result.xfail_from = bug.label, bug.parent or ""
         elif result.verdict == "fail":
             why = f"moves {bug.expectation.moved_text()}" if check in ("values", "expect") else \
                 f"is about values, and this is a {check} failure"
@@ -275,20 +289,22 @@ def _run_backward(case: Case, engine: str, result: Result) -> Result:
     return result
 
 
-def _forward_facts(case: Case, engine: str, out: EngineOutput, ref: Reference) -> tuple[str, str] | None:
+def _forward_facts(case: Case, engine: str, out: EngineOutput, ref: Reference) -> tuple[str, str, bool] | None:
     """The case's expect facts about the forward output (shape, params, weight shapes, golden values), judged on
-    the output of a backward run, for a case without a forward item to judge them: (fail, message) or None."""
+    the output of a backward run, for a case without a forward item to judge them: (fail, headline, whether the
+    output shape failed) or None."""
     if not FORWARD_FACTS & set(case.expect):
         return None
     j = Judging(case=case, engine=engine, out=out, ref=ref)
     if {"output", "output_at"} & set(case.expect):
         shape = check_shape(j)   # golden values of an output of the wrong shape cannot be compared
         if shape is not None:
-            return shape[0], shape[1] + " (expect.output)"
+            return shape[0], shape[1] + " (expect.output)", True
         # Only for the bound that golden values are judged within (the values themselves are the forward
         # check's, which this case does not ask for).
         check_values(j)
-    return check_expect(j)
+    decided = check_expect(j)
+    return None if decided is None else (decided[0], decided[1], False)
 
 
 def _record_output(result: Result, out: EngineOutput) -> None:
@@ -309,9 +325,9 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
     result.output, result.facts = out, dict(out.facts)
     result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
     if not _accepted_but_expected_to_refuse(case, engine, result):
-        result.verdict = "skip"
-        result.message = (f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
-                          f"reference to judge its output {result.output_shape} against {tag(case)}")
+        _skip(result, f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
+              f"reference to judge its output {result.output_shape} against {tag(case)}", "no-reference",
+              "accepted a configuration the oracle refuses; no reference to judge it against")
     return result
 
 
@@ -319,9 +335,6 @@ def _impossible_inputs(case: Case) -> tuple[Inputs, str]:
     """The inputs of a configuration that cannot run: the input, and the weights only where the family can size
     them within what a case may generate (schema.MAX_ELEMENTS): a framework refuses before it reads them. With
     the reason the weights were left out, or ''."""
-    from .layers import ConfigProblem
-    from .schema import MAX_ELEMENTS
-
     g = case.geometry
     x = round_to(generate(case.input, case.input_shape, case.seed, "input", 1 if g.channels_first else -1), case.dtype)
     try:
@@ -349,9 +362,9 @@ def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) ->
         return False
     if refusal:
         known = refusal.expectation.known
-        result.verdict = "fail"
-        result.message = (f"{engine}: accepted the configuration, but should reject it "
-                          f"(expect.rejected_by{': ' + known if known else ''}) {tag(case)}")
+        result.verdict, result.decided_by, result.findings = "fail", "refusal", []
+        result.message = result.headline = (f"{engine}: accepted the configuration, but should reject it "
+                                            f"(expect.rejected_by{': ' + known if known else ''}) {tag(case)}")
     return refusal is not None
 
 
@@ -381,6 +394,7 @@ def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
             result.notes.append(why)
         return ""
     if bug.parent is None:
+        result.xfail_id = bug.label
         return bug.expectation.reason
     if result.verdict == "pass":
         result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
@@ -390,9 +404,12 @@ def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
                             f"it is {engine}'s own")
         return ""
     inherited = f"inherited from {bug.parent}: {bug.label}"
-    if result.verdict == "fail" and inherited not in result.message:   # the diagnosis may have said it already
+    said = any(f.kind == "inherited" and f.id == bug.label and f.evidence.get("engine") == bug.parent
+               for f in result.findings)
+    if result.verdict == "fail" and not said:   # the diagnosis may have said it already
         result.message += f"; {inherited} ({bug.parent}'s known bug, carried through the conversion)"
     result.notes.append(f"{inherited}: {bug.parent}'s known bug holds here, evaluated on {engine}'s run facts")
+    result.xfail_id, result.xfail_from = bug.label, bug.parent
     return inherited
 
 
@@ -402,17 +419,6 @@ def _dtype_limit(engine: str, dtype: str) -> str:
         return engines.engine_class(engine).dtype_limits.get(dtype, "")
     except KeyError:   # an unknown engine: get() says so, with the known names, when it is run
         return ""
-
-
-def _error_cause(case: Case, engine: str, exc: BaseException) -> str:
-    """'; cause: ...' from the installed error diagnosis, or ''. Never raises: the error stands without it."""
-    if _explain_error is None:
-        return ""
-    try:
-        text = _explain_error(case, engine, exc)
-    except Exception:  # noqa: BLE001 - a cause is a hint
-        return ""
-    return f"; cause: {text}" if text else ""
 
 
 def run_facts(case: Case, result: Result) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from .layers import ACTIVATIONS, LAYERS, ConfigProblem, Geometry, geometry, impo
 from .tensor_files import FileProblem, Layout, literal as literal_source, source as file_source
 from .tensors import DTYPES, INITS
 
-FILE_KEYS = {"defaults", "cases", "stacks"}   # stacks: harness/stack.py reads them
+FILE_KEYS = {"defaults", "cases", "stacks"}   # stacks: harness/stack_schema.py reads them
 CASE_KEYS = {
     "id": "unique name, part of the pytest id",
     "layer": "Keras class name",
@@ -45,7 +45,6 @@ OUTPUT_FACTS = EXPECT_KEYS - {"rejected_by"}
 # The most elements one generated tensor (input, weight, output) may hold: 2 GiB in float64, the oracle's dtype. A
 # size a case file can write (kernel_size: 100000 with padding same) must not cost more than reading it.
 MAX_ELEMENTS = 1 << 28
-SIZE_ARGUMENTS = ("kernel_size", "filters", "depth_multiplier", "dilation_rate", "strides", "groups")
 SWEEP_TOP_LEVEL = {"input_shape", "dtype", "seed"}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 INIT_FIELDS = {
@@ -138,24 +137,39 @@ def strip_lines(value: Any) -> Any:
     return value
 
 
+def read_case_file(path: str | Path, name: str | None = None) -> tuple[dict[str, Any] | None, list[CaseError]]:
+    """The document of a case file, parsed once (every entry point reads a file's cases and stacks from it), its
+    top level checked: a mapping with `cases:`, `stacks:` or both, and no other key but `defaults`. None and the
+    one error (naming ``name``, default ``path``) where it cannot be read or is no case file."""
+    shown = str(path) if name is None else name
+    try:
+        doc = load_yaml(path)
+    except (OSError, yaml.YAMLError) as exc:
+        return None, [CaseError(shown, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
+    if not isinstance(doc, dict) or not ({"cases", "stacks"} & set(doc)):
+        return None, [CaseError(shown, None, None, "a case file is a mapping with a list under 'cases' (or 'stacks')")]
+    unknown = set(doc) - FILE_KEYS - {"__line__"}
+    if unknown:
+        return None, [CaseError(shown, None, ", ".join(sorted(unknown)),
+                                f"unknown top-level key; allowed: {', '.join(sorted(FILE_KEYS))}")]
+    return doc, []
+
+
 def load_file(path: str | Path, name: str | None = None) -> tuple[list[Case], list[CaseError]]:
     """Every valid case of a file, and one error per invalid case (a bad case never hides the others).
 
     The file is opened at `path` (absolute, or relative to the current directory); `name` (default: `path`)
     is how cases and errors name it to the user (`Case.file`, `CaseError.file`, the repro command), e.g. the
-    path relative to the directory pytest was invoked in.
+    path relative to the directory pytest was invoked in. (Its stacks: harness.suite.load_suite_file.)
     """
+    doc, errors = read_case_file(path, name)
+    return ([], errors) if doc is None else cases_of(doc, path, name)
+
+
+def cases_of(doc: dict[str, Any], path: str | Path, name: str | None = None) -> tuple[list[Case], list[CaseError]]:
+    """The cases of a document read_case_file returned, as load_file names them (tensor files are relative to
+    ``path``'s folder)."""
     source, path = path, str(path) if name is None else name
-    try:
-        doc = load_yaml(source)
-    except (OSError, yaml.YAMLError) as exc:
-        return [], [CaseError(path, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
-    if not isinstance(doc, dict) or not ({"cases", "stacks"} & set(doc)):
-        return [], [CaseError(path, None, None, "a case file is a mapping with a list under 'cases' (or 'stacks')")]
-    unknown = set(doc) - FILE_KEYS - {"__line__"}
-    if unknown:
-        return [], [CaseError(path, None, ", ".join(sorted(unknown)),
-                              f"unknown top-level key; allowed: {', '.join(sorted(FILE_KEYS))}")]
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
         return [], [CaseError(path, None, "defaults", "must be a mapping")]
@@ -397,16 +411,14 @@ def _validate_config(fail, kind, config: dict, pins_refusal: bool = False) -> No
     for key in kind.requires:
         if key not in config:
             raise fail(f"config.{key}", f"required by {kind.name}")
-    for key in ("filters", "depth_multiplier", "groups"):
-        if key in config and not (_is_int(config[key]) and config[key] >= low):
-            raise fail(f"config.{key}", f"must be a positive integer, got {config[key]!r}")
-    for key in ("kernel_size", "strides", "dilation_rate"):
-        if key in config:
-            v = config[key]
-            ok = (_is_int(v) and v >= low) or (isinstance(v, list) and len(v) == kind.rank
-                                               and all(_is_int(e) and e >= low for e in v))
-            if not ok:
-                raise fail(f"config.{key}", f"must be a positive integer or a list of {kind.rank}, got {v!r}")
+    for key, arg in kind.arguments.items():   # the family's numeric arguments and the common ones, as declared
+        if key not in config or (config[key] is None and arg.optional):
+            continue
+        v, least = config[key], min(low, arg.minimum)
+        ok = (_is_int(v) and v >= least) or (arg.per_axis and isinstance(v, list) and len(v) == kind.rank
+                                             and all(_is_int(e) and e >= least for e in v))
+        if not ok:
+            raise fail(f"config.{key}", f"must be {arg.expects(kind.rank)}, got {v!r}")
     if "padding" in config and str(config["padding"]).lower() not in kind.paddings:  # Keras lowercases it
         raise fail("config.padding", f"{kind.name} takes padding {' | '.join(kind.paddings)}, "
                                      f"got {config['padding']!r}")
@@ -429,7 +441,9 @@ def _check_sizes(fail, case: Case, shapes: dict[str, tuple[int, ...]], out: tupl
     for what, shape in tensors:
         n = math.prod(shape) if shape else 0
         if n > MAX_ELEMENTS:
-            sizes = {k: max(v) if isinstance(v, list) else v for k, v in case.config.items() if k in SIZE_ARGUMENTS}
+            numeric = LAYERS[case.layer].arguments   # the layer's size arguments, as its family declares them
+            sizes = {k: max(v) if isinstance(v, list) else v for k, v in case.config.items()
+                     if k in numeric and v is not None}
             field = "input_shape" if what == "input" or not sizes else f"config.{max(sizes, key=sizes.get)}"
             raise fail(field, f"impossible size: the {what} would hold {n:.3g} elements {list(shape)}, more than "
                               f"the {MAX_ELEMENTS:.3g} (2^{MAX_ELEMENTS.bit_length() - 1}) a case may generate")

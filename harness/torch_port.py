@@ -1,6 +1,7 @@
 """A PyTorch port of the Keras convolution layers: real nn.Conv modules with Keras padding and activations."""
 from __future__ import annotations
 
+import importlib
 import re
 from contextvars import ContextVar
 from typing import Any, Mapping, Sequence
@@ -12,10 +13,8 @@ from torch import nn
 
 from .activations import ACTIVATION_TABLE, get_activation
 from .convert import keras_to_torch
-from .families.conv import CONV
-from .families.depthwise import DEPTHWISE
-from .families.separable import SEPARABLE
-from .layers import LAYERS, LayerKind, geometry, get_kind
+from .families import FAMILIES, Family
+from .layers import LAYERS, geometry, get_kind
 from .padding import pad_amounts
 
 __all__ = ["Conv1d", "Conv2d", "DepthwiseConv1d", "DepthwiseConv2d", "SeparableConv1d", "SeparableConv2d",
@@ -101,12 +100,9 @@ class _FromKeras:
     """Mixin: build a module from a Keras config and Keras-layout weights (via harness.convert)."""
 
     keras_name: str
-    # What a family's mixin (_ConvNd, _DepthwiseNd, _SeparableNd) declares, so that port_class can derive its
-    # port at any rank: the family it ports, and the torch-style class name before the rank ("Conv" -> Conv3d).
-    port_family: Any
-    port_stem: str
-    # Set on derived ports only (the explicit classes pass their rank to _init themselves).
-    spatial_rank: int
+    port_family: Family    # the family it ports (set from the family's torch_port declaration: _MIXINS)
+    port_stem: str         # the torch-style class name before the rank ("Conv" -> Conv3d), for port_class
+    spatial_rank: int      # derived ports only (the explicit classes pass their rank to _init themselves)
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
@@ -157,7 +153,7 @@ class _FromKeras:
 # ---------------------------------------------------------------- conv
 
 class _ConvNd(_FromKeras, _KerasPadded):
-    port_family, port_stem = CONV, "Conv"
+    port_stem = "Conv"
 
     def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
                  padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
@@ -210,7 +206,7 @@ class Conv2d(_ConvNd, nn.Conv2d):
 # ---------------------------------------------------------------- depthwise
 
 class _DepthwiseNd(_FromKeras, _KerasPadded):
-    port_family, port_stem = DEPTHWISE, "DepthwiseConv"
+    port_stem = "DepthwiseConv"
 
     def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
                  depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
@@ -265,7 +261,7 @@ class DepthwiseConv2d(_DepthwiseNd, nn.Conv2d):
 # ---------------------------------------------------------------- separable
 
 class _SeparableNd(_FromKeras, nn.Module):
-    port_family, port_stem = SEPARABLE, "SeparableConv"
+    port_stem = "SeparableConv"
     depthwise: nn.Module
     pointwise: nn.Module
 
@@ -332,13 +328,26 @@ class SeparableConv2d(_SeparableNd):
                    use_bias, activation, depthwise_bias, device, dtype)
 
 
-_EXPLICIT = (Conv1d, Conv2d, DepthwiseConv1d, DepthwiseConv2d, SeparableConv1d, SeparableConv2d)
-CLASSES: dict[str, type[nn.Module]] = {cls.keras_name: cls for cls in _EXPLICIT}
+def _declared_mixin(family: Family) -> type[_FromKeras] | None:
+    """The mixin a family's torch_port names ("module:attribute": a class, or a function returning one)."""
+    if not family.torch_port:
+        return None
+    module, _, attribute = family.torch_port.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    mixin: type[_FromKeras] = found if isinstance(found, type) else found()
+    mixin.port_family = family
+    return mixin
+
+
+_MIXINS: dict[Family, type[_FromKeras]] = {f: m for f in FAMILIES.values() if (m := _declared_mixin(f)) is not None}
+# The hand-written classes (Conv2d, ...): each mixin's subclasses that name their Keras kind.
+_EXPLICIT: tuple[type[nn.Module], ...] = tuple(cls for mixin in _MIXINS.values() for cls in mixin.__subclasses__()
+                                                if "keras_name" in vars(cls) and issubclass(cls, nn.Module))
+CLASSES: dict[str, type[nn.Module]] = {vars(cls)["keras_name"]: cls for cls in _EXPLICIT}
 
 
 # ---------------------------------------------------------------- any other rank: ports derived from the mixins
 
-_MIXINS: tuple[type, ...] = (_ConvNd, _DepthwiseNd, _SeparableNd)
 _DERIVED: dict[tuple[type, int], type[nn.Module]] = {}
 
 
@@ -356,7 +365,7 @@ def port_class(mixin: type, rank: int) -> type[nn.Module]:
     families, torch's nn.Conv{rank}d), named like the explicit ones (Conv3d) and made once. A rank that no Keras
     layer of the family has still gets one (the depthwise step of a separable port needs it)."""
     for cls in _EXPLICIT:
-        if issubclass(cls, mixin) and get_kind(cls.keras_name).rank == rank:
+        if issubclass(cls, mixin) and get_kind(vars(cls)["keras_name"]).rank == rank:
             return cls
     if (mixin, rank) not in _DERIVED:
         name = f"{mixin.port_stem}{rank}d"
@@ -374,17 +383,11 @@ def port_class(mixin: type, rank: int) -> type[nn.Module]:
     return _DERIVED[(mixin, rank)]
 
 
-def _port_of(kind: LayerKind) -> type[nn.Module] | None:
-    mixin = next((m for m in _MIXINS if m.port_family is kind.family), None)
-    return None if mixin is None else port_class(mixin, kind.rank)
-
-
 # Every Keras kind of a family that has a mixin gets its port (`from harness.torch_port import Conv3d`).
 for _kind in LAYERS.values():
-    _cls = None if _kind.name in CLASSES else _port_of(_kind)
-    if _cls is not None:
-        CLASSES[_kind.name] = _cls
-        __all__.append(_cls.__name__)
+    if _kind.name not in CLASSES and _kind.family in _MIXINS:
+        CLASSES[_kind.name] = port_class(_MIXINS[_kind.family], _kind.rank)
+        __all__.append(CLASSES[_kind.name].__name__)
 
 
 def from_keras(layer_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray],

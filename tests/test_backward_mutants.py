@@ -29,9 +29,7 @@ def shipped():
     return {c.id: c for c in cases}
 
 
-@pytest.fixture(autouse=True)
-def diagnosis_installed():
-    diagnose.install()
+DIAGNOSER = diagnose.Diagnoser()   # what the entry points pass to run_one
 
 
 def make_case(layer, shape, config, **more):
@@ -257,8 +255,9 @@ DIAGNOSED = [
 @pytest.mark.parametrize("mutant,case_id", DIAGNOSED, ids=[f"{m}-{c}" for m, c in DIAGNOSED])
 def test_diagnosis_names_the_mutant_a_plugin_engine_reproduces(shipped, mutant, case_id):
     name = engines.register_plugin(f"torch_{mutant}=test_backward_mutants:torch_{mutant.removeprefix('grad_')}")
-    r = runner.run_one(shipped[case_id], name, "backward")
+    r = runner.run_one(shipped[case_id], name, "backward", DIAGNOSER)
     assert r.verdict == "fail", r.message
+    assert (r.findings[0].kind, r.findings[0].id) == ("gradient_mutant", mutant), r.findings
     said = f"; diagnosis: the gradients match the oracle's with {mutants.BACKWARD_MUTANTS[mutant].diagnosis} " \
            f"[mutant {mutant}]"
     assert said in r.message, f"message={r.message!r}, but should name mutant {mutant} first"
@@ -269,7 +268,7 @@ def test_diagnosis_names_the_mutant_a_plugin_engine_reproduces(shipped, mutant, 
 def test_each_mutant_is_diagnosed_as_itself_on_its_killing_cases(shipped, name):
     s = score.sweep(list(shipped.values()), [name], first_only=True)
     for case_id in s.killers[name]:
-        r = runner.run_one(shipped[case_id], name, "backward")
+        r = runner.run_one(shipped[case_id], name, "backward", DIAGNOSER)
         assert f"; diagnosis: the gradients match the oracle's with {mutants.BACKWARD_MUTANTS[name].diagnosis} " \
                f"[mutant {name}]" in r.message, r.message
 
@@ -282,7 +281,7 @@ def test_wrong_gradients_no_mutant_makes_get_no_diagnosis(shipped):
     out.gradients["x"] = np.roll(out.gradients["x"], 1, axis=1)
     judged = backward.judge_gradients(case, "wrong", out, bref)
     assert judged.verdict == "fail"
-    assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, judged.tensor) == ""
+    assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, judged.tensor) == []
 
 
 def test_a_diagnosis_that_breaks_costs_nothing_but_itself(shipped, monkeypatch):
@@ -293,20 +292,20 @@ def test_a_diagnosis_that_breaks_costs_nothing_but_itself(shipped, monkeypatch):
 
     # The engine is grad_bias_stopped; recomputing another mutant for its diagnosis breaks.
     monkeypatch.setattr(mutants.BACKWARD_MUTANTS["grad_pad_split_mirrored"], "gradients", broken)
-    r = runner.run_one(case, mutants.register(["grad_bias_stopped"])[0], "backward")
+    r = runner.run_one(case, mutants.register(["grad_bias_stopped"])[0], "backward", DIAGNOSER)
     assert r.verdict == "fail" and "(diagnosis failed: RuntimeError: boom)" in r.message, r.message
+    assert [f.key for f in r.findings] == ["diagnosis_failed:RuntimeError"], r.findings
 
 
-def test_no_diagnosis_for_the_oracle_inside_a_sweep_or_beyond_the_size_limit(shipped, monkeypatch):
+def test_no_diagnosis_for_the_oracle_nor_beyond_the_size_limit(shipped, monkeypatch):
     case = shipped["bw-conv2d-activation(activation=tanh,use_bias=True)"]
     ref = runner.reference(case)
     bref = backward.backward_reference(case, ref.inputs)
     out = EngineOutput(y=ref.y, gradients={**bref.grads, "bias": np.zeros(4)})
-    assert gradient_diagnosis.explain_gradients(case, "oracle", out, bref, "bias") == ""
-    with diagnose.suppressed():
-        assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, "bias") == ""
+    assert gradient_diagnosis.explain_gradients(case, "oracle", out, bref, "bias") == []
+    assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, "bias") != []
     monkeypatch.setattr(gradient_diagnosis, "MAX_ELEMENTS", 10)
-    assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, "bias") == ""
+    assert gradient_diagnosis.explain_gradients(case, "wrong", out, bref, "bias") == []
 
 
 # ---------------------------------------------------------------- `harness mutants` scores them

@@ -317,8 +317,9 @@ def test_a_stack_message_never_shows_a_failing_ratio_as_1():
     layers = stack.reference(s).layers
     ys = [ref.y.copy() for ref in layers]
     ys[1] = just_over(ys[1], layers[1].y, layers[1].bound)
-    judged = stack.judge(s, "torch", stack.StackOutput(ys=ys), layers)
+    names = [layer.layer for layer in s.layers]
+    judged = stack.judge(s, "torch", names, ys, layers)
     assert judged.verdict == "fail" and judged.culprit == 1
     shown = agreement.format_ratio(judged.metrics[1].max_ratio)
     assert float(shown) > 1.0 and f"max error/bound {shown} at" in judged.message, judged.message
-    assert f"[1] DepthwiseConv2D {shown} (culprit)" in stack.ratios_note(s, judged)
+    assert f"[1] DepthwiseConv2D {shown} (culprit)" in stack.ratios_note(names, judged)

@@ -82,10 +82,12 @@ EXPECTED: dict[str, dict[str, int]] = {
                "stacks-alone-failing": 1},
     "scoreboard": {"passing": 0, "failing": 1, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 0,
                    "stacks-alone-failing": 1},
-    "mutants": {"passing": 0, "failing": 1, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 1,
+    # A stack is judged by mutants and lint too (a mutant in each of its layers): a file of stacks alone is no
+    # "nothing judged" exit 1; its wrong control fails mutants, and lint judges the file, not the engines.
+    "mutants": {"passing": 0, "failing": 1, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 0,
                 "stacks-alone-failing": 1},
-    "lint": {"passing": 0, "failing": 0, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 1,
-             "stacks-alone-failing": 1},
+    "lint": {"passing": 0, "failing": 0, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 0,
+             "stacks-alone-failing": 0},
     "coverage": {"passing": 0, "failing": 0, "invalid-case": 1, "invalid-stack": 1, "stacks-alone": 0,
                  "stacks-alone-failing": 0},
     "fuzz": dict.fromkeys(KINDS, 2),
@@ -221,3 +223,23 @@ def test_validate_counts_cases_and_stacks(files: dict[str, Path], capsys) -> Non
     said = capsys.readouterr()
     assert "1 valid cases, 0 invalid; 0 valid stacks, 1 invalid" in said.out, said.out
     assert "invalid stack: " in said.err and "s9" in said.err and "Traceback" not in said.err, said.err
+
+
+def test_mutants_and_lint_judge_a_file_of_stacks(files: dict[str, Path], capsys) -> None:
+    """mutants kills a mutant in a stack's layer and names the layer; lint lists the stack with its kills; a stack no
+    mutant can be seen in (every layer 1x1 on a constant input) is weak: exit 1."""
+    from harness import cli
+
+    assert cli.main(["mutants", str(files["stacks-alone"]), "--mutant", "flipped_kernel", "--engine", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "mutation score: 1/1 mutants killed" in out and "0 cases and 1 stacks" in out, out
+    assert "flipped_kernel" in out and "1 killing cases: s1" in out and "control torch: 1 pass" in out, out
+    assert cli.main(["lint", str(files["stacks-alone"])]) == 0
+    out = capsys.readouterr().out
+    assert f"ok   {files['stacks-alone']}::s1: kills" in out and "0 cases and 1 stacks linted" in out, out
+    weak = files["stacks-alone"].parent / "weak-stack.yaml"
+    weak.write_text("stacks:\n  - id: w\n    input_shape: [1, 4, 4, 2]\n    input: ones\n    layers:\n"
+                    "      - {layer: Conv2D, config: {filters: 2, kernel_size: 1, use_bias: false}, "
+                    "weights: {kernel: ones}}\n", encoding="utf-8")
+    assert cli.main(["lint", str(weak)]) == 1
+    assert f"WEAK {weak}::w: kills no mutant" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import pytest
 import fuzz_engines_for_tests as wrong   # tests/ is on sys.path (pytest's rootdir-relative import)
 from harness import engines, known
 from harness.detection import fuzz, mutants
+from harness.findings import Finding
 from harness.layers import LAYERS, output_shape
 from harness.runner import Result, run_one
 from harness.schema import load_file
@@ -71,7 +72,7 @@ def test_a_disagreement_is_shrunk_and_printed_as_a_case_that_fails_again(tmp_pat
     name = mutants.register(["flipped_kernel"])[0]
     stats = fuzz.search(40, engines=(name,), seed=None, rechecks=1)
     causes = stats.causes("false_alarm")
-    assert causes and causes[0].endswith("[mutant flipped_kernel]"), fuzz.format_stats(stats)
+    assert causes and causes[0] == f"{name}: mutant flipped_kernel", fuzz.format_stats(stats)
     message, _, yaml_text = stats.groups[causes[0]]["text"].partition("\n")
     assert "kernel flipped" in message, f"diagnosis={message!r}, but should name the flipped kernel"
     path = tmp_path / "shrunk.yaml"
@@ -186,9 +187,14 @@ def test_a_registry_entry_with_a_mutant_needs_the_diagnosis_to_name_it():
     case = fuzz.to_case(entry)
     facts = {"keras": "3.15.1", "keras_backend": "tensorflow", "keras_layer_format": "channels_first"}
     plain = "keras: max error/bound 40 at (0, 1, 2): 1 vs 0 oracle (9 of 36 elements over the bound) [fuzz.yaml::x]"
-    named = plain + "; diagnosis: matches the oracle with the bias on the last axis [mutant bias_add_format_guessed]"
-    assert fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", plain, facts=facts)) is None
-    bug = fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", named, facts=facts))
+    # The message may say anything: the mutant is read from the findings (the first mutant finding).
+    said = plain + "; diagnosis: matches the oracle with the bias on the last axis [mutant bias_add_format_guessed]"
+    named = [Finding("dtype", "changed-to-float64", "the dtype ..."),
+             Finding("mutant", "bias_add_format_guessed", "matches the oracle with ...")]
+    assert fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", said, facts=facts)) is None
+    other = [Finding("mutant", "flipped_kernel", "matches the oracle with ... [mutant bias_add_format_guessed]")]
+    assert fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", said, facts=facts, findings=other)) is None
+    bug = fuzz.known_bug(case, Result(case.id, case.file, "keras", "fail", plain, facts=facts, findings=named))
     assert bug is not None and bug.id == "keras-bias-add-guessed-nhwc"
 
 
@@ -257,32 +263,34 @@ def test_when_only_the_unshrunk_configuration_reproduces_it_is_the_case_reported
 
 # ---- alarms grouped by cause; filters; plug-ins in fuzz workers (issue 9) -----------------------------------
 
-def test_the_cause_of_an_alarm_is_its_diagnosis_without_the_numbers_of_one_configuration():
-    flipped = ("the kernel flipped: true convolution instead of cross-correlation [mutant flipped_kernel]")
-    k2 = ("'same' padded symmetrically with k//2 on both sides instead of TensorFlow's split [mutant same_symmetric]")
-    one = (f"p: max error/bound 3.29e+07 at (0, 0, 0): -1.6 vs 0.55 oracle (1 of 1 elements over the bound) "
-           f"[fuzz.yaml::fuzz-1-2]; diagnosis: matches the oracle with {flipped}")
-    other = (f"p: max error/bound 12 at (1, 0, 3, 2): 7 vs 1 oracle (9 of 40 elements over the bound) "
-             f"[fuzz.yaml::fuzz-1-9]; diagnosis: matches the oracle with {flipped} (or {k2})")
-    assert fuzz.cause("p", "fail", one) == fuzz.cause("p", "fail", other) == f"p: matches the oracle with {flipped}"
-    # A mutant's own description keeps its numbers (k//2); the configuration's numbers go.
-    assert fuzz.cause("p", "fail", f"p: x [fuzz.yaml::a]; diagnosis: matches the oracle with {k2}").endswith(k2)
-    permuted = "p: m [fuzz.yaml::a]; diagnosis: the output channels are permuted (engine <- oracle: {})"
-    assert (fuzz.cause("p", "fail", permuted.format("0<-1, 1<-0"))
-            == fuzz.cause("p", "fail", permuted.format("0<-2, 1<-0, 2<-1")))
-    # No diagnosis: the check that failed, or the error.
-    assert fuzz.cause("p", "fail", "p: max error/bound 4 at (0,): 1 vs 0 oracle [fuzz.yaml::a]") == \
-        "p: values beyond the error bound, and no known mistake reproduces them"
-    assert fuzz.cause("p", "fail", "p: output shape=(1, 4, 2), but should be (1, 5, 2) [fuzz.yaml::a]") == \
-        fuzz.cause("p", "fail", "p: output shape=(2, 3), but should be (2, 2) [fuzz.yaml::b]")
-    assert fuzz.cause("p", "error", "p: RuntimeError: the port crashed [fuzz.yaml::a]") == \
-        "p: error: RuntimeError: the port crashed"
+def _alarm(verdict: str, message: str, findings=(), decided_by: str = "", error_type: str = "", reason: str = ""):
+    return Result("c", fuzz.FUZZ_FILE, "p", verdict, message=message, findings=list(findings),
+                  decided_by=decided_by, error_type=error_type, reason=reason)
+
+
+def test_the_cause_of_an_alarm_is_its_first_finding_not_its_message():
+    flipped = Finding("mutant", "flipped_kernel", "matches the oracle with the kernel flipped ...")
+    k2 = Finding("mutant", "same_symmetric", "matches the oracle with 'same' padded symmetrically with k//2 ...")
+    one = _alarm("fail", "p: max error/bound 3.29e+07 at (0, 0, 0) [fuzz.yaml::fuzz-1-2]; diagnosis: anything",
+                 [flipped], "values")
+    other = _alarm("fail", "p: max error/bound 12 at (1, 0, 3, 2) [fuzz.yaml::fuzz-1-9]", [flipped, k2], "values")
+    assert fuzz.cause("p", one) == fuzz.cause("p", other) == "p: mutant flipped_kernel"
+    permuted = [Finding("pattern", "permuted-channels", "the output channels are permuted (...)")]
+    assert fuzz.cause("p", _alarm("fail", "p: m 0<-1, 1<-0", permuted, "values")) == \
+        fuzz.cause("p", _alarm("fail", "p: m 0<-2, 1<-0, 2<-1", permuted, "values")) == "p: pattern: permuted-channels"
+    # No finding: the check that failed, or the error's type.
+    assert fuzz.cause("p", _alarm("fail", "p: max error/bound 4 [fuzz.yaml::a]", decided_by="values")) == \
+        "p: wrong values (no known cause)"
+    assert fuzz.cause("p", _alarm("fail", "p: output shape=(1, 4, 2) [fuzz.yaml::a]", decided_by="shape")) == \
+        fuzz.cause("p", _alarm("fail", "p: output shape=(2, 3) [fuzz.yaml::b]", decided_by="shape"))
+    assert fuzz.cause("p", _alarm("error", "p: RuntimeError: the port crashed", error_type="RuntimeError",
+                                  reason="the port crashed")) == "p: error: RuntimeError"
     # The first (closest) finding: later ones (which axis a shape differs in) vary with the configuration.
-    assert fuzz.cause("p", "fail", f"p: output shape=(1, 2), but should be (1, 1) [fuzz.yaml::a]; diagnosis: "
-                                   f"matches the oracle with {k2}; the width axis differs: width 2 instead of 1") \
-        == f"p: matches the oracle with {k2}"
-    assert fuzz.cause("p", "error", "p: InvalidGraph: node 7 [fuzz.yaml::a]; cause: the exported graph is "
-                                    "invalid; op 7 unknown") == "p: error: the exported graph is invalid"
+    width = Finding("shape", "width-differ", "the width axis differs: width 2 instead of 1")
+    assert fuzz.cause("p", _alarm("fail", "p: output shape=(1, 2)", [k2, width], "shape")) == "p: mutant same_symmetric"
+    invalid = Finding("error_cause", "invalid-graph", "the exported graph is invalid; op 7 unknown")
+    assert fuzz.cause("p", _alarm("error", "p: InvalidGraph: node 7", [invalid], error_type="InvalidGraph")) == \
+        "p: error cause: invalid-graph"
 
 
 def test_alarms_are_grouped_by_cause_each_with_its_count_and_smallest_example(plugin, tmp_path):
@@ -292,8 +300,8 @@ def test_alarms_are_grouped_by_cause_each_with_its_count_and_smallest_example(pl
     causes = stats.causes("false_alarm")
     assert len(causes) == 2 and stats.findings() == 2, fuzz.format_stats(stats)
     assert sum(stats.alarms.values()) == stats.tried > 2, "every configuration alarms, once, under one cause"
-    bias = next(c for c in causes if "bias mistake" in c)
-    beyond = next(c for c in causes if "beyond the error bound" in c)
+    bias = next(c for c in causes if c.endswith("pattern: channel-offset"))
+    beyond = next(c for c in causes if c.endswith("wrong values (no known cause)"))
     assert _yaml_case(stats.groups[beyond]["text"], tmp_path).input_shape == (1, 1, 1)
     assert _yaml_case(stats.groups[bias]["text"], tmp_path).input_shape == (1, 2, 1), "the narrowest with 2 positions"
     report = fuzz.format_stats(stats)

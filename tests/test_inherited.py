@@ -139,9 +139,9 @@ def test_an_inherited_bug_that_shows_is_an_xfail_said_to_be_inherited(tmp_path):
 
 def test_the_diagnosis_says_inherited_even_where_the_case_does_not_pin_it(tmp_path):
     case = _case(tmp_path, BIASED.replace(f"    xfail: {{keras: {BUG}}}\n", ""))
-    diagnose.install()
-    r = run_one(case, "buggy_heir")
+    r = run_one(case, "buggy_heir", diagnoser=diagnose.Diagnoser())
     assert (r.verdict, r.xfail) == ("fail", ""), (r.verdict, r.xfail)
+    assert [f.key for f in r.findings] == ["mutant:bias_add_format_guessed", f"inherited:{BUG}"], r.findings
     assert "[mutant bias_add_format_guessed]" in r.message, r.message
     assert f"inherited from keras: {BUG}" in r.message and "not a bug of the converter" in r.message, r.message
     # What the fuzzer asks (known.matching_bug): a true alarm of keras's, not a false alarm of the heir's.

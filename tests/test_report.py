@@ -46,7 +46,7 @@ def test_exit_code_says_there_are_failures(report):
 
 def test_json_is_versioned_and_strict(report):
     doc = report["doc"]
-    assert doc["schema_version"] == "1.4", f"schema_version={doc['schema_version']}, but should be 1.4"
+    assert doc["schema_version"] == "1.5", f"schema_version={doc['schema_version']}, but should be 1.5"
     assert doc["engines"] == ["oracle", FLIP_NAME, ONLY_2D_NAME], f"engines={doc['engines']}"
     want = ["python", "-m", "harness", "report", str(report["cases"]), "--engine", "oracle", "--engine", FLIP]
     assert doc["command"][:len(want)] == want, f"command={doc['command']}, but should start with {want}"
@@ -73,6 +73,16 @@ def test_flipped_kernel_metrics_match_hand_computation(report):
         f"output={r['output_shape']} {r['output_dtype']}, but should be [1, 2, 2, 1] float32 {TAG}"
     assert "harness run" in r["repro"] and r["repro"].endswith(f"--engine {FLIP}"), \
         f"repro={r['repro']}, but should name the plug-in as NAME=MODULE:CALLABLE"
+
+
+def test_a_record_carries_its_findings_and_the_check_that_decided(report):
+    # (1.5) the diagnosis as data: the flipped kernel is named by kind and id, its sentence rendered in the message
+    r = rec(report["doc"], "arange-2x2", FLIP_NAME)
+    assert r["decided_by"] == "values", f"decided_by={r['decided_by']}, but should be values {TAG}"
+    assert [(f["kind"], f["id"]) for f in r["findings"]] == [("mutant", "flipped_kernel")], r["findings"]
+    assert r["findings"][0]["text"] in r["message"], (r["findings"], r["message"])
+    passed = rec(report["doc"], "arange-2x2", "oracle")
+    assert (passed["decided_by"], passed["findings"]) == (None, []), passed
 
 
 def test_histogram_and_pattern_cover_every_element(report):
@@ -334,12 +344,12 @@ def test_failing_run_leaves_previous_report_intact(report, tmp_path, monkeypatch
     before = _snapshot(out)
     calls = []
 
-    def crash_on_third(case, engine, check="forward"):
+    def crash_on_third(case, engine, check="forward", diagnoser=None):
         calls.append(engine)
         if len(calls) == 3:
             raise KeyboardInterrupt("stopped halfway")
         from harness.runner import run_one
-        return run_one(case, engine, check)
+        return run_one(case, engine, check, diagnoser)
 
     monkeypatch.setattr("harness.report.collect.run_one", crash_on_third)
     assert run_report(report["cases"], out) == 130   # interrupted: the CLI says so in its exit code

@@ -8,6 +8,7 @@ import pytest
 
 from harness import cli, engines
 from harness.engines.base import Engine, Isolation
+from harness.findings import Finding
 from harness.runner import Result
 from harness.schema import load_file
 from harness.scoreboard import board, fuzzcases, installed
@@ -71,12 +72,14 @@ def test_a_failing_plugin_cell_names_its_diagnosed_cause_with_a_repro(scoreboard
     cell = doc["cells"]["wrong"]["Conv2D float32"]
     assert cell["fail"] == 1 and cell["pass"] == 0, cell
     [cause] = cell["causes"]
-    assert cause["cause"] == "matches the oracle with the kernel flipped [mutant flipped_kernel]", cause
+    assert cause["cause"] == "mutant flipped_kernel", cause   # the finding's kind and id: stable across wording
+    assert [(f["kind"], f["id"]) for f in cause["example"]["findings"]] == [("mutant", "flipped_kernel")], cause
+    assert "the kernel flipped" in cause["example"]["findings"][0]["text"], cause
     assert cause["count"] == 1 and cause["outcomes"] == {"fail": 1}, cause
     assert cause["example"]["case"] == "conv-same"
     assert cause["example"]["repro"].endswith(f"--case conv-same --engine oracle --engine {FLIPPED}"), cause
     totals = doc["engines"][3]["totals"]
-    assert totals["fail"] >= 3 and totals["causes"][0]["cause"].endswith("[mutant flipped_kernel]"), totals
+    assert totals["fail"] >= 3 and totals["causes"][0]["cause"] == "mutant flipped_kernel", totals
 
 
 def test_the_built_ins_pass_where_they_agree(scoreboard):
@@ -99,7 +102,8 @@ def test_the_page_is_one_self_contained_file_in_the_report_style(scoreboard):
     assert html.startswith("<!DOCTYPE html>") and '<table class="board" id="board">' in html
     assert ":root { --ok:" in html, "report.css is not inlined"
     assert not re.search(r'(src|href)="(https?:)?//', html), "the page loads something from the network"
-    assert 'data-engine="wrong"' in html and "[mutant flipped_kernel]" in html
+    assert 'data-engine="wrong"' in html and "mutant flipped_kernel" in html
+    assert "[mutant flipped_kernel]" in html, "a cause's example message is not on the page"
     assert f"--engine {FLIPPED}" in html, "a cause's repro command is not on the page"
 
 
@@ -134,29 +138,39 @@ def test_engines_without_their_venv_are_listed_not_run(monkeypatch, tmp_path):
     assert (run, missing) == (["torch", "wrong"], []), (run, missing)
 
 
-def _result(verdict, message, xfail="", engine="e"):
+def _result(verdict, message, xfail="", engine="e", **fields):
     return Result(case_id="c", file="c.yaml", engine=engine, verdict=verdict, message=message, xfail=xfail,
-                  repro=f"python -m harness run c.yaml --case c --engine {engine}")
+                  repro=f"python -m harness run c.yaml --case c --engine {engine}", **fields)
 
 
 def test_a_cell_counts_outcomes_and_groups_failures_by_cause(tmp_path):
     (tmp_path / "c.yaml").write_text(CASES)
     case = {c.id: c for c in load_file(tmp_path / "c.yaml")[0]}["conv-same"]
     b = board.Board(["e"])
-    for r in (_result("pass", ""), _result("fail", "e: output shape=(4, 7, 2) [c.yaml::a]; diagnosis: padding "
-                                           "applied on the wrong axes: ..."),
-              _result("fail", "e: output shape=(5, 7, 2) [c.yaml::b]; diagnosis: padding applied on the wrong axes: x"),
-              _result("fail", "e: max error/bound 2 [c.yaml::c]", xfail="inherited from keras: some-bug"),
-              _result("error", "e: RuntimeError: x [c.yaml::d]; cause: the exported graph is invalid: y"),
-              _result("skip", "e cannot compute float64: no kernel (a limit of the runtime) [c.yaml::e]")):
+    padding = [Finding("shape", "padding-on-wrong-axes", "padding applied on the wrong axes: ...")]
+    for r in (_result("pass", ""),
+              _result("fail", "e: output shape=(4, 7, 2) [c.yaml::a]; diagnosis: ...", findings=padding,
+                      decided_by="shape"),
+              _result("fail", "e: output shape=(5, 7, 2) [c.yaml::b]; diagnosis: reworded", decided_by="shape",
+                      findings=[Finding("shape", "padding-on-wrong-axes", "the pad vector read in the wrong layout")]),
+              _result("fail", "e: max error/bound 2 [c.yaml::c]", xfail="inherited from keras: some-bug",
+                      xfail_id="some-bug", xfail_from="keras", decided_by="values"),
+              _result("error", "e: RuntimeError: x [c.yaml::d]; cause: the exported graph is invalid: y",
+                      error_type="RuntimeError", reason="x",
+                      findings=[Finding("error_cause", "invalid-graph", "the exported graph is invalid: y")]),
+              _result("skip", "e cannot compute float64: no kernel (a limit of the runtime) [c.yaml::e]",
+                      reason_id="dtype-limit", reason="cannot compute float64: no kernel"),
+              _result("skip", "e cannot run this case: Unsupported 3 groups (x) [c.yaml::f]", reason_id="engine-skip",
+                      reason="Unsupported 3 groups (x)")):
         b.add(case, r)
     cell = b.as_dict()["e"]["Conv2D float32"]
     assert {k: cell[k] for k in board.OUTCOMES} == {"pass": 1, "fail": 2, "xfail": 1, "xpass": 0, "error": 1,
-                                                    "skip": 1, "rejected": 0}, cell
+                                                    "skip": 2, "rejected": 0}, cell
     assert [(c["cause"], c["count"]) for c in cell["causes"]] == [
-        ("padding applied on the wrong axes", 2), ("inherited from keras: some-bug", 1),
-        ("the exported graph is invalid", 1)], cell["causes"]
-    assert cell["skips"] == [{"reason": "e cannot compute float64: no kernel", "count": 1}], cell["skips"]
+        ("shape: padding-on-wrong-axes", 2), ("error cause: invalid-graph", 1),
+        ("inherited from keras: some-bug", 1)], cell["causes"]
+    assert cell["skips"] == [{"reason": "cannot compute float64: no kernel", "count": 1},
+                             {"reason": "Unsupported # groups", "count": 1}], cell["skips"]
     assert cell == b.as_dict()["e"]["same padding"], "a notable column counts the same items"
 
 
@@ -186,7 +200,7 @@ def test_the_markdown_summary_has_a_row_per_engine_with_its_totals(scoreboard):
         t = row["totals"]
         assert f"| {row['name']} | {row['versions'] or '-'} | {t['pass']} | {t['fail']} | {t['xfail']} |" in text
     assert "| engine | Conv1D | Conv2D | DepthwiseConv1D |" in text
-    assert "matches the oracle with the kernel flipped" in text   # the flipped plug-in's cause
+    assert "mutant flipped_kernel" in text   # the flipped plug-in's cause
 
 
 def test_versions_are_read_from_framework_facts_and_from_a_converters_package_table():

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import schema, stack
+from harness import engines, oracle, schema, stack, stack_schema
+from harness.activations import ACTIVATION_TABLE
+from harness.engines.torch_engine import to_numpy
 from harness.errors import CaseError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +57,7 @@ def port_stack(wrong: int | None = None, how: str = "flip"):
             module = torch_port.from_keras(layer, config, weights, dtype=tdtype)
             with torch.no_grad():
                 h = module(h)
-            outs.append(stack._numpy(h.movedim(1, -1), name))
+            outs.append(to_numpy(h.movedim(1, -1), name))
         return outs
     return fn
 
@@ -113,16 +115,26 @@ def test_schema_errors_name_the_stack_and_the_layer_field(change, field, words):
 
 
 def test_an_activation_without_a_known_slope_is_refused(monkeypatch):
-    monkeypatch.setattr(stack, "lipschitz", lambda name: None if name == "relu6" else 1.0)
+    monkeypatch.setattr(stack_schema, "slope", lambda name: None if name == "relu6" else 1.0)
     with pytest.raises(CaseError, match=r"layers\[0\]\.config\.activation: 'relu6' has no known slope"):
         make(MBV2)
 
 
-def test_slopes_of_the_table():
-    assert [stack.lipschitz(a) for a in ("linear", "relu", "relu6", "tanh", "sigmoid")] == [1, 1, 1, 1, 0.25]
-    for name in set(stack.ACTIVATION_TABLE) - set(stack.SLOPES):   # others: the table's slope, or refused
-        slope = stack.lipschitz(name)
-        assert slope is None or 0 < slope <= stack.MAX_SLOPE, (name, slope)
+def test_the_table_declares_each_slope_and_monotonicity_and_the_derivative_agrees():
+    """Slope sup |f'| and monotonicity are declared once, in the activation table (no sampling at run time): the
+    derivative on a fine grid never exceeds the slope, comes within 0.2% of it, and is negative somewhere exactly
+    where the table says f is not monotone."""
+    assert [stack.slope(a) for a in ("linear", "relu", "relu6", "tanh", "sigmoid")] == [1, 1, 1, 1, 0.25]
+    grid = np.linspace(-64.0, 64.0, 128001)
+    for name, act in ACTIVATION_TABLE.items():
+        with np.errstate(all="ignore"):
+            d = act.derivative(grid)
+        assert np.max(np.abs(d)) <= act.slope * (1 + 1e-12), (name, act.slope, np.max(np.abs(d)))
+        assert np.max(np.abs(d)) >= 0.998 * act.slope, (name, act.slope, np.max(np.abs(d)))
+        assert act.monotone == bool(np.min(d) >= 0.0), name
+        assert stack.slope(name) == act.slope and 0 < act.slope <= stack.MAX_SLOPE, name
+    assert not hasattr(next(iter(ACTIVATION_TABLE.values())), "lipschitz"), \
+        "one name, one meaning: sup |f''| is `curvature`, sup |f'| is `slope`"
 
 
 def test_duplicate_ids_are_errors(tmp_path):
@@ -186,7 +198,7 @@ def test_the_oracle_item_is_the_exact_composition():
     ref = stack.reference(s)
     z = ref.inputs.x64
     for layer, w, layer_ref in zip(s.layers, ref.inputs.weights64, ref.layers):
-        z = stack.oracle.run(layer.layer, layer.config, z, w)   # float64 throughout: no rounding between layers
+        z = oracle.run(layer.layer, layer.config, z, w)   # float64 throughout: no rounding between layers
         assert np.array_equal(z, layer_ref.y)
         assert layer_ref.y.shape == layer.output_shape
     assert [m.max_ratio for m in result.layer_metrics] == [0, 0, 0]
@@ -212,7 +224,7 @@ def test_a_correct_port_passes_every_layer_well_under_the_bound():
 def test_a_wrong_middle_layer_is_named_the_culprit_and_the_last_is_not_blamed():
     s = make(MBV2)
     result = stack.run_stack(s, "flip", fn=port_stack(wrong=1))
-    assert (result.verdict, result.culprit) == ("fail", 1), result.message
+    assert (result.verdict, stack.culprit(result)) == ("fail", 1), result.message
     pattern = (r"^flip: layers\[1\] \(DepthwiseConv2D\) max error/bound (\S+) at \(0, \d+, \d+, \d+\): \S+ vs \S+ "
                r"oracle \(\d+ of 432 elements over the bound\) \[t\.yaml::mbv2\]$")
     match = re.match(pattern, result.message)
@@ -234,7 +246,7 @@ def test_a_wrong_shape_or_dtype_is_a_culprit_too():
         return [ys[0].astype(np.float64), *ys[1:]]
 
     result = stack.run_stack(s, "wide", fn=float64_first)
-    assert result.culprit == 0 and "wide: layers[0] (Conv2D) output dtype=float64, but should be float32" \
+    assert stack.culprit(result) == 0 and "wide: layers[0] (Conv2D) output dtype=float64, but should be float32" \
         in result.message, result.message
     result = stack.run_stack(s, "short", fn=lambda layers, x: good(layers, x)[:2])
     assert result.verdict == "fail" and "layer outputs=2, but should be 3 (one per layer)" in result.message
@@ -281,7 +293,7 @@ def test_the_propagated_bound_holds_on_random_float32_stacks_and_a_wrong_layer_e
         worst = max(worst, *(m.max_ratio for m in right.layer_metrics))
         wrong_layer = int(rng.integers(0, len(s.layers)))
         wrong = stack.run_stack(s, "negated", fn=port_stack(wrong=wrong_layer, how="negate"))
-        assert (wrong.verdict, wrong.culprit) == ("fail", wrong_layer), f"random stack {n}: {wrong.message}"
+        assert (wrong.verdict, stack.culprit(wrong)) == ("fail", wrong_layer), f"random stack {n}: {wrong.message}"
         smallest_caught = min(smallest_caught, wrong.metrics.max_ratio)
     assert worst <= 1.0
     assert smallest_caught > 100, f"a negated kernel exceeded its bound by only {smallest_caught:.3g}x"
@@ -306,7 +318,7 @@ def test_engines_that_compute_one_layer_skip_stacks_with_the_reason():
 
 def test_a_stack_skips_an_engine_it_names():
     result = stack.run_stack(make({**MBV2, "skip": {"torch": "not today"}}), "torch")
-    assert (result.verdict, result.message) == ("skip", "stack skips torch: not today")
+    assert (result.verdict, result.message) == ("skip", "case skips torch: not today")
 
 
 # ---------------------------------------------------------------- pytest and the command line
@@ -386,3 +398,93 @@ def test_harness_run_runs_a_stack_by_its_id(tmp_path, capsys, monkeypatch):
     assert out.rstrip().endswith("0 cases, 1 stacks, 0 failing (case, engine) pairs, 0 invalid cases"), out
     assert cli.main(["run", "s.yaml", "--case", "nope", "--engine", "oracle"]) == 2   # no such case or stack
     assert "--case nope: no such case in s.yaml" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- stacks are cases: engines, loader, mutants, lint
+
+def test_engines_say_whether_they_compute_sequences():
+    """A trait, as computes_gradients: the engines that compute a stack say so, and the stack runner asks it (no
+    hard-coded engine names); a plug-in does where its callable has a `stack` attribute, else it skips saying so."""
+    assert engines.sequence_engines() == ["oracle", "keras", "torch"]
+    for name in engines.BUILTIN:
+        cls = engines.engine_class(name)
+        overrides = cls.run_sequence is not engines.Engine.run_sequence
+        assert cls.computes_sequences == overrides, name
+    s = make(MBV2)
+    plain = engines.FunctionEngine("plain", lambda layer, config, x, weights: x)
+    with pytest.raises(NotImplementedError, match="plug-in plain computes one layer per request"):
+        plain.run_sequence(stack.sequence_request(s, stack.reference(s).inputs))
+
+
+def test_each_file_is_parsed_once(tmp_path, monkeypatch):
+    """One loader for a file with `cases:`, `stacks:` or both: the YAML is parsed once, whatever it holds."""
+    (tmp_path / "both.yaml").write_text(textwrap.dedent("""\
+        cases:
+          - {id: c, layer: Conv1D, input_shape: [1, 6, 2], config: {filters: 2, kernel_size: 3}}
+        stacks:
+          - id: s
+            input_shape: [1, 6, 2]
+            layers: [{layer: Conv1D, config: {filters: 2, kernel_size: 3}}]
+        """))
+    parsed = []
+    real = schema._parse   # what every YAML read goes through (schema.load_yaml)
+    monkeypatch.setattr(schema, "_parse", lambda path, loader: parsed.append(path) or real(path, loader))
+    suite = stack.load_suite([tmp_path])
+    assert [c.id for c in suite.cases] == ["c"] and [s.id for s in suite.stacks] == ["s"], suite
+    assert len(parsed) == 1, parsed
+
+
+def test_a_mutant_in_one_layer_of_a_stack_is_killed_and_the_culprit_named():
+    """The mutation sweep runs stacks: a mutant applied to one layer (the others by the correct port) is caught, and
+    the failure names that layer; where the bug changes nothing (a flip of a 1x1 kernel) it is no kill."""
+    from harness.detection import score
+
+    s = score.sweep([], ["flipped_kernel", "bias_dropped"], ["numpy_port"], stacks=[make(MBV2)])
+    assert s.killers["flipped_kernel"] == ["mbv2"], dict(s.killers)
+    assert s.kind_killers["flipped_kernel"]["DepthwiseConv2D"] == ["mbv2 layers[1]"]
+    assert not s.kind_killers["flipped_kernel"]["Conv2D"]   # both convs are 1x1: flipping changes nothing
+    # a dropped bias in any one layer, the first and the last included, is caught there
+    assert s.kind_killers["bias_dropped"]["Conv2D"] == ["mbv2 layers[0]", "mbv2 layers[2]"], dict(s.kind_killers)
+    assert s.kind_killers["bias_dropped"]["DepthwiseConv2D"] == ["mbv2 layers[1]"]
+    assert not s.misnamed and not s.errors and not s.survivors, (s.misnamed, s.errors)
+    assert not s.control_failures and s.verdicts["numpy_port"]["pass"] == 1, s.verdicts
+    text = score.format_score(s)
+    assert "0 cases and 1 stacks (a mutant in each layer)" in text, text
+    # the mutant as a plug-in engine on the whole stack: the first layer it changes is the culprit
+    from harness.detection import mutants
+
+    result = stack.run_stack(make(MBV2), "flipped_kernel", fn=mutants.flipped_kernel.stack)
+    assert (result.verdict, stack.culprit(result)) == ("fail", 1), result.message
+
+
+def test_lint_judges_a_stack():
+    from harness.detection.lint import format_lint, lint
+
+    weak_entry = {**MBV2, "id": "ones", "input": "ones",
+                  "layers": [{"layer": "Conv2D", "config": {"filters": 4, "kernel_size": 1, "use_bias": False},
+                              "weights": {"kernel": "ones"}}]}
+    entries, s = lint([], [make(MBV2), make(weak_entry)])
+    by_id = {e.case.id: e for e in entries}
+    assert {"flipped_kernel", "bias_dropped"} <= set(by_id["mbv2"].kills) and not by_id["mbv2"].weak
+    assert by_id["ones"].weak and any("constant input" in h for h in by_id["ones"].hints), by_id["ones"].hints
+    text = format_lint(entries, s)
+    assert "ok   t.yaml::mbv2: kills" in text and "WEAK t.yaml::ones: kills no mutant" in text, text
+    assert "0 cases and 2 stacks linted" in text, text
+
+
+def test_the_report_shows_the_culprit(tmp_path):
+    from harness.report import html
+    from harness.report.collect import collect
+    from harness.report.results_json import document
+
+    one = make(MBV2)
+    flipped = engines.register_plugin("flipped_kernel=harness.detection.mutants:flipped_kernel")
+    got = collect([one], ["oracle", flipped])
+    exact, wrong = got.records
+    assert exact["culprit"] is None and exact["layer_ratios"] == [0, 0, 0] and exact["layer"].startswith("stack: ")
+    assert wrong["verdict"] == "fail" and wrong["culprit"] == 1 and wrong["layer_ratios"][1] > 1, wrong
+    doc = document(cases=got.cases, records=got.records, engines=["oracle", flipped], invalid=[], environment={},
+                   created="", paths=[], command=[], duration_s=0.0, baseline=None)
+    data, _ = html.page_data(doc, {})
+    assert [layer["layer"] for layer in data["cases"][0]["stack"]] == ["Conv2D", "DepthwiseConv2D", "Conv2D"]
+    assert "function stackTable" in (ROOT / "harness" / "report" / "static" / "case.js").read_text()

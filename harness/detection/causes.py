@@ -1,16 +1,19 @@
-"""Failure classes converters show, each named from the output alone: a shape, a dtype, a precision, an error."""
+"""Failure classes converters show, each named from the output alone: a shape, a dtype, a precision, an error;
+and a failing item's cause as a short, stable label read from its fields (never from its message)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .. import oracle
 from ..activations import get_activation
+from ..findings import Finding, first
 from ..agreement import error_bound, ratios
 from ..layers import Geometry, spatial_shape
-from ..padding import output_length, pad_amounts
+from ..padding import pad_amounts
+from ..runner import ENGINE_WORDS
 from ..tensors import DTYPES, numpy_dtype, round_to, unit_roundoff
 
 if TYPE_CHECKING:
@@ -84,12 +87,12 @@ def _ops_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtyp
 
 
 def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
-                k: int) -> str:
+                k: int) -> Finding | None:
     """'computed internally in P: ...' where ``y`` is the layer computed in a precision P narrower than the case's
     dtype, inputs, weights and output rounded to P: every output value a P number, within P's bound of the
     oracle on inputs rounded to P. Not claimed where the exact answer is itself made of P numbers (small integers):
-    P arithmetic would have had nothing to round, and a bias mistake would look the same. '' where it does not
-    hold."""
+    P arithmetic would have had nothing to round, and a bias mistake would look the same. A precision finding
+    (id computed-in-P), None where it does not hold."""
     act = case.geometry.activation
     for p in NARROWER.get(case.dtype, ()):
         y_p = _oracle_rounded(case, x64, w64, p)
@@ -97,20 +100,21 @@ def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.
             continue
         r = max_ratio(y, y_p, gauge, k, p, act)
         if r <= 1.0:
-            return (f"computed internally in {p}: the output matches the oracle's on inputs and weights rounded "
-                    f"to {p}, within {p}'s bound (max error/bound {r:.2g}), and every output value is a {p} "
-                    f"number")
-    return ""
+            return Finding("precision", f"computed-in-{p}", (
+                f"computed internally in {p}: the output matches the oracle's on inputs and weights rounded to {p}, "
+                f"within {p}'s bound (max error/bound {r:.2g}), and every output value is a {p} number"),
+                {"precision": p, "max_ratio": r})
+    return None
 
 
 def ops_computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
-                    y_oracle: np.ndarray, k: int) -> str:
+                    y_oracle: np.ndarray, k: int) -> Finding | None:
     """'computed internally in P (...)' where ``y`` is the convolution computed in a narrower P and the bias and
     activation applied in a precision Q between P and the case's dtype D (D itself, or float32 for a float64
     case): either every convolution's output rounded to P (an op computed in P), or only its input and kernels
     rounded to P and the sums accumulated in Q. Judged within Q's bound, and only where the rounding to P makes a
-    visible difference. The stored-in-P form is tried first (the narrowest P first): it is the more specific;
-    '' where none holds."""
+    visible difference. The stored-in-P form is tried first (the narrowest P first): it is the more specific.
+    A precision finding (id ops-in-P+Q, inner-ops-in-P+Q or operands-in-P+Q), None where none holds."""
     act = case.geometry.activation
     narrower = NARROWER.get(case.dtype, ())
     # Intermediate stages only where the family has some (a separable layer's depthwise output).
@@ -125,23 +129,27 @@ def ops_computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str,
                 if r > 1.0:
                     continue
                 rest = f", bias and activation applied after in {q}" if case.geometry.use_bias else ""
+                evidence = {"precision": p, "accumulated_in": q, "rounded": stages, "max_ratio": r}
                 if stages == "all":
-                    return (f"computed internally in {p} (every convolution's input, kernel and output rounded to "
-                            f"{p}{rest}): the output matches that within {q}'s bound (max error/bound {r:.2g})")
+                    return Finding("precision", f"ops-in-{p}+{q}", (
+                        f"computed internally in {p} (every convolution's input, kernel and output rounded to "
+                        f"{p}{rest}): the output matches that within {q}'s bound (max error/bound {r:.2g})"), evidence)
                 if stages == "inner":
-                    return (f"computed internally in {p} (inputs, kernels and the intermediate stage's output "
-                            f"rounded to {p}, the last convolution accumulated in {q}{rest}): the output matches "
-                            f"that within {q}'s bound (max error/bound {r:.2g})")
-                return (f"computed internally in {p} (inputs and kernels rounded to it, accumulated in {q}{rest}): "
-                        f"the output matches that within {q}'s bound (max error/bound {r:.2g})")
-    return ""
+                    return Finding("precision", f"inner-ops-in-{p}+{q}", (
+                        f"computed internally in {p} (inputs, kernels and the intermediate stage's output rounded to "
+                        f"{p}, the last convolution accumulated in {q}{rest}): the output matches that within {q}'s "
+                        f"bound (max error/bound {r:.2g})"), evidence)
+                return Finding("precision", f"operands-in-{p}+{q}", (
+                    f"computed internally in {p} (inputs and kernels rounded to it, accumulated in {q}{rest}): the "
+                    f"output matches that within {q}'s bound (max error/bound {r:.2g})"), evidence)
+    return None
 
 
 def inputs_rounded(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
-                   y_oracle: np.ndarray, k: int) -> str:
+                   y_oracle: np.ndarray, k: int) -> Finding | None:
     """'computed internally in P (inputs and weights rounded to it, accumulated in D): ...' where ``y`` is the
     oracle on inputs and weights rounded to a narrower P, within the case dtype D's own bound (and that rounding
-    makes a visible difference here). '' where it does not hold."""
+    makes a visible difference here): a precision finding (id inputs-rounded-to-P), None where it does not hold."""
     act = case.geometry.activation
     for p in reversed(NARROWER.get(case.dtype, ())):   # the widest first: the least rounding that explains it
         y_p = _oracle_rounded(case, x64, w64, p)
@@ -151,33 +159,38 @@ def inputs_rounded(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, 
             continue   # rounding the inputs to p changes nothing visible here: no explanation
         r = max_ratio(y, y_p, gauge, k, case.dtype, act)
         if r <= 1.0:
-            return (f"computed internally in {p} (inputs and weights rounded to it, accumulated in {case.dtype}): "
-                    f"the output matches the oracle's on inputs and weights rounded to {p} within {case.dtype}'s "
-                    f"bound (max error/bound {r:.2g})")
-    return ""
+            return Finding("precision", f"inputs-rounded-to-{p}", (
+                f"computed internally in {p} (inputs and weights rounded to it, accumulated in {case.dtype}): the "
+                f"output matches the oracle's on inputs and weights rounded to {p} within {case.dtype}'s bound "
+                f"(max error/bound {r:.2g})"), {"precision": p, "accumulated_in": case.dtype, "max_ratio": r})
+    return None
 
 
 # ---------------------------------------------------------------- dtype
 
 def dtype_changed(case: "Case", y: np.ndarray, y_oracle: np.ndarray, gauge: np.ndarray, k: int
-                  ) -> tuple[str, bool]:
-    """('the dtype silently changed to R (the case is D): ...', whether the values agree within the narrower
-    dtype's bound); ('', False) where the dtype is the case's."""
+                  ) -> tuple[Finding | None, bool]:
+    """(a dtype finding 'the dtype silently changed to R (the case is D): ...', whether the values agree within
+    the narrower dtype's bound); (None, False) where the dtype is the case's. Its id: changed-to-R, with
+    -values-wrong where the values disagree even so."""
     got, want = str(y.dtype), str(numpy_dtype(case.dtype))
     if got == want:
-        return "", False
+        return None, False
     text = f"the dtype silently changed to {got} (the case is {case.dtype})"
+    evidence: dict[str, Any] = {"dtype": got, "case_dtype": case.dtype}
     values = np.asarray(y, dtype=np.float64)
     if values.shape != y_oracle.shape:
-        return text, False
+        return Finding("dtype", f"changed-to-{got}", text, evidence), False
     narrower = got if got in DTYPES and unit_roundoff(got) > unit_roundoff(case.dtype) else case.dtype
     # Two more roundings: inputs and weights cast to the narrower dtype on the way in.
     r = max_ratio(values, y_oracle, gauge, k + 2, narrower, case.geometry.activation)
+    evidence.update(agrees=r <= 1.0, max_ratio=r)
     if r <= 1.0:
         how = f"computed in {got}" if narrower == got else f"right to {case.dtype}'s precision, only the type differs"
-        return (f"{text}: its values agree with the oracle within {narrower}'s bound (max error/bound {r:.2g}): "
-                f"{how}"), True
-    return f"{text}: its values disagree even within {narrower}'s bound (max error/bound {r:.3g})", False
+        return Finding("dtype", f"changed-to-{got}", f"{text}: its values agree with the oracle within {narrower}'s "
+                       f"bound (max error/bound {r:.2g}): {how}", evidence), True
+    return Finding("dtype", f"changed-to-{got}-values-wrong", f"{text}: its values disagree even within "
+                   f"{narrower}'s bound (max error/bound {r:.3g})", evidence), False
 
 
 # ---------------------------------------------------------------- shape
@@ -193,46 +206,51 @@ def _spatial_axes(g: Geometry) -> list[int]:
 
 def _spatial_as(g: Geometry, input_shape: tuple[int, ...], **changed: Any) -> tuple[int, ...]:
     """The output's spatial lengths had the layer run with ``changed`` arguments (padding, strides, dilation)."""
-    padding = changed.get("padding", g.padding)
-    strides = changed.get("strides", g.strides)
-    dilation = changed.get("dilation", g.dilation)
-    return tuple(output_length(padding, n, k, s, d) for n, k, s, d
-                 in zip(spatial_shape(g, input_shape), g.kernel_size, strides, dilation))
+    return g.replace(**changed).output_spatial(spatial_shape(g, input_shape))   # the family's own lengths
 
 
-def shape_diagnosis(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[str]:
-    """What a wrong output shape says: the pattern (a lost batch axis, another layout, padding on the wrong
-    axes, an argument ignored), then which axes differ and by how much."""
+def _shape(id: str, text: str, got: tuple[int, ...], want: tuple[int, ...]) -> Finding:
+    return Finding("shape", id, text, {"got": list(got), "want": list(want)})
+
+
+def shape_diagnosis(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
+    """What a wrong output shape says, as shape findings: the pattern (a lost batch axis, another layout, padding
+    on the wrong axes, an argument ignored), then which axes differ and by how much (id AXES-differ)."""
     g = case.geometry
     names = axis_names(g)
     if len(got) != len(want):
         if tuple(got) == tuple(want[1:]):
-            return [f"the batch axis was lost: the output has one sample's shape {tuple(got)} instead of {want}"]
+            return [_shape("batch-axis-lost", f"the batch axis was lost: the output has one sample's shape "
+                           f"{tuple(got)} instead of {want}", got, want)]
         if tuple(got) == tuple(d for d in want if d != 1):
-            return [f"size-1 axes squeezed out: {tuple(got)} instead of {want}"]
-        return [f"the output has rank {len(got)} instead of {len(want)}: {tuple(got)} instead of {want}"]
+            return [_shape("size-1-axes-squeezed", f"size-1 axes squeezed out: {tuple(got)} instead of {want}",
+                           got, want)]
+        return [_shape("rank-differs", f"the output has rank {len(got)} instead of {len(want)}: {tuple(got)} "
+                       f"instead of {want}", got, want)]
     parts = _shape_pattern(case, tuple(got), tuple(want))
     differ = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
     which = " and ".join(names[i] for i in differ) + (" axes differ" if len(differ) > 1 else " axis differs")
-    parts.append(f"the {which}: " + ", ".join(f"{names[i]} {got[i]} instead of {want[i]} ({got[i] - want[i]:+d})"
-                                              for i in differ))
+    parts.append(_shape("+".join(names[i] for i in differ) + "-differ", f"the {which}: " + ", ".join(
+        f"{names[i]} {got[i]} instead of {want[i]} ({got[i] - want[i]:+d})" for i in differ), got, want))
     return parts
 
 
-def _shape_pattern(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[str]:
+def _shape_pattern(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
     g = case.geometry
     names, spatial = axis_names(g), _spatial_axes(g)
     other_layout = (want[0], want[-1], *want[1:-1]) if not g.channels_first else (want[0], *want[2:], want[1])
     if got == other_layout and got != want:
         need = "channels_first" if g.channels_first else "channels_last"
         have = "channels_last" if g.channels_first else "channels_first"
-        return [f"the output is {have} where {need} is expected (a transpose missing)"]
+        return [_shape("other-layout", f"the output is {have} where {need} is expected (a transpose missing)",
+                       got, want)]
     got_spatial = tuple(got[i] for i in spatial)
     want_spatial = tuple(want[i] for i in spatial)
     non_spatial = [i for i in range(len(want)) if i not in spatial]
     if (sorted(got_spatial) == sorted(want_spatial) and got_spatial != want_spatial
             and all(got[i] == want[i] for i in non_spatial)):
-        return ["the spatial axes are in another order (" + " and ".join(names[i] for i in spatial) + " swapped)"]
+        return [_shape("spatial-axes-swapped", "the spatial axes are in another order ("
+                       + " and ".join(names[i] for i in spatial) + " swapped)", got, want)]
     valid = _spatial_as(g, case.input_shape, padding="valid")
     grown = {names[i]: got[i] - want[i] for i in non_spatial if got[i] > want[i]}
     if g.padding != "valid" and got_spatial == valid and valid != want_spatial and grown:
@@ -240,117 +258,138 @@ def _shape_pattern(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) ->
                 in zip(spatial_shape(g, case.input_shape), g.kernel_size, g.strides, g.dilation)]
         totals = sum(b + a for b, a in pads)
         exact = " (the padding total)" if sum(grown.values()) == totals else ""
-        return [f"padding applied on the wrong axes: the spatial axes are as if unpadded ('valid': "
-                f"{', '.join(f'{names[i]} {got[i]}' for i in spatial)}) while "
-                f"{' and '.join(f'{a} grew by {n}' for a, n in grown.items())}{exact}; the {g.padding!r} padding "
-                f"({', '.join(f'{b}+{a}' for b, a in pads)} per spatial axis) landed on the batch/channel axes "
-                "(a pad vector read in the wrong layout)"]
+        return [_shape("padding-on-wrong-axes", f"padding applied on the wrong axes: the spatial axes are as if "
+                       f"unpadded ('valid': {', '.join(f'{names[i]} {got[i]}' for i in spatial)}) while "
+                       f"{' and '.join(f'{a} grew by {n}' for a, n in grown.items())}{exact}; the {g.padding!r} "
+                       f"padding ({', '.join(f'{b}+{a}' for b, a in pads)} per spatial axis) landed on the "
+                       "batch/channel axes (a pad vector read in the wrong layout)", got, want)]
     if all(got[i] == want[i] for i in non_spatial):
-        for what, changed in (("padding 'valid' (the padding dropped)", {"padding": "valid"}),
-                              ("padding 'same'", {"padding": "same"}),
-                              ("stride 1 (the strides ignored)", {"strides": (1,) * g.kind.rank}),
-                              ("dilation 1 (the dilation ignored)", {"dilation": (1,) * g.kind.rank})):
+        for id, what, changed in (
+                ("as-padding-valid", "padding 'valid' (the padding dropped)", {"padding": "valid"}),
+                ("as-padding-same", "padding 'same'", {"padding": "same"}),
+                ("strides-ignored", "stride 1 (the strides ignored)", {"strides": (1,) * g.kind.rank}),
+                ("dilation-ignored", "dilation 1 (the dilation ignored)", {"dilation": (1,) * g.kind.rank})):
             if got_spatial == _spatial_as(g, case.input_shape, **changed) != want_spatial:
-                return [f"the spatial axes are those of {what}"]
+                return [_shape(id, f"the spatial axes are those of {what}", got, want)]
     if got[0] != want[0] and all(got[i] == want[i] for i in range(1, len(want))):
-        return [f"the batch axis is {got[0]} instead of {want[0]}"]
+        return [_shape("batch-differs", f"the batch axis is {got[0]} instead of {want[0]}", got, want)]
     channels = 1 if g.channels_first else len(want) - 1
     if got[channels] == g.in_channels != want[channels] and all(got[i] == want[i] for i in range(len(want))
                                                                  if i != channels):
-        return [f"the output has the input's {g.in_channels} channels instead of {want[channels]} (filters or "
-                "depth_multiplier ignored)"]
+        return [_shape("input-channels-kept", f"the output has the input's {g.in_channels} channels instead of "
+                       f"{want[channels]} (filters or depth_multiplier ignored)", got, want)]
     return []
 
 
 # ---------------------------------------------------------------- errors
 
-_ERRORS: tuple[tuple[re.Pattern, str], ...] = (
-    (re.compile(r"INVALID_GRAPH|invalid model|InvalidGraph|GraphInvalid|graph is invalid|not a valid ONNX|"
+# An exception's likely cause, each with a stable id (a finding's): the patterns read the engine's exception text
+# (a runtime's or converter's own words), never a result's message.
+_ERRORS: tuple[tuple[str, re.Pattern, str], ...] = (
+    ("invalid-graph",
+     re.compile(r"INVALID_GRAPH|invalid model|InvalidGraph|GraphInvalid|graph is invalid|not a valid ONNX|"
                 r"ValidationError", re.I),
      "the exported graph is invalid: the runtime refused to load what the converter wrote (a bug of the export, "
      "not a wrong value)"),
-    (re.compile(r"NOT_IMPLEMENTED|Could not find an implementation for", re.I),
+    ("no-kernel", re.compile(r"NOT_IMPLEMENTED|Could not find an implementation for", re.I),
      "the runtime has no kernel for an op of the exported graph in this dtype (a limit of the runtime: declare it "
      "in the engine's dtype_limits)"),
-    (re.compile(r"bfloat16.{0,80}(not supported|unsupported|cannot|can't|unknown)|"
+    ("no-bfloat16",
+     re.compile(r"bfloat16.{0,80}(not supported|unsupported|cannot|can't|unknown)|"
                 r"(not supported|unsupported|cannot|can't|unknown).{0,80}bfloat16", re.I | re.S),
      "the converter does not support bfloat16"),
-    (re.compile(r"TFLiteConverterFailed|ConverterError", re.I),
+    ("tflite-converter-failed", re.compile(r"TFLiteConverterFailed|ConverterError", re.I),
      "the TFLite converter failed on the layer's graph (a bug of the conversion, not a wrong value)"),
-    (re.compile(r"UnicodeDecodeError"),
+    ("converter-unicode-crash", re.compile(r"UnicodeDecodeError"),
      "the converter crashed reading the exported graph (UnicodeDecodeError; seen on grouped convs, which tf2onnx "
      "exports as a function call)"),
-    (re.compile(r"worker for \S+ died"), "the engine's process crashed"),
-    (re.compile(r"worker for \S+ timed out"), "the engine hung past its timeout"),
+    ("worker-died", re.compile(r"worker for \S+ died"), "the engine's process crashed"),
+    ("worker-timed-out", re.compile(r"worker for \S+ timed out"), "the engine hung past its timeout"),
 )
 _OP = re.compile(r"No Op registered for (\w+)|Op type not registered '(\w+)'|implementation for (\w+)\(|"
                  r"\b(StatefulPartitionedCall|PartitionedCall)\b")
 
 
-def error_cause(exc: BaseException) -> str:
-    """A short cause for an engine's exception, from its whole text, or ''."""
+def error_cause(exc: BaseException) -> Finding | None:
+    """A short cause for an engine's exception, from its whole text: an error_cause finding, or None."""
     text = f"{type(exc).__name__}: {exc}"
-    for pattern, cause in _ERRORS:
+    for id, pattern, cause in _ERRORS:
         if pattern.search(text):
             op = _OP.search(text)
             name = next((g for g in op.groups() if g), "") if op else ""
-            return cause + (f"; the graph holds an op the runtime does not know: {name}" if name else "")
-    return ""
+            said = f"; the graph holds an op the runtime does not know: {name}" if name else ""
+            return Finding("error_cause", id, cause + said, {"op": name} if name else {})
+    return None
 
 
 # ---------------------------------------------------------------- a cause as a short, stable label
 
+class Judged(Protocol):
+    """What a cause label reads of a result (harness.runner.Result has it): fields, never the message."""
+
+    verdict: str
+    findings: list[Finding]
+    decided_by: str
+    xfail_id: str
+    xfail_from: str
+    error_type: str
+    reason_id: str
+    reason: str
+
+
+# What failed where nothing is known of why, by the check that decided (Result.decided_by).
+_UNEXPLAINED = {
+    "shape": "wrong output shape (no known cause)",
+    "dtype": "wrong output dtype",
+    "values": "wrong values (no known cause)",
+    "expect": "differs from the case's expected facts",
+    "refusal": "accepted a configuration it should refuse",
+    "presence": "a gradient missing or unknown",
+}
+_EXCEPTION = re.compile(r"[A-Z]\w*(Error|Exception|Fault)")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
-_MUTANT = re.compile(r"\[mutant (\w+)\]")
 _PARENS = re.compile(r"\s*\([^()]*\)")
 
 
-_TAG = re.compile(r"\s*\[[^\]\s]*::[^\]]*\]")
+def finding_label(f: Finding) -> str:
+    """A finding as a cause label: its kind and id (what stays when its sentence is reworded)."""
+    if f.kind == "mutant":
+        return f"mutant {f.id}"
+    if f.kind == "gradient_mutant":
+        return f"gradient mutant {f.id}"
+    if f.kind == "inherited":
+        return f"inherited from {f.evidence.get('engine', '?')}: {f.id}"
+    return f"{f.kind.replace('_', ' ')}: {f.id}"
 
 
-def normalise(text: str, limit: int = 140) -> str:
-    """``text`` without its numbers, asides and [file::case] tag, so that alike messages count together."""
-    text = _TAG.sub("", _MUTANT.sub("", text))
+def label(outcome: str, result: Judged) -> str:
+    """The cause of a failing item (its outcome: fail, xfail, xpass, error) as a short label: the known bug it is
+    expected to show, the first (closest) finding, the error's type, or the check that failed where nothing is
+    known. A function of the result's fields: rewording a message or a finding's sentence changes no label."""
+    if outcome == "xfail":
+        return (f"inherited from {result.xfail_from}: {result.xfail_id}" if result.xfail_from
+                else f"known bug: {result.xfail_id}")
+    if outcome == "xpass":
+        return f"known bug no longer shows: {result.xfail_id}"
+    found = first(result.findings)
+    if found is not None:
+        return finding_label(found)
+    if outcome == "error":
+        inner = result.reason.split(": ", 1)[0]
+        if result.error_type == "RuntimeError" and ": " in result.reason and _EXCEPTION.fullmatch(inner):
+            # A worker engine carries the converter's own exception inside a RuntimeError (its text starts with
+            # the converter's exception name): name that one.
+            return f"error: {inner} in the converter"
+        return f"error: {result.error_type or 'error'}"
+    return _UNEXPLAINED.get(result.decided_by, f"failed: {result.decided_by or 'unknown check'}")
+
+
+def reason_label(result: Judged, limit: int = 160) -> str:
+    """A skip's or refusal's reason, alike ones counted together: the engine's words without their numbers and
+    asides (an engine's exception text), or the harness's own fixed sentence."""
+    text = result.reason.split("\n")[0]
+    if result.reason_id not in ENGINE_WORDS:   # the harness's own reason: a fixed sentence already
+        return text[:limit]
     for _ in range(3):   # nested asides
         text = _PARENS.sub("", text)
     return _NUMBER.sub("#", text).strip(" ;,.")[:limit].strip()
-
-
-def _short(text: str) -> str:
-    """A finding's head: up to its first ': ' (a mutant's whole phrase), normalised, its mutant kept."""
-    mutant = _MUTANT.search(text)
-    if mutant and text.startswith("matches the oracle with "):   # the closest mutant's phrase, to its first ': '
-        text = text.split(" [mutant ", 1)[0]
-    head = text.split(": ", 1)[0]
-    return (normalise(head) + (f" [mutant {mutant.group(1)}]" if mutant else "")).strip()
-
-
-_EXCEPTION = re.compile(r"[A-Z]\w*(Error|Exception|Fault)")
-
-
-def label(outcome: str, message: str, xfail: str = "") -> str:
-    """The cause of a failing item (its outcome: fail, xfail, xpass, error) as a short label: the known bug it
-    is expected to show, the diagnosis's first finding, the error's cause, or what failed where nothing is
-    known."""
-    if outcome == "xfail":
-        return xfail if xfail.startswith("inherited from ") else f"known bug: {xfail.split(': ', 1)[0]}"
-    if outcome == "xpass":
-        return f"known bug no longer shows: {xfail.split(': ', 1)[0]}"
-    for marker in ("; diagnosis: ", "; cause: "):
-        if marker in message:
-            return _short(message.split(marker, 1)[1].split("; ")[0])
-    if outcome == "error":
-        parts = message.split(": ", 3)
-        kind = parts[1] if len(parts) >= 3 else "error"
-        if kind == "RuntimeError" and len(parts) >= 4 and _EXCEPTION.fullmatch(parts[2]):
-            # A worker engine carries the converter's own exception inside a RuntimeError: name that one.
-            return f"error: {parts[2]} in the converter"
-        return f"error: {kind}"
-    for words, said in (("output shape=", "wrong output shape (no known cause)"),
-                        ("output dtype=", "wrong output dtype"),
-                        ("should reject it", "accepted a configuration it should refuse"),
-                        ("(expect", "differs from the case's expected facts"),
-                        ("max error/bound", "wrong values (no known cause)")):
-        if words in message:
-            return said
-    return normalise(message)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections import Counter
 
 from .. import engines as engine_registry
 from ..cli_options import exit_code, suite_from
@@ -51,36 +50,13 @@ def run_mutants(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown mutant {', '.join(unknown)}; known: {', '.join(mutants.CATALOGUE)}")
     suite = suite_from(args)
     controls = _controls(args.engine)
-    s = score.sweep(suite.cases, args.mutant, controls, first_only=args.first)
+    # A stack kills a mutant applied to one of its layers where it fails naming that layer; the controls run it.
+    s = score.sweep(suite.cases, args.mutant, controls, first_only=args.first, stacks=suite.stacks)
     print(score.format_score(s, args.killers))
-    # The mutants are single-layer ports: a stack is no case to score, but the controls must pass it as they
-    # must pass every case (those that compute stacks: the others skip it).
-    stack_failures = _stacks_in_controls(suite.stacks, controls)
-    if not suite.cases:
-        print(f"mutants: no case to score in {' '.join(map(str, args.paths))}"
-              + (f" ({len(suite.stacks)} stacks checked in the controls only)" if suite.stacks else ""))
-    return exit_code(unexpected=len(s.survivors) + len(s.control_failures) + stack_failures,
-                     invalid=len(suite.errors), judged=len(suite.cases))
-
-
-def _stacks_in_controls(stacks: list, controls: list[str]) -> int:
-    """Run every stack in every control (harness.stack.run_stack); print and count the unexpected outcomes."""
-    from ..runner import UNEXPECTED, outcome
-    from ..stack import run_stack
-
-    failures = 0
-    counts: dict[str, Counter] = {control: Counter() for control in controls}
-    for one in stacks:
-        for control in controls:
-            r = run_stack(one, control)
-            counts[control][r.verdict] += 1
-            if outcome(r.verdict, r.xfail or None) in UNEXPECTED:
-                failures += 1
-                print(f"control {control}: stack {one.id}: {r.message}\n  repro: {r.repro}")
-    if stacks:
-        said = "; ".join(f"{c} " + ", ".join(f"{n} {v}" for v, n in sorted(counts[c].items())) for c in controls)
-        print(f"{len(stacks)} stacks in the controls (not scored: the mutants are single-layer ports): {said}")
-    return failures
+    if not suite.items:
+        print(f"mutants: no case or stack to score in {' '.join(map(str, args.paths))}")
+    return exit_code(unexpected=len(s.survivors) + len(s.control_failures) + len(s.misnamed),
+                     invalid=len(suite.errors), judged=len(suite.items))
 
 
 def add_lint_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,18 +65,16 @@ def add_lint_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    """Per case, the mutants it kills; flag weak cases (kill none and carry no golden output)."""
+    """Per case and stack, the mutants it kills; flag weak ones (kill none and carry no golden output)."""
     from .lint import format_lint, lint
 
     suite = suite_from(args)
-    entries, s = lint(suite.cases)
+    entries, s = lint(suite.cases, suite.stacks)
     print(format_lint(entries, s, weak_only=args.weak_only))
-    if suite.stacks:   # the mutants are single-layer ports: no stack can kill one
-        print(f"lint: {len(suite.stacks)} stacks not linted (the mutants are single-layer ports; run them with "
-              "`python -m harness run`)")
-    if not suite.cases:
-        print(f"lint: no case to lint in {' '.join(map(str, args.paths))}")
-    return exit_code(unexpected=sum(e.weak for e in entries), invalid=len(suite.errors), judged=len(suite.cases))
+    if not suite.items:
+        print(f"lint: no case or stack to lint in {' '.join(map(str, args.paths))}")
+    return exit_code(unexpected=sum(e.weak for e in entries) + len(s.misnamed), invalid=len(suite.errors),
+                     judged=len(suite.items))
 
 
 def add_fuzz_arguments(p: argparse.ArgumentParser) -> None:

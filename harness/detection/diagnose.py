@@ -1,38 +1,43 @@
-"""Name the likely cause of a disagreement: which known mistake (the mutant catalogue) reproduces the output."""
+"""Name the likely cause of a disagreement as findings (harness.findings): which known mistake (the mutant
+catalogue) reproduces the output, else what the output's shape, dtype, precision or values show. Diagnoser is
+what the entry points pass to harness.runner.run_one."""
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
 from .. import facts, oracle
 from ..agreement import Bound, error_bound, ratios
+from ..backward import BackwardReference
 from ..engines import is_reference
-from ..judgement import install_diagnosis
 from ..engines.base import EngineOutput
+from ..findings import Finding
+from ..judgement import Reference
 from ..known import lineage, matching_bug
 from ..layers import Geometry
-from ..runner import install_error_diagnosis, install_gradient_diagnosis
 from ..schema import Case
 from . import causes
 from .gradient_diagnosis import explain_gradients
+from .mutants import MUTANTS
 
 # Diagnosis recomputes the layer once per mutant; beyond this many elements it is not attempted.
 MAX_ELEMENTS = 1_000_000
-_suppressed = 0
 
 
-@contextmanager
-def suppressed() -> Iterator[None]:
-    """No diagnosis inside (the mutation sweep judges thousands of deliberate failures)."""
-    global _suppressed
-    _suppressed += 1
-    try:
-        yield
-    finally:
-        _suppressed -= 1
+class Diagnoser:
+    """The mutant catalogue's diagnosis (harness.runner.Diagnoser): a wrong output, wrong gradients, an error."""
+
+    def forward(self, case: Case, engine: str, out: EngineOutput, ref: Reference, bound: Bound | None
+                ) -> list[Finding]:
+        return explain(case, engine, out, ref, bound)
+
+    def gradients(self, case: Case, engine: str, out: EngineOutput, bref: BackwardReference, tensor: str
+                  ) -> list[Finding]:
+        return explain_gradients(case, engine, out, bref, tensor)
+
+    def error(self, case: Case, engine: str, exc: BaseException) -> list[Finding]:
+        return explain_error(case, engine, exc)
 
 
 def _diagnosis_k(g: Geometry) -> int:
@@ -59,8 +64,6 @@ def matching_mutants(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, 
     A mutant that the case cannot tell from the oracle (its output within the oracle's own bound, ``k`` terms)
     is no explanation of a disagreement and is left out.
     """
-    from .mutants import MUTANTS
-
     g = case.geometry
     act = "linear" if stage else g.activation
     abs_x, abs_w = np.abs(x64), {name: np.abs(v) for name, v in w64.items()}
@@ -89,8 +92,6 @@ def matching_mutants(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, 
 
 
 def _phrase(names: list[str]) -> str:
-    from .mutants import MUTANTS
-
     said = [f"{MUTANTS[n].diagnosis} [mutant {n}]" for n in names[:3]]
     return said[0] + (f" (or {'; or '.join(said[1:])})" if len(said) > 1 else "")
 
@@ -128,21 +129,21 @@ def _channel_offset(y: np.ndarray, y_o: np.ndarray, bound: np.ndarray, g: Geomet
     return bool(np.all(np.abs(d2 - centre) <= 2 * b2))
 
 
-def stage_verdicts(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[str, np.ndarray]) -> str:
-    """For a layer with stages (separable: depthwise, then pointwise) whose engine exposes them: say which
-    stage went wrong."""
+def stage_verdicts(case: Case, out: EngineOutput, x64: np.ndarray, w64: dict[str, np.ndarray]) -> list[Finding]:
+    """For a layer with stages (separable: depthwise, then pointwise) whose engine exposes them: which stage
+    went wrong, a stage finding per stage (id STAGE-agrees, STAGE-disagrees, or STAGE-disagrees:MUTANT)."""
     g = case.geometry
     family = g.kind.family
-    texts = []
+    found = []
     for stage, after in family.stages.items():
         z_e = out.intermediate.get(stage) if out.intermediate else None
         if z_e is not None:
-            texts.append(_stage_verdict(case, out, stage, after, np.asarray(z_e, dtype=np.float64), x64, w64))
-    return "; ".join(texts)
+            found.append(_stage_verdict(case, out, stage, after, np.asarray(z_e, dtype=np.float64), x64, w64))
+    return found
 
 
 def _stage_verdict(case: Case, out: EngineOutput, stage: str, after: str, z_e: np.ndarray, x64: np.ndarray,
-                   w64: dict[str, np.ndarray]) -> str:
+                   w64: dict[str, np.ndarray]) -> Finding:
     g = case.geometry
     family = g.kind.family
     cl = oracle.to_channels_last(x64, g.channels_first)
@@ -155,33 +156,35 @@ def _stage_verdict(case: Case, out: EngineOutput, stage: str, after: str, z_e: n
     z_o, gz = oracle.from_channels_last(z_o, g.channels_first), oracle.from_channels_last(gz, g.channels_first)
     r = _within(z_e, z_o, gz, k, case.dtype, "linear")
     if r <= 1.0:
-        return (f"the {stage} stage agrees with the oracle (max error/bound {r:.2g}): {after}, "
-                "the bias or the activation went wrong")
+        return Finding("stage", f"{stage}-agrees", f"the {stage} stage agrees with the oracle (max error/bound "
+                       f"{r:.2g}): {after}, the bias or the activation went wrong", {"stage": stage, "max_ratio": r})
     what = f"shape {z_e.shape} instead of {z_o.shape}" if z_e.shape != z_o.shape else f"max error/bound {r:.3g}"
     text = f"the {stage} stage already disagrees ({what})"
-    if b_d is None:
-        names = matching_mutants(case, z_e, x64, w64, gz, z_o, k, stage=True)
-        if names:
-            text += ", and it matches the oracle's with " + _phrase(names)
-    return text
+    names = matching_mutants(case, z_e, x64, w64, gz, z_o, k, stage=True) if b_d is None else []
+    if names:
+        text += ", and it matches the oracle's with " + _phrase(names)
+    return Finding("stage", f"{stage}-disagrees" + (f":{names[0]}" if names else ""), text,
+                   {"stage": stage, "max_ratio": r, "mutants": names})
 
 
-def explain(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None = None) -> str:
-    """One sentence on the likely cause of ``engine``'s disagreement with the oracle, or '' when none is known.
+def explain(case: Case, engine: str, out: EngineOutput, ref: Reference, bound: Bound | None = None
+            ) -> list[Finding]:
+    """The likely cause of ``engine``'s disagreement with the oracle, as findings, the closest first ([] when
+    none is known).
 
     ``ref`` is the runner's Reference (inputs, oracle output, gauge); ``bound`` the runner's bound for this
     engine, when it got that far (a shape or dtype failure comes before it). Never raises: a diagnosis must not
     cost the verdict it explains.
     """
-    if _suppressed or is_reference(engine):
-        return ""
+    if is_reference(engine):
+        return []
     try:
-        return "; ".join(_findings(case, engine, out, ref, bound))
+        return _findings(case, engine, out, ref, bound)
     except Exception as exc:  # noqa: BLE001 - diagnosis is a hint; the verdict stands without it
-        return f"(diagnosis failed: {type(exc).__name__}: {exc})"
+        return [Finding("diagnosis_failed", type(exc).__name__, f"(diagnosis failed: {type(exc).__name__}: {exc})")]
 
 
-def _findings(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | None) -> list[str]:
+def _findings(case: Case, engine: str, out: EngineOutput, ref: Reference, bound: Bound | None) -> list[Finding]:
     """What explain says, finding by finding: the closest first (a known mistake that reproduces the values
     beats a description of the shape)."""
     y = np.asarray(out.y, dtype=np.float64)
@@ -193,28 +196,26 @@ def _findings(case: Case, engine: str, out: EngineOutput, ref, bound: Bound | No
     g = case.geometry
     k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
     changed, agrees = causes.dtype_changed(case, np.asarray(out.y), ref.y, gauge, k)
-    if agrees:
+    if changed is not None and agrees:
         return [changed]   # right values in the wrong type: nothing else to explain
+    dtype = [changed] if changed is not None else []
     # The failing check comes first: a wrong shape is judged before the dtype, the dtype before the values.
-    parts = [changed] if changed and not shape else []
+    parts = [] if shape else list(dtype)
     names = matching_mutants(case, y, x64, w64, gauge, ref.y, k)
     if names:
-        parts.append("matches the oracle with " + _phrase(names))
-    parts += shape + ([changed] if changed and shape else [])
+        parts.append(Finding("mutant", names[0], "matches the oracle with " + _phrase(names), {"mutants": names}))
+    parts += shape + (dtype if shape else [])
     if not names and not shape:
         if bound is None:
             bound = error_bound(k, case.dtype, gauge, ref.y, g.activation)
         parts += _value_patterns(case, y, ref, bound, gauge, k)
-    inherited = _inherited(case, engine, out, names)
-    if inherited:
-        parts.append(inherited)
-    stage = stage_verdicts(case, out, x64, w64)
-    if stage:
-        parts.append(stage)
+    parts += _inherited(case, engine, out, names)
+    parts += stage_verdicts(case, out, x64, w64)
     return parts
 
 
-def _value_patterns(case: Case, y: np.ndarray, ref, bound: Bound, gauge: np.ndarray, k: int) -> list[str]:
+def _value_patterns(case: Case, y: np.ndarray, ref: Reference, bound: Bound, gauge: np.ndarray, k: int
+                    ) -> list[Finding]:
     """Patterns of wrong values no mutant reproduces: permuted channels; an output made of the numbers of a
     narrower precision (before the offset: on constant data its rounding is one constant per channel, as in
     Conv2D rgb-ones, 40448 in bfloat16 for 40404); a per-channel offset; inputs rounded to a narrower precision
@@ -224,40 +225,36 @@ def _value_patterns(case: Case, y: np.ndarray, ref, bound: Bound, gauge: np.ndar
     perm = _permutation(y, ref.y, bound.bound, g)
     if perm is not None:
         moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
-        return ["the output channels are permuted (engine channel <- oracle channel: "
-                + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")"]
+        return [Finding("pattern", "permuted-channels", "the output channels are permuted (engine channel <- oracle "
+                        "channel: " + ", ".join(moved[:8]) + (", ..." if len(moved) > 8 else "") + ")",
+                        {"permutation": perm})]
     computed = causes.computed_in(case, y, x64, w64, gauge, k)
-    if computed:
+    if computed is not None:
         return [computed]
     if _channel_offset(y, ref.y, bound.bound, g):
-        return ["off by a constant per output channel: a bias mistake (dropped, doubled, reordered, "
-                "or a depthwise bias not folded into the pointwise bias)"]
+        return [Finding("pattern", "channel-offset", "off by a constant per output channel: a bias mistake "
+                        "(dropped, doubled, reordered, or a depthwise bias not folded into the pointwise bias)")]
     rounded = (causes.inputs_rounded(case, y, x64, w64, gauge, ref.y, k)
                or causes.ops_computed_in(case, y, x64, w64, gauge, ref.y, k))
-    return [rounded] if rounded else []
+    return [rounded] if rounded is not None else []
 
 
-def _inherited(case: Case, engine: str, out: EngineOutput, names: list[str]) -> str:
+def _inherited(case: Case, engine: str, out: EngineOutput, names: list[str]) -> list[Finding]:
     """For an engine built from another's graph (Engine.inherits): the known bug of that engine that explains
-    the output here (its condition holds on this run's facts, the case triggers it, its mutant named first)."""
+    the output here (its condition holds on this run's facts, the case triggers it, its mutant named first), as
+    an inherited finding (id: the registry id)."""
     if len(lineage(engine)) < 2:
-        return ""
+        return []
     seen = {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **out.facts}
     bug = matching_bug(engine, case, seen, names[0] if names else None)
     if bug is None or bug.engine == engine:
-        return ""
-    return (f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, carried through the conversion; "
-            "not a bug of the converter)")
+        return []
+    return [Finding("inherited", bug.id, f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, carried "
+                    "through the conversion; not a bug of the converter)", {"engine": bug.engine})]
 
 
-def explain_error(case: Case, engine: str, exc: BaseException) -> str:
-    """A short cause for an engine's exception (an invalid exported graph, a missing kernel, a crash), or ''."""
-    return "" if _suppressed else causes.error_cause(exc)
-
-
-def install() -> None:
-    """Make the runner's failure and error messages carry a diagnosis (the core does not import this package);
-    backward failures name the backward mutant that reproduces the gradients (gradient_diagnosis)."""
-    install_diagnosis(explain)
-    install_error_diagnosis(explain_error)
-    install_gradient_diagnosis(explain_gradients)
+def explain_error(case: Case, engine: str, exc: BaseException) -> list[Finding]:
+    """A short cause for an engine's exception (an invalid exported graph, a missing kernel, a crash): an
+    error_cause finding, or []."""
+    found = causes.error_cause(exc)
+    return [found] if found is not None else []

@@ -7,7 +7,7 @@ re-checked in fresh interpreter processes before it is called a false alarm: out
 is a nondeterministic engine (a true bug), a disagreement no fresh process reproduces is state-dependent, and
 one that reproduces deterministically is printed as a ready-to-paste YAML case.
 
-Alarms are grouped by cause (the diagnosis of the failure message, else the check that failed or the error): the
+Alarms are grouped by cause (the first finding of the diagnosis, else the check that failed or the error type): the
 search goes on to its budget, counting every alarm under its cause, and shrinks and re-checks one example per
 cause, the smallest it can find.
 """
@@ -36,11 +36,15 @@ from hypothesis import seed as hypothesis_seed
 from .. import engines as engine_registry
 from ..engines import DEFAULT_ENGINES
 from ..errors import CaseError
+from ..findings import first
 from ..known import REGISTRY, Known, matching_bug
 from ..layers import ACTIVATIONS, LAYERS
-from ..runner import Result, item_label, run_facts, run_one
+from ..diagnoser import Diagnoser
+from ..runner import Result, item_label, reference, run_facts, run_one
 from ..schema import Case, case_from_entry
 from ..sharding import check_complete
+from .causes import label
+from .diagnose import Diagnoser as CatalogueDiagnoser
 
 # Shrinking goes to the first value of each list: the plainest configuration comes first.
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -54,8 +58,8 @@ RECHECK_TIMEOUT_S = 600    # per fresh process (one configuration in every engin
 MAX_CAUSES = 20            # causes shrunk and re-checked per search; beyond, a cause is reported as first found
 # What a re-check makes of a cause, the surest first: where workers disagree on a cause, the surest one is kept.
 KINDS = ("false_alarm", "nondeterministic", "state_dependent")
-_MUTANT_NAMED = re.compile(r"diagnosis: matches the oracle with .*?\[mutant (\w+)\]")
-_TAG = re.compile(r"\s*\[fuzz\.yaml::[^\]]*\]")
+# Alarms are grouped by their diagnosis: every configuration is diagnosed (the mutant catalogue's Diagnoser).
+DIAGNOSER = CatalogueDiagnoser()
 
 
 @st.composite
@@ -96,9 +100,11 @@ def entries(draw: st.DrawFn, layers: Iterable[str] = tuple(LAYERS), dtypes: Iter
             "seed": draw(st.integers(0, 2**16)), "input": {"init": "normal", "std": std}, "check": check}
 
 
-def run_checks(case: Case, engines: Iterable[str]) -> dict[str, Result]:
-    """Every engine's result on every check the case asks for, by item label (runner.item_label), forward first."""
-    return {item_label(engine, check): run_one(case, engine, check) for check in case.check for engine in engines}
+def run_checks(case: Case, engines: Iterable[str], diagnoser: Diagnoser | None = DIAGNOSER) -> dict[str, Result]:
+    """Every engine's result on every check the case asks for, by item label (runner.item_label), forward first;
+    failures diagnosed by ``diagnoser`` (their findings are what alarms are grouped by)."""
+    return {item_label(engine, check): run_one(case, engine, check, diagnoser)
+            for check in case.check for engine in engines}
 
 
 def choose(option: str, what: str, names: Iterable[str] | None, known: Iterable[str]) -> tuple[str, ...]:
@@ -224,56 +230,36 @@ def _size(entry: dict[str, Any] | None) -> list[int]:
 
 # ---- what alarms are grouped by ----------------------------------------------------------------------------
 
-# Where a message says why: a failure's diagnosis (harness.detection.diagnose), an error's diagnosed cause.
-_EXPLAINED = ("; diagnosis: ", "; cause: ")
-_ALTERNATIVES = re.compile(r" \(or .*?\[mutant \w+\]\)")       # the diagnosis's runners-up after the closest
-_NUMBER = re.compile(r"(?<![\w.\x00])(?:(?<!<)-)?\d+(?:\.\d+)?(?:e[-+]?\d+)?")   # not the - of 0<-1
-_NUMBERS = re.compile(r"#(?:(?:, |<-)#)+(?:, \.\.\.)?")          # a shape, an index, a channel permutation
+def cause(engine: str, result: Result) -> str:
+    """What alarms are grouped by: the engine (an item label) and the cause label of the result's fields
+    (harness.detection.causes.label): its first (closest) finding's kind and id, else the check that failed, else
+    the error type. Stable across configurations and wording: one mistake seen in many configurations is one
+    cause, and rewording a finding's sentence moves no alarm. (Later findings, such as which axis a wrong shape
+    differs in, vary with the configuration.)"""
+    return f"{engine}: {label(result.verdict, result)}"[:240]
 
 
-def cause(engine: str, verdict: str, message: str) -> str:
-    """What alarms are grouped by: the engine and the first (closest) finding of the diagnosis its message
-    carries (a failure's, harness.detection.diagnose, or an error's cause), else the check that failed, else the
-    error; without the numbers of one configuration, so that one mistake seen in many configurations is one
-    cause. (Later findings, such as which axis a wrong shape differs in, vary with the configuration.)"""
-    text = _one_line(message)
-    text = text[len(engine) + 2:] if text.startswith(f"{engine}: ") else text
-    marker = next((m for m in _EXPLAINED if m in text), None)
-    if marker is not None:
-        said = _general(_ALTERNATIVES.sub("", text.split(marker, 1)[1]).split("; ")[0])
-    elif text.startswith("max error/bound"):
-        said = "values beyond the error bound, and no known mistake reproduces them"
-    else:   # another check (output shape=..., output dtype=...: judgement.mismatch), or the error itself
-        said = _general(text)
-    return f"{engine}: {'error: ' if verdict == 'error' else ''}{said}"[:240]
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _general(text: str) -> str:
-    """``text`` with its numbers as '#' (a list of them as one '#'), except in the mutants' own descriptions."""
-    from .mutants import MUTANTS
-
-    kept = {}
-    for name, m in MUTANTS.items():   # a mutant's description is fixed text: keep its numbers (k//2, TF32)
-        phrase = f"{m.diagnosis} [mutant {name}]"
-        if phrase in text:
-            kept[f"\x00{name}\x00"] = phrase
-            text = text.replace(phrase, f"\x00{name}\x00")
-    text = _NUMBERS.sub("#", _NUMBER.sub("#", text))
-    for mark, phrase in kept.items():
-        text = text.replace(mark, phrase)
-    return text.strip()
+def _without_numbers(text: str) -> str:
+    """An exception's text (hypothesis's own, when it stops a search) without its numbers, one line."""
+    return _DIGITS.sub("#", text.split("\n")[0]).strip()
 
 
-def _reason(message: str) -> str:
-    """A refusal or skip reason without the configuration and numbers, so that alike ones count together."""
-    text = message
+def _reason(result: Result) -> str:
+    """A refusal or skip reason without the configuration and numbers, so that alike ones count together: the
+    harness's own reasons are fixed sentences (Result.reason_id); an engine's words (its exception text) lose the
+    layer it echoes and their numbers."""
+    text = result.reason.split("\n")[0]
+    if result.reason_id not in ("engine-skip", "engine-refusal"):
+        return text[:110]
     for sep in (") at call: ", "): "):   # drop "Keras refused Layer(args...)" before the framework's own words
         if "refused" in text and sep in text:
             text = text.split(sep, 1)[1]
             break
-    text = re.sub(r"\[fuzz\.yaml::[^\]]*\]", "", text)
     text = re.sub(r"\{[^}]*\}", "{...}", text)   # sets print in any order
-    return re.sub(r"\d+", "#", text.split("\n")[0])[:110].strip()
+    return re.sub(r"\d+", "#", text)[:110].strip()
 
 
 def check_entry(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None = None) -> list[str]:
@@ -301,13 +287,13 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
             forward = results.get(r.engine)
             bug = known_bug(case, forward) if forward is not None else None
         if r.verdict in ("fail", "error") and bug is None:
-            alarms.append({"engine": engine, "message": r.message, "cause": cause(engine, r.verdict, r.message)})
+            alarms.append({"engine": engine, "message": r.message, "cause": cause(engine, r)})
         if stats is None:
             continue
         if bug is not None:
             stats.known_bugs[f"{key}: {bug.id}"] = stats.known_bugs.get(f"{key}: {bug.id}", 0) + 1
             example = f"{case.layer} {list(case.input_shape)} {case.dtype} {case.config}"
-            stats.known_example.setdefault(bug.id, f"{example}: {_one_line(r.message)[:200]}")
+            stats.known_example.setdefault(bug.id, f"{example}: {_one_line(r)[:200]}")
         if r.verdict == "pass":
             stats.runs[key] = stats.runs.get(key, 0) + 1
             ratio = r.metrics.max_ratio if r.metrics else 0.0
@@ -316,10 +302,10 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
                 stats.worst[key] = f"{case.layer} {list(case.input_shape)} {case.config}"
         elif r.verdict == "rejected":
             refused = True
-            reason = f"{engine}: {case.layer}: {_reason(r.message)}"
+            reason = f"{engine}: {case.layer}: {_reason(r)}"
             stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
         elif r.verdict == "skip":
-            reason = f"{engine}: {_reason(r.message)}"
+            reason = f"{engine}: {_reason(r)}"
             stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
     if stats is not None:
         stats.tried += 1
@@ -332,24 +318,26 @@ def _check(entry: dict[str, Any], engines: Iterable[str], stats: Stats | None
 def known_bug(case: Case, result: Result) -> Known | None:
     """The registry entry (harness/known.py) that explains a failure of ``result.engine`` on ``case`` here: its
     condition holds for this process's facts and the run's own (``result.facts``: the kernel path, the layout
-    the layer ran in), the configuration triggers it, and, where the entry names a mutant, the diagnosis in the
-    failure message named that mutant first (its closest reproduction). Only wrong values (a fail) qualify."""
+    the layer ran in), the configuration triggers it, and, where the entry names a mutant, the diagnosis named
+    that mutant first (the first mutant finding: its closest reproduction). Only wrong values (a fail) qualify."""
     if result.verdict != "fail":
         return None
-    named = _MUTANT_NAMED.search(result.message)
+    named = first(result.findings, "mutant")
     facts = run_facts(case, result)
-    return matching_bug(result.engine, case, facts, named.group(1) if named else None)
+    return matching_bug(result.engine, case, facts, named.id if named is not None else None)
 
 
-def _one_line(message: str) -> str:
-    return _TAG.sub("", message.split("\n")[0]).strip()
+def _one_line(result: Result) -> str:
+    """The message's first line for a person, without its [fuzz.yaml::ID] tag (an id no printed case has)."""
+    return result.message.split("\n")[0].replace(f" [{FUZZ_FILE}::{result.case_id}]", "").strip()
 
 
 # ---- what an engine computed, comparable across processes -------------------------------------------------
 
 def observe(result: Result) -> dict[str, Any]:
-    """What one engine did on one configuration: verdict, message, output (float64) and its digest, the worst
-    element and the oracle there, and the per-element bound it was judged with (this process only)."""
+    """What one engine did on one configuration: verdict, what decided it (the check, the findings' keys, an
+    error's type and words), output (float64) and its digest, the worst element and the oracle there, and the
+    per-element bound it was judged with (this process only)."""
     y = None
     if result.output is not None:
         # backward: the gradient tensor the verdict is about (result.tensor), where its metrics point
@@ -359,7 +347,8 @@ def observe(result: Result) -> dict[str, Any]:
         except (TypeError, ValueError):
             y = None
     m = result.metrics
-    return {"verdict": result.verdict, "message": _one_line(result.message), "y": y, "digest": _digest(y),
+    about = [result.decided_by, *(f.key for f in result.findings), result.error_type, result.reason]
+    return {"verdict": result.verdict, "about": about, "y": y, "digest": _digest(y),
             "worst": list(m.worst_index) if m else None, "oracle": m.worst_oracle if m else None,
             "bound": result.bound.bound if result.bound is not None else None}
 
@@ -387,7 +376,7 @@ def _decode(obs: dict[str, Any]) -> dict[str, Any]:
 
 def _differs(a: dict[str, Any], b: dict[str, Any], bound: np.ndarray | None) -> bool:
     """Whether two observations of one engine on one configuration differ: another verdict, or (not passing)
-    another shape, message or value; values count as different only beyond the error bound, so that a summation
+    another shape, value, or (without an output) another check, finding or error; values count as different only beyond the error bound, so that a summation
     order that changed with the thread count is not taken for nondeterminism. Two passes never differ."""
     if a["verdict"] != b["verdict"]:
         return True
@@ -395,7 +384,7 @@ def _differs(a: dict[str, Any], b: dict[str, Any], bound: np.ndarray | None) -> 
         return False
     ya, yb = a["y"], b["y"]
     if ya is None or yb is None:
-        return ya is not yb or a["message"] != b["message"]
+        return ya is not yb or list(a["about"]) != list(b["about"])
     if ya.shape != yb.shape:
         return True
     same = (ya == yb) | (np.isnan(ya) & np.isnan(yb))
@@ -494,8 +483,6 @@ def _assess(seen: dict[str, Any], fresh: list[dict[str, Any]]) -> tuple[list[str
 
 def _changes(engine: str, seen: dict[str, Any], fresh: list[dict[str, Any]]) -> str:
     """One line: the values one engine gave at the element where its runs differ most, run by run."""
-    from ..runner import reference
-
     runs = [seen["obs"][engine], *(f[engine] for f in fresh if engine in f)]
     ys = [o["y"] for o in runs]
     index = next((tuple(o["worst"]) for o in runs if o["worst"]), None)
@@ -641,7 +628,7 @@ def _attempt_seed(seed: int | None, attempt: int) -> int | None:
 def _record(found: dict[str, Any], engines: list[str], stats: Stats, rechecks: int, progress: bool) -> None:
     """Re-check the example of a cause (``found``, see _search_once) and keep it as that cause's group."""
     if "last" not in found:   # hypothesis itself stopped before any configuration alarmed
-        what = f"fuzzing stopped: {_general(_one_line(found['message']))}"
+        what = f"fuzzing stopped: {_without_numbers(found['message'])}"   # hypothesis's exception, not a result
         stats.groups[what] = {"kind": "false_alarm", "text": f"{found['message']}\n(no example recorded)",
                               "size": _size(None)}
         stats.alarms.setdefault(what, 1)
@@ -940,12 +927,10 @@ def _main(argv: list[str]) -> int:
     import signal
 
     from ..engines.worker import end_with_parent, end_workers_on
-    from .diagnose import install
 
     # A job of run(): SIGTERM from the parent (or the parent gone) ends its engine workers with it.
     end_workers_on((signal.SIGTERM, signal.SIGHUP), lambda signum: os._exit(128 + signum))
     end_with_parent()
-    install()
     payload = json.loads(argv[-1])
     try:   # registered (resolved) first: a plug-in that does not resolve here is one line, not a traceback
         _engine_names(payload["engines"])

@@ -1,14 +1,14 @@
 """Name the likely mistake behind wrong gradients: which backward mutant reproduces the engine's gradients.
 
-Installed as the runner's gradient diagnosis (harness.runner.install_gradient_diagnosis, by diagnose.install):
-on a backward fail, every backward mutant that applies is recomputed for the case, in float64, as the engine's
-port (with the engine's port variant, a torch block's depthwise bias), and named where every tensor it returns
-matches the engine's within a bound: the engine's rounding errors on the mutant's own computation,
-(gamma_K(u) + gamma_K(u_64)) * G_m + A_m, with G_m the mutant's gradients on magnitudes (and at least the
-oracle's gauge), A_m the activation's allowance carried through the mutant's backward, and K generous (the
-longest of the case's gradient lengths plus the roundings a mutant adds: the fold's F + C*M). A mutant the case
-cannot tell from the oracle (its gradients pass the judge) explains nothing and is left out; a mutant of a port
-variant (the folded depthwise bias) is tried only on an engine that reports that variant.
+Asked by the runner through a Diagnoser (harness.detection.diagnose.Diagnoser.gradients): on a backward fail,
+every backward mutant that applies is recomputed for the case, in float64, as the engine's port (with the
+engine's port variant, a torch block's depthwise bias), and named where every tensor it returns matches the
+engine's within a bound: the engine's rounding errors on the mutant's own computation, (gamma_K(u) +
+gamma_K(u_64)) * G_m + A_m, with G_m the mutant's gradients on magnitudes (and at least the oracle's gauge), A_m
+the activation's allowance carried through the mutant's backward, and K generous (the longest of the case's
+gradient lengths plus the roundings a mutant adds: the fold's F + C*M). A mutant the case cannot tell from the
+oracle (its gradients pass the judge) explains nothing and is left out; a mutant of a port variant (the folded
+depthwise bias) is tried only on an engine that reports that variant.
 """
 from __future__ import annotations
 
@@ -20,31 +20,31 @@ from .. import backward, engines
 from ..agreement import gamma, ratios, usable
 from ..backward import BackwardReference
 from ..engines.base import EngineOutput
+from ..findings import Finding
 from ..runner import reference
 from ..schema import Case
 from ..tensors import numpy_dtype, unit_roundoff
+from .mutants import BACKWARD_MUTANTS
 
 # Recomputing the layer's backward once per mutant: beyond this many elements in any tensor it is not attempted.
 MAX_ELEMENTS = 1_000_000
 
 
-def explain_gradients(case: Case, engine: str, out: EngineOutput, bref: BackwardReference, failing: str) -> str:
-    """One sentence naming the backward mutants that reproduce ``engine``'s gradients, or ''. Never raises: a
-    diagnosis must not cost the verdict it explains."""
-    from . import diagnose
-
-    if diagnose._suppressed or engines.is_reference(engine):
-        return ""
+def explain_gradients(case: Case, engine: str, out: EngineOutput, bref: BackwardReference, failing: str
+                      ) -> list[Finding]:
+    """The backward mutants that reproduce ``engine``'s gradients: one gradient_mutant finding (id: the closest
+    mutant, the others in its sentence and evidence), or []. Never raises: a diagnosis must not cost the verdict
+    it explains."""
+    if engines.is_reference(engine):
+        return []
     try:
         names = matching_backward_mutants(case, out, bref)
     except Exception as exc:  # noqa: BLE001 - diagnosis is a hint; the verdict stands without it
-        return f"(diagnosis failed: {type(exc).__name__}: {exc})"
-    return phrase(names)
+        return [Finding("diagnosis_failed", type(exc).__name__, f"(diagnosis failed: {type(exc).__name__}: {exc})")]
+    return [Finding("gradient_mutant", names[0], phrase(names), {"mutants": names, "tensor": failing})] if names else []
 
 
 def phrase(names: list[str]) -> str:
-    from .mutants import BACKWARD_MUTANTS
-
     if not names:
         return ""
     said = [f"{BACKWARD_MUTANTS[n].diagnosis} [mutant {n}]" for n in names[:3]]
@@ -60,8 +60,6 @@ def _too_large(case: Case, out: EngineOutput, bref: BackwardReference) -> bool:
 def matching_backward_mutants(case: Case, out: EngineOutput, bref: BackwardReference) -> list[str]:
     """Names of the backward mutants whose gradients reproduce the engine's (every tensor, same names and shapes)
     within the bound, the closest first."""
-    from .mutants import BACKWARD_MUTANTS
-
     got = {k: np.asarray(v, dtype=np.float64) for k, v in (out.gradients or {}).items()}
     if not got or _too_large(case, out, bref):
         return []

@@ -1,9 +1,12 @@
-"""Lint the cases: which mutants each case kills, and the weak ones (kill none and carry no golden output)."""
+"""Lint the cases and stacks: which mutants each kills, and the weak ones (kill none and carry no golden output).
+
+A stack kills a mutant applied to one of its layers when it fails naming that layer (harness.detection.score)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..schema import Case
+from ..stack_schema import StackCase
 from .score import Sweep, sweep
 
 CONSTANT_INITS = {"zeros", "ones", "constant", "channels"}
@@ -11,7 +14,7 @@ CONSTANT_INITS = {"zeros", "ones", "constant", "channels"}
 
 @dataclass
 class LintEntry:
-    case: Case
+    case: Case | StackCase
     kills: list[str]
     golden: bool                     # carries an independent golden output (expect.output / output_at)
     hints: list[str] = field(default_factory=list)
@@ -53,15 +56,30 @@ def hints(case: Case) -> list[str]:
     return out
 
 
-def lint(cases: list[Case]) -> tuple[list[LintEntry], Sweep]:
-    """Every mutant on every case (no early stop): per case, the mutants it kills."""
-    s = sweep(cases, first_only=False)
+def stack_hints(one: StackCase) -> list[str]:
+    """Why a stack cannot see common port mistakes: its layers' hints (hints), each said once, with the layers."""
+    where: dict[str, list[str]] = {}
+    for i, layer in enumerate(one.layers):
+        for hint in hints(layer.case):
+            where.setdefault(hint, []).append(f"[{i}]")
+    return [f"layers{''.join(at)}: {hint}" for hint, at in where.items()]
+
+
+def lint(cases: list[Case], stacks: list[StackCase] | None = None) -> tuple[list[LintEntry], Sweep]:
+    """Every mutant on every case and on every layer of every stack (no early stop): per case or stack, the mutants
+    it kills."""
+    s = sweep(cases, first_only=False, stacks=stacks)
     entries = []
     for case in s.cases:
         golden = "output" in case.expect or bool(case.expect.get("output_at"))
         e = LintEntry(case=case, kills=s.killed_by.get(case.id, []), golden=golden)
         if e.weak:
             e.hints = hints(case)
+        entries.append(e)
+    for one in s.stacks:   # a stack has no golden output
+        e = LintEntry(case=one, kills=s.killed_by.get(one.id, []), golden=False)
+        if e.weak:
+            e.hints = stack_hints(one)
         entries.append(e)
     return entries, s
 
@@ -79,7 +97,9 @@ def format_lint(entries: list[LintEntry], s: Sweep, weak_only: bool = False) -> 
             kills = f"kills {len(e.kills)}: {', '.join(e.kills)}" if e.kills else "kills none"
             lines.append(f"ok   {where}: {kills}" + (" (golden output)" if e.golden else ""))
     weak = sum(e.weak for e in entries)
-    lines.append(f"{len(entries)} cases linted against {len(s.mutants) + len(s.backward)} mutants in "
+    stacks = f" and {len(s.stacks)} stacks" if s.stacks else ""
+    lines.append(f"{len(s.cases)} cases{stacks} linted against {len(s.mutants) + len(s.backward)} mutants in "
                  f"{s.duration_s:.1f} s: {weak} weak"
                  + (f"; not linted (too big): {', '.join(c.id for c in s.excluded)}" if s.excluded else ""))
+    lines.extend(f"misattributed: {e}" for e in s.misnamed)
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engines.base import SequenceFn
 from ..layers import Geometry
 from ..layouts import conv_k2t
 from ..padding import effective_kernel, pad_amounts
@@ -585,7 +586,31 @@ CATALOGUE: dict[str, Port] = {**MUTANTS, **BACKWARD_MUTANTS}   # every mutant by
 CONTROLS = {"numpy_port": numpy_port, "reference_port": reference_port, "gradient_port": gradient_port}
 BACKWARD_CONTROL = "gradient_port"
 
-# Each mutant is a module attribute, so `--engine harness.detection.mutants:flipped_kernel` names it.
+
+
+def stack_function(port: Port | Any, at: int | None = None) -> SequenceFn:
+    """A sequence function (Engine.run_sequence's, a plug-in's `stack`) computing each layer of a stack in its dtype
+    with the correct NumPy port, and layer ``at`` (every layer where None) with ``port`` where its bug can occur;
+    NotImplementedError (a skip) where it can occur in none."""
+    def stack(layers: list[tuple[str, dict, dict[str, np.ndarray]]], x: np.ndarray) -> list[np.ndarray]:
+        outs, applied = [], False
+        for i, (layer, config, weights) in enumerate(layers):
+            mine = (at is None or at == i) and (not isinstance(port, Port) or port.applies(layer, str(x.dtype)))
+            applied = applied or mine
+            x = (port if mine else numpy_port)(layer, config, x, weights)
+            outs.append(x)
+        if not applied:
+            name = getattr(port, "name", getattr(port, "__name__", "port"))
+            raise NotImplementedError(f"mutant {name} does not apply to "
+                                      + ("any layer of this stack" if at is None else f"layers[{at}]"))
+        return outs
+    return stack
+
+
+# Each mutant is a module attribute, so `--engine harness.detection.mutants:flipped_kernel` names it; it and the
+# forward controls compute stacks too, through their `stack` attribute (harness.engines.base.FunctionEngine).
+for _port in (*MUTANTS.values(), numpy_port, reference_port):
+    _port.stack = stack_function(_port)   # type: ignore[union-attr] - a plug-in's callable carries its stack function
 globals().update(MUTANTS)
 globals().update(BACKWARD_MUTANTS)
 globals().update(CONTROLS)

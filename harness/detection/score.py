@@ -1,5 +1,8 @@
 """Mutation score: every mutant over the shipped cases, in-process; a mutant is killed by a case that fails it.
 
+A stack kills a forward mutant applied to one of its layers (the others computed by the correct port) when it fails
+and names that layer the culprit; a failure that names another layer is a misattribution, reported as such.
+
 Forward mutants run on every case's forward item; backward mutants (mutants.BACKWARD_MUTANTS: the forward right,
 the gradients wrong) on the backward items of the cases that ask for the backward check, where the backward
 control (mutants.BACKWARD_CONTROL) and every control that computes gradients run too."""
@@ -14,7 +17,10 @@ from .. import engines
 from ..layers import LAYERS, output_shape
 from ..runner import run_one
 from ..schema import Case
-from . import diagnose, mutants
+from ..sequence_judge import culprit_of
+from ..stack_run import run as run_sequence
+from ..stack_schema import StackCase
+from . import mutants
 
 # Cases whose input or output has more elements than this are left out of the sweep (listed as such): a mutant
 # computes the whole layer in float64, and the one big worked example (82M outputs) would cost minutes per mutant.
@@ -47,6 +53,9 @@ class Sweep:
     # control -> messages; a control's backward items under "NAME (backward)"
     control_failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)                     # mutants that crashed (not kills)
+    stacks: list[StackCase] = field(default_factory=list)               # the stacks run (a mutant per layer)
+    # a mutant applied to layer i of a stack that failed it naming another layer the culprit (a wrong attribution)
+    misnamed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     first_only: bool = False
 
@@ -81,7 +90,7 @@ class Sweep:
 
 
 def sweep(cases: list[Case], mutant_names: list[str] | None = None, controls: tuple[str, ...] | list[str] = (),
-          first_only: bool = False, max_elements: int = MAX_ELEMENTS) -> Sweep:
+          first_only: bool = False, max_elements: int = MAX_ELEMENTS, stacks: list[StackCase] | None = None) -> Sweep:
     """Run every mutant (and control) on every case, judged by harness.runner.run_one.
 
     ``first_only`` stops a mutant in a layer kind at its first kill there (what the test needs); otherwise every
@@ -107,29 +116,65 @@ def sweep(cases: list[Case], mutant_names: list[str] | None = None, controls: tu
                 excluded=[c for c in cases if case_size(c) > max_elements], first_only=first_only)
     start = time.perf_counter()
     # Cheap cases first: with first_only most mutants are killed before the larger cases come.
-    with diagnose.suppressed():
-        for case in sorted(small, key=case_size):
-            killed = out.killed_by.setdefault(case.id, [])
-            for name in names:
-                _run_mutant(out, case, name, "forward", killed)
-            if "backward" in case.check:
-                for name in backward:
-                    _run_mutant(out, case, name, "backward", killed)
-            for name in controls:
-                r = run_one(case, name)
-                out.verdicts[name][r.verdict] += 1
+    # No diagnoser (run_one's default): the sweep judges thousands of deliberate failures, and only counts them.
+    for case in sorted(small, key=case_size):
+        killed = out.killed_by.setdefault(case.id, [])
+        for name in names:
+            _run_mutant(out, case, name, "forward", killed)
+        if "backward" in case.check:
+            for name in backward:
+                _run_mutant(out, case, name, "backward", killed)
+        for name in controls:
+            r = run_one(case, name)
+            out.verdicts[name][r.verdict] += 1
+            # A fail the case expects of this engine (its known bug, where it holds) is no control failure.
+            if r.verdict == "error" or (r.verdict == "fail" and not r.xfail):
+                out.control_failures[name].append(r.message)
+        if "backward" in case.check and backward_controls:
+            for name in backward_controls:
+                r = run_one(case, name, "backward")
+                out.backward_verdicts[name][r.verdict] += 1
                 # A fail the case expects of this engine (its known bug, where it holds) is no control failure.
                 if r.verdict == "error" or (r.verdict == "fail" and not r.xfail):
-                    out.control_failures[name].append(r.message)
-            if "backward" in case.check and backward_controls:
-                for name in backward_controls:
-                    r = run_one(case, name, "backward")
-                    out.backward_verdicts[name][r.verdict] += 1
-                    # A fail the case expects of this engine (its known bug, where it holds) is no control failure.
-                    if r.verdict == "error" or (r.verdict == "fail" and not r.xfail):
-                        out.control_failures[f"{name} (backward)"].append(r.message)
+                    out.control_failures[f"{name} (backward)"].append(r.message)
+    for one in stacks or []:
+        _sweep_stack(out, one, names, controls)
     out.duration_s = time.perf_counter() - start
     return out
+
+
+def _sweep_stack(out: Sweep, one: StackCase, names: list[str], controls: tuple[str, ...] | list[str]) -> None:
+    """Every forward mutant on each layer of ``one`` where its bug can occur (the other layers by the correct port,
+    mutants.stack_function): a kill is a fail whose culprit is that layer. The controls run the stack too."""
+    out.stacks.append(one)
+    killed = out.killed_by.setdefault(one.id, [])
+    for name in names:
+        mutant = mutants.MUTANTS[name]
+        for i, layer in enumerate(one.layers):
+            if not mutant.applies(layer.layer, one.dtype) or (out.first_only and out.kind_killers[name][layer.layer]):
+                continue
+            out.applicable[name].add(layer.layer)
+            try:
+                run = run_sequence(one, name, mutants.stack_function(mutant, at=i))
+            except Exception as exc:  # noqa: BLE001 - a mutant's crash is no kill, and never stops the sweep
+                out.errors.append(f"{name} crashed on stack {one.id} layers[{i}]: {type(exc).__name__}: {exc}")
+                continue
+            out.verdicts[name][run.verdict] += 1
+            if run.verdict != "fail":
+                continue
+            culprit = culprit_of(run.findings)
+            if culprit != i:
+                out.misnamed.append(f"{name} in layers[{i}] of stack {one.id} named layers[{culprit}]: {run.message}")
+                continue
+            if name not in killed:
+                killed.append(name)
+                out.killers[name].append(one.id)
+            out.kind_killers[name][layer.layer].append(f"{one.id} layers[{i}]")
+    for name in controls:
+        r = run_one(one, name)
+        out.verdicts[name][r.verdict] += 1
+        if r.verdict == "error" or (r.verdict == "fail" and not r.xfail):
+            out.control_failures[name].append(r.message)
 
 
 def _run_mutant(out: Sweep, case: Case, name: str, check: str, killed: list[str]) -> None:
@@ -167,7 +212,8 @@ def format_score(s: Sweep, killers_shown: int = 3) -> str:
     width = max((len(m) for m in s.mutants + s.backward), default=10)
     lines: list[str] = []
     if s.mutants or not s.backward:
-        lines.append(_score_line("mutation score", "mutants", s, s.mutants, f"{len(s.cases)} cases in "
+        stacks = f" and {len(s.stacks)} stacks (a mutant in each layer)" if s.stacks else ""
+        lines.append(_score_line("mutation score", "mutants", s, s.mutants, f"{len(s.cases)} cases{stacks} in "
                                  f"{s.duration_s:.1f} s"))
         lines += _mutant_lines(s, s.mutants, width, killers_shown)
     if s.backward:
@@ -186,6 +232,8 @@ def format_score(s: Sweep, killers_shown: int = 3) -> str:
                      f"{len(fails)} fail/error" + ("" if not fails else f" -- e.g. {fails[0]}"))
     for e in s.errors[:10]:
         lines.append(f"error (not a kill): {e}")
+    for e in s.misnamed:
+        lines.append(f"misattributed (not a kill): {e}")
     if s.excluded:
         lines.append(f"not run (over {MAX_ELEMENTS} elements): {', '.join(c.id for c in s.excluded)}")
     return "\n".join(lines)

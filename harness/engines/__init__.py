@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from .. import facts
-from .base import Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request
+from .base import (Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request, SequenceOutput,
+                   SequenceRequest, Step)
 
 # Every process that can run an engine imports this package first: TensorFlow's and Keras's log noise is
 # silenced there (unless --verbose), engine workers and xdist workers included.
@@ -274,6 +275,12 @@ def is_reference(name: str) -> bool:
     return name in BUILTIN and engine_class(name).reference   # a plug-in (or an unknown name) never is
 
 
+def sequence_engines() -> list[str]:
+    """The built-in engines that compute a sequence of layers in one run (Engine.computes_sequences); a plug-in
+    does where its callable has a `stack` attribute."""
+    return [name for name in BUILTIN if engine_class(name).computes_sequences]
+
+
 def get(name: str) -> Engine:
     """The engine called ``name``, importing its module (and its framework) on first use. An engine class that
     declares ``isolation``, and a plug-in given an interpreter (--engine-python), is a proxy to a worker process
@@ -340,6 +347,7 @@ def cli_args(name: str) -> list[str]:
 
 
 __all__ = ["BUILTIN", "DEFAULT_ENGINES", "Engine", "EngineOption", "EngineOutput", "FunctionEngine", "Inputs",
-           "PYTHONS_VARIABLE", "REFERENCE", "Request", "cli_args", "cli_spec", "did_you_mean", "engine_class",
-           "engine_names", "get", "is_file", "is_reference", "load_file", "plugin_name", "plugin_python",
-           "register_plugin", "resolve", "set_plugin_python", "suggest_engine"]
+           "PYTHONS_VARIABLE", "REFERENCE", "Request", "SequenceOutput", "SequenceRequest", "Step", "cli_args",
+           "cli_spec", "did_you_mean", "engine_class", "engine_names", "get", "is_file", "is_reference", "load_file",
+           "plugin_name", "plugin_python", "register_plugin", "resolve", "sequence_engines", "set_plugin_python",
+           "suggest_engine"]

@@ -61,6 +61,40 @@ class EngineOutput:
     gradients: dict[str, np.ndarray] | None = None
 
 
+@dataclass
+class Step:
+    """One layer of a sequence, as an engine builds it: the configuration (raw and normalised), the shape that
+    reaches it and its weights (Keras names and layout, the sequence's dtype)."""
+
+    layer: str
+    config: dict[str, Any]
+    geometry: "Geometry"
+    input_shape: tuple[int, ...]
+    weights: dict[str, np.ndarray]
+
+
+@dataclass
+class SequenceRequest:
+    """Layers applied in order to one input (a stack; next, a whole model): an engine computes them in one run, each
+    layer on the previous layer's output in its own precision, and hands back every layer's output."""
+
+    steps: list[Step]
+    x: np.ndarray                       # channels last, the sequence's dtype
+    dtype: str
+    x64: np.ndarray | None = None       # the same values in float64 (the reference computes on these)
+    weights64: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class SequenceOutput:
+    """One engine's answer for a sequence: every layer's output (channels last, in the dtype it computed), in order."""
+
+    ys: list[np.ndarray]
+    params: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class EngineOption:
     """An option a case may give an engine (`engine_options: {ENGINE: {OPTION: value}}`)."""
@@ -107,11 +141,18 @@ class Engine:
     dtype_limits: ClassVar[dict[str, str]] = {}
     # Whether run() answers a request with grad_output (the backward check); the others skip its backward items.
     computes_gradients: ClassVar[bool] = False
+    # Whether run_sequence() computes layers in sequence in one run, every layer's output captured (a stack); the
+    # others compute one layer per request and skip sequences, saying so.
+    computes_sequences: ClassVar[bool] = False
 
     def run(self, request: Request) -> EngineOutput:
         """Compute the layer; raise EngineRejected where the framework refuses it, EngineSkip where it cannot
         run here (with the reason)."""
         raise NotImplementedError
+
+    def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
+        """Compute every layer of a sequence in one run (where computes_sequences); the exceptions as run()'s."""
+        raise NotImplementedError(f"{self.name} computes one layer per request")
 
     # ---------------------------------------------------------------- traits as behaviour
     @classmethod
@@ -184,6 +225,7 @@ class FunctionEngine(Engine):
 
     weight_layout = "plug-in"   # unknown: a plain expect.weight_shapes table (Keras layout) does not describe it
     computes_gradients = True    # decided per function: run() skips where fn has no grad_output parameter
+    computes_sequences = True    # decided per function: run_sequence() skips where fn has no `stack` attribute
 
     def __init__(self, name: str, fn: PluginFn):
         self.name, self.fn = name, fn   # type: ignore[misc]
@@ -208,3 +250,26 @@ class FunctionEngine(Engine):
             raise NotImplementedError(f"plug-in {self.name} computes no gradients (a function with a grad_output "
                                       "parameter returning EngineOutput(gradients=...) would)")
         return out if isinstance(out, EngineOutput) else EngineOutput(y=np.asarray(out))
+
+    def sequence_function(self) -> SequenceFn | None:
+        """The plug-in's sequence function, its callable's ``stack`` attribute (None where it has none)."""
+        return getattr(self.fn, "stack", None)
+
+    def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
+        """fn.stack([(layer, config, weights), ...], x) -> every layer's output (copies in, as run())."""
+        fn = self.sequence_function()
+        if fn is None:
+            raise NotImplementedError(f"plug-in {self.name} computes one layer per request (its callable has no "
+                                      "`stack` attribute, fn.stack(layers, x) -> every layer's output)")
+        return run_sequence_function(fn, request)
+
+
+# A sequence function: [(layer, config, weights), ...] and x (channels last, the sequence's dtype) -> every layer's
+# output, in order. A plug-in gives one as its callable's `stack` attribute.
+SequenceFn = Callable[[list[tuple[str, dict, dict[str, np.ndarray]]], np.ndarray], Any]
+
+
+def run_sequence_function(fn: SequenceFn, request: SequenceRequest) -> SequenceOutput:
+    """A sequence function's answer, given copies (a function that writes into its arguments corrupts nothing)."""
+    layers = [(step.layer, dict(step.config), {k: v.copy() for k, v in step.weights.items()}) for step in request.steps]
+    return SequenceOutput(ys=[np.asarray(y) for y in fn(layers, request.x.copy())])

@@ -13,7 +13,7 @@ import numpy as np
 from .. import facts as env
 from ..errors import EngineRejected, EngineSkip
 from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
-from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request
+from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 
 def _import_keras():
@@ -53,6 +53,7 @@ class KerasEngine(Engine):
     weight_layout = CANONICAL_LAYOUT
     framework = "tensorflow"
     computes_gradients = True
+    computes_sequences = True   # one functional model of the real layers, its outputs every layer's output
 
     def __init__(self) -> None:
         self.keras = _import_keras()
@@ -155,6 +156,32 @@ class KerasEngine(Engine):
         return EngineOutput(y=y, params=params, weight_shapes=shapes, notes=notes,
                             facts=self._facts(ran, inputs.x.ndim), gradients=gradients)
 
+    def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
+        """One Keras functional model of the real layers (each built, its weights set), whose outputs are every
+        layer's output: Keras computes each layer in the sequence's dtype on the previous layer's output."""
+        import tensorflow as tf
+
+        if self.refusal:
+            raise EngineSkip(self.refusal)
+        objs = []
+        for i, step in enumerate(request.steps):
+            try:
+                objs.append(build_keras_layer(step.layer, step.config, request.dtype, step.input_shape, step.weights))
+            except ValueError as exc:   # Keras's own argument checks
+                raise EngineRejected(f"Keras refused layers[{i}] {step.layer}: {type(exc).__name__}: {exc}") from exc
+        x_in = self.keras.Input(batch_shape=request.x.shape, dtype=request.dtype)
+        h, outs = x_in, []
+        for obj in objs:
+            h = obj(h)
+            outs.append(h)
+        model = self.keras.Model(x_in, outs)
+        try:
+            ys = model(request.x, training=False)
+        except (tf.errors.OpError, ValueError) as exc:
+            raise EngineRejected(f"Keras/TensorFlow refused the sequence at call: {type(exc).__name__}: "
+                                 f"{_op_message(exc)}") from exc
+        return SequenceOutput(ys=[np.asarray(y) for y in ys], params=int(model.count_params()),
+                              facts={"onednn": self.onednn, "keras_layer_format": "channels_last"})
 
     @classmethod
     def thread_count(cls) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import oracle
 from ..backward_reference import reference_gradients
 from ..layers import refuse_impossible
-from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request
+from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 
 class OracleEngine(Engine):
@@ -13,6 +13,7 @@ class OracleEngine(Engine):
     reference = True          # judged in float64, exactly; its output is the reference of every other engine
     weight_layout = CANONICAL_LAYOUT   # every engine converts from it
     computes_gradients = True
+    computes_sequences = True   # the exact composition: every layer in float64 on the float64 output before it
 
     def run(self, request: Request) -> EngineOutput:
         g, inputs = request.geometry, request.inputs
@@ -24,3 +25,13 @@ class OracleEngine(Engine):
             gradients=None if request.grad_output is None else reference_gradients(
                 inputs.x64, inputs.weights64, g, request.grad_output.astype("float64")),
         )
+
+    def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
+        """Every layer's output of the float64 composition, without rounding between layers."""
+        z = request.x.astype("float64") if request.x64 is None else request.x64
+        ys = []
+        for i, step in enumerate(request.steps):
+            w = request.weights64[i] if request.weights64 else {k: v.astype("float64") for k, v in step.weights.items()}
+            z = oracle.run(step.layer, step.config, z, w)
+            ys.append(z)
+        return SequenceOutput(ys=ys, params=sum(step.geometry.param_count() for step in request.steps))

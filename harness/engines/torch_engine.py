@@ -10,7 +10,7 @@ from .. import facts as env
 from ..errors import EngineSkip
 from ..layers import refuse_impossible
 from ..tensors import generate, numpy_dtype
-from .base import Engine, EngineOption, EngineOutput, Request
+from .base import Engine, EngineOption, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 
 class TorchThreads:
@@ -30,6 +30,7 @@ class TorchEngine(TorchThreads, Engine):
     weight_layout = "torch"   # its weight_shapes are the port's state dict: (out, in/groups, *kernel)
     framework = "torch"
     computes_gradients = True
+    computes_sequences = True   # one nn.Sequential of the port's modules, forward hooks catching every output
     options = {
         # The hand-written block with a bias on both convs: a random depthwise bias and the pointwise bias that
         # makes the block equal to Keras (what folding undoes).
@@ -114,6 +115,30 @@ class TorchEngine(TorchThreads, Engine):
             gradients=gradients,
         )
 
+    def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
+        """One nn.Sequential of the torch port's modules (channels first inside), each in the sequence's dtype on
+        the previous module's output; forward hooks catch every layer's output."""
+        torch = self.torch
+        tdtype = getattr(torch, request.dtype)
+        model = torch.nn.Sequential(*[
+            self.port.from_keras(step.layer, step.config, step.weights, in_channels=step.geometry.in_channels,
+                                 dtype=tdtype)
+            for step in request.steps])
+        outs: list[Any] = []
+        for module in model:
+            module.register_forward_hook(lambda _m, _i, out: outs.append(out))
+        x = request.x.astype(np.float32) if request.dtype == "bfloat16" else request.x
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype).movedim(-1, 1)
+        try:
+            with torch.no_grad():
+                model(xt)
+        except RuntimeError as exc:
+            if "not implemented" in str(exc):
+                raise EngineSkip(f"PyTorch CPU has no kernel for this: {str(exc).splitlines()[0]}") from exc
+            raise
+        return SequenceOutput(ys=[to_numpy(t.movedim(1, -1), request.dtype) for t in outs],
+                              params=int(sum(p.numel() for p in model.parameters())))
+
     def _gradients(self, module: Any, x_leaf: Any, yt: Any, request: Request) -> dict[str, np.ndarray]:
         """Autograd's vector-Jacobian product with grad_output: dL/dx, and the port's parameter gradients
         converted back to Keras names and layouts with the family's torch_to_keras (the forward pass's converter:
@@ -162,6 +187,12 @@ class TorchEngine(TorchThreads, Engine):
                     cudnn_allow_tf32=attempt(lambda: bool(torch.backends.cudnn.allow_tf32)),
                     float32_matmul_precision=attempt(torch.get_float32_matmul_precision))
         return {"torch": info}
+
+
+def to_numpy(t: Any, dtype: str) -> np.ndarray:
+    """A torch tensor as a contiguous NumPy array of ``dtype`` (bfloat16 through float32: exact)."""
+    t = t.detach()
+    return np.ascontiguousarray(t.float().numpy().astype(numpy_dtype(dtype)) if dtype == "bfloat16" else t.numpy())
 
 
 def torch_thread_count() -> int | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import conv, depthwise, separable
-from .base import COMMON_DEFAULTS, ConfigProblem, Family, LayerKind
+from .base import COMMON_DEFAULTS, Arg, ConfigProblem, Family, Geometry, LayerKind
 
 # The registry. A new family is a module with a Family subclass and its KINDS, plus one entry here.
 FAMILY_MODULES = (conv, depthwise, separable)
@@ -19,4 +19,5 @@ def get_kind(name: str) -> LayerKind:
         raise KeyError(f"unknown layer {name!r}; known: {', '.join(LAYERS)}") from None
 
 
-__all__ = ["COMMON_DEFAULTS", "ConfigProblem", "FAMILIES", "Family", "LAYERS", "LayerKind", "get_kind"]
+__all__ = ["COMMON_DEFAULTS", "Arg", "ConfigProblem", "FAMILIES", "Family", "Geometry", "LAYERS", "LayerKind",
+           "get_kind"]

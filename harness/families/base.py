@@ -1,17 +1,16 @@
-"""What a layer family is: the one object that knows everything family-specific (in the spirit of OpInfo)."""
+"""What a layer family is: the one object that knows everything family-specific (in the spirit of OpInfo), the
+layer kinds (a family at one rank) and the normalised configuration every family question takes (Geometry)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..padding import output_length
-
-if TYPE_CHECKING:
-    from ..layers import Geometry
+from ..padding import output_length, pad_amounts
 
 # Keras constructor defaults shared by every family; a case states only what differs.
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -24,6 +23,28 @@ COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Arg:
+    """How a numeric Keras constructor argument is written and the least value it takes: the schema validates it,
+    harness.layers.geometry normalises it and size_problems checks it from this alone."""
+
+    per_axis: bool = False   # an integer or a list of one per spatial axis (kernel_size), else one integer (filters)
+    minimum: int = 1         # the least value (0 for an offset such as a transposed conv's output_padding)
+    optional: bool = False   # None stands for "not given" (Keras's output_padding=None)
+    field: str = ""          # the Geometry attribute holding it, where its name differs from the Keras key
+
+    def expects(self, rank: int) -> str:
+        """What a value must be, for messages ("a positive integer or a list of 2")."""
+        least = "positive" if self.minimum == 1 else f">= {self.minimum}"
+        return f"a {least} integer" + (f" or a list of {rank}" if self.per_axis else "")
+
+
+COUNT = Arg()
+SIZES = Arg(per_axis=True)
+# The numeric arguments every family takes (a family declares its own in Family.arguments).
+COMMON_ARGS: dict[str, Arg] = {"strides": SIZES, "dilation_rate": Arg(per_axis=True, field="dilation")}
+
+
 class ConfigProblem(ValueError):
     """A configuration no family can size (a zero or negative size, groups that do not divide the channels, a value
     of the wrong type): the case field and what is wrong, the case's own error instead of a ZeroDivisionError."""
@@ -33,21 +54,21 @@ class ConfigProblem(ValueError):
         self.field, self.message = field, message
 
 
-def size_problems(g: "Geometry") -> list[tuple[str, str]]:
+def size_problems(g: Geometry) -> list[tuple[str, str]]:
     """Why the families cannot size ``g``'s tensors, as (case field, what is wrong); empty when they can. Whether
     the kernel fits an input is not asked here (harness.layers.impossible asks it of each input)."""
     problems: list[tuple[str, str]] = []
-    for name, value in (("filters", g.filters), ("depth_multiplier", g.depth_multiplier), ("groups", g.groups)):
-        if value is not None and value <= 0:
-            problems.append((f"config.{name}", f"must be a positive integer, got {value!r}"))
-    for name, values in (("kernel_size", g.kernel_size), ("strides", g.strides), ("dilation_rate", g.dilation)):
-        if min(values) <= 0:
-            problems.append((f"config.{name}", f"must be a positive integer or a list of {g.kind.rank}, "
-                                               f"got {list(values)}"))
+    for key, arg in g.kind.arguments.items():   # counts first, then the per-axis sizes (LayerKind.arguments)
+        value = g.arg(key)
+        if value is None:
+            continue
+        if min(value if arg.per_axis else (value,)) < arg.minimum:
+            problems.append((f"config.{key}", f"must be {arg.expects(g.kind.rank)}, "
+                                              f"got {list(value) if arg.per_axis else value!r}"))
     return problems or g.kind.family.impossible(g)
 
 
-def require_sizes(g: "Geometry") -> None:
+def require_sizes(g: Geometry) -> None:
     """Raise ConfigProblem (the first of size_problems) where ``g``'s tensors cannot be sized."""
     problems = size_problems(g)
     if problems:
@@ -61,7 +82,7 @@ SIZING = ("out_channels", "kernel_shapes", "reduction_length", "backward_reducti
 
 def _sized(method: Callable) -> Callable:
     @functools.wraps(method)
-    def ask(self: "Family", g: "Geometry", *args: Any, **kwargs: Any) -> Any:
+    def ask(self: "Family", g: Geometry, *args: Any, **kwargs: Any) -> Any:
         require_sizes(g)
         return method(self, g, *args, **kwargs)
 
@@ -74,7 +95,7 @@ class LayerKind:
 
     name: str                       # Keras class name, also what cases write under `layer`
     rank: int                       # number of spatial axes
-    family: "Family"                # owns the semantics, weights, conversions and detection strategies
+    family: Family                  # owns the semantics, weights, conversions and detection strategies
     paddings: tuple[str, ...] = ("valid", "same")
 
     @property
@@ -98,6 +119,83 @@ class LayerKind:
     def config_keys(self) -> frozenset[str]:
         return frozenset(COMMON_DEFAULTS) | frozenset(self.family.extra_keys)
 
+    @property
+    def arguments(self) -> dict[str, Arg]:
+        """The numeric arguments (the family's and COMMON_ARGS), counts first, then the per-axis sizes: the order in
+        which the schema and size_problems check them, so that the first problem named is always the same."""
+        both = {**self.family.arguments, **COMMON_ARGS}
+        return {**{k: a for k, a in both.items() if not a.per_axis}, **{k: a for k, a in both.items() if a.per_axis}}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A case's configuration, normalised (harness.layers.geometry makes it): every argument explicit, sizes as
+    tuples. The arguments of every family so far are fields; one that a new family adds (e.g. a transposed conv's
+    output_padding) is kept in ``extra`` and read with ``arg``, so that adding it touches only the family."""
+
+    kind: LayerKind
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str
+    channels_first: bool
+    in_channels: int
+    filters: int | None
+    depth_multiplier: int
+    groups: int
+    use_bias: bool
+    activation: str
+    extra: tuple[tuple[str, Any], ...] = ()   # (Keras key, normalised value) of the family's other arguments
+
+    def arg(self, key: str) -> Any:
+        """A numeric argument by its Keras name (``dilation_rate`` -> ``dilation``; ``extra`` for the others)."""
+        arg = self.kind.arguments.get(key)
+        name = (arg.field if arg else "") or key
+        if name in GEOMETRY_FIELDS:
+            return getattr(self, name)
+        return dict(self.extra)[key]
+
+    def replace(self, **changes: Any) -> Geometry:
+        """This geometry with some fields changed (the primitives ask for a 'valid' or regrouped one)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def out_channels(self) -> int:
+        return self.kind.family.out_channels(self)
+
+    def output_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's spatial lengths for an input of ``spatial`` lengths (its family's answer)."""
+        return self.kind.family.output_spatial(self, spatial)
+
+    def pad_widths(self, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
+        """(before, after) zeros on each spatial axis of an input of ``spatial`` lengths (its family's answer)."""
+        return self.kind.family.pad_widths(self, spatial)
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the Keras weights, in Keras layout and order."""
+        shapes = self.kind.family.kernel_shapes(self)
+        if self.use_bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def param_count(self) -> int:
+        return sum(math.prod(shape) for shape in self.weight_shapes().values())
+
+    def reduction_length(self) -> int:
+        """Roundings on an output element's longest path: products and sums, plus one for the bias."""
+        return self.kind.family.reduction_length(self) + (1 if self.use_bias else 0)
+
+
+GEOMETRY_FIELDS = frozenset(f.name for f in dataclasses.fields(Geometry))
+
+
+class PortSteps:
+    """Base of a family's NumPy-port steps (Family.port_steps): the methods run bound to a
+    harness.detection.port.Port, whose common hooks they call (typed here; the port defines them)."""
+
+    spatial: Callable[[np.ndarray, int], np.ndarray]           # a kernel's spatial axes as the port reads them
+    pads: Callable[[np.ndarray, Geometry], list[tuple[int, int]]]   # (before, after) per axis of a (N, C, *S) x
+
 
 class Family:
     """A family of Keras convolution layers (all ranks). Subclasses fill in the fields and the methods below;
@@ -105,7 +203,9 @@ class Family:
 
     # ---------------------------------------------------------------- declared facts
     name: str = ""                             # 'conv' | 'depthwise' | 'separable': for messages and mutants
-    extra_keys: tuple[str, ...] = ()           # constructor arguments beyond COMMON_DEFAULTS
+    # Constructor arguments beyond COMMON_DEFAULTS, each with how it is written (Arg): the schema, the Geometry and
+    # size_problems read them from here. Every one is numeric so far; extra_keys is their names.
+    arguments: dict[str, Arg] = {}
     requires: tuple[str, ...] = ()             # arguments without a Keras default
     defaults: dict[str, Any] = {}              # Keras defaults of extra_keys
     kernel_names: tuple[str, ...] = ()         # Keras weights before the (optional) bias, get_weights() order
@@ -114,6 +214,18 @@ class Family:
     stages: dict[str, str] = {}
     # Variants of the hand-written torch port this family has (engine options that apply to it).
     port_variants: tuple[str, ...] = ()
+    # The torch port's mixin, "module:attribute" (a class deriving harness.torch_port._FromKeras, or a function
+    # returning one): a name, so that importing a family imports no torch. harness.torch_port derives the port of
+    # every Keras kind of the family, at any rank, from it.
+    torch_port: str = ""
+    # The NumPy port's steps for this family (a PortSteps subclass: harness.detection.port.Port inherits every
+    # family's), each one a step a mutant may override by its name. `port_stages` composes them.
+    port_steps: type | None = None
+
+    @property
+    def extra_keys(self) -> tuple[str, ...]:
+        """Constructor arguments beyond COMMON_DEFAULTS."""
+        return tuple(self.arguments)
 
     def __repr__(self) -> str:
         return f"<{self.name} family>"
@@ -125,28 +237,40 @@ class Family:
                 setattr(cls, name, _sized(cls.__dict__[name]))
 
     # ---------------------------------------------------------------- shapes and the bound
-    def out_channels(self, g: "Geometry") -> int:
+    def output_spatial(self, g: Geometry, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's spatial lengths for an input of ``spatial`` lengths (<= 0 where the kernel does not fit;
+        ValueError for a size that is not positive): the one place the harness asks it (harness.padding's rule for
+        a convolution; a transposed family answers its own)."""
+        return tuple(output_length(g.padding, n, k, s, d)
+                     for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation))
+
+    def pad_widths(self, g: Geometry, spatial: tuple[int, ...]) -> list[tuple[int, int]]:
+        """(before, after) zeros Keras puts on each spatial axis of an input of ``spatial`` lengths: how the
+        padding splits (the primitives and the NumPy port ask it)."""
+        return [pad_amounts(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation)]
+
+    def out_channels(self, g: Geometry) -> int:
         raise NotImplementedError
 
-    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+    def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         """Keras shapes of kernel_names, in order."""
         raise NotImplementedError
 
-    def reduction_length(self, g: "Geometry") -> int:
+    def reduction_length(self, g: Geometry) -> int:
         """Roundings on an output element's longest path, products and sums, before the bias."""
         raise NotImplementedError
 
-    def impossible(self, g: "Geometry") -> list[tuple[str, str]]:
+    def impossible(self, g: Geometry) -> list[tuple[str, str]]:
         """Family-specific reasons a configuration cannot run, as (case field, what is wrong); asked only of a
         geometry whose sizes are all positive (size_problems)."""
         return []
 
     # ---------------------------------------------------------------- the float64 reference
-    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         """The layer before bias and activation: x (N, *S, C) float64 channels last -> (N, *S', out)."""
         raise NotImplementedError
 
-    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         """One of `stages`, channels last, float64 (no bias)."""
         raise KeyError(f"{self.name} layers have no stage {stage!r}")
 
@@ -158,11 +282,11 @@ class Family:
         return dict(grads)
 
     def variant_gradient_lengths(self, variant: Mapping[str, np.ndarray], lengths: Mapping[str, int],
-                                 g: "Geometry") -> dict[str, int]:
+                                 g: Geometry) -> dict[str, int]:
         """The reduction lengths of ``variant_gradients``' tensors."""
         return dict(lengths)
 
-    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                         inner: Callable[[np.ndarray], np.ndarray],
                         outer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """`forward` with each intermediate stage's output passed through ``inner`` and the last one through
@@ -170,19 +294,19 @@ class Family:
         intermediates in it, and may or may not round the last op's output (for diagnosis)."""
         return outer(self.forward(x, w, g))
 
-    def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
+    def stage_reduction_length(self, stage: str, g: Geometry) -> int:
         """Roundings on an element's longest path up to ``stage`` (one of `stages`)."""
         raise KeyError(f"{self.name} layers have no stage {stage!r}")
 
     # ---------------------------------------------------------------- the float64 backward reference
-    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                  dz: np.ndarray) -> dict[str, np.ndarray]:
         """The vector-Jacobian product of `forward`: x (N, *S, C) float64 channels last, w the kernels (no bias),
         dz (N, *S', out) the gradient of the output before bias and activation -> {"x": dx, each kernel name:
         its gradient}, in the shapes and Keras layouts of x and w."""
         raise NotImplementedError
 
-    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+    def backward_reduction_lengths(self, g: Geometry, input_shape: tuple[int, ...]) -> dict[str, int]:
         """Roundings on the longest path of one element of each gradient `backward` returns, and of "bias" (products
         and sums, from dz taken as exact: the product dy * f'(pre) that makes dz is the caller's, as the bias is
         for `reduction_length`). ``input_shape`` is x's, batch first, in the case's data_format: a kernel's
@@ -202,7 +326,7 @@ class Family:
     # The torch port's state-dict name of each Keras weight (kernel_names and "bias"), as keras_to_torch writes them.
     torch_names: dict[str, str] = {}
 
-    def torch_weight_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+    def torch_weight_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         """Each Keras weight's shape in the torch port's layout (keras_to_torch of zeros in the Keras shapes)."""
         shapes = g.weight_shapes()
         kernels = {n: np.zeros(s) for n, s in shapes.items() if n != "bias"}
@@ -210,7 +334,7 @@ class Family:
         state = self.keras_to_torch(g.kind, kernels, bias, f"torch_weight_shapes({g.kind.name})")
         return {n: tuple(state[self.torch_names[n]].shape) for n in shapes}
 
-    def weight_from_torch(self, name: str, weight: np.ndarray, g: "Geometry") -> np.ndarray:
+    def weight_from_torch(self, name: str, weight: np.ndarray, g: Geometry) -> np.ndarray:
         """One Keras weight given in the torch port's layout -> Keras layout, float64: torch_to_keras on a state dict
         holding it (the other kernels zeros), so that one weight converts exactly as a whole state dict does."""
         shapes = self.torch_weight_shapes(g)
@@ -227,7 +351,7 @@ class Family:
         return int(np.shape(weights[key])[-2])
 
     # ---------------------------------------------------------------- detection
-    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: Geometry,
                     dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The NumPy port (harness.detection.port.Port) composing its steps for this family: (output before
         bias, the depthwise stage or None), channels first."""
@@ -237,19 +361,18 @@ class Family:
         """The family's own arguments drawn by the fuzzer (hypothesis ``draw`` and ``strategies``)."""
         raise NotImplementedError
 
-    def weak_spots(self, g: "Geometry") -> list[str]:
+    def weak_spots(self, g: Geometry) -> list[str]:
         """Why a case of this family cannot see some common port mistakes (for `harness lint`)."""
         return []
 
 
-def taps(g: "Geometry") -> int:
+def taps(g: Geometry) -> int:
     """Kernel taps per channel."""
     return math.prod(g.kernel_size)
 
 
-def batch_positions(g: "Geometry", input_shape: tuple[int, ...]) -> int:
+def batch_positions(g: Geometry, input_shape: tuple[int, ...]) -> int:
     """Batch x output positions of an input of ``input_shape`` (batch first, in its data_format): the terms of a
     kernel's or the bias's gradient, which sums over every image and every output position."""
-    spatial = input_shape[2:] if g.channels_first else input_shape[1:-1]
-    return int(input_shape[0]) * math.prod(
-        output_length(g.padding, n, k, s, d) for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation))
+    spatial = tuple(input_shape[2:] if g.channels_first else input_shape[1:-1])
+    return int(input_shape[0]) * math.prod(g.output_spatial(spatial))

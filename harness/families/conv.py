@@ -1,50 +1,61 @@
 """Conv1D / Conv2D: grouped cross-correlation, kernel (*k, C/groups, F); torch nn.ConvNd weight (F, C/groups, *k)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
+from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy
-from .base import Family, LayerKind, batch_positions, taps
+from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
 
-if TYPE_CHECKING:
-    from ..layers import Geometry
+
+class ConvSteps(PortSteps):
+    """The NumPy port's conv steps: the weight to torch's layout, then F.pad + F.convNd."""
+
+    def conv_weight(self, kernel: np.ndarray, g: Geometry) -> np.ndarray:
+        r = g.kind.rank
+        return self.spatial(kernel, r).transpose(r + 1, r, *range(r))          # (*K, C/g, F) -> (F, C/g, *K)
+
+    def conv_stage(self, x: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
+        return torch_conv(x, w, g, strides=g.strides, dilation=g.dilation, groups=g.groups, pads=self.pads(x, g))
 
 
 class ConvFamily(Family):
     name = "conv"
-    extra_keys = ("filters", "kernel_size", "groups")
+    arguments = {"filters": COUNT, "kernel_size": SIZES, "groups": COUNT}
+    torch_port = "harness.torch_port:_ConvNd"
+    port_steps = ConvSteps
     requires = ("filters", "kernel_size")
     defaults = {"groups": 1}
     kernel_names = ("kernel",)
     torch_names = {"kernel": "weight", "bias": "bias"}
 
-    def out_channels(self, g: "Geometry") -> int:
+    def out_channels(self, g: Geometry) -> int:
         return int(g.filters)
 
-    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+    def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         return {"kernel": (*g.kernel_size, g.in_channels // g.groups, g.filters)}
 
-    def reduction_length(self, g: "Geometry") -> int:
+    def reduction_length(self, g: Geometry) -> int:
         return taps(g) * (g.in_channels // g.groups)
 
-    def impossible(self, g: "Geometry") -> list[tuple[str, str]]:
+    def impossible(self, g: Geometry) -> list[tuple[str, str]]:
         if g.in_channels % g.groups or g.filters % g.groups:
             return [("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
                                       f"and filters ({g.filters})")]
         return []
 
-    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         return conv_ops.conv(x, w["kernel"], g)
 
-    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                  dz: np.ndarray) -> dict[str, np.ndarray]:
         dx, dkernel = conv_grads.conv_backward(x, w["kernel"], dz, g)
         return {"x": dx, "kernel": dkernel}
 
-    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+    def backward_reduction_lengths(self, g: Geometry, input_shape: tuple[int, ...]) -> dict[str, int]:
         rows = batch_positions(g, input_shape)
         # dx: a dot product over the taps and the F/groups output channels of its group that read it (an upper
         # bound: with strides fewer taps reach an element), one product and the sums. dkernel: a dot product over
@@ -71,7 +82,7 @@ class ConvFamily(Family):
     def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
         return super().in_channels_from(weights, config) * int(config.get("groups", 1))
 
-    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: Geometry,
                     dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
         return port.conv_stage(x, port.conv_weight(weights["kernel"], g), g), None
 
@@ -79,7 +90,7 @@ class ConvFamily(Family):
         groups = draw(st.sampled_from([d for d in range(1, channels + 1) if channels % d == 0]))
         return {"filters": groups * draw(st.integers(1, 3)), "groups": groups}
 
-    def weak_spots(self, g: "Geometry") -> list[str]:
+    def weak_spots(self, g: Geometry) -> list[str]:
         if g.groups == 1 and g.in_channels == g.filters == 1:
             return ["one input and one output channel: kernel layouts cannot be told apart"]
         return []

@@ -1,45 +1,58 @@
 """DepthwiseConv1D / 2D: kernel (*k, C, M), output channel c*M + m; torch: a grouped conv (groups=C), weight (C*M, 1, *k)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
+from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, copy, depthwise_k2t, depthwise_t2k, split_depth_multiplier
-from .base import Family, LayerKind, batch_positions, taps
+from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
 from .conv import single_weight_state
 
-if TYPE_CHECKING:
-    from ..layers import Geometry
+
+class DepthwiseSteps(PortSteps):
+    """The NumPy port's depthwise steps (a separable layer's first stage too): a grouped conv with groups=C."""
+
+    def depthwise_weight(self, kernel: np.ndarray, g: Geometry) -> np.ndarray:
+        r = g.kind.rank
+        k = self.spatial(kernel, r)
+        c, m = k.shape[r:]
+        return k.transpose(r, r + 1, *range(r)).reshape(c * m, 1, *k.shape[:r])   # (*K, C, M) -> (C*M, 1, *K)
+
+    def depthwise_stage(self, x: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
+        return torch_conv(x, w, g, strides=g.strides, dilation=g.dilation, groups=x.shape[1], pads=self.pads(x, g))
 
 
 class DepthwiseFamily(Family):
     name = "depthwise"
-    extra_keys = ("kernel_size", "depth_multiplier")
+    arguments = {"kernel_size": SIZES, "depth_multiplier": COUNT}
+    torch_port = "harness.torch_port:_DepthwiseNd"
+    port_steps = DepthwiseSteps
     requires = ("kernel_size",)
     defaults = {"depth_multiplier": 1}
     kernel_names = ("kernel",)
     torch_names = {"kernel": "weight", "bias": "bias"}
 
-    def out_channels(self, g: "Geometry") -> int:
+    def out_channels(self, g: Geometry) -> int:
         return g.in_channels * g.depth_multiplier
 
-    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+    def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         return {"kernel": (*g.kernel_size, g.in_channels, g.depth_multiplier)}
 
-    def reduction_length(self, g: "Geometry") -> int:
+    def reduction_length(self, g: Geometry) -> int:
         return taps(g)
 
-    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         return conv_ops.depthwise(x, w["kernel"], g)
 
-    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                  dz: np.ndarray) -> dict[str, np.ndarray]:
         dx, dkernel = conv_grads.depthwise_backward(x, w["kernel"], dz, g)
         return {"x": dx, "kernel": dkernel}
 
-    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+    def backward_reduction_lengths(self, g: Geometry, input_shape: tuple[int, ...]) -> dict[str, int]:
         rows = batch_positions(g, input_shape)
         # dx[c]: a dot product over the taps and the M output channels c*M + m that channel c feeds (an upper bound,
         # as for conv). dkernel: over the batch and the output positions. dbias: a plain sum of dz, no product.
@@ -60,14 +73,14 @@ class DepthwiseFamily(Family):
             out["bias"] = copy(bias)
         return out
 
-    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: Geometry,
                     dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
         return port.depthwise_stage(x, port.depthwise_weight(weights["kernel"], g), g), None
 
     def fuzz_config(self, draw: Callable[[Any], Any], st: Any, channels: int, max_channels: int) -> dict[str, Any]:
         return {"depth_multiplier": draw(st.integers(1, 3))}
 
-    def weak_spots(self, g: "Geometry") -> list[str]:
+    def weak_spots(self, g: Geometry) -> list[str]:
         return depth_multiplier_weak_spots(g)
 
 
@@ -82,7 +95,7 @@ def keras_depthwise_kernel(state: Mapping[str, np.ndarray], key: str, rank: int,
     return copy(depthwise_t2k(dw, rank, m))
 
 
-def depth_multiplier_weak_spots(g: "Geometry") -> list[str]:
+def depth_multiplier_weak_spots(g: Geometry) -> list[str]:
     if g.in_channels == 1 or g.depth_multiplier == 1:
         return ["C == 1 or M == 1: every depth-multiplier channel order agrees"]
     return []

@@ -1,22 +1,40 @@
 """SeparableConv1D / 2D: depthwise (no bias), then a 1x1 pointwise conv, then the one bias; torch: two convs."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
+from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy, depthwise_k2t
-from .base import Family, LayerKind, batch_positions, require_sizes, taps
+from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, require_sizes, taps
 from .depthwise import depth_multiplier_weak_spots, keras_depthwise_kernel
 
-if TYPE_CHECKING:
-    from ..layers import Geometry
+
+class SeparableSteps(PortSteps):
+    """The NumPy port's separable steps after the depthwise ones (DepthwiseSteps): what happens between the stages,
+    then the 1x1 conv."""
+
+    def pointwise_weight(self, kernel: np.ndarray, g: Geometry) -> np.ndarray:
+        r = g.kind.rank
+        cm, f = kernel.shape[-2:]
+        return kernel.reshape(cm, f).T.reshape(f, cm, *(1,) * r)               # (1.., C*M, F) -> (F, C*M, 1..)
+
+    def between_stages(self, z: np.ndarray, g: Geometry, bias: np.ndarray | None, dtype: str) -> np.ndarray:
+        """Between the depthwise and pointwise steps of a separable layer: nothing, in Keras."""
+        return z
+
+    def pointwise_stage(self, z: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
+        r = g.kind.rank
+        return torch_conv(z, w, g, strides=(1,) * r, dilation=(1,) * r, groups=1, pads=[(0, 0)] * r)
 
 
 class SeparableFamily(Family):
     name = "separable"
-    extra_keys = ("filters", "kernel_size", "depth_multiplier")
+    arguments = {"filters": COUNT, "kernel_size": SIZES, "depth_multiplier": COUNT}
+    torch_port = "harness.torch_port:_SeparableNd"
+    port_steps = SeparableSteps
     requires = ("filters", "kernel_size")
     defaults = {"depth_multiplier": 1}
     kernel_names = ("depthwise_kernel", "pointwise_kernel")
@@ -26,19 +44,19 @@ class SeparableFamily(Family):
     # The hand-written torch block with a bias on the depthwise conv too (what folding undoes).
     port_variants = ("depthwise_bias",)
 
-    def out_channels(self, g: "Geometry") -> int:
+    def out_channels(self, g: Geometry) -> int:
         return int(g.filters)
 
-    def kernel_shapes(self, g: "Geometry") -> dict[str, tuple[int, ...]]:
+    def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         c, m = g.in_channels, g.depth_multiplier
         return {"depthwise_kernel": (*g.kernel_size, c, m),
                 "pointwise_kernel": (*(1,) * g.kind.rank, c * m, g.filters)}
 
-    def reduction_length(self, g: "Geometry") -> int:
+    def reduction_length(self, g: Geometry) -> int:
         # A depthwise sum of `taps` terms, then a pointwise sum of C*M terms.
         return taps(g) + g.in_channels * g.depth_multiplier
 
-    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         # Keras SeparableConv: depthwise (no bias) then pointwise; the one bias comes after the pointwise step.
         return conv_ops.pointwise(self.stage_forward("depthwise", x, w, g), w["pointwise_kernel"])
 
@@ -59,25 +77,25 @@ class SeparableFamily(Family):
         return out
 
     def variant_gradient_lengths(self, variant: Mapping[str, np.ndarray], lengths: Mapping[str, int],
-                                 g: "Geometry") -> dict[str, int]:
+                                 g: Geometry) -> dict[str, int]:
         out = dict(lengths)
         if "depthwise_bias" in variant:
             out["pointwise_kernel"] += 1                                   # z + b_d: one more rounding per term
             out["depthwise_bias"] = lengths["bias"] + int(g.filters)       # then a dot product over the filters
         return out
 
-    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                         inner: Callable[[np.ndarray], np.ndarray],
                         outer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         z = inner(self.stage_forward("depthwise", x, w, g))
         return outer(conv_ops.pointwise(z, w["pointwise_kernel"]))
 
-    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry") -> np.ndarray:
+    def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         if stage != "depthwise":
             return super().stage_forward(stage, x, w, g)
         return conv_ops.depthwise(x, w["depthwise_kernel"], g)
 
-    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: "Geometry",
+    def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                  dz: np.ndarray) -> dict[str, np.ndarray]:
         # The chain rule through the two stages: the pointwise VJP needs the depthwise output (recomputed here, as
         # `forward` computes it), and hands the depthwise VJP the gradient of that output.
@@ -86,7 +104,7 @@ class SeparableFamily(Family):
         dx, ddepthwise = conv_grads.depthwise_backward(x, w["depthwise_kernel"], dz_depthwise, g)
         return {"x": dx, "depthwise_kernel": ddepthwise, "pointwise_kernel": dpointwise}
 
-    def backward_reduction_lengths(self, g: "Geometry", input_shape: tuple[int, ...]) -> dict[str, int]:
+    def backward_reduction_lengths(self, g: Geometry, input_shape: tuple[int, ...]) -> dict[str, int]:
         # As `reduction_length` adds its two stages' lengths (a term of y is rounded at most taps times in the
         # depthwise stage, then C*M times in the pointwise one, and (1 + theta_a)(1 + theta_b) = 1 + theta_(a+b)),
         # each gradient's length is the longest chain of roundings any one of its terms goes through, stage after
@@ -103,7 +121,7 @@ class SeparableFamily(Family):
         return {"x": f + taps(g) * g.depth_multiplier, "depthwise_kernel": f + rows,
                 "pointwise_kernel": taps(g) + rows, "bias": rows - 1}
 
-    def stage_reduction_length(self, stage: str, g: "Geometry") -> int:
+    def stage_reduction_length(self, stage: str, g: Geometry) -> int:
         if stage != "depthwise":
             return super().stage_reduction_length(stage, g)
         require_sizes(g)
@@ -153,7 +171,7 @@ class SeparableFamily(Family):
             out["bias"] = copy(bp)
         return out
 
-    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: "Geometry",
+    def port_stages(self, port: Any, x: np.ndarray, weights: Mapping[str, np.ndarray], g: Geometry,
                     dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
         z = port.depthwise_stage(x, port.depthwise_weight(weights["depthwise_kernel"], g), g)
         z = port.between_stages(z, g, weights.get("bias"), dtype)
@@ -162,7 +180,7 @@ class SeparableFamily(Family):
     def fuzz_config(self, draw: Callable[[Any], Any], st: Any, channels: int, max_channels: int) -> dict[str, Any]:
         return {"filters": draw(st.integers(1, max_channels)), "depth_multiplier": draw(st.integers(1, 3))}
 
-    def weak_spots(self, g: "Geometry") -> list[str]:
+    def weak_spots(self, g: Geometry) -> list[str]:
         return depth_multiplier_weak_spots(g)
 
 

@@ -1,5 +1,6 @@
 """Run every (case, check, engine) through harness.runner.run_one, with a progress bar, and gather what the report
-shows: each case's forward check and, where the case asks for it (`check: [forward, backward]`), its backward check."""
+shows: each case's forward check and, where the case asks for it (`check: [forward, backward]`), its backward check;
+each stack's run, its culprit and every layer's error/bound."""
 from __future__ import annotations
 
 import shutil
@@ -8,9 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ..diagnoser import Diagnoser
 from ..engines import is_reference
 from ..runner import Result, reference, run_one
 from ..schema import Case
+from ..sequence_judge import culprit_of
+from ..stack_schema import StackCase
 from .pictures import engine_pictures, gradient_pictures
 from .results_json import case_info, deciding_tensor, item_key, record
 
@@ -84,13 +88,42 @@ def _backward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | 
     return extras.get(tensor), {"check": "backward", "tensor": default, "tensors": tensors}
 
 
-def run_case(case: Case, engines: list[str], progress: Progress | None = None) -> tuple[list[dict], dict]:
-    """Records and heatmap data of one case: every check it asks for, in every engine (the arrays are dropped after
-    each engine)."""
+def stack_info(one: StackCase) -> dict[str, Any]:
+    """A stack's entry in ``cases``, as results_json.case_info's, with its layers under "stack"."""
+    return {"id": one.id, "file": one.file, "line": one.line, "layer": one.layer, "input_shape": list(one.input_shape),
+            "dtype": one.dtype, "seed": one.seed, "config": [dict(l.config) for l in one.layers], "swept": None,
+            "source": one.source, "description": one.description or None,
+            "stack": [{"layer": l.layer, "config": dict(l.config)} for l in one.layers]}
+
+
+def stack_record(one: StackCase, result: Result) -> dict[str, Any]:
+    """A stack's record: a case's (results_json.record; no heatmap, one per layer would be), with the culprit layer
+    (its "culprit" finding: the first layer over its bound, or None) and every layer's error/bound up to it."""
+    rec = record(one, result, None)   # type: ignore[arg-type] - a StackCase has every field a record reads
+    rec["culprit"] = culprit_of(result.findings)
+    rec["layer_ratios"] = [m.max_ratio for m in result.layer_metrics]
+    return rec
+
+
+def run_stack_items(one: StackCase, engines: list[str], progress: Progress | None = None,
+                    diagnoser: Diagnoser | None = None) -> list[dict]:
+    """The records of one stack, one per engine."""
+    records = []
+    for engine in engines:
+        records.append(stack_record(one, run_one(one, engine, "forward", diagnoser)))
+        if progress:
+            progress.step(f"{one.id} [{engine}] {records[-1]['verdict']}")
+    return records
+
+
+def run_case(case: Case, engines: list[str], progress: Progress | None = None, diagnoser: Diagnoser | None = None
+             ) -> tuple[list[dict], dict]:
+    """Records and heatmap data of one case: every check it asks for, in every engine, failures diagnosed by
+    ``diagnoser`` (the arrays are dropped after each engine)."""
     records, pictures = [], {}
     for check in case.check:
         for engine in engines:
-            result = run_one(case, engine, check)
+            result = run_one(case, engine, check, diagnoser)
             extra = None
             if not is_reference(engine):
                 try:
@@ -109,14 +142,21 @@ def run_case(case: Case, engines: list[str], progress: Progress | None = None) -
     return records, pictures
 
 
-def collect(cases: list[Case], engines: list[str], stream: TextIO | None = None) -> Collected:
+def collect(cases: list[Case | StackCase], engines: list[str], stream: TextIO | None = None,
+            diagnoser: Diagnoser | None = None) -> Collected:
+    """Every case's (and stack's) records and pictures, in order; failures diagnosed by ``diagnoser`` (None: no
+    findings)."""
     out = Collected()
     start = time.perf_counter()
     progress = Progress(sum(len(c.check) for c in cases) * len(engines), stream)
     try:
         for case in cases:
+            if isinstance(case, StackCase):   # a stack: its records beside the cases' (harness.stack_run)
+                out.cases.append(stack_info(case))
+                out.records.extend(run_stack_items(case, engines, progress, diagnoser))
+                continue
             out.cases.append(case_info(case))
-            records, pictures = run_case(case, engines, progress)
+            records, pictures = run_case(case, engines, progress, diagnoser)
             out.records.extend(records)
             if pictures:
                 out.pictures[case.id] = pictures

@@ -6,12 +6,11 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-from .. import sharding, stack
+from .. import sharding
 from ..cli_options import exit_code, suite_from
 from ..detection.coverage import coverage_table
+from ..detection.diagnose import Diagnoser
 from ..selection import select_engines
 from . import baseline as baseline_mod
 from . import environment, html, merge, results_json
@@ -75,11 +74,9 @@ def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]
         stacks = stacks if shard[0] == 1 else []
         positions = positions + [len(selection) + i for i in range(len(stacks))]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    collected = collect(cases, engines)
-    for one in stacks:   # a stack's items are records beside the cases' (no heatmap: one per layer would be)
-        info, records = stack_items(one, engines)
-        collected.cases.append(info)
-        collected.records.extend(records)
+    # Every failure's findings in its record; a stack's records beside the cases' (no heatmap: one per layer would
+    # be), its culprit and every layer's error/bound in them.
+    collected = collect([*cases, *stacks], engines, diagnoser=Diagnoser())
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
     doc = results_json.document(
         cases=collected.cases, records=collected.records, engines=engines,
@@ -93,26 +90,6 @@ def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]
                              coverage=coverage_table(selection), pictures=collected.pictures,
                              estimated_s=sharding.estimated(cases, len(engines)))
     return doc, collected.pictures, side
-
-
-def stack_items(one: stack.StackCase, engines: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A stack as the report shows a case: its entry in ``cases`` ("stack": its layers) and one record per engine
-    (harness.stack.run_stack: the verdict, the culprit layer and every layer's error/bound)."""
-    layer = f"stack: {one.summary()}"
-    info = {"id": one.id, "file": one.file, "line": one.line, "layer": layer, "input_shape": list(one.input_shape),
-            "dtype": one.dtype, "seed": one.seed, "config": [dict(l.config) for l in one.layers], "swept": None,
-            "source": one.source, "description": one.description or None,
-            "stack": [{"layer": l.layer, "config": dict(l.config)} for l in one.layers]}
-    shown = SimpleNamespace(id=one.id, file=one.file, layer=layer, dtype=one.dtype, seed=one.seed,
-                            input_shape=one.input_shape)
-    records = []
-    for engine in engines:
-        result = stack.run_stack(one, engine)
-        rec = results_json.record(shown, result, None)   # type: ignore[arg-type] - the fields a record reads
-        rec["culprit"] = result.culprit
-        rec["layer_ratios"] = [m.max_ratio for m in result.layer_metrics]
-        records.append(rec)
-    return info, records
 
 
 def _merged(args: argparse.Namespace) -> tuple[dict, dict, None]:

@@ -73,7 +73,7 @@ def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple
         slim = {e: {k: v for k, v in r.items() if k not in LAZY_FIELDS and k not in CASE_FIELDS_IN_RECORD}
                 for e, r in recs.items()}
         cases.append({k: info.get(k) for k in ("id", "file", "line", "layer", "dtype", "seed", "input_shape",
-                                               "swept", "description")} | {"r": slim})
+                                               "swept", "description", "stack")} | {"r": slim})
         pics = pictures.get(info["id"], {})
         lazy.append({
             "yaml": case_yaml(info.get("source") or {}), "config": info.get("config"),

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from ..agreement import SAFETY
 from ..engines import REFERENCE
 from ..runner import VERDICTS, Result, outcome
 from ..schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle| "
@@ -120,6 +121,9 @@ def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str
         "facts": finite(dict(result.facts)) or None,
         # The one outcome policy (runner.outcome), so that no reader re-derives xfail/xpass from verdict + xfail.
         "outcome": outcome(result.verdict, getattr(result, "xfail", "") or None),
+        # (1.5) what decided a fail, skip or refusal, and the diagnosis's findings (the message renders them)
+        "decided_by": result.decided_by or None,
+        "findings": [f.to_json() for f in result.findings],
     }
 
 
@@ -154,8 +158,6 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
              invalid: list[dict[str, Any]], environment: dict[str, Any], created: str, paths: list[str],
              command: list[str], duration_s: float, baseline: dict[str, Any] | None,
              coverage: dict[str, Any] | None = None) -> dict[str, Any]:
-    from ..agreement import SAFETY
-
     return {
         "schema_version": SCHEMA_VERSION,
         "generator": "conv-equivalence-harness report",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..detection.causes import label, normalise
+from ..detection.causes import label, reason_label
 from ..layers import LAYERS, Geometry
 from ..runner import Result, outcome
 from ..schema import Case
@@ -37,7 +37,7 @@ class Cause:
 
     count: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-    example: dict[str, str] = field(default_factory=dict)   # case, file, repro, message
+    example: dict[str, Any] = field(default_factory=dict)   # case, file, repro, message, findings
 
     def as_dict(self, cause: str) -> dict[str, Any]:
         return {"cause": cause, "count": self.count, "outcomes": self.outcomes, "example": self.example}
@@ -53,14 +53,14 @@ class Cell:
         status = outcome(result.verdict, result.xfail or None)
         self.counts[status] += 1
         if status in FAILING:
-            cause = self.causes.setdefault(label(status, result.message, result.xfail), Cause())
+            cause = self.causes.setdefault(label(status, result), Cause())
             cause.count += 1
             cause.outcomes[status] = cause.outcomes.get(status, 0) + 1
             if not cause.example:
                 cause.example = {"case": case.id, "file": case.file, "repro": result.repro,
-                                 "message": result.message}
+                                 "message": result.message, "findings": [f.to_json() for f in result.findings]}
         elif status == "skip":
-            reason = normalise(result.message, 160)
+            reason = reason_label(result)
             self.skips[reason] = self.skips.get(reason, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..cli_options import exit_code, suite_from
+from ..detection.diagnose import Diagnoser
 from ..errors import CaseError
 from ..report import environment
 from ..report.results_json import finite
@@ -22,7 +23,7 @@ from ..stack import StackCase, load_suite, run_stack, select_suite
 from . import fuzzcases, installed, page
 from .board import OUTCOMES, Board
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"   # 1.1: each cause's example carries its findings; causes are labels of findings' ids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,12 +68,14 @@ def _progress(done: int, total: int, start: float, stream: TextIO, label: str = 
 
 
 def _run_cases(cases: list[Case], engines: list[str], stream: TextIO, label: str = "") -> list[list[Result]]:
-    """Every engine's result on every case, in order; the arrays are not kept (a scoreboard holds counts)."""
+    """Every engine's result on every case, in order, failures diagnosed (their causes are the findings); the
+    arrays are not kept (a scoreboard holds counts)."""
     start, total, done, out = time.perf_counter(), len(cases) * len(engines), 0, []
+    diagnoser = Diagnoser()
     for case in cases:
         row = []
         for engine in engines:
-            result = run_one(case, engine)
+            result = run_one(case, engine, diagnoser=diagnoser)
             result.output, result.bound, result.gradient_arrays = None, None, {}
             row.append(result)
             done += 1
@@ -86,9 +89,7 @@ def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | N
     """One process of --jobs: the cases of shard ``index`` of ``count`` (loaded here as the parent loaded them),
     every engine (plug-ins registered again from their specs): case key -> its results."""
     from .. import engines as registry
-    from ..detection import diagnose
 
-    diagnose.install()
     names = [registry.register_plugin(s) if ":" in s else s for s in specs]
     cases = select_suite(load_suite(paths), selected, paths).cases   # as the parent selected them (suite_from)
     if fuzz_path:

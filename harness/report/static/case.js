@@ -29,6 +29,10 @@ function renderCase(i, key) {
     if (r.baseline && r.baseline.change)
       box.appendChild(el("div", {class: "msg", text: "vs baseline: " + changeText(it.key, r.baseline, r)}));
   }
+  if (c.stack) {
+    box.appendChild(el("h3", {text: "Layers of the stack: each layer's error/bound against the propagated bound"}));
+    box.appendChild(stackTable(c));
+  }
   box.appendChild(el("h3", {text: "Metrics against the float64 oracle (on every element, never downsampled)"}));
   box.appendChild(metricsTable(c));
   const withPics = ITEMS.filter(it => L.e[it.key] && L.e[it.key].pics).map(it => it.key);
@@ -69,6 +73,26 @@ function renderCase(i, key) {
     if (det) box.appendChild(el("details", null, el("summary", {text: it.label + ": traceback"}), el("pre", {text: det})));
   }
   return box;
+}
+
+function stackTable(c) {
+  // a stack: a row per layer, a column per engine: its error/bound, the culprit (the first layer over its bound)
+  // marked, the layers after it "not judged" (they read the culprit's output)
+  const es = ITEMS.filter(it => c.r[it.key]);
+  const t = el("table", {class: "metrics stack"}, el("tr", null, el("th", {text: "layer"}),
+    es.map(it => el("th", {text: it.label}))));
+  c.stack.forEach((layer, i) => {
+    t.appendChild(el("tr", {"data-layer": i}, el("td", {class: "mono", text: "[" + i + "] " + layer.layer}),
+      es.map(it => {
+        const r = c.r[it.key], ratios = r.layer_ratios || [];
+        const culprit = r.culprit === i;
+        const text = i < ratios.length ? fmt(num(ratios[i])) + (culprit ? " culprit" : "")
+          : culprit ? "culprit" : r.culprit !== null && r.culprit !== undefined && i > r.culprit ? "not judged" : "\u2013";
+        return el("td", {class: "num" + (culprit ? " culprit" : ""), "data-culprit": culprit ? "1" : null,
+          title: culprit ? "the first layer over its bound: the layers after it read its output" : null, text: text});
+      })));
+  });
+  return t;
 }
 
 function shapesTable(c) {
