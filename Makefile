@@ -20,7 +20,7 @@ install: $(STAMP)
 ## once on each of TensorFlow's CPU kernel paths (oneDNN on, oneDNN off), whatever this machine's default is,
 ## so that a verdict that holds on one CPU only shows here; results record the path that ran.
 ## Under -n the harness's plugin schedules by case (one worker computes a case's reference once), the big cases
-## first, and sizes each worker's BLAS and framework threads to its share of the cores (harness/pytest_plugin.py).
+## first, and sizes each worker's BLAS and framework threads to its share of the cores (harness/frontends/pytest_plugin.py).
 ## pytest's logging plugin is left out (no test reads logs; it attached a handler to each of torch's 42 silent
 ## loggers around every phase of every item), and hypothesis's from the case-only runs (only tests/ uses it).
 test: $(STAMP) browser

@@ -1,5 +1,5 @@
 """``python -m harness``: the command-line interface."""
-from .cli import main
+from .frontends.cli import main
 
 if __name__ == "__main__":  # guarded: a multiprocessing child may import this module
     raise SystemExit(main())

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
-from . import convert, families, keras_layer, layers, runner
+from . import convert, keras_layer
+from .layers import families, geometry as layers
+from .judge import runner
 from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
 from .errors import CaseError, EngineRejected, EngineSkip
-from .layers import Geometry
-from .runner import Result
-from .schema import Case
-from .selection import load_cases
+from .layers.geometry import Geometry
+from .judge.runner import Result
+from .cases.schema import Case
+from .cases.selection import load_cases
 
 if TYPE_CHECKING:   # for the annotations only: importing torch at run time is what this module avoids
     import torch

@@ -1,6 +1,6 @@
 """Weight-layout conversion between Keras and PyTorch convolution layers, both ways, in pure NumPy (public API).
 
-Each family (harness/families/) owns its own conversion; this module checks names and dispatches.
+Each family (harness/layers/families/) owns its own conversion; this module checks names and dispatches.
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .families import LayerKind, get_kind
-from .families.separable import fold_depthwise_bias, unfold_depthwise_bias
-from .layouts import as_array, check_names
+from .layers.families import LayerKind, get_kind
+from .layers.families.separable import fold_depthwise_bias, unfold_depthwise_bias
+from .layers.layouts import as_array, check_names
 
 __all__ = ["keras_to_torch", "torch_to_keras", "fold_depthwise_bias", "unfold_depthwise_bias"]
 

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import ACTIVATION_TABLE, get_activation
+from .layers.activations import ACTIVATION_TABLE, get_activation
 from .convert import keras_to_torch
-from .families import FAMILIES, Family
-from .layers import LAYERS, geometry, get_kind
-from .padding import pad_amounts
+from .layers.families import FAMILIES, Family
+from .layers.geometry import LAYERS, geometry, get_kind
+from .layers.padding import pad_amounts
 
 __all__ = ["Conv1d", "Conv2d", "DepthwiseConv1d", "DepthwiseConv2d", "SeparableConv1d", "SeparableConv2d",
            "from_keras", "port_class", "CLASSES"]   # + the ports derived for the other Keras kinds (e.g. Conv3d)

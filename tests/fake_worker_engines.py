@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from harness import oracle
+from harness.reference import oracle
 from harness.engines.base import Engine, EngineOption, EngineOutput, Isolation, Request
 from harness.errors import EngineRejected, EngineSkip
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import oracle
+from harness.reference import oracle
 
 WRONG_HERE = False     # set by a test in its own process; a fresh process starts with False
 STICKY_WIDTH = 8       # sticky is wrong, in any process, from this input width on

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import oracle
+from harness.reference import oracle
 
 
 def _rank(layer: str) -> int:

@@ -1,4 +1,4 @@
-"""The activation table (harness.activations) against the frameworks it describes: each float64 reference against
+"""The activation table (harness.layers.activations) against the frameworks it describes: each float64 reference against
 Keras's layer (TensorFlow backend) and the torch port in every dtype within the stated error, each derivative
 against GradientTape and autograd away from the kinks and at them, the references against a long-double
 evaluation, and the table's torch functions and Keras names."""
@@ -11,9 +11,17 @@ import operator
 import numpy as np
 import pytest
 
-from harness.activations import (ACTIVATION_TABLE, ACTIVATIONS, EXPONENTIAL, LEAKY_RELU_SLOPE, NOT_OFFERED,
-                                 SELU_SCALE, SELU_SCALE_ALPHA, get_activation)
-from harness.tensors import numpy_dtype, unit_roundoff
+from harness.layers.activations import (
+    ACTIVATION_TABLE,
+    ACTIVATIONS,
+    EXPONENTIAL,
+    LEAKY_RELU_SLOPE,
+    NOT_OFFERED,
+    SELU_SCALE,
+    SELU_SCALE_ALPHA,
+    get_activation,
+)
+from harness.tensors.values import numpy_dtype, unit_roundoff
 from lazy_import import Lazy
 
 torch = Lazy("torch")   # loaded when a test runs, not at collection
@@ -22,7 +30,7 @@ NEW = [a for a in ACTIVATIONS if a not in ("linear", "relu", "relu6", "sigmoid",
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 KERAS_FUNCTION = {"swish": "silu", "hard_swish": "hard_silu"}   # Keras's aliases: the function each name gets
 
-# Three float64 results that differ from Keras's definition by more than any rounding (harness/activations.py's
+# Three float64 results that differ from Keras's definition by more than any rounding (harness/layers/activations.py's
 # docstring): pinned by test_float64_deviations_of_the_frameworks, left out of the tolerance tests.
 F32_SQRT1_2 = float(np.float32(0.7071067811865476))     # TF's gelu: 1/sqrt(2) cast to float64 through float32
 F32_SLOPE = float(np.float32(LEAKY_RELU_SLOPE))          # TF's leaky_relu: alpha is a float32 attribute
@@ -150,7 +158,7 @@ def _worst(err: np.ndarray, bound: np.ndarray, x: np.ndarray) -> str:
 @pytest.mark.parametrize("name", NEW)
 def test_reference_matches_the_frameworks_within_the_stated_error(name, engine, dtype, frameworks):
     """|f_engine(x) - reference(x)| <= ulps (u + u_64) |f| + absolute_ulps (u + u_64) max(1, |x|) on every point
-    (the measurements of harness/activations.py, re-run here on fewer points)."""
+    (the measurements of harness/layers/activations.py, re-run here on fewer points)."""
     if (engine, dtype, name) in DEVIATES:
         pytest.skip("a float64 deviation of the framework: test_float64_deviations_of_the_frameworks")
     x = points(dtype)
@@ -286,7 +294,7 @@ def _erfc_long(t: np.ndarray) -> np.ndarray:
 
 
 def _long_double(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(f, f') in long double, written independently of harness.activations."""
+    """(f, f') in long double, written independently of harness.layers.activations."""
     x = np.asarray(x, dtype=np.longdouble)
     one = np.longdouble(1)
     e = np.exp(-np.abs(x))

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from harness import oracle
-from harness.agreement import Bound, error_bound, gamma, measure, ratios
+from harness.reference import oracle
+from harness.reference.agreement import Bound, error_bound, gamma, measure, ratios
 
 U32, U64, U16, UBF = 2.0**-24, 2.0**-53, 2.0**-11, 2.0**-8
 
@@ -65,7 +65,7 @@ def test_error_bound_values():
     e64 = (1 + 10 * U64 / (1 - 10 * U64)) * 11 * 2 * 2.0**-1074
     np.testing.assert_allclose(error_bound(10, "float64", gauge, y, "linear").bound, [g64 + e64, 2 * g64 + e64, e64],
                                rtol=1e-14)
-    # A count given per element (a separable layer's, harness.oracle.underflow_count) replaces the default.
+    # A count given per element (a separable layer's, harness.reference.oracle.underflow_count) replaces the default.
     np.testing.assert_allclose(error_bound(10, "float32", gauge, y, "linear", underflow=np.array([1.0, 2.0, 3.0])).bound,
                                [g + e / 11, 2 * g + 2 * e / 11, 3 * e / 11], rtol=1e-14)
 

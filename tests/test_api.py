@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import harness.api as api
-from harness import agreement, oracle
-from harness.layers import geometry
+from harness.reference import agreement, oracle
+from harness.layers.geometry import geometry
 from test_no_framework_import import run_check
 
 # A depthwise layer with every knob that moves data around: multiplier 2, 'same' padding, unequal strides,

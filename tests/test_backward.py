@@ -10,10 +10,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from harness import backward, engines, runner
+from harness.judge import gradients as backward, runner
+from harness import engines
 from harness.engines.base import EngineOutput
 from harness.errors import CaseError
-from harness.schema import case_from_entry, load_file
+from harness.cases.schema import case_from_entry, load_file
 
 CONFIGS = [
     ("Conv1D", [2, 9, 3], {"filters": 4, "kernel_size": 3, "padding": "same", "strides": 2}),

@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import backward, cli, engines, runner
-from harness.backward_reference import reference_gradients
-from harness.detection import diagnose, gradient_diagnosis, mutants, score
-from harness.detection.gradient_port import gradient_port
+from harness.judge import gradients as backward, runner
+from harness.frontends import cli
+from harness import engines
+from harness.reference.gradients import reference_gradients
+from harness.diagnosis import diagnose, gradients as gradient_diagnosis
+from harness.mutation import mutants, score
+from harness.mutation.gradient_port import gradient_port
 from harness.engines.base import EngineOutput, Inputs, Request
-from harness.layers import geometry
-from harness.schema import case_from_entry, load_paths
+from harness.layers.geometry import geometry
+from harness.cases.schema import case_from_entry, load_paths
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 BACKWARD = list(mutants.BACKWARD_MUTANTS)
@@ -47,7 +50,7 @@ def test_the_issue_list_is_in_the_catalogue_with_its_metadata():
     assert not set(BACKWARD) & set(mutants.MUTANTS), "backward mutants must not run on forward items"
     for name, m in mutants.BACKWARD_MUTANTS.items():
         assert m.name == name and m.bug and m.diagnosis and m.families, f"mutant {name}: metadata missing"
-        assert getattr(mutants, name) is m, f"mutant {name} is not importable as harness.detection.mutants:{name}"
+        assert getattr(mutants, name) is m, f"mutant {name} is not importable as harness.mutation.mutants:{name}"
         assert mutants.CATALOGUE[name] is m
     assert mutants.BACKWARD_MUTANTS["grad_dx_times_multiplier"].families == ("depthwise", "separable")
     assert mutants.BACKWARD_MUTANTS["grad_depthwise_bias_folded"].families == ("separable",)

@@ -1,4 +1,4 @@
-"""The float64 backward reference (harness.conv_grads, Family.backward, harness.backward_reference) against torch
+"""The float64 backward reference (harness.layers.conv_grads, Family.backward, harness.reference.gradients) against torch
 float64 autograd, hand-computed literals, central differences, its own gauge, and the frameworks' kink conventions."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from harness import oracle
-from harness.activations import ACTIVATION_TABLE, ACTIVATIONS
-from harness.backward_reference import reference_gradients
-from harness.families import LAYERS
-from harness.layers import geometry, output_shape
+from harness.reference import oracle
+from harness.layers.activations import ACTIVATION_TABLE, ACTIVATIONS
+from harness.reference.gradients import reference_gradients
+from harness.layers.families import LAYERS
+from harness.layers.geometry import geometry, output_shape
 
 # ---------------------------------------------------------------- torch float64 autograd, written independently
 
@@ -31,7 +31,7 @@ def one_torch_thread():
 
 
 def _tf_pads(padding: str, n: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """TensorFlow's padding, restated here (not harness.padding) so that the reference is checked against it."""
+    """TensorFlow's padding, restated here (not harness.layers.padding) so that the reference is checked against it."""
     ek = (k - 1) * d + 1
     if padding == "valid":
         return 0, 0
@@ -43,7 +43,7 @@ def _tf_pads(padding: str, n: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 def _hard_sigmoid_float64(y):
     """relu6(y + 3) / 6, Keras's definition: torch 2.13's float64 hardsigmoid backward multiplies by float32's 1/6
-    (0.1666666716337204, 3e-8 relative off; harness/activations.py), which this comparison at rtol 1e-10 would
+    (0.1666666716337204, 3e-8 relative off; harness/layers/activations.py), which this comparison at rtol 1e-10 would
     report instead of the reference's own errors."""
     import torch.nn.functional as F
 

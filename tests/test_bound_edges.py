@@ -8,10 +8,12 @@ import itertools
 import numpy as np
 import pytest
 
-from harness import agreement, backward, cli, judgement, oracle, runner, stack
-from harness.agreement import Metrics
+from harness.reference import agreement, oracle
+from harness.judge import gradients as backward, forward as judgement, runner, stacks as stack
+from harness.frontends import cli
+from harness.reference.agreement import Metrics
 from harness.engines.base import EngineOutput
-from harness.schema import case_from_entry
+from harness.cases.schema import case_from_entry
 
 _ids = itertools.count()
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -191,7 +193,7 @@ def clamp_relu6(y):
 @pytest.fixture
 def clamp_port(monkeypatch):
     """The torch port with relu and relu6 written as clamps: a correct port whose derivative at the kinks is 1."""
-    from harness import torch_port   # imports torch: only where a test runs it (collection imports no framework)
+    from harness import torch_port  # imports torch: only where a test runs it (collection imports no framework)
 
     monkeypatch.setitem(torch_port._ACTIVATIONS, "relu", clamp_relu)
     monkeypatch.setitem(torch_port._ACTIVATIONS, "relu6", clamp_relu6)

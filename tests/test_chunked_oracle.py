@@ -13,12 +13,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from harness import agreement, conv_ops, oracle, runner
-from harness.agreement import Bound, LazyArray, blocks, error_bound, measure
-from harness.conv_ops import _padded, _taps
-from harness.layers import LAYERS, geometry, impossible
-from harness.schema import load_file
-from harness.tensors import round_to
+from harness.reference import agreement, oracle
+from harness.layers import conv_ops
+from harness.judge import runner
+from harness.reference.agreement import Bound, LazyArray, blocks, error_bound, measure
+from harness.layers.conv_ops import _padded, _taps
+from harness.layers.geometry import LAYERS, geometry, impossible
+from harness.cases.schema import load_file
+from harness.tensors.values import round_to
 
 WHOLE = 1 << 62   # a chunk or block size that never cuts anything: the whole computation
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -105,7 +107,7 @@ def test_depthwise_primitive_is_the_previous_formulation_bit_for_bit(index):
 
 
 def _depthwise_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:
-    """harness.conv_ops.depthwise as it was before the chunked oracle (commit d38795d), verbatim."""
+    """harness.layers.conv_ops.depthwise as it was before the chunked oracle (commit d38795d), verbatim."""
     xp = _padded(x, g)
     out = tuple((n - ((k - 1) * d + 1)) // s + 1
                 for n, k, s, d in zip(xp.shape[1:-1], g.kernel_size, g.strides, g.dilation))
@@ -148,7 +150,7 @@ def test_blas_thread_count_does_not_change_the_oracle(monkeypatch, layer, config
 # ---------------------------------------------------------------- the conv primitive: one product per group and image
 
 def _conv_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:
-    """harness.conv_ops.conv as it was before its patch-matrix products (commit 767b247), verbatim: one einsum
+    """harness.layers.conv_ops.conv as it was before its patch-matrix products (commit 767b247), verbatim: one einsum
     per kernel tap over the whole batch."""
     xp = _padded(x, g)
     out = tuple((n - ((k - 1) * d + 1)) // s + 1

@@ -98,7 +98,7 @@ def test_help_lists_every_subcommand(tmp_path):
 
 @pytest.mark.parametrize("name", OWN_OPTION)
 def test_subcommand_help(name, capsys):
-    from harness.cli import build_parser
+    from harness.frontends.cli import build_parser
 
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args([name, "--help"])

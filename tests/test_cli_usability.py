@@ -34,7 +34,7 @@ PORT = textwrap.dedent("""\
 
     import numpy as np
 
-    from harness import oracle
+    from harness.reference import oracle
 
 
     def port(layer, config, x, weights):
@@ -72,7 +72,7 @@ USES = {
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    from harness.cli import build_parser
+    from harness.frontends.cli import build_parser
 
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
@@ -96,7 +96,7 @@ def test_each_subcommand_takes_only_the_options_it_uses() -> None:
 
 
 def test_extract_refuses_options_it_would_ignore(capsys) -> None:
-    from harness.cli import build_parser
+    from harness.frontends.cli import build_parser
 
     with pytest.raises(SystemExit) as stop:
         build_parser().parse_args(["extract", "--help"])
@@ -112,7 +112,7 @@ def test_extract_refuses_options_it_would_ignore(capsys) -> None:
 
 
 def test_every_subcommand_help_line_is_a_whole_sentence() -> None:
-    from harness.cli import build_parser
+    from harness.frontends.cli import build_parser
 
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for choice in action._choices_actions:
@@ -124,7 +124,7 @@ def test_every_subcommand_help_line_is_a_whole_sentence() -> None:
 # ---------------------------------------------------------------- plug-ins
 
 def _main(*argv: str) -> int:
-    from harness import cli
+    from harness.frontends import cli
 
     try:
         return cli.main(list(argv))
@@ -173,7 +173,7 @@ def test_a_plugin_that_cannot_be_found_says_what_was_tried(port_file: Path, tmp_
 
 
 def test_an_engine_typo_gets_did_you_mean_on_the_cli_and_in_pytest(tmp_path: Path, monkeypatch, capsys) -> None:
-    from harness.selection import select_engines
+    from harness.cases.selection import select_engines
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "two.yaml").write_text(TWO, encoding="utf-8")
@@ -200,7 +200,7 @@ def test_a_plugin_reading_a_weight_the_layer_has_not_says_which_it_has(port_file
 def test_max_rel_is_not_inf_where_the_oracle_is_zero(port_file: Path, tmp_path: Path) -> None:
     from harness import engines
     from harness.api import load_cases, run_one
-    from harness.cli import format_table
+    from harness.frontends.cli import format_table
 
     (tmp_path / "zero.yaml").write_text(textwrap.dedent("""\
         cases:
@@ -323,7 +323,7 @@ def _size(term: str, sizes: dict[str, int]) -> int:
 def test_the_readme_weight_table_is_what_the_families_say() -> None:
     """Every layer kind's weights in the README (name, Keras shape, torch shape), evaluated on a geometry whose
     sizes are all different, equal the families' own shapes: the table cannot drift from the code."""
-    from harness.layers import LAYERS, geometry
+    from harness.layers.geometry import LAYERS, geometry
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (?:`(\w+)` )?\| `(\w+)` \| `\(([^`]*)\)` \| `\(([^`]*)\)` \|", text, re.M)

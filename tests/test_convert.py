@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import oracle
+from harness.reference import oracle
 from harness.convert import fold_depthwise_bias, keras_to_torch, torch_to_keras, unfold_depthwise_bias
-from harness.layers import LAYERS, geometry
+from harness.layers.geometry import LAYERS, geometry
 from lazy_import import Lazy
 
 torch, torch_port = Lazy("torch"), Lazy("harness.torch_port")  # loaded when a test runs, not at collection

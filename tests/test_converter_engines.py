@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import engines, facts
+from harness import engines
+from harness.known import facts
 from harness.engines.worker import ENGINES_DIR_VARIABLE, WorkerEngine, engines_dir
-from harness.runner import outcome, run_one
-from harness.schema import load_file
+from harness.judge.runner import outcome, run_one
+from harness.cases.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONVERTERS = ("keras-jax", "keras-torch", "keras-onnx", "torch-onnx", "onnx2torch", "openvino", "openvino-f32",

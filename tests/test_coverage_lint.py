@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import cli
-from harness.detection.coverage import coverage_table, format_coverage
-from harness.detection.lint import format_lint, lint
-from harness.schema import load_file, load_paths
+from harness.frontends import cli
+from harness.audit.coverage import coverage_table, format_coverage
+from harness.audit.lint import format_lint, lint
+from harness.cases.schema import load_file, load_paths
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 

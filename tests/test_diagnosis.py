@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 
 from harness import engines
-from harness.detection import diagnose, mutants, score
+from harness.diagnosis import diagnose
+from harness.mutation import mutants, score
 from harness.engines.base import EngineOutput
-from harness.findings import Finding
-from harness.runner import Result, reference, run_one
-from harness.schema import load_file, load_paths
+from harness.judge.findings import Finding
+from harness.judge.runner import Result, reference, run_one
+from harness.cases.schema import load_file, load_paths
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 DIAGNOSER = diagnose.Diagnoser()
 
 
 def sentences(findings) -> str:
-    """The findings' sentences as a message renders them (harness.findings.render, without its head)."""
+    """The findings' sentences as a message renders them (harness.judge.findings.render, without its head)."""
     return "; ".join(f.text for f in findings)
 
 SEPARABLE = """\
@@ -147,9 +148,9 @@ def test_never_a_diagnosis_for_the_oracle(small_cases):
 
 # ---------------------------------------------------------------- failure classes converters show
 
-from harness.detection import causes  # noqa: E402
-from harness.tensors import round_to  # noqa: E402
-from harness import oracle  # noqa: E402
+from harness.diagnosis import causes  # noqa: E402
+from harness.tensors.values import round_to  # noqa: E402
+from harness.reference import oracle  # noqa: E402
 
 CONVERTER_CASES = """\
 cases:
@@ -343,7 +344,7 @@ def test_a_cause_label_is_short_and_stable(outcome, result, label):
 
 def test_rewording_a_diagnosis_moves_no_alarm_nor_cause(small_cases, monkeypatch):
     # Grouping reads (kind, id), never the sentence: a mutant's description reworded changes the message only.
-    from harness.detection import fuzz
+    from harness.fuzz import search as fuzz
 
     name = engines.register_plugin("test_flipped=plugins_for_tests:flipped")
     before = run_one(small_cases["conv"], name, diagnoser=DIAGNOSER)
@@ -364,8 +365,8 @@ def test_no_module_global_configures_the_core():
                    "diagnose.install"):
         hits = [str(p.relative_to(root)) for p, t in text.items() if banned in t]
         assert not hits, f"{banned} in {hits}, but diagnosis should be passed to run_one"
-    for name in ("runner.py", "judgement.py", "diagnoser.py", "detection/diagnose.py",
-                 "detection/gradient_diagnosis.py"):
+    for name in ("judge/runner.py", "judge/forward.py", "judge/diagnoser.py", "diagnosis/diagnose.py",
+                 "diagnosis/gradients.py"):
         assert "global " not in text[root / name], f"harness/{name} sets a module global"
 
 

@@ -2,7 +2,7 @@
 (case or stack), 2 a usage error; a file of cases, of stacks or of both handled alike by every entry point.
 
 The matrix runs each entry point on each kind of file: the CLI's subcommands in this process through
-``harness.cli.main`` (what ``python -m harness`` calls; a real subprocess checks that path once), pytest in
+``harness.frontends.cli.main`` (what ``python -m harness`` calls; a real subprocess checks that path once), pytest in
 subprocesses. The engines are the fast ones: the oracle, torch, and a wrong plug-in (below) for a failing file.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ BAD = ["oracle", BUGGY]
 
 def flipped(layer, config, x, weights):
     """A port with the classic mistake (a true convolution: kernel flipped): every case fails in it."""
-    from harness import oracle
+    from harness.reference import oracle
 
     rank = x.ndim - 2
     w = {k: (v if k == "bias" else np.flip(v, axis=tuple(range(rank)))).astype(np.float64)
@@ -133,7 +133,7 @@ CLI = [c for c in EXPECTED if c != "pytest"]
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("command", CLI)
 def test_cli_exit_code(command: str, kind: str, files: dict[str, Path], tmp_path: Path, capsys) -> None:
-    from harness import cli
+    from harness.frontends import cli
 
     try:
         code = cli.main(_argv(command, files[kind], KINDS[kind][1], tmp_path / "out"))
@@ -204,7 +204,7 @@ def test_report_holds_the_stacks_records(files: dict[str, Path], tmp_path: Path)
     the summary; a failing stack names its culprit layer."""
     import json
 
-    from harness import cli
+    from harness.frontends import cli
 
     assert cli.main(["report", str(files["stacks-alone-failing"]), *_engines(BAD), "--out", str(tmp_path)]) == 1
     doc = json.loads((tmp_path / "results.json").read_text())
@@ -217,7 +217,7 @@ def test_report_holds_the_stacks_records(files: dict[str, Path], tmp_path: Path)
 
 
 def test_validate_counts_cases_and_stacks(files: dict[str, Path], capsys) -> None:
-    from harness import cli
+    from harness.frontends import cli
 
     assert cli.main(["validate", str(files["invalid-stack"])]) == 1
     said = capsys.readouterr()
@@ -228,7 +228,7 @@ def test_validate_counts_cases_and_stacks(files: dict[str, Path], capsys) -> Non
 def test_mutants_and_lint_judge_a_file_of_stacks(files: dict[str, Path], capsys) -> None:
     """mutants kills a mutant in a stack's layer and names the layer; lint lists the stack with its kills; a stack no
     mutant can be seen in (every layer 1x1 on a constant input) is weak: exit 1."""
-    from harness import cli
+    from harness.frontends import cli
 
     assert cli.main(["mutants", str(files["stacks-alone"]), "--mutant", "flipped_kernel", "--engine", "torch"]) == 0
     out = capsys.readouterr().out

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.cli import main
-from harness.extract import APPLICATIONS, TENSOR_FILE, config_of, sanitise
+from harness.frontends.cli import main
+from harness.frontends.extract import APPLICATIONS, TENSOR_FILE, config_of, sanitise
 from harness.keras_layer import import_keras
-from harness.layers import ACTIVATIONS
-from harness.runner import run_one
-from harness.schema import ID_PATTERN, load_file
+from harness.layers.geometry import ACTIVATIONS
+from harness.judge.runner import run_one
+from harness.cases.schema import ID_PATTERN, load_file
 
 SIZE = 12
 

@@ -10,8 +10,8 @@ import pytest
 
 from harness import engines
 from harness.convert import keras_to_torch, torch_to_keras
-from harness.families import FAMILIES, LAYERS
-from harness.layers import geometry, output_shape
+from harness.layers.families import FAMILIES, LAYERS
+from harness.layers.geometry import geometry, output_shape
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 
@@ -68,7 +68,7 @@ def _outside(folder_allowed: str, pattern: str) -> list[str]:
 
 def test_no_family_branch_outside_the_families():
     hits = _outside("families/", r"family\s*(==|!=)|family\.name\s*(==|!=)|family\s+(not\s+)?in\s*\(")
-    assert not hits, "family branches outside harness/families/ (ask the family instead):\n" + "\n".join(hits)
+    assert not hits, "family branches outside harness/layers/families/ (ask the family instead):\n" + "\n".join(hits)
 
 
 def test_no_engine_name_comparison_outside_the_registry():
@@ -100,8 +100,8 @@ PRIMITIVES = ("conv_ops", "conv_grads", "padding", "layouts")
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_every_family_answers_the_sizing_questions_itself(name):
     """Output lengths and the padding split come from the family, and agree with each other and the forward."""
-    from harness.families.base import COMMON_ARGS, Arg
-    from harness.padding import effective_kernel
+    from harness.layers.families.base import COMMON_ARGS, Arg
+    from harness.layers.padding import effective_kernel
 
     kind = LAYERS[name]
     family = kind.family
@@ -122,7 +122,7 @@ def test_every_family_answers_the_sizing_questions_itself(name):
 def test_every_family_declares_its_numpy_port_steps(name):
     """The NumPy port (the mutants' base) holds no family's steps: each family's port_steps brings its own, and the
     port composed from them computes the oracle's function."""
-    from harness.detection.port import Port, numpy_port
+    from harness.mutation.port import Port, numpy_port
 
     kind = LAYERS[name]
     steps = kind.family.port_steps
@@ -154,8 +154,8 @@ def test_every_family_declares_its_torch_port(name):
 def test_a_new_argument_needs_nothing_outside_its_family(tmp_path, monkeypatch):
     """A family that declares one more argument (a transposed conv's output_padding) gets it validated by the
     schema, normalised into the Geometry and checked by size_problems, with no other code."""
-    from harness.families.base import Arg, size_problems
-    from harness.schema import load_file
+    from harness.layers.families.base import Arg, size_problems
+    from harness.cases.schema import load_file
 
     family = LAYERS["Conv2D"].family
     monkeypatch.setattr(family, "arguments", {**family.arguments,
@@ -180,22 +180,22 @@ def test_a_new_argument_needs_nothing_outside_its_family(tmp_path, monkeypatch):
 def test_geometry_lives_beside_layer_kind_and_primitives_import_nothing_above_them():
     import ast
 
-    from harness import layers
-    from harness.families import base
+    from harness.layers import geometry as layers
+    from harness.layers.families import base
 
     assert layers.Geometry is base.Geometry and base.Geometry.__module__ == base.LayerKind.__module__
     for name in PRIMITIVES:
-        tree = ast.parse((HARNESS / f"{name}.py").read_text())
+        tree = ast.parse((HARNESS / "layers" / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
         above = {m for m in imported if (m or "").split(".")[0] not in PRIMITIVES}
-        assert not above, f"harness/{name}.py imports {sorted(map(str, above))}: a primitive imports only primitives"
+        assert not above, f"harness/layers/{name}.py imports {sorted(map(str, above))}: a primitive imports only primitives"
 
 
 def test_the_output_length_formula_is_written_once():
-    """Only the families (and harness.padding's rule they call) compute an output length; everyone else asks the
+    """Only the families (and harness.layers.padding's rule they call) compute an output length; everyone else asks the
     Geometry. The mutants write wrong copies on purpose (each is one converter's mistake)."""
     pattern = r"//\s*s\s*\+\s*1|//\s*stride\s*\+\s*1|\boutput_length\("
     hits = [h for h in _outside("families/", pattern)
-            if not h.startswith(("padding.py:", "detection/mutants.py:"))]
-    assert not hits, "output-length formula copies outside harness/families/ (ask g.output_spatial):\n" + \
+            if not h.startswith(("layers/padding.py:", "mutation/mutants.py:"))]
+    assert not hits, "output-length formula copies outside harness/layers/families/ (ask g.output_spatial):\n" + \
         "\n".join(hits)

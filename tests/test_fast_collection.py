@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import schema
-from harness.schema import load_file
+from harness.cases import schema
+from harness.cases.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "cases").glob("*.yaml"))

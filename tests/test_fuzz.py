@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 import pytest
 
 import fuzz_engines_for_tests as wrong   # tests/ is on sys.path (pytest's rootdir-relative import)
-from harness import engines, known
-from harness.detection import fuzz, mutants
-from harness.findings import Finding
-from harness.layers import LAYERS, output_shape
-from harness.runner import Result, run_one
-from harness.schema import load_file
+from harness import engines
+from harness.known import registry as known
+from harness.fuzz import search as fuzz
+from harness.mutation import mutants
+from harness.judge.findings import Finding
+from harness.layers.geometry import LAYERS, output_shape
+from harness.judge.runner import Result, run_one
+from harness.cases.schema import load_file
 
 # The fixed budget of `make test` (about 10 s with Keras after its import); the long run is `make fuzz N=20000`.
 BUDGET = 200
@@ -364,7 +366,7 @@ def test_layer_and_dtype_filters_restrict_the_configurations():
     ("--dtype", "float8", "--dtype float8: no such dtype (did you mean float64?); known: float32, float64, "),
 ])
 def test_an_unknown_layer_or_dtype_is_an_error_listing_the_known_ones(option, value, said, capsys):
-    from harness.cli import main
+    from harness.frontends.cli import main
 
     assert main(["fuzz", "--engine", "oracle", option, value]) == 2
     err = capsys.readouterr().err

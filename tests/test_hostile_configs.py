@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from harness.errors import CaseError
-from harness.families import LAYERS
-from harness.layers import ConfigProblem, geometry, impossible, output_shape
-from harness.runner import run_one
-from harness.schema import load_file
+from harness.layers.families import LAYERS
+from harness.layers.geometry import ConfigProblem, geometry, impossible, output_shape
+from harness.judge.runner import run_one
+from harness.cases.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("filters", "kernel_size", "strides", "dilation_rate", "groups", "depth_multiplier")

@@ -1,4 +1,4 @@
-"""Hostile tensor files, generated here, in every format the harness reads (harness/tensor_files.py,
+"""Hostile tensor files, generated here, in every format the harness reads (harness/tensors/files.py,
 harness/tensor_readers): pickle payloads, lying headers, truncated bodies, decompression bombs, declared sizes over
 the cap, a Lambda in a .keras config. Each is refused at validation (the same checks as at run) with one stable line
 naming the case file, the case, the field and the tensor file; no payload runs (each payload is shown live in a
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import yaml
 
-from harness import tensor_files
+from harness.tensors import files as tensor_files
 from harness.errors import CaseError
-from harness.runner import make_inputs
-from harness.schema import load_file
+from harness.judge.runner import make_inputs
+from harness.cases.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONV = {"id": "c", "layer": "Conv2D", "input_shape": [1, 5, 4, 3], "dtype": "float64",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import engines, facts, known
-from harness.detection import diagnose, mutants
+from harness import engines
+from harness.known import facts, registry as known
+from harness.diagnosis import diagnose
+from harness.mutation import mutants
 from harness.engines.base import Engine, EngineOutput, Request
 from harness.errors import EngineRejected
-from harness.runner import outcome, run_one
-from harness.schema import load_file
+from harness.judge.runner import outcome, run_one
+from harness.cases.schema import load_file
 
 BUG = "keras-bias-add-guessed-nhwc"
 REFUSAL = "keras-conv-strides-with-dilation-refused"

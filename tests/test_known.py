@@ -4,13 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import engines, facts
-from harness.conditions import evaluate, validate
-from harness.detection.mutants import MUTANTS
+from harness import engines
+from harness.known import facts
+from harness.known.conditions import evaluate, validate
+from harness.mutation.mutants import MUTANTS
 from harness.engines.base import Engine
-from harness.known import REGISTRY, markdown, parse
-from harness.runner import run_one
-from harness.schema import load_file, load_paths
+from harness.known.registry import REGISTRY, markdown, parse
+from harness.judge.runner import run_one
+from harness.cases.schema import load_file, load_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = {"keras": "3.15.1", "onednn": False, "cpu_has": ["avx2", "avx512f"], "machine": "x86_64",
@@ -68,7 +69,7 @@ def test_process_facts_import_no_framework_and_read_this_machine():
     import subprocess
     import sys
 
-    code = ("import sys; from harness import facts; f = facts.process_facts(); "
+    code = ("import sys; from harness.known import facts; f = facts.process_facts(); "
             "assert 'tensorflow' not in sys.modules and 'torch' not in sys.modules, 'a framework was imported'; "
             "assert f['onednn'] is None and f['keras_backend'] is None, f; print(f['numpy'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -100,7 +101,7 @@ def test_every_entry_is_complete_and_documented():
         assert entry.mutant is None or entry.mutant in MUTANTS, f"mutant={entry.mutant}, not a mutant [{entry.id}]"
     listed = readme.split("<!-- known: ", 1)[1].split("-->\n", 1)[1].split("\n<!-- /known -->", 1)[0]
     assert listed == markdown(), "README's list of known behaviour differs from the registry: paste " \
-                                 "harness.known.markdown() between its <!-- known --> markers"
+                                 "harness.known.registry.markdown() between its <!-- known --> markers"
 
 
 def test_every_pinned_behaviour_in_the_shipped_cases_refers_to_the_registry():
@@ -242,8 +243,8 @@ def test_keras_records_the_kernel_path_and_layout_it_ran(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("cases:\n  - id: c\n    layer: Conv2D\n    input_shape: [1, 2, 5, 5]\n"
                     "    config: {filters: 2, kernel_size: 3, data_format: channels_first}\n")
-    code = ("import json, sys; from harness import facts; facts.request_onednn(sys.argv[2]); "
-            "from harness.schema import load_file; from harness.runner import run_one; "
+    code = ("import json, sys; from harness.known import facts; facts.request_onednn(sys.argv[2]); "
+            "from harness.cases.schema import load_file; from harness.judge.runner import run_one; "
             "r = run_one(load_file(sys.argv[1])[0][0], 'keras'); "
             "print(json.dumps({'verdict': r.verdict, 'facts': r.facts, 'notes': r.notes}))")
     for choice in ("on", "off"):
@@ -303,9 +304,9 @@ class GradientHeir(Engine):
     def run(self, request):
         import numpy as np
 
-        from harness.backward_reference import reference_gradients
+        from harness.reference.gradients import reference_gradients
         from harness.engines.base import EngineOutput
-        from harness.oracle import run as oracle_run
+        from harness.reference.oracle import run as oracle_run
 
         x64 = request.inputs.x.astype(np.float64)
         w64 = {k: v.astype(np.float64) for k, v in request.inputs.weights.items()}
@@ -350,7 +351,7 @@ def gradient_heirs(monkeypatch):
     ("gradient_heir", "relu", "xfail"),       # through relu the wrong pre-activation moves every gradient
 ])
 def test_a_known_bug_explains_only_the_tensors_it_declares(tmp_path, gradient_heirs, engine, activation, want):
-    from harness.runner import outcome
+    from harness.judge.runner import outcome
 
     case = _case(tmp_path, BIASED_BACKWARD.replace("ACT", activation))
     r = run_one(case, engine, "backward")
@@ -371,7 +372,7 @@ def test_a_bug_of_the_gradients_alone_does_not_hide_a_wrong_forward_output(tmp_p
 
 
 def test_every_known_bug_declares_the_tensors_it_moves():
-    from harness.known import TENSORS
+    from harness.known.registry import TENSORS
 
     for entry in REGISTRY.values():
         if entry.kind == "bug":

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.detection import mutants, score
-from harness.detection.port import numpy_port, pad_or_crop, reference_port
-from harness.schema import load_paths
+from harness.mutation import mutants, score
+from harness.mutation.port import numpy_port, pad_or_crop, reference_port
+from harness.cases.schema import load_paths
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
 
@@ -131,7 +131,7 @@ def test_catalogue_has_the_issue_list_and_metadata():
     assert not missing, f"catalogue lacks={sorted(missing)}, but should have every mutant the issue lists"
     for m in mutants.MUTANTS.values():
         assert m.bug and m.diagnosis and m.families, f"mutant {m.name}: bug/diagnosis/families missing"
-        assert getattr(mutants, m.name) is m, f"mutant {m.name} is not importable as harness.detection.mutants:{m.name}"
+        assert getattr(mutants, m.name) is m, f"mutant {m.name} is not importable as harness.mutation.mutants:{m.name}"
 
 
 # ---------------------------------------------------------------- the mutation score of the shipped cases

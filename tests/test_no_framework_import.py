@@ -26,10 +26,10 @@ def run_check(body):
 
 def test_import_loads_no_framework():
     done, loaded = run_check(
-        "import harness, harness.schema, harness.runner, harness.pytest_plugin, harness.engines, harness.cli\n"
-        "import harness.oracle, harness.agreement, harness.selection, harness.engines.base\n"
-        "parser = harness.cli.build_parser()\n"
-        "for name, _, _ in harness.cli.subcommands():\n"   # every subcommand's module and options, as main sees them
+        "import harness, harness.cases.schema, harness.judge.runner, harness.frontends.pytest_plugin, harness.engines, harness.frontends.cli\n"
+        "import harness.reference.oracle, harness.reference.agreement, harness.cases.selection, harness.engines.base\n"
+        "parser = harness.frontends.cli.build_parser()\n"
+        "for name, _, _ in harness.frontends.cli.subcommands():\n"   # every subcommand's module and options, as main sees them
         "    parser.parse_args([name])\n"
         "import harness.engines.oracle_engine"
     )

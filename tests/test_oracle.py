@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import oracle
+from harness.reference import oracle
 
 X4 = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)        # (N, L, C)
 W3 = np.array([1.0, 10.0, 100.0]).reshape(3, 1, 1)           # (k, C, F): taps 1, 10, 100

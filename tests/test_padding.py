@@ -5,7 +5,7 @@ after = total - before (the odd pixel goes at the end). Keras 'causal': left pad
 """
 import pytest
 
-from harness.padding import effective_kernel, output_length, pad_amounts
+from harness.layers.padding import effective_kernel, output_length, pad_amounts
 
 
 @pytest.mark.parametrize("k, d, ek", [(1, 1, 1), (3, 1, 3), (3, 2, 5), (2, 3, 4), (4, 2, 7)])

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import engines
-from harness.cli import main
-from harness.selection import select_engines
+from harness.frontends.cli import main
+from harness.cases.selection import select_engines
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = """\
@@ -56,11 +56,11 @@ def error_of(spec: str) -> str:
     ("harnes.detection.mutants:flipped_kernel",
      "--engine 'harnes.detection.mutants:flipped_kernel': ModuleNotFoundError: no module named 'harnes'; "
      "did you mean 'harness'?"),
-    ("mine=harness.detection.mutants:MUTANTS",
-     "--engine 'mine=harness.detection.mutants:MUTANTS': harness.detection.mutants:MUTANTS is not callable "
+    ("mine=harness.mutation.mutants:MUTANTS",
+     "--engine 'mine=harness.mutation.mutants:MUTANTS': harness.mutation.mutants:MUTANTS is not callable "
      "(a dict)"),
-    ("harness.detection.fuzz:Stats.mrge",
-     "--engine 'harness.detection.fuzz:Stats.mrge': harness.detection.fuzz:Stats has no attribute 'mrge'; "
+    ("harness.fuzz.search:Stats.mrge",
+     "--engine 'harness.fuzz.search:Stats.mrge': harness.fuzz.search:Stats has no attribute 'mrge'; "
      "did you mean 'merge'?"),
     ("needs_dependency:port",
      "--engine 'needs_dependency:port': importing needs_dependency failed: ModuleNotFoundError: No module named "

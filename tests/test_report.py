@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.layers import LAYERS
+from harness.layers.geometry import LAYERS
 from harness.report import baseline, pictures, write
 from harness.report.collect import Progress
 from test_report_helpers import FLIP, ONLY_2D, run_report, strict_json, write_cases
@@ -348,7 +348,7 @@ def test_failing_run_leaves_previous_report_intact(report, tmp_path, monkeypatch
         calls.append(engine)
         if len(calls) == 3:
             raise KeyboardInterrupt("stopped halfway")
-        from harness.runner import run_one
+        from harness.judge.runner import run_one
         return run_one(case, engine, check, diagnoser)
 
     monkeypatch.setattr("harness.report.collect.run_one", crash_on_third)
@@ -382,7 +382,7 @@ def test_command_line_has_report_options():
 
 
 def test_report_import_loads_no_framework():
-    code = ("import sys, harness.cli, harness.report.command, harness.report.html, harness.report.collect;"
+    code = ("import sys, harness.frontends.cli, harness.frontends.report_command, harness.report.html, harness.report.collect;"
             "bad = [m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"frameworks imported by the report modules: {done.stdout} {done.stderr}"

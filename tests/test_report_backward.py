@@ -12,12 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.frontends.cli import main
 from harness.report import baseline, merge, pictures
 from harness.report import html as report_html
 from harness.report.collect import collect
 from harness.report.merge import SIDECAR
-from harness.schema import load_file
+from harness.cases.schema import load_file
 from test_report_helpers import BW_FLIP, run_backward_report, strict_json, write_backward_cases
 
 BW = BW_FLIP.split("=")[0]

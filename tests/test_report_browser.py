@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-import harness.report.command as report_command
-from harness.cli import build_parser
+import harness.frontends.report_command as report_command
+from harness.frontends.cli import build_parser
 from harness.report import baseline
 from harness.report import html as report_html
 from test_report_helpers import BW_FLIP, FLIP, ONLY_2D, multiply, write_backward_cases, write_cases

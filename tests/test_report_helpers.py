@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import oracle
-from harness.cli import main
+from harness.reference import oracle
+from harness.frontends.cli import main
 
 # arange-2x2 is computed by hand in test_report.py: x = [[0,1,2],[3,4,5],[6,7,8]], kernel [[0,1],[2,3]].
 CASES_YAML = textwrap.dedent("""\
@@ -117,9 +117,9 @@ BACKWARD_CASES_YAML = textwrap.dedent("""\
 def kernel_grad_flipped(layer, config, x, weights, grad_output=None):
     """The right output and dx, but every kernel's gradient with its spatial axes reversed: the backward item fails
     on dkernel (ddepthwise_kernel), after dx passed; the forward item passes."""
-    from harness.backward_reference import reference_gradients
+    from harness.reference.gradients import reference_gradients
     from harness.engines.base import EngineOutput
-    from harness.layers import geometry
+    from harness.layers.geometry import geometry
 
     w64 = {k: v.astype(np.float64) for k, v in weights.items()}
     y = oracle.run(layer, config, x.astype(np.float64), w64).astype(x.dtype)

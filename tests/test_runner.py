@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from harness import engines
-from harness.runner import run_one
-from harness.schema import load_file
+from harness.judge.runner import run_one
+from harness.cases.schema import load_file
 
 
 def _case(tmp_path, text):

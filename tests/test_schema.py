@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from harness.errors import CaseError
-from harness.schema import load_file, load_paths
+from harness.cases.schema import load_file, load_paths
 
 GOOD = """\
   - id: good
@@ -428,7 +428,7 @@ cases:
 def test_forward_facts_are_judged_in_a_backward_only_case(tmp_path, expect, words):
     """The README: expect facts are checked in every engine; a case that checks only the gradients still judges
     them (on the output of the backward run), instead of passing them silently."""
-    from harness.runner import run_one
+    from harness.judge.runner import run_one
 
     cases, errors = load_file(write(tmp_path, PASS_THROUGH + f"    expect: {expect}\n"))
     assert not errors, errors
@@ -438,7 +438,7 @@ def test_forward_facts_are_judged_in_a_backward_only_case(tmp_path, expect, word
 
 
 def test_right_forward_facts_pass_in_a_backward_only_case(tmp_path):
-    from harness.runner import run_one
+    from harness.judge.runner import run_one
 
     cases, errors = load_file(write(tmp_path, PASS_THROUGH + "    expect: {output: [[[1], [1], [1]]], params: 2, "
                                               "output_shape: [1, 3, 1]}\n"))

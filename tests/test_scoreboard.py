@@ -6,11 +6,12 @@ import re
 
 import pytest
 
-from harness import cli, engines
+from harness.frontends import cli
+from harness import engines
 from harness.engines.base import Engine, Isolation
-from harness.findings import Finding
-from harness.runner import Result
-from harness.schema import load_file
+from harness.judge.findings import Finding
+from harness.judge.runner import Result
+from harness.cases.schema import load_file
 from harness.scoreboard import board, fuzzcases, installed
 
 CASES = """\

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from harness import sharding
-from harness.cli import main
-from harness.detection import fuzz
+from harness.cases import sharding
+from harness.frontends.cli import main
+from harness.fuzz import search as fuzz
 from harness.report import html as report_html
 from harness.report.merge import SIDECAR
-from harness.schema import case_from_entry
+from harness.cases.schema import case_from_entry
 from test_report_helpers import run_report, strict_json, write_cases
 
 TAG = "[test_shard.py]"
@@ -93,7 +93,7 @@ ITEM = re.compile(r"^(\S+\.yaml)::(\S+)\[(\w+)\]$", re.MULTILINE)
 
 def _collected(pytester, *args):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p",
-                                           "harness.shard", "--collect-only", "-q", "--engine", "oracle",
+                                           "harness.frontends.shard", "--collect-only", "-q", "--engine", "oracle",
                                            "--engine", "torch", *args, timeout=120)
     return result, ITEM.findall(result.stdout.str())
 
@@ -119,13 +119,13 @@ def test_pytest_shards_run_every_item_once_and_keep_a_case_together(pytester):
 
 def test_pytest_shard_runs_under_xdist_and_a_bad_value_is_a_usage_error(pytester):
     pytester.makefile(".yaml", suite=SUITE)
-    whole = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "harness.shard", "-n", "2", "--engine",
+    whole = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "harness.frontends.shard", "-n", "2", "--engine",
                                           "oracle", "suite.yaml", "--shard", "2/2", timeout=120)
     outcomes = whole.parseoutcomes()
     _, items = _collected(pytester, "suite.yaml", "--shard", "2/2", "--engine", "oracle")
     oracle_items = [it for it in items if it[2] == "oracle"]
     assert outcomes.get("passed") == len(oracle_items) > 0, f"-n 2 --shard 2/2 outcomes={outcomes} {TAG}"
-    bad = pytester.runpytest_subprocess("-p", "harness.shard", "suite.yaml", "--shard", "3/2", timeout=120)
+    bad = pytester.runpytest_subprocess("-p", "harness.frontends.shard", "suite.yaml", "--shard", "3/2", timeout=120)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR and "I/N with 1 <= I <= N" in bad.stderr.str()
 
 

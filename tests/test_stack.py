@@ -1,4 +1,4 @@
-"""Stacks (harness.stack): layers in sequence, the bound propagated through them, the culprit named per layer."""
+"""Stacks (harness.judge.stacks): layers in sequence, the bound propagated through them, the culprit named per layer."""
 from __future__ import annotations
 
 import re
@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import engines, oracle, schema, stack, stack_schema
-from harness.activations import ACTIVATION_TABLE
+from harness import engines
+from harness.reference import oracle
+from harness.cases import schema, stacks as stack_schema
+from harness.judge import stacks as stack
+from harness.layers.activations import ACTIVATION_TABLE
 from harness.engines.torch_engine import to_numpy
 from harness.errors import CaseError
 
@@ -325,7 +328,7 @@ def test_a_stack_skips_an_engine_it_names():
 
 PLUGIN = '''
 import numpy as np
-from harness import oracle
+from harness.reference import oracle
 
 
 def _stack(wrong):
@@ -387,7 +390,7 @@ def test_a_plugin_stack_function_fails_on_its_culprit_under_pytest_and_the_repro
 
 
 def test_harness_run_runs_a_stack_by_its_id(tmp_path, capsys, monkeypatch):
-    from harness import cli
+    from harness.frontends import cli
 
     (tmp_path / "s.yaml").write_text(STACKS)
     monkeypatch.chdir(tmp_path)
@@ -437,7 +440,7 @@ def test_each_file_is_parsed_once(tmp_path, monkeypatch):
 def test_a_mutant_in_one_layer_of_a_stack_is_killed_and_the_culprit_named():
     """The mutation sweep runs stacks: a mutant applied to one layer (the others by the correct port) is caught, and
     the failure names that layer; where the bug changes nothing (a flip of a 1x1 kernel) it is no kill."""
-    from harness.detection import score
+    from harness.mutation import score
 
     s = score.sweep([], ["flipped_kernel", "bias_dropped"], ["numpy_port"], stacks=[make(MBV2)])
     assert s.killers["flipped_kernel"] == ["mbv2"], dict(s.killers)
@@ -451,14 +454,14 @@ def test_a_mutant_in_one_layer_of_a_stack_is_killed_and_the_culprit_named():
     text = score.format_score(s)
     assert "0 cases and 1 stacks (a mutant in each layer)" in text, text
     # the mutant as a plug-in engine on the whole stack: the first layer it changes is the culprit
-    from harness.detection import mutants
+    from harness.mutation import mutants
 
     result = stack.run_stack(make(MBV2), "flipped_kernel", fn=mutants.flipped_kernel.stack)
     assert (result.verdict, stack.culprit(result)) == ("fail", 1), result.message
 
 
 def test_lint_judges_a_stack():
-    from harness.detection.lint import format_lint, lint
+    from harness.audit.lint import format_lint, lint
 
     weak_entry = {**MBV2, "id": "ones", "input": "ones",
                   "layers": [{"layer": "Conv2D", "config": {"filters": 4, "kernel_size": 1, "use_bias": False},
@@ -478,7 +481,7 @@ def test_the_report_shows_the_culprit(tmp_path):
     from harness.report.results_json import document
 
     one = make(MBV2)
-    flipped = engines.register_plugin("flipped_kernel=harness.detection.mutants:flipped_kernel")
+    flipped = engines.register_plugin("flipped_kernel=harness.mutation.mutants:flipped_kernel")
     got = collect([one], ["oracle", flipped])
     exact, wrong = got.records
     assert exact["culprit"] is None and exact["layer_ratios"] == [0, 0, 0] and exact["layer"].startswith("stack: ")

@@ -1,4 +1,4 @@
-"""Tensors from files (harness/tensor_files.py): every format, torch layout, checksums, errors that name the file, case
+"""Tensors from files (harness/tensors/files.py): every format, torch layout, checksums, errors that name the file, case
 and field, and hostile files refused without running their payload. Frameworks are imported inside the tests that
 need them (collecting this file loads none)."""
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from harness import tensor_files, tensor_readers
+from harness.tensors import files as tensor_files, readers as tensor_readers
 from harness.convert import keras_to_torch
 from harness.errors import CaseError
-from harness.families import get_kind
-from harness.runner import make_inputs, reference
-from harness.schema import load_file
+from harness.layers.families import get_kind
+from harness.judge.runner import make_inputs, reference
+from harness.cases.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ CONV = {"id": "c", "layer": "Conv2D", "input_shape": [2, 5, 4, 3], "dtype": "flo
 
 
 def rng_weights(layer: str, config: dict, input_shape: list[int], seed: int = 0) -> dict[str, np.ndarray]:
-    from harness.layers import geometry
+    from harness.layers.geometry import geometry
 
     rng = np.random.default_rng(seed)
     return {n: rng.standard_normal(s) for n, s in geometry(layer, config, tuple(input_shape)).weight_shapes().items()}
@@ -320,7 +320,7 @@ def test_torch_layout_of_the_input_and_grad_output(tmp_path):
         **CONV, "input_shape": [2, 5, 4, 3], "input": {"file": "x.npy", "layout": "torch"},
         "check": ["forward", "backward"], "grad_output": {"file": "dy.npy", "layout": "torch"}}))
     np.testing.assert_array_equal(make_inputs(case).x64, np.moveaxis(x, 1, -1))
-    from harness.backward import grad_output
+    from harness.judge.gradients import grad_output
 
     np.testing.assert_array_equal(grad_output(case), np.moveaxis(dy, 1, -1))
     wrong = load_error(write_cases(tmp_path / "w.yaml", {**CONV, "input": {"file": "x.npy"}}))
@@ -551,7 +551,7 @@ def test_reading_numpy_safetensors_and_keras_files_loads_no_framework(tmp_path):
         "kernel": {"file": "x.weights.h5", "layer": "conv", "weight": "kernel"},
         "bias": {"file": "b.safetensors", "key": "b"}}, "input": {"init": "ones"}},
         {**CONV, "id": "d", "weights": {"kernel": {"file": "w.npz", "key": "kernel"}}})
-    code = ("import sys; from harness.schema import load_file; from harness.runner import make_inputs\n"
+    code = ("import sys; from harness.cases.schema import load_file; from harness.judge.runner import make_inputs\n"
             "cases, errors = load_file(sys.argv[1]); assert len(cases) == 2 and not errors, errors\n"
             "[make_inputs(c) for c in cases]\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow', 'keras', 'jax')))")

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from harness import oracle
-from harness.layers import LAYERS, geometry, output_shape
+from harness.reference import oracle
+from harness.layers.geometry import LAYERS, geometry, output_shape
 from lazy_import import Lazy
 
 torch, torch_port = Lazy("torch"), Lazy("harness.torch_port")  # loaded when a test runs, not at collection

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from harness import engines
-from harness.cli import build_parser
+from harness.frontends.cli import build_parser
 from harness.engines import protocol
 from harness.engines.base import EngineOutput
 from harness.engines.worker import WorkerEngine
-from harness.runner import make_inputs, request, run_one
-from harness.schema import load_file
-from harness.selection import select_engines
-from harness.tensors import numpy_dtype
+from harness.judge.runner import make_inputs, request, run_one
+from harness.cases.schema import load_file
+from harness.cases.selection import select_engines
+from harness.tensors.values import numpy_dtype
 
 import fake_worker_engines as fakes
 
@@ -263,8 +263,8 @@ def test_workers_end_with_the_harness(tmp_path):
     script = textwrap.dedent(f"""\
         import sys
         from harness import engines
-        from harness.runner import make_inputs, request
-        from harness.schema import load_file
+        from harness.judge.runner import make_inputs, request
+        from harness.cases.schema import load_file
         engines.BUILTIN["fake"] = {FAKES["fake"]!r}
         case = load_file({str(_case(tmp_path).file)!r})[0][0]
         engines.get("fake").run(request(case, "fake", make_inputs(case)))

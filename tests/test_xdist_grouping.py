@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin import BIG_CASE_S, case_cost, case_scope
-from harness.schema import load_file
+from harness.frontends.pytest_plugin import BIG_CASE_S, case_cost, case_scope
+from harness.cases.schema import load_file
 
 PLUGINS = Path(__file__).with_name("plugins_for_tests.py").read_text()
 
 # Loaded into the run under test with -p: logs, per xdist worker, each item it runs and each reference it
-# computes (a call of harness.runner.reference for a case not in its per-process cache), as JSON lines.
+# computes (a call of harness.judge.runner.reference for a case not in its per-process cache), as JSON lines.
 RECORDER = '''\
 import json
 import os
 
-from harness import runner
+from harness.judge import runner
 
 LOG = os.environ["HARNESS_TEST_LOG"]
 WORKER = "main"   # the controller (or a serial run); PYTEST_XDIST_WORKER may be inherited from an outer xdist run

@@ -208,8 +208,8 @@ def prepare_bare(paths: list[str], ids: list[str] | None, folder: Path) -> tuple
     """SPEC.json and ARRAYS.npz of the cases (the harness's own inputs: the same values in both runs)."""
     import numpy as np
 
-    from harness.runner import make_inputs
-    from harness.selection import load_cases
+    from harness.judge.runner import make_inputs
+    from harness.cases.selection import load_cases
 
     cases, _ = load_cases(paths, ids)
     spec, arrays = [], {}
@@ -235,7 +235,7 @@ def overhead(quick: bool, repeat: int, folder: Path) -> Figure:
     paths = QUICK_SUBSET if quick else SUBSET
     ids = None
     if quick:
-        from harness.selection import load_cases
+        from harness.cases.selection import load_cases
 
         ids = [c.id for c in load_cases(paths)[0][:QUICK_CASES]]
     engines = ["torch"] if quick else ["keras", "torch"]
@@ -275,10 +275,10 @@ def overhead(quick: bool, repeat: int, folder: Path) -> Figure:
 
 def _case_of(spec: dict[str, Any]):
     if "file" in spec:
-        from harness.selection import load_cases
+        from harness.cases.selection import load_cases
 
         return load_cases([str(ROOT / spec["file"])], [spec["id"]])[0][0]
-    from harness.schema import case_from_entry
+    from harness.cases.schema import case_from_entry
 
     return case_from_entry("bench", {"id": spec["name"], **spec["entry"]})[0]
 
@@ -287,7 +287,7 @@ def _torch_forward(torch, case, x64, w64):
     """The case's layer (channels_last 2D, linear) in torch float64: F.pad for 'same', conv2d with groups."""
     import numpy as np
 
-    from harness.padding import pad_amounts
+    from harness.layers.padding import pad_amounts
 
     F = torch.nn.functional
     g = case.geometry
@@ -323,8 +323,8 @@ def _torch_forward(torch, case, x64, w64):
 
 def _ops(impls: list[str], spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(the case, implementation -> a call computing the layer) on the case's own inputs."""
-    from harness import oracle
-    from harness.runner import make_inputs
+    from harness.reference import oracle
+    from harness.judge.runner import make_inputs
 
     case = _case_of(spec)
     inputs = make_inputs(case)

@@ -12,9 +12,18 @@ import re
 import sys
 from typing import Any
 
-from .. import facts
-from .base import (Engine, EngineOption, EngineOutput, FunctionEngine, Inputs, Request, SequenceOutput,
-                   SequenceRequest, Step)
+from ..known import facts
+from .base import (
+    Engine,
+    EngineOption,
+    EngineOutput,
+    FunctionEngine,
+    Inputs,
+    Request,
+    SequenceOutput,
+    SequenceRequest,
+    Step,
+)
 
 # Every process that can run an engine imports this package first: TensorFlow's and Keras's log noise is
 # silenced there (unless --verbose), engine workers and xdist workers included.

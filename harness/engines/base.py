@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..layers import Geometry
+    from ..layers.geometry import Geometry
 
 
 @dataclass
@@ -53,11 +53,11 @@ class EngineOutput:
     # The family's stages (Family.stages, e.g. the depthwise stage of separable), judged when the layer fails.
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)
     # Facts of this run that decide the framework's behaviour, in the condition language's names
-    # (harness/conditions.py FACTS), e.g. {"onednn": True, "keras_layer_format": "channels_first"}.
+    # (harness/known/conditions.py FACTS), e.g. {"onednn": True, "keras_layer_format": "channels_first"}.
     facts: dict[str, Any] = field(default_factory=dict)
     # Where the request carried grad_output: dL/dx ("x", in the input's data_format and dtype) and dL/d each
     # weight by its Keras name, converted back to Keras layout with the converters the forward pass uses; a port
-    # variant adds its own tensors (the torch separable block's "depthwise_bias"). harness/backward.py judges them.
+    # variant adds its own tensors (the torch separable block's "depthwise_bias"). harness/judge/gradients.py judges them.
     gradients: dict[str, np.ndarray] | None = None
 
 
@@ -165,7 +165,7 @@ class Engine:
                 takes = ", ".join(cls.options) or "no options"
                 problems.append((option, f"unknown option; {cls.name} takes: {takes}"))
             elif spec.port_variant and spec.port_variant not in layer_kind.family.port_variants:
-                from ..families import FAMILIES
+                from ..layers.families import FAMILIES
 
                 takers = [f.name for f in FAMILIES.values() if spec.port_variant in f.port_variants]
                 problems.append((option, f"applies to {'/'.join(takers)} layers only, not {layer_kind.name}"))

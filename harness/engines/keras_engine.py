@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import facts as env
+from ..known import facts as env
 from ..errors import EngineRejected, EngineSkip
 from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest

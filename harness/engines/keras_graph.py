@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import facts as env
+from ..known import facts as env
 from ..errors import EngineRejected, EngineSkip
 from .base import Request
 
@@ -105,7 +105,7 @@ def torch_port_and_input(torch: Any, request: Request) -> tuple[Any, Any]:
     import numpy as np
 
     from .. import torch_port
-    from ..layers import refuse_impossible
+    from ..layers.geometry import refuse_impossible
 
     g, x = request.geometry, request.inputs.x
     refuse_impossible("torch port", request.layer, g, x.shape)

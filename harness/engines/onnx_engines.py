@@ -16,7 +16,15 @@ import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
-from .keras_graph import export, export_torch_onnx, first_line, keras_facts, keras_model, versions, torch_port_and_input
+from .keras_graph import (
+    export,
+    export_torch_onnx,
+    first_line,
+    keras_facts,
+    keras_model,
+    versions,
+    torch_port_and_input,
+)
 
 ONNX_VENV = "onnx"
 ORT_NO_FLOAT64 = ("onnxruntime has no float64 (tensor(double)) Conv kernel on its CPU execution provider "
@@ -233,6 +241,6 @@ class Onnx2TorchEngine(Engine):
 
 
 def _bfloat16() -> Any:
-    from ..tensors import numpy_dtype
+    from ..tensors.values import numpy_dtype
 
     return numpy_dtype("bfloat16")

@@ -174,7 +174,7 @@ def request_frame(request: Request) -> bytes:
 
 
 def request_of(header: dict[str, Any], arrays: Arrays) -> Request:
-    from ..layers import geometry
+    from ..layers.geometry import geometry
 
     x = arrays["x"]
     weights = {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])}

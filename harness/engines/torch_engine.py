@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import facts as env
+from ..known import facts as env
 from ..errors import EngineSkip
-from ..layers import refuse_impossible
-from ..tensors import generate, numpy_dtype
+from ..layers.geometry import refuse_impossible
+from ..tensors.values import generate, numpy_dtype
 from .base import Engine, EngineOption, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 

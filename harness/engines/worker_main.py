@@ -73,7 +73,7 @@ def _end_group_on_signals() -> None:
 
 def _resolve(spec: str) -> Any:
     """The plug-in ``MODULE:ATTR`` or ``PATH.py:ATTR`` names, found as the parent process finds it."""
-    from . import resolve   # the package is loaded already (this module is in it); no cycle at import time
+    from . import resolve  # the package is loaded already (this module is in it); no cycle at import time
 
     return resolve(spec)
 

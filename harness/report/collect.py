@@ -1,4 +1,4 @@
-"""Run every (case, check, engine) through harness.runner.run_one, with a progress bar, and gather what the report
+"""Run every (case, check, engine) through harness.judge.runner.run_one, with a progress bar, and gather what the report
 shows: each case's forward check and, where the case asks for it (`check: [forward, backward]`), its backward check;
 each stack's run, its culprit and every layer's error/bound."""
 from __future__ import annotations
@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..diagnoser import Diagnoser
+from ..judge.diagnoser import Diagnoser
 from ..engines import is_reference
-from ..runner import Result, reference, run_one
-from ..schema import Case
-from ..sequence_judge import culprit_of
-from ..stack_schema import StackCase
+from ..judge.runner import Result, reference, run_one
+from ..cases.schema import Case
+from ..judge.sequence import culprit_of
+from ..cases.stacks import StackCase
 from .pictures import engine_pictures, gradient_pictures
 from .results_json import case_info, deciding_tensor, item_key, record
 
@@ -151,7 +151,7 @@ def collect(cases: list[Case | StackCase], engines: list[str], stream: TextIO | 
     progress = Progress(sum(len(c.check) for c in cases) * len(engines), stream)
     try:
         for case in cases:
-            if isinstance(case, StackCase):   # a stack: its records beside the cases' (harness.stack_run)
+            if isinstance(case, StackCase):   # a stack: its records beside the cases' (harness.judge.stack_run)
                 out.cases.append(stack_info(case))
                 out.records.extend(run_stack_items(case, engines, progress, diagnoser))
                 continue

@@ -5,7 +5,8 @@ import os
 import platform
 from typing import Any
 
-from .. import engines, facts
+from .. import engines
+from ..known import facts
 
 
 def _engines() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Shards of a report and their merge: `report --shard I/N` and `report --merge shard*/results.json`.
 
 A shard run (``python -m harness report PATHS --shard I/N --out DIR``) runs the cases of shard I
-(harness.sharding: every job computes the same split) and writes DIR/results.json and DIR/index.html of those
+(harness.cases.sharding: every job computes the same split) and writes DIR/results.json and DIR/index.html of those
 cases, like any report, and beside them DIR/shard.json: which shard it is, where its cases stand in the whole
 selection, a digest of that selection, the coverage table of the whole selection and the heatmap data of its
 cases (what the page draws, which results.json does not hold).
@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..sharding import STRATEGY, case_key, check_complete, selection_digest
+from ..cases.sharding import STRATEGY, case_key, check_complete, selection_digest
 from . import baseline as baseline_mod
 from . import results_json
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..agreement import ratios
+from ..reference.agreement import ratios
 
 # Heatmaps only: every metric, the histogram and the worst elements come from the full output.
 TOP_ELEMENTS = 5

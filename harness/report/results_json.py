@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..agreement import SAFETY
+from ..reference.agreement import SAFETY
 from ..engines import REFERENCE
-from ..runner import VERDICTS, Result, outcome
-from ..schema import Case
+from ..judge.runner import VERDICTS, Result, outcome
+from ..cases.schema import Case
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
 SCHEMA_VERSION = "1.5"
@@ -22,7 +22,7 @@ TOLERANCE_MODEL = (
     "with gamma_K(u) = K u / (1 - K u), K the element's reduction length, u_e the unit roundoff of the case dtype, "
     "G the same layer on |x|, |w|, |b|, a the ulps of the activation, and c = 1 (Higham's rigorous bound); "
     "the last term is underflow: eta is half the dtype's subnormal spacing (float16 2^-25), H the roundings that may "
-    "each add one (harness.oracle.underflow_count), L the activation's slope, r = 1 where its evaluation rounds. "
+    "each add one (harness.reference.oracle.underflow_count), L the activation's slope, r = 1 where its evaluation rounds. "
     "The ratio error/bound is the share of that error budget used: at most 1 passes, and a wrong port (a flipped "
     "kernel, a shifted padding, a swapped channel) exceeds it by orders of magnitude. "
     "A backward item judges each gradient tensor T (dx, each kernel, dbias) the same way, element by element: "
@@ -30,7 +30,7 @@ TOLERANCE_MODEL = (
     "gamma_{K_T}(u_64)) A_T + an underflow term, with G_T the same backward on "
     "|x|, |w|, |dy|, |f'|, K_T the roundings on the longest path of one of its terms (the product dy * f' "
     "included), and A_T the allowance for the activation's derivative, which the engine takes at its own "
-    "pre-activation (0 for a linear layer; harness/backward.py)."
+    "pre-activation (0 for a linear layer; harness/judge/gradients.py)."
 )
 
 
@@ -174,7 +174,7 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
         "cases": cases,
         "results": records,
         "baseline": baseline,
-        "coverage": coverage,  # since 1.1: harness.detection.coverage.coverage_table of this run's cases
+        "coverage": coverage,  # since 1.1: harness.audit.coverage.coverage_table of this run's cases
     }
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..detection.causes import label, reason_label
-from ..layers import LAYERS, Geometry
-from ..runner import Result, outcome
-from ..schema import Case
-from ..tensors import DTYPES
+from ..diagnosis.causes import label, reason_label
+from ..layers.geometry import LAYERS, Geometry
+from ..judge.runner import Result, outcome
+from ..cases.schema import Case
+from ..tensors.values import DTYPES
 
 OUTCOMES = ("pass", "fail", "xfail", "xpass", "error", "skip", "rejected")
 FAILING = ("fail", "xfail", "xpass", "error")   # the outcomes whose causes a cell lists

@@ -9,11 +9,11 @@ FILE_NAME = "scoreboard-fuzz.yaml"
 
 
 def draw(examples: int) -> list[dict[str, Any]]:
-    """``examples`` distinct configurations from harness.detection.fuzz.entries, the same ones on every run
+    """``examples`` distinct configurations from harness.fuzz.search.entries, the same ones on every run
     (derandomized: a scoreboard is compared with the last one)."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
-    from ..detection.fuzz import entries
+    from ..fuzz.search import entries
 
     drawn: dict[str, dict[str, Any]] = {}
 
@@ -31,11 +31,11 @@ def draw(examples: int) -> list[dict[str, Any]]:
 
 def write(entries: list[dict[str, Any]], folder: Path) -> Path:
     """The entries as a case file (ids fuzz-0, fuzz-1, ...) under ``folder``: the cells' repro commands name it."""
-    from ..detection.fuzz import to_yaml
+    from ..fuzz.search import to_yaml
 
     path = folder / FILE_NAME
     folder.mkdir(parents=True, exist_ok=True)
     body = "\n".join(to_yaml(entry, f"fuzz-{i}") for i, entry in enumerate(entries))
-    path.write_text("# Drawn by `python -m harness scoreboard --fuzz N` (harness.detection.fuzz.entries, "
+    path.write_text("# Drawn by `python -m harness scoreboard --fuzz N` (harness.fuzz.search.entries, "
                     "derandomized).\ncases:\n" + body + "\n", encoding="utf-8")
     return path

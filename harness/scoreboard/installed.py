@@ -5,7 +5,7 @@ import importlib.util
 from typing import Any
 
 from .. import engines
-from ..selection import select_engines
+from ..cases.selection import select_engines
 
 
 def not_installed(name: str) -> str:
@@ -13,7 +13,7 @@ def not_installed(name: str) -> str:
     cls = engines.engine_class(name)
     isolation = cls.isolation
     if isolation is not None and isolation.venv:
-        from ..engines.worker import engines_dir   # the worker's own rule for where venvs live
+        from ..engines.worker import engines_dir  # the worker's own rule for where venvs live
 
         if not (engines_dir() / isolation.venv / "bin" / "python").exists():
             return f"not installed: make engine-{isolation.venv}"

@@ -1,1 +1,0 @@
-"""Detection power: mutant ports, mutation score, lint, fuzzing, diagnosis of a disagreement, coverage."""

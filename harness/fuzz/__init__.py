@@ -1,0 +1,1 @@
+"""Property-based fuzzing: configurations drawn by hypothesis, alarms grouped by cause and re-checked in fresh processes."""

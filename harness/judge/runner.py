@@ -1,0 +1,448 @@
+"""Run one (case, engine) pair: the reference, the engine's request, the judgement and the case's expectations."""
+from __future__ import annotations
+
+import shlex
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import gradients as backward
+from .. import engines
+from ..known import facts
+from ..reference import oracle
+from ..reference.agreement import Bound, Metrics, usable
+from ..engines.base import EngineOutput, Inputs, Request
+from ..errors import EngineRejected, EngineSkip
+from .diagnoser import Diagnoser, ask
+from .findings import Finding, render
+from .forward import DIAGNOSED, Judging, Reference, check_expect, check_shape, check_values, judge, tag
+from ..known.registry import OUTPUT, Applicable, Expectation, applicable
+from ..layers.geometry import ConfigProblem
+from ..cases.schema import MAX_ELEMENTS, Case
+from .stack_run import SequenceRun, run as run_sequence
+from ..cases.stacks import StackCase
+from ..tensors.values import generate, round_to, unit_roundoff
+
+VERDICTS = ("pass", "fail", "skip", "rejected", "error")
+UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
+# The expect facts about the forward output: a case without the forward check judges them on its backward items.
+FORWARD_FACTS = frozenset({"output", "output_at", "output_shape", "params", "weight_shapes"})
+
+# Where a skip or refusal comes from, as Result.reason_id: the engine's own words (Result.reason holds its
+# exception text, which a reader may normalise), or the harness's decision (reason: a fixed sentence).
+ENGINE_WORDS = ("engine-skip", "engine-refusal")
+
+
+def outcome(verdict: str, xfail: str | None) -> str:
+    """The one outcome policy that pytest, the CLI and the report share: where the case's known bug holds
+    (``xfail``), a fail is the expected "xfail" and a pass is an "xpass" (strict: the bug is gone, the run fails);
+    otherwise the verdict itself (pass, fail, skip, rejected, error)."""
+    if xfail and verdict in ("fail", "pass"):
+        return "xfail" if verdict == "fail" else "xpass"
+    return verdict
+
+
+@dataclass
+class Result:
+    """The verdict of one engine on one case, with everything a report shows."""
+
+    case_id: str
+    file: str
+    engine: str
+    verdict: str                              # one of VERDICTS
+    # The one line a person reads: the headline, then the findings rendered (harness.judge.findings.render), then what
+    # the known-bug logic adds. Shown by reports and JSON; no consumer parses it: they read the fields below.
+    message: str = ""
+    metrics: Metrics | None = None
+    output_shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    params: int | None = None
+    weight_shapes: dict[str, tuple[int, ...]] | None = None
+    notes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    repro: str = ""
+    details: str = ""                         # traceback of a harness error
+    xfail: str = ""                           # the case's known bug of this engine, where it holds: a fail is expected
+    facts: dict[str, Any] = field(default_factory=dict)   # what decided the engine's behaviour (oneDNN, layout)
+    output: EngineOutput | None = field(default=None, repr=False)   # kept for reports and diagnosis
+    bound: Bound | None = field(default=None, repr=False)
+    check: str = "forward"                    # forward (the output) | backward (the gradients)
+    # backward: per gradient tensor judged ("x", kernels, "bias", ...), its metrics; `metrics` is then the
+    # deciding (failing) tensor's, else the one that used most of its budget
+    gradient_metrics: dict[str, Metrics] = field(default_factory=dict)
+    tensor: str = ""                          # backward: the tensor `metrics` describes ("x", a kernel name, "bias")
+    # backward: per tensor judged, (the oracle's gradient, its per-element bound); the engine's are in
+    # output.gradients. Kept for reports (heatmaps), dropped with the output.
+    gradient_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    headline: str = ""                        # what failed or why it was skipped, one line, without findings
+    # the check that decided a fail, skip or refusal: shape | dtype | values | expect (judgement.CHECKS), presence
+    # (a gradient missing or unknown), refusal (expected or unexpected), or '' (a pass, an error)
+    decided_by: str = ""
+    findings: list[Finding] = field(default_factory=list)   # what the diagnoser found, the closest first
+    reason_id: str = ""                       # a skip's or refusal's source: ENGINE_WORDS or a harness decision
+    reason: str = ""                          # its words: the engine's exception text, else a fixed sentence
+    error_type: str = ""                      # an error's exception type (its text is in reason)
+    xfail_id: str = ""                        # the known bug in xfail: its registry id (or its reason as written)
+    xfail_from: str = ""                      # the engine it is inherited from, or '' for the engine's own
+    # a sequence (a stack): per layer judged, in order, its metrics (`metrics` is the culprit's, else the largest);
+    # the culprit is a finding of kind "culprit" (harness.judge.sequence)
+    layer_metrics: list[Metrics] = field(default_factory=list)
+
+
+def make_inputs(case: Case) -> Inputs:
+    g = case.geometry
+    channel_axis = 1 if g.channels_first else -1
+    x = round_to(generate(case.input, case.input_shape, case.seed, "input", channel_axis), case.dtype)
+    weights = {
+        name: round_to(generate(case.weights.get(name, "normal"), shape, case.seed, name), case.dtype)
+        for name, shape in g.weight_shapes().items()
+    }
+    return Inputs(x=x, weights=weights, x64=x.astype(np.float64),
+                  weights64={k: v.astype(np.float64) for k, v in weights.items()})
+
+
+_cache: dict[tuple[str, str], Reference] = {}
+
+
+def reference(case: Case) -> Reference:
+    key = (case.file, case.id)
+    if key not in _cache:
+        _cache.clear()  # one case at a time: big outputs are not kept alive across cases
+        inputs = make_inputs(case)
+        _cache[key] = Reference(
+            inputs=inputs,
+            oracle=engines.get(engines.REFERENCE).run(request(case, engines.REFERENCE, inputs)),
+            gauge=oracle.lazy_gauge(case.layer, case.config, inputs.x64, inputs.weights64),
+            underflow=oracle.underflow_count(case.geometry, inputs.x64, inputs.weights64),
+        )
+    return _cache[key]
+
+
+def request(case: Case, engine: str, inputs: Inputs) -> Request:
+    """What ``engine`` is asked to compute for ``case``: the configuration (raw and normalised) and the inputs."""
+    return Request(layer=case.layer, config=case.config, geometry=case.geometry, inputs=inputs,
+                   options=case.engine_options.get(engine, {}))
+
+
+def item_label(engine: str, check: str) -> str:
+    """How an item of one check is named: ENGINE (forward) or ENGINE:backward, as in pytest's CASE[ENGINE:backward]."""
+    return engine if check == "forward" else f"{engine}:{check}"
+
+
+def repro_command(case: Case, engine: str, check: str = "forward") -> str:
+    # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
+    # oracle alone so that the repro does not also run every built-in framework.
+    engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
+        "--engine oracle " + " ".join(shlex.quote(a) for a in engines.cli_args(engine))
+    return (f"python -m harness run {shlex.quote(case.file)} --case {shlex.quote(case.id)} {engine_args}"
+            + ("" if check == "forward" else f" --check {check}"))
+
+
+def run_one(case: Case | StackCase, engine_name: str, check: str = "forward",
+            diagnoser: Diagnoser | None = None) -> Result:
+    """Run and judge one check ("forward": the output; "backward": the gradients, harness.judge.gradients); never
+    raises: every outcome is a Result (skip, rejected and error included). ``diagnoser`` is asked for findings
+    about a failure or an error (None: no findings)."""
+    result = Result(case_id=case.id, file=case.file, engine=engine_name, verdict="error",
+                    repro=repro_command(case, engine_name, check), check=check)
+    start = time.perf_counter()
+    try:
+        if engine_name in case.skip:
+            _skip(result, f"case skips {engine_name}: {case.skip[engine_name]}", "case-skip", case.skip[engine_name])
+            return result
+        limit = _dtype_limit(engine_name, case.dtype)
+        if limit:
+            # Declared on the engine (Engine.dtype_limits): a runtime that cannot compute this dtype at all.
+            _skip(result, f"{engine_name} cannot compute {case.dtype}: {limit} (a limit of the runtime, declared by "
+                  f"the engine; not a bug) {tag(case)}", "dtype-limit", f"cannot compute {case.dtype}: {limit}")
+            return result
+        if isinstance(case, StackCase):   # layers in sequence: each layer's output judged (harness.judge.stack_run)
+            return record_sequence(result, run_sequence(case, engine_name))
+        if check == "backward":
+            return _run_backward(case, engine_name, result, diagnoser)
+        if case.impossible:   # before any size is asked: a pinned refusal may have none (groups: 0)
+            return _run_impossible(case, engine_name, result)
+        g = case.geometry
+        if not engines.is_reference(engine_name) and not usable(g.reduction_length(), unit_roundoff(case.dtype)):
+            # Decided before any framework runs: no output could fail such a check.
+            _skip(result, f"{engine_name}: no usable error bound for K={g.reduction_length()} terms in {case.dtype} "
+                  f"(gamma_K >= 1 would accept an all-zero output); use a smaller reduction or a wider dtype "
+                  f"{tag(case)}", "no-usable-bound", f"no usable error bound in {case.dtype}")
+            result.decided_by = "values"
+            return result
+        ref = reference(case)
+        out = ref.oracle if engines.is_reference(engine_name) else \
+            engines.get(engine_name).run(request(case, engine_name, ref.inputs))
+        _record_output(result, out)
+        judged = judge(case, engine_name, out, ref)
+        result.verdict, result.headline, result.decided_by = judged.verdict, judged.message, judged.check
+        result.bound, result.metrics = judged.bound, judged.metrics
+        if judged.verdict == "skip":   # the values check's bound is vacuous
+            result.reason_id, result.reason = "no-usable-bound", f"no usable error bound in {case.dtype}"
+        if judged.verdict == "fail" and judged.check in DIAGNOSED and diagnoser is not None:
+            result.findings = ask(diagnoser.forward, case, engine_name, out, ref, judged.bound)
+        result.message = result.headline + render(result.findings)
+        if not _accepted_but_expected_to_refuse(case, engine_name, result):
+            result.xfail = _known_bug(case, engine_name, result, judged.check)
+    except (EngineSkip, NotImplementedError) as exc:
+        _skip(result, f"{engine_name} cannot run this case: {exc}", "engine-skip", str(exc))
+    except EngineRejected as exc:
+        result.facts = dict(getattr(exc, "facts", None) or {})
+        result.decided_by, result.reason_id, result.reason = "refusal", "engine-refusal", str(exc)
+        refusal = _expected(case, case.rejected_by, engine_name, result)
+        if refusal:
+            # The refusal is the fact this case pins (a framework that starts accepting it is news); an heir
+            # that refuses what the engine it inherits from refuses shows the same fact.
+            result.verdict = "pass"
+            result.message = result.headline = f"rejected, as the case expects{_refusal_source(refusal)}: {exc}"
+        else:
+            result.verdict, result.message = "rejected", str(exc)
+            result.headline = result.message
+    except Exception as exc:  # noqa: BLE001 - a harness or engine crash is reported, never lost
+        result.verdict, result.error_type = "error", type(exc).__name__
+        result.reason = str(exc).splitlines()[0] if str(exc) else ""
+        result.headline = f"{engine_name}: {type(exc).__name__}: {result.reason} {tag(case)}"
+        if diagnoser is not None:
+            result.findings = ask(diagnoser.error, case, engine_name, exc)
+        result.message = result.headline + render(result.findings)
+        result.details = traceback.format_exc()
+    finally:
+        result.duration_s = time.perf_counter() - start
+    return result
+
+
+def record_sequence(result: Result, run: SequenceRun) -> Result:
+    """A sequence's run (harness.judge.stack_run) in ``result``: its verdict, each layer's metrics, and the culprit as a
+    finding (the headline names it already: not rendered into the message again)."""
+    result.verdict, result.message, result.headline, result.decided_by = run.verdict, run.message, run.message, \
+        run.check
+    result.metrics, result.layer_metrics, result.findings = run.metrics, run.layer_metrics, list(run.findings)
+    result.facts, result.params, result.notes = dict(run.facts), run.params, [*result.notes, *run.notes]
+    result.output_shape, result.dtype = run.output_shape, run.dtype
+    if run.verdict == "skip":
+        result.reason_id, result.reason = run.reason_id, run.message
+    return result
+
+
+def _skip(result: Result, message: str, reason_id: str, reason: str) -> None:
+    """Make ``result`` a skip: its message, and where it comes from (reason_id, reason) for a reader to count."""
+    result.verdict, result.message, result.headline = "skip", message, message
+    result.reason_id, result.reason = reason_id, reason
+
+
+def _run_backward(case: Case, engine: str, result: Result, diagnoser: Diagnoser | None) -> Result:
+    """The backward check of one engine (its exceptions are run_one's to report): the engine's gradients with
+    the case's grad_output, judged tensor by tensor (harness.judge.gradients.judge_gradients)."""
+    if not engines.engine_class(engine).computes_gradients:
+        _skip(result, f"{engine} computes no gradients (Engine.computes_gradients) {tag(case)}", "no-gradients",
+              "computes no gradients")
+        return result
+    vacuous = backward.unusable_lengths(case)
+    if vacuous and not engines.is_reference(engine):
+        _skip(result, f"{engine}: no usable error bound for " + ", ".join(
+            f"{backward.display_name(n)} (K={k})" for n, k in vacuous.items()) + f" in {case.dtype} (gamma_K >= 1 "
+            f"would accept an all-zero gradient); use fewer positions or a wider dtype {tag(case)}",
+            "no-usable-bound", f"no usable error bound in {case.dtype}")
+        result.decided_by = "values"
+        return result
+    ref = reference(case)
+    bref = backward.backward_reference(case, ref.inputs)
+    if engines.is_reference(engine):
+        out = EngineOutput(y=ref.y, params=ref.oracle.params, weight_shapes=ref.oracle.weight_shapes,
+                           gradients=bref.grads)
+    else:
+        req = request(case, engine, ref.inputs)
+        req.grad_output = bref.dy
+        out = engines.get(engine).run(req)
+    _record_output(result, out)
+    judged = backward.judge_gradients(case, engine, out, bref)
+    result.verdict, result.headline, result.decided_by = judged.verdict, judged.message, judged.check
+    result.gradient_metrics, result.gradient_arrays = judged.metrics, judged.arrays
+    result.tensor = judged.tensor or judged.worst
+    result.metrics = judged.metrics.get(result.tensor)
+    if result.verdict == "fail" and diagnoser is not None:
+        result.findings = ask(diagnoser.gradients, case, engine, out, bref, judged.tensor)
+    failing, check = (backward.display_name(judged.tensor), judged.check) if result.verdict == "fail" else ("", "")
+    if result.verdict == "pass" and "forward" not in case.check:
+        decided = _forward_facts(case, engine, out, ref)   # expect facts hold in every check
+        if decided is not None:
+            (result.verdict, result.headline, shape_failed), failing, check = decided, OUTPUT, "expect"
+            result.decided_by = "expect"
+            if shape_failed and diagnoser is not None:   # a wrong output shape: what the forward diagnosis explains
+                result.findings = ask(diagnoser.forward, case, engine, out, ref, None)
+    result.message = result.headline + render(result.findings)
+    bug = _expected(case, case.xfail, engine, result)
+    if bug is not None:
+        # The case's known bug may or may not show in the gradients (the bias bug moves dbias, not dx, through a
+        # linear activation): not strict here. A fail it explains (a wrong value of a tensor it declares it moves)
+        # is expected; any other is judged, and says why; a pass says so.
+        explained = check in ("values", "expect") and bug.expectation.explains(case, failing)
+        if result.verdict == "fail" and explained:
+            result.xfail = bug.expectation.reason if bug.parent is None else f"inherited from {bug.parent}: {bug.label}"
+            result.xfail_id, result.xfail_from = bug.label, bug.parent or ""
+        elif result.verdict == "fail":
+            why = f"moves {bug.expectation.moved_text()}" if check in ("values", "expect") else \
+                f"is about values, and this is a {check} failure"
+            result.message += f"; the known bug {bug.label} does not explain {failing} (it {why}): judged as a failure"
+        else:
+            result.notes.append(f"the known bug {bug.label} does not show in the gradients here")
+    return result
+
+
+def _forward_facts(case: Case, engine: str, out: EngineOutput, ref: Reference) -> tuple[str, str, bool] | None:
+    """The case's expect facts about the forward output (shape, params, weight shapes, golden values), judged on
+    the output of a backward run, for a case without a forward item to judge them: (fail, headline, whether the
+    output shape failed) or None."""
+    if not FORWARD_FACTS & set(case.expect):
+        return None
+    j = Judging(case=case, engine=engine, out=out, ref=ref)
+    if {"output", "output_at"} & set(case.expect):
+        shape = check_shape(j)   # golden values of an output of the wrong shape cannot be compared
+        if shape is not None:
+            return shape[0], shape[1] + " (expect.output)", True
+        # Only for the bound that golden values are judged within (the values themselves are the forward
+        # check's, which this case does not ask for).
+        check_values(j)
+    decided = check_expect(j)
+    return None if decided is None else (decided[0], decided[1], False)
+
+
+def _record_output(result: Result, out: EngineOutput) -> None:
+    """What a result keeps of an engine's answer: the output itself, its facts, shape, dtype, counts and notes."""
+    result.output, result.facts = out, dict(out.facts)
+    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    result.params, result.weight_shapes = out.params, out.weight_shapes
+    result.notes.extend(out.notes)
+
+
+def _run_impossible(case: Case, engine: str, result: Result) -> Result:
+    """A configuration that cannot run, pinned by its refusals: run the engine with no reference. A refusal is
+    judged by the caller (EngineRejected); an output can only be wrong where a refusal is expected."""
+    inputs, unsized = _impossible_inputs(case)
+    out = engines.get(engine).run(request(case, engine, inputs))
+    if unsized:   # said only where the engine ran on: one that refuses never reads the weights
+        result.notes.append(f"the engine was given no weights: {unsized}")
+    result.output, result.facts = out, dict(out.facts)
+    result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
+    if not _accepted_but_expected_to_refuse(case, engine, result):
+        _skip(result, f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
+              f"reference to judge its output {result.output_shape} against {tag(case)}", "no-reference",
+              "accepted a configuration the oracle refuses; no reference to judge it against")
+    return result
+
+
+def _impossible_inputs(case: Case) -> tuple[Inputs, str]:
+    """The inputs of a configuration that cannot run: the input, and the weights only where the family can size
+    them within what a case may generate (schema.MAX_ELEMENTS): a framework refuses before it reads them. With
+    the reason the weights were left out, or ''."""
+    g = case.geometry
+    x = round_to(generate(case.input, case.input_shape, case.seed, "input", 1 if g.channels_first else -1), case.dtype)
+    try:
+        shapes = g.weight_shapes()
+    except ConfigProblem as problem:
+        shapes, why = {}, str(problem)
+    else:
+        why = "" if all(np.prod(s) <= MAX_ELEMENTS for s in shapes.values()) else "too large to generate"
+    if why:
+        shapes = {}
+    weights = {name: round_to(generate(case.weights.get(name, "normal"), shape, case.seed, name), case.dtype)
+               for name, shape in shapes.items()}
+    return Inputs(x=x, weights=weights, x64=x.astype(np.float64),
+                  weights64={k: v.astype(np.float64) for k, v in weights.items()}), why
+
+
+def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) -> bool:
+    """The engine produced an output where the case expects a refusal here: fail the item, and say so. An heir
+    that accepts what the engine it inherits from refuses is no failure (a converter need not share a kernel's
+    limits): it is judged on its values, and a note says so."""
+    refusal = _expected(case, case.rejected_by, engine, result)
+    if refusal is not None and refusal.parent:
+        result.notes.append(f"{refusal.parent} refuses this configuration ({refusal.label}); {engine} accepts it "
+                            "and is judged on its values")
+        return False
+    if refusal:
+        known = refusal.expectation.known
+        result.verdict, result.decided_by, result.findings = "fail", "refusal", []
+        result.message = result.headline = (f"{engine}: accepted the configuration, but should reject it "
+                                            f"(expect.rejected_by{': ' + known if known else ''}) {tag(case)}")
+    return refusal is not None
+
+
+def _refusal_source(refusal: Applicable) -> str:
+    """' (ID)', ' (inherited from keras: ID)' or '' after "rejected, as the case expects"."""
+    known = refusal.expectation.known
+    if refusal.parent:
+        return f" (inherited from {refusal.parent}{': ' + known if known else ''})"
+    return f" ({known})" if known else ""
+
+
+def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
+    """The case's known bug of ``engine`` that holds here ('' where none): what makes a fail an xfail.
+
+    An inherited bug (``Engine.inherits``) is not strict: a converter may hide it by accident (tf2onnx folds an
+    NHWC bias_add into the bias of an NCHW conv, which cancels the Keras bias bug), so a pass stays a pass, with
+    a note. It explains only wrong values: a wrong shape or dtype is the converter's own failure."""
+    bug = _expected(case, case.xfail, engine, result)
+    if bug is None:
+        return ""
+    if not bug.expectation.explains(case, OUTPUT):
+        # A bug of the gradients alone: the forward item is judged like any other.
+        why = f"the known bug {bug.label} does not explain the output (it moves {bug.expectation.moved_text()})"
+        if result.verdict == "fail":
+            result.message += f"; {why}: judged as a failure"
+        else:
+            result.notes.append(why)
+        return ""
+    if bug.parent is None:
+        result.xfail_id = bug.label
+        return bug.expectation.reason
+    if result.verdict == "pass":
+        result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
+        return ""
+    if result.verdict == "fail" and check in ("shape", "dtype"):
+        result.notes.append(f"{bug.parent}'s known bug {bug.label} holds here, but this {check} failure is not it: "
+                            f"it is {engine}'s own")
+        return ""
+    inherited = f"inherited from {bug.parent}: {bug.label}"
+    said = any(f.kind == "inherited" and f.id == bug.label and f.evidence.get("engine") == bug.parent
+               for f in result.findings)
+    if result.verdict == "fail" and not said:   # the diagnosis may have said it already
+        result.message += f"; {inherited} ({bug.parent}'s known bug, carried through the conversion)"
+    result.notes.append(f"{inherited}: {bug.parent}'s known bug holds here, evaluated on {engine}'s run facts")
+    result.xfail_id, result.xfail_from = bug.label, bug.parent
+    return inherited
+
+
+def _dtype_limit(engine: str, dtype: str) -> str:
+    """The engine's declared runtime limit for ``dtype`` (Engine.dtype_limits), or ''."""
+    try:
+        return engines.engine_class(engine).dtype_limits.get(dtype, "")
+    except KeyError:   # an unknown engine: get() says so, with the known names, when it is run
+        return ""
+
+
+def run_facts(case: Case, result: Result) -> dict[str, Any]:
+    """Every fact a condition may ask about one item: the process's, the case's, and the engine's run."""
+    return {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **result.facts}
+
+
+def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Applicable | None:
+    """The case's expectation for ``engine`` (its own, else inherited: harness.known.registry.applicable) where its
+    condition holds on this run's facts, else None. Where it does not hold the item is judged like any other,
+    and a note says why."""
+    found = applicable(table, engine)
+    if found is None:
+        return None
+    expectation = found.expectation
+    seen = expectation.evaluate(case, run_facts(case, result))
+    if seen.holds:
+        return found
+    inherited = f" (inherited from {found.parent})" if found.parent else ""
+    result.notes.append(f"not expected here{inherited}: {expectation.known or expectation.reason} "
+                        f"(holds when {expectation.condition_text()}; here: {seen.explanation})")
+    return None
+
+

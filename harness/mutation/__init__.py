@@ -1,0 +1,1 @@
+"""Deliberately broken NumPy ports (mutants) and the mutation score of a suite."""

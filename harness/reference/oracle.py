@@ -1,0 +1,187 @@
+"""The arbiter: Keras convolution semantics in vectorised NumPy float64 (asked of each family), and the gauge G.
+
+Both are computed a chunk of images at a time (CHUNK_ELEMENTS outputs, at least one image): every image's output is
+computed by the same operations whatever the chunk it is in (the primitives work image by image or keep each
+image's sums apart, and the chunk has the layout the whole batch would have), so the values do not depend on the
+chunking (tests/test_chunked_oracle.py compares them bit for bit). ``run`` and ``gauge`` return whole arrays;
+``lazy_gauge`` computes G chunk by chunk on demand, keeping the last chunk: the runner's reference holds the oracle
+output whole (8 bytes an element) and the gauge as one chunk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import operator
+from typing import Any, Callable
+
+import numpy as np
+
+from ..layers.activations import ACTIVATION_TABLE
+from .agreement import Index, LazyArray
+from ..layers.conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
+from ..layers.geometry import Geometry, geometry, output_shape
+
+__all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
+           "pre_activation", "run", "to_channels_last", "underflow_count"]
+
+# Outputs computed at once: a chunk is this many output elements' worth of whole images (at least one image).
+CHUNK_ELEMENTS = 1 << 22
+
+# Channels-last float64 outputs of the images [n0, n1).
+ChunkFn = Callable[[int, int], np.ndarray]
+
+
+def _prepared(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry, magnitudes: bool,
+              channels_last: bool = False) -> tuple[tuple[int, ...], ChunkFn]:
+    """The layer before its activation on x and the weights (with ``magnitudes``: on |x|, |w|, |b|) as a function
+    of an image range, and the channels-last shape of its whole output. ``channels_last``: x is already."""
+    x_cl = np.asarray(x, dtype=np.float64)
+    if not channels_last:
+        x_cl = to_channels_last(x_cl, g.channels_first)
+    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    if magnitudes:
+        w = {k: np.abs(v) for k, v in w.items()}
+    n = x_cl.shape[0]
+
+    def chunk(n0: int, n1: int) -> np.ndarray:
+        part = x_cl[n0:n1]
+        if (n0, n1) != (0, n) and part.flags.fnc:
+            # A slice of a batch moved to channels last can be Fortran-contiguous where the batch is not (one
+            # image of a channels_first Conv1D input): np.pad would then lay the padded chunk out in Fortran order,
+            # and a primitive could visit its elements in another order than on the whole batch.
+            part = np.ascontiguousarray(part)
+        if magnitudes:
+            part = np.abs(part)
+        y = g.kind.family.forward(part, w, g)
+        if g.use_bias:
+            y = y + w["bias"]
+        return y
+
+    return output_shape(dataclasses.replace(g, channels_first=False), x_cl.shape), chunk
+
+
+def images_per_chunk(shape: tuple[int, ...]) -> int:
+    """Whole images per chunk of an output of ``shape`` (batch first): at least one."""
+    per_image = math.prod(shape[1:])
+    return max(1, CHUNK_ELEMENTS // per_image) if per_image else max(1, shape[0])
+
+
+def _whole(shape: tuple[int, ...], chunk: ChunkFn, finish: Callable[[np.ndarray], np.ndarray] | None = None
+           ) -> np.ndarray:
+    """Every chunk (through ``finish``) written into one channels-last array of ``shape``: the only allocation of
+    the output's size."""
+    n, step = shape[0], images_per_chunk(shape)
+    if n <= step:   # one chunk: the array the chunk function makes is the output
+        return finish(chunk(0, n)) if finish else chunk(0, n)
+    out = np.empty(shape)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        part = chunk(n0, n1)
+        out[n0:n1] = finish(part) if finish else part
+        del part
+    return out
+
+
+def pre_activation(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry) -> np.ndarray:
+    """The layer before its activation, channels last (x too), in float64."""
+    shape, chunk = _prepared(x, weights, g, magnitudes=False, channels_last=True)
+    return _whole(shape, chunk)
+
+
+def run(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """Oracle output in float64, with the engine signature (x and result in the case's data_format)."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, magnitudes=False)
+    return from_channels_last(_whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference), g.channels_first)
+
+
+def gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """G: the same layer (no activation) on |x|, |w|, |b|: the scale of each element's rounding error."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, magnitudes=True)
+    return from_channels_last(_whole(shape, chunk), g.channels_first)
+
+
+def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> LazyArray:
+    """G as a LazyArray: nothing is computed until it is indexed, then a chunk of images at a time, the last chunk
+    kept (a case whose output fits one chunk is computed once). Every element equals ``gauge(...)``'s."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, magnitudes=True)
+    chunked = _Chunked(shape, chunk, g.channels_first)
+    return LazyArray((chunked.n, *chunked.tail), chunked.values)
+
+
+def underflow_count(g: Geometry, x: np.ndarray, weights: dict[str, np.ndarray], channels_last: bool = False
+                    ) -> float | np.ndarray:
+    """H: how many etas (harness.reference.agreement.underflow_eta) an output element's rounding may hold, each weighted by
+    what the rest of the layer multiplies it by; a number, or per output channel (shaped to broadcast over the
+    output in its data_format, or channels last with ``channels_last``; x is in that layout too).
+
+    The model (Higham 2.2, gradual underflow): a product, or the storing of a result in the dtype, adds at most
+    eta; a sum adds none (the sum of two floats in the subnormal range is a float). A one-stage layer (conv,
+    depthwise) sums at most K products and stores the sum once: H = K + 1. A layer with an intermediate stage
+    (separable: z = the depthwise sum of T products, stored, then the pointwise sum of C*M products over z)
+    carries each z's own T + 1 etas through the rest of the layer, which multiplies it by |W_p|:
+    H = (K - T + 1) + |W_p|^T (T + 1), computed by the family's forward_rounded with the stage's output replaced by
+    T + 1 (on the first image: the count depends on the output channel only).
+    """
+    family = g.kind.family
+    k = family.reduction_length(g)
+    if not family.stages:
+        return float(k + 1)
+    (stage,) = family.stages   # one intermediate stage: what forward_rounded's ``inner`` sees
+    t = family.stage_reduction_length(stage, g)
+    x_cl = np.asarray(x, dtype=np.float64)
+    x_cl = x_cl[:1] if channels_last else to_channels_last(x_cl[:1], g.channels_first)
+    w = {n: np.abs(np.asarray(v, dtype=np.float64)) for n, v in weights.items() if n != "bias"}
+    carried = family.forward_rounded(np.abs(x_cl), w, g, inner=lambda z: np.full_like(z, t + 1.0),
+                                     outer=lambda y: y)
+    if carried.size == 0:
+        return float(k + 1)
+    per_channel = carried.reshape(-1, carried.shape[-1]).max(axis=0) + (k - t + 1)
+    if channels_last or not g.channels_first:
+        return per_channel
+    return per_channel.reshape((-1,) + (1,) * g.kind.rank)
+
+
+class _Chunked:
+    """A layer's output in its data_format, computed a chunk of images at a time on demand; the last chunk kept."""
+
+    def __init__(self, shape: tuple[int, ...], chunk: ChunkFn, channels_first: bool):
+        self.n, self.compute, self.channels_first = shape[0], chunk, channels_first
+        self.step = images_per_chunk(shape)
+        self.tail = from_channels_last(np.empty((0, *shape[1:])), channels_first).shape[1:]
+        self.kept: tuple[int, np.ndarray] | None = None
+
+    def _chunk(self, k: int) -> np.ndarray:
+        """Chunk k (images [k*step, (k+1)*step)) in the data_format, read-only (views of it are handed out)."""
+        if self.kept is None or self.kept[0] != k:
+            self.kept = None                        # the old chunk goes before the new one is computed
+            n0 = k * self.step
+            cl = self.compute(n0, min(self.n, n0 + self.step))
+            cl.flags.writeable = False
+            self.kept = (k, from_channels_last(cl, self.channels_first))
+        return self.kept[1]
+
+    def values(self, index: Index) -> np.ndarray:
+        first, rest = (index[0], index[1:]) if index else (slice(None), ())
+        basic = (int, np.integer, slice)
+        if not all(isinstance(i, basic) and not isinstance(i, (bool, np.bool_)) for i in (first, *rest)):
+            return self.values(())[index]           # Ellipsis, None, masks, arrays: from the whole (small only)
+        if isinstance(first, slice):
+            images = range(*first.indices(self.n))
+            if not images:
+                return np.empty((0, *self.tail))[(slice(None), *rest)]
+            pieces = []
+            for k, group in itertools.groupby(images, key=lambda i: i // self.step):
+                local = [i - k * self.step for i in group]
+                stop = local[-1] + (1 if images.step > 0 else -1)
+                pieces.append(self._chunk(k)[(slice(local[0], stop if stop >= 0 else None, images.step), *rest)])
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        i = operator.index(first)
+        i = i + self.n if i < 0 else i
+        if not 0 <= i < self.n:
+            raise IndexError(f"index {first} is out of bounds for axis 0 with size {self.n}")
+        k = i // self.step
+        return self._chunk(k)[(i - k * self.step, *rest)]
