@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 CASES   ?= cases
 JOBS    ?= 2
 
-.PHONY: install test report clean mutants fuzz browser engines
+.PHONY: install test lint report clean mutants fuzz browser engines
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,12 @@ install: $(STAMP)
 ## first, and sizes each worker's BLAS and framework threads to its share of the cores (harness/frontends/pytest_plugin.py).
 ## pytest's logging plugin is left out (no test reads logs; it attached a handler to each of torch's 42 silent
 ## loggers around every phase of every item), and hypothesis's from the case-only runs (only tests/ uses it).
-test: $(STAMP) browser
+## make lint: ruff and mypy over the package and tools/ (configured in pyproject.toml); `make test` runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check harness tools
+	$(BIN)/mypy
+
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest -n $(JOBS) -p no:logging --engine oracle --engine torch
 	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn on
 	$(BIN)/python -m pytest cases -n $(JOBS) -p no:hypothesispytest -p no:logging --engine keras --tf-onednn off
@@ -32,8 +37,9 @@ test: $(STAMP) browser
 ## make models-small: the model suites, built by `python -m harness extract` (one case per Conv/Depthwise/Separable
 ## layer of a real model: its config, its weights and the activation that reaches it, in a git-ignored tensor file)
 ## for MobileNetV2, Xception, EfficientNetB0 and MobileNetV3Small, offline (weights=None, seed 0), at reduced input
-## resolution (Xception needs >= 71) into build/models/NAME/; checks the parameter totals (tests/test_extract.py),
-## then runs every case like `make test` runs cases/ (the keras items on both TF paths). `make test` ends with it.
+## resolution (Xception needs >= 71) into build/models/NAME/; checks the parameter totals
+## (tests/frontends/test_extract.py), then runs every case like `make test` runs cases/ (the keras items on both TF
+## paths). `make test` ends with it.
 ## make models: the same at full resolution (224, Xception 299) into build/models-full/NAME/.
 MODELS_SMALL ?= mobilenet_v2:32 xception:71 efficientnet_b0:32 mobilenet_v3_small:32
 MODELS_FULL  ?= mobilenet_v2:224 xception:299 efficientnet_b0:224 mobilenet_v3_small:224
@@ -43,7 +49,7 @@ MODEL_PYTEST := $(BIN)/python -m pytest -n $(JOBS) -p no:hypothesispytest -p no:
 define model-suites
 	rm -rf $(2)
 	for m in $(1); do $(BIN)/python -m harness extract $${m%%:*} --out $(2)/$${m%%:*} --input-size $${m##*:} || exit 1; done
-	HARNESS_MODEL_SUITES=$(2) $(BIN)/python -m pytest tests/test_extract.py -k published -p no:hypothesispytest -p no:logging
+	HARNESS_MODEL_SUITES=$(2) $(BIN)/python -m pytest tests/frontends/test_extract.py -k published -p no:hypothesispytest -p no:logging
 	$(MODEL_PYTEST) $(2) --engine oracle --engine torch
 	$(MODEL_PYTEST) $(2) --engine keras --tf-onednn on
 	$(MODEL_PYTEST) $(2) --engine keras --tf-onednn off

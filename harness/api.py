@@ -8,19 +8,21 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from . import convert, keras_layer
-from .layers import families, geometry as layers
-from .judge import runner
-from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
-from .errors import CaseError, EngineRejected, EngineSkip
-from .layers.geometry import Geometry
-from .judge.runner import Result
 from .cases.schema import Case
 from .cases.selection import load_cases
+from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
+from .errors import CaseError, EngineRejected, EngineSkip
+from .judge import runner
+from .judge.runner import Result
+from .layers import families
+from .layers import geometry as layers
+from .layers.geometry import Geometry
 
 if TYPE_CHECKING:   # for the annotations only: importing torch at run time is what this module avoids
     import torch
@@ -70,7 +72,7 @@ def _checked(function: F, **expected: tuple[Check, str]) -> F:
                                 f"{repr(value)[:60]}")
         return function(*args, **kwargs)
 
-    return checked   # type: ignore[return-value]
+    return cast(F, checked)   # functools.wraps keeps function's signature, name and docstring
 
 
 _LAYER = (_str, "a layer name (str), e.g. 'Conv2D'")
@@ -119,7 +121,7 @@ def build_torch_module(layer: str, config: Mapping[str, Any], weights: Mapping[s
                             f"{repr(value)[:60]}")
     import torch
 
-    from .torch_port import from_keras
+    from .torch_port import from_keras  # at call time: it imports torch (frameworks load lazily)
 
     tdtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
     if not isinstance(tdtype, torch.dtype):

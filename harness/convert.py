@@ -4,7 +4,7 @@ Each family (harness/layers/families/) owns its own conversion; this module chec
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers.activations import ACTIVATION_TABLE, get_activation
 from .convert import keras_to_torch
+from .layers.activations import ACTIVATION_TABLE, get_activation
 from .layers.families import FAMILIES, Family
 from .layers.geometry import LAYERS, geometry, get_kind
 from .layers.padding import pad_amounts
@@ -65,7 +66,14 @@ def _padding(padding: str, rank: int) -> str:
     return padding
 
 
-class _KerasPadded:
+if TYPE_CHECKING:   # the mixins typed as what port_class and the explicit classes mix them into
+    _Module = nn.Module
+    _Conv = nn.modules.conv._ConvNd
+else:
+    _Module = _Conv = object
+
+
+class _KerasPadded(_Conv):
     """Mixin for an nn.ConvNd built with padding=0: pads like Keras at forward time, then activates.
 
     The padding amounts depend on the input length (TensorFlow's 'same' gives ceil(n/s) outputs and puts the
@@ -76,33 +84,33 @@ class _KerasPadded:
     activation: str
 
     def _keras_pad(self, x: torch.Tensor) -> torch.Tensor:
-        rank = len(self.kernel_size)  # type: ignore[attr-defined]
+        rank = len(self.kernel_size)
         pads: list[int] = []
         # F.pad lists (before, after) from the last axis backwards.
         for axis in reversed(range(rank)):
-            pads += pad_amounts(self.keras_padding, x.shape[x.dim() - rank + axis], self.kernel_size[axis],  # type: ignore[attr-defined]
-                                self.stride[axis], self.dilation[axis])  # type: ignore[attr-defined]
+            pads += pad_amounts(self.keras_padding, x.shape[x.dim() - rank + axis], self.kernel_size[axis],
+                                self.stride[axis], self.dilation[axis])
         return F.pad(x, pads) if any(pads) else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(self._keras_pad(x))  # type: ignore[misc]
+        y = super().forward(self._keras_pad(x))
         return _ACTIVATIONS[self.activation](y)
 
     def reset_parameters(self) -> None:
         if not _LOADING.get():   # from_keras loads every parameter next: nothing to draw
-            super().reset_parameters()  # type: ignore[misc]
+            super().reset_parameters()
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}, activation={self.activation!r}"  # type: ignore[misc]
+        return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}, activation={self.activation!r}"
 
 
-class _FromKeras:
+class _FromKeras(_Module):
     """Mixin: build a module from a Keras config and Keras-layout weights (via harness.convert)."""
 
     keras_name: str
     port_family: Family    # the family it ports (set from the family's torch_port declaration: _MIXINS)
     port_stem: str         # the torch-style class name before the rank ("Conv" -> Conv3d), for port_class
-    spatial_rank: int      # derived ports only (the explicit classes pass their rank to _init themselves)
+    spatial_rank: int      # its spatial axes (Conv2d: 2): the family's constructor builds at that rank
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
@@ -158,16 +166,16 @@ class _ConvNd(_FromKeras, _KerasPadded):
     def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
                  padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
                  activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        """The constructor of a derived port (port_class): Conv1d's arguments, at the class's spatial_rank."""
+        """Keras Conv1D's arguments (as a torch module's), at the class's spatial_rank."""
         rank = self.spatial_rank
         self._init(_torch_conv(rank), rank, in_channels, filters, kernel_size, strides, padding, dilation_rate,
                    groups, use_bias, activation, device, dtype)
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
-        return cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)  # type: ignore[call-arg]
+        return cls(in_channels, g.filters, g.kernel_size, groups=g.groups, **common)
 
-    def _init(self, base: type, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple,
+    def _init(self, base: type[nn.Module], rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple,
               strides: IntOrTuple, padding: str, dilation_rate: IntOrTuple, groups: int, use_bias: bool,
               activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
         if groups < 1 or in_channels % groups or filters % groups:
@@ -183,24 +191,14 @@ class Conv1d(_ConvNd, nn.Conv1d):
     """Keras Conv1D as an nn.Conv1d on (N, C, L): weight (F, C/groups, k), bias (F,)."""
 
     keras_name = "Conv1D"
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
-                 padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
-                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(nn.Conv1d, 1, in_channels, filters, kernel_size, strides, padding, dilation_rate, groups,
-                   use_bias, activation, device, dtype)
+    spatial_rank = 1
 
 
 class Conv2d(_ConvNd, nn.Conv2d):
     """Keras Conv2D as an nn.Conv2d on (N, C, H, W): weight (F, C/groups, kh, kw), bias (F,)."""
 
     keras_name = "Conv2D"
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
-                 padding: str = "valid", dilation_rate: IntOrTuple = 1, groups: int = 1, use_bias: bool = True,
-                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(nn.Conv2d, 2, in_channels, filters, kernel_size, strides, padding, dilation_rate, groups,
-                   use_bias, activation, device, dtype)
+    spatial_rank = 2
 
 
 # ---------------------------------------------------------------- depthwise
@@ -211,16 +209,16 @@ class _DepthwiseNd(_FromKeras, _KerasPadded):
     def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
                  depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
                  activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        """The constructor of a derived port (port_class): DepthwiseConv1d's arguments, at its spatial_rank."""
+        """Keras DepthwiseConv1D's arguments (as a torch module's), at the class's spatial_rank."""
         rank = self.spatial_rank
         self._init(_torch_conv(rank), rank, in_channels, kernel_size, strides, padding, depth_multiplier,
                    dilation_rate, use_bias, activation, device, dtype)
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
-        return cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)  # type: ignore[call-arg]
+        return cls(in_channels, g.kernel_size, depth_multiplier=g.depth_multiplier, **common)
 
-    def _init(self, base: type, rank: int, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple,
+    def _init(self, base: type[nn.Module], rank: int, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple,
               padding: str, depth_multiplier: int, dilation_rate: IntOrTuple, use_bias: bool,
               activation: str | None, device: Any, dtype: torch.dtype | None) -> None:
         if depth_multiplier < 1:
@@ -238,24 +236,14 @@ class DepthwiseConv1d(_DepthwiseNd, nn.Conv1d):
     """Keras DepthwiseConv1D as a grouped nn.Conv1d (groups=C): weight (C*M, 1, k), bias (C*M,)."""
 
     keras_name = "DepthwiseConv1D"
-
-    def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
-                 depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
-                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(nn.Conv1d, 1, in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
-                   use_bias, activation, device, dtype)
+    spatial_rank = 1
 
 
 class DepthwiseConv2d(_DepthwiseNd, nn.Conv2d):
     """Keras DepthwiseConv2D as a grouped nn.Conv2d (groups=C): weight (C*M, 1, kh, kw), bias (C*M,)."""
 
     keras_name = "DepthwiseConv2D"
-
-    def __init__(self, in_channels: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1, padding: str = "valid",
-                 depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1, use_bias: bool = True,
-                 activation: str | None = None, *, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(nn.Conv2d, 2, in_channels, kernel_size, strides, padding, depth_multiplier, dilation_rate,
-                   use_bias, activation, device, dtype)
+    spatial_rank = 2
 
 
 # ---------------------------------------------------------------- separable
@@ -269,13 +257,13 @@ class _SeparableNd(_FromKeras, nn.Module):
                  padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
                  use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
                  device: Any = None, dtype: torch.dtype | None = None) -> None:
-        """The constructor of a derived port (port_class): SeparableConv1d's arguments, at its spatial_rank."""
+        """Keras SeparableConv1D's arguments (as a torch module's), at the class's spatial_rank."""
         self._init(self.spatial_rank, in_channels, filters, kernel_size, strides, padding, depth_multiplier,
                    dilation_rate, use_bias, activation, depthwise_bias, device, dtype)
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
-        return cls(in_channels, g.filters, g.kernel_size, depth_multiplier=g.depth_multiplier,  # type: ignore[call-arg]
+        return cls(in_channels, g.filters, g.kernel_size, depth_multiplier=g.depth_multiplier,
                    depthwise_bias=depthwise_bias, **common)
 
     def _init(self, rank: int, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple,
@@ -304,13 +292,7 @@ class SeparableConv1d(_SeparableNd):
     ``pointwise`` (nn.Conv1d, kernel 1, the Keras bias)."""
 
     keras_name = "SeparableConv1D"
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
-                 padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
-                 use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
-                 device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(1, in_channels, filters, kernel_size, strides, padding, depth_multiplier, dilation_rate,
-                   use_bias, activation, depthwise_bias, device, dtype)
+    spatial_rank = 1
 
 
 class SeparableConv2d(_SeparableNd):
@@ -319,13 +301,7 @@ class SeparableConv2d(_SeparableNd):
     with depthwise_bias=True."""
 
     keras_name = "SeparableConv2D"
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: IntOrTuple, strides: IntOrTuple = 1,
-                 padding: str = "valid", depth_multiplier: int = 1, dilation_rate: IntOrTuple = 1,
-                 use_bias: bool = True, activation: str | None = None, depthwise_bias: bool = False, *,
-                 device: Any = None, dtype: torch.dtype | None = None) -> None:
-        self._init(2, in_channels, filters, kernel_size, strides, padding, depth_multiplier, dilation_rate,
-                   use_bias, activation, depthwise_bias, device, dtype)
+    spatial_rank = 2
 
 
 def _declared_mixin(family: Family) -> type[_FromKeras] | None:
@@ -359,7 +335,7 @@ def _torch_conv(rank: int) -> type[nn.Module]:
     return conv
 
 
-def port_class(mixin: type, rank: int) -> type[nn.Module]:
+def port_class(mixin: type[_FromKeras], rank: int) -> type[nn.Module]:
     """The port of a family (its mixin: _ConvNd, _DepthwiseNd, _SeparableNd) at ``rank`` spatial axes: the
     explicit class where there is one (Conv2d, ...), else a class derived from the mixin (and, for the single-conv
     families, torch's nn.Conv{rank}d), named like the explicit ones (Conv3d) and made once. A rank that no Keras
@@ -397,4 +373,4 @@ def from_keras(layer_name: str, config: Mapping[str, Any], weights: Mapping[str,
         cls = CLASSES[layer_name]
     except KeyError:
         raise ValueError(f"no torch port for {layer_name!r}; known: {', '.join(CLASSES)}") from None
-    return cls.from_keras(config, weights, **kw)  # type: ignore[attr-defined]
+    return cls.from_keras(config, weights, **kw)  # type: ignore[attr-defined]  # each port of CLASSES is a _FromKeras

@@ -1,4 +1,4 @@
-"""Isolated engines for tests/test_worker.py: the oracle's answer, or a crash, a hang, a refusal, on request."""
+"""Isolated engines for tests/engines/test_worker.py: the oracle's answer, or a crash, a hang, a refusal, on request."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Plug-in engines for the fuzzer's re-check (tests/test_fuzz.py): fn(layer, config, x, weights) -> y.
+"""Plug-in engines for the fuzzer's re-check (tests/fuzz/test_fuzz.py): fn(layer, config, x, weights) -> y.
 
 Each is wrong in a different way: from run to run (noise), in one process only (a module flag the test sets,
 unset in the fresh processes the fuzzer starts), in every process (a fixed offset), or in one process after a

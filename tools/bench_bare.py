@@ -11,11 +11,13 @@ no judging: the harness's cost beyond this is its overhead. It imports nothing o
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -109,13 +111,14 @@ def main(argv: list[str]) -> int:
     with open(spec_path, encoding="utf-8") as fh:
         spec = json.load(fh)
     arrays = np.load(arrays_path)
-    keras = torch = None
+    keras: Any = None
+    torch: Any = None
     if "keras" in engines:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import keras
+        keras = importlib.import_module("keras")
     if "torch" in engines:
-        import torch
+        torch = importlib.import_module("torch")
     bf16 = None
     counts = {"cases": 0, "keras_errors": 0, "torch_errors": 0, "compared": 0}
     worst = 0.0
@@ -126,12 +129,12 @@ def main(argv: list[str]) -> int:
                 import ml_dtypes
 
                 bf16 = ml_dtypes.bfloat16
-            cast = lambda a: a.astype(bf16)   # noqa: E731 - float32 holds bfloat16 values exactly
+            target = bf16   # float32 holds bfloat16 values exactly
         else:
-            cast = lambda a: a.astype(dtype)  # noqa: E731
-        x = cast(arrays[f"x{i}"])
-        weights = [cast(arrays[f"w{i}_{j}"]) for j in range(len(case["weights"]))]
-        outputs = []
+            target = dtype
+        x = arrays[f"x{i}"].astype(target)
+        weights = [arrays[f"w{i}_{j}"].astype(target) for j in range(len(case["weights"]))]
+        outputs: list[np.ndarray] = []
         counts["cases"] += 1
         if keras is not None:
             try:
@@ -141,7 +144,7 @@ def main(argv: list[str]) -> int:
         if torch is not None:
             try:
                 outputs.append(torch_run(torch, case["layer"], case["config"], x, weights, dtype))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a refused configuration, as for keras above
                 counts["torch_errors"] += 1
         if len(outputs) == 2 and outputs[0].shape == outputs[1].shape:
             diff = np.abs(outputs[0].astype(np.float64) - outputs[1].astype(np.float64))

@@ -3,10 +3,11 @@ cases exercise, and which of the values that matter to ports are not exercised."
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..layers.geometry import ACTIVATIONS, LAYERS, Geometry, LayerKind, spatial_shape
 from ..cases.schema import Case
+from ..layers.geometry import ACTIVATIONS, LAYERS, Geometry, LayerKind, spatial_shape
 from ..tensors.values import DTYPES
 
 Pred = Callable[[Case, Geometry], bool]
@@ -38,57 +39,77 @@ VALUES: dict[str, tuple[Callable[[Case, Geometry], Any], Callable[[LayerKind], b
     "spatial": (lambda c, g: _axes(_spatial(c, g)), lambda k: True),
 }
 
-MULTI = lambda k: k.rank >= 2       # noqa: E731  (several spatial axes: they can differ from each other)
-ANY = lambda k: True                # noqa: E731
+def _multi(k: LayerKind) -> bool:
+    """Several spatial axes: they can differ from each other."""
+    return k.rank >= 2
+
+
+def _any(k: LayerKind) -> bool:
+    return True
 
 
 def _unequal(values: tuple[int, ...]) -> bool:
     return len(set(values)) > 1
 
 
+def _kind_takes(padding: str) -> Callable[[LayerKind], bool]:
+    return lambda k: padding in k.paddings
+
+
+def _geometry_is(field: str, value: object) -> Pred:
+    return lambda c, g: getattr(g, field) == value
+
+
+def _case_is(field: str, value: object) -> Pred:
+    return lambda c, g: getattr(c, field) == value
+
+
 # parameter -> [(bucket, applies to kind, predicate)]: the values that matter to ports.
 BUCKETS: dict[str, list[tuple[str, Callable[[LayerKind], bool], Pred]]] = {
-    "kernel_size": [("1", ANY, lambda c, g: 1 in g.kernel_size), ("even", ANY, lambda c, g: any(k % 2 == 0 for k in g.kernel_size)),
-                    ("odd > 1", ANY, lambda c, g: any(k % 2 and k > 1 for k in g.kernel_size)),
-                    (">= 4", ANY, lambda c, g: max(g.kernel_size) >= 4),
-                    ("rectangular", MULTI, lambda c, g: _unequal(g.kernel_size))],
-    "strides": [("1", ANY, lambda c, g: max(g.strides) == 1), ("2", ANY, lambda c, g: 2 in g.strides),
-                (">= 3", ANY, lambda c, g: max(g.strides) >= 3), ("unequal", MULTI, lambda c, g: _unequal(g.strides))],
-    "padding": [(p, (lambda p: lambda k: p in k.paddings)(p), (lambda p: lambda c, g: g.padding == p)(p))
-                for p in ("valid", "same", "causal")],
-    "dilation_rate": [("1", ANY, lambda c, g: max(g.dilation) == 1), ("2", ANY, lambda c, g: 2 in g.dilation),
-                      (">= 3", ANY, lambda c, g: max(g.dilation) >= 3),
-                      ("unequal", MULTI, lambda c, g: _unequal(g.dilation))],
-    "depth_multiplier": [("1", ANY, lambda c, g: g.depth_multiplier == 1), ("2", ANY, lambda c, g: g.depth_multiplier == 2),
-                         (">= 3", ANY, lambda c, g: g.depth_multiplier >= 3),
-                         ("M > 1 with C > 1", ANY, lambda c, g: g.depth_multiplier > 1 and g.in_channels > 1)],
-    "groups": [("1", ANY, lambda c, g: g.groups == 1), ("1 < groups < C", ANY, lambda c, g: 1 < g.groups < g.in_channels),
-               ("groups = C > 1", ANY, lambda c, g: g.groups == g.in_channels > 1)],
-    "filters": [("1", ANY, lambda c, g: g.filters == 1), ("> 1", ANY, lambda c, g: (g.filters or 0) > 1),
-                ("!= input channels", ANY, lambda c, g: g.filters != g.in_channels)],
-    "in_channels": [("1", ANY, lambda c, g: g.in_channels == 1), ("> 1", ANY, lambda c, g: g.in_channels > 1)],
-    "data_format": [(f, ANY, (lambda f: lambda c, g: g.channels_first == (f == "channels_first"))(f))
+    "kernel_size": [("1", _any, lambda c, g: 1 in g.kernel_size),
+                    ("even", _any, lambda c, g: any(k % 2 == 0 for k in g.kernel_size)),
+                    ("odd > 1", _any, lambda c, g: any(k % 2 and k > 1 for k in g.kernel_size)),
+                    (">= 4", _any, lambda c, g: max(g.kernel_size) >= 4),
+                    ("rectangular", _multi, lambda c, g: _unequal(g.kernel_size))],
+    "strides": [("1", _any, lambda c, g: max(g.strides) == 1), ("2", _any, lambda c, g: 2 in g.strides),
+                (">= 3", _any, lambda c, g: max(g.strides) >= 3),
+                ("unequal", _multi, lambda c, g: _unequal(g.strides))],
+    "padding": [(p, _kind_takes(p), _geometry_is("padding", p)) for p in ("valid", "same", "causal")],
+    "dilation_rate": [("1", _any, lambda c, g: max(g.dilation) == 1), ("2", _any, lambda c, g: 2 in g.dilation),
+                      (">= 3", _any, lambda c, g: max(g.dilation) >= 3),
+                      ("unequal", _multi, lambda c, g: _unequal(g.dilation))],
+    "depth_multiplier": [("1", _any, lambda c, g: g.depth_multiplier == 1),
+                         ("2", _any, lambda c, g: g.depth_multiplier == 2),
+                         (">= 3", _any, lambda c, g: g.depth_multiplier >= 3),
+                         ("M > 1 with C > 1", _any, lambda c, g: g.depth_multiplier > 1 and g.in_channels > 1)],
+    "groups": [("1", _any, lambda c, g: g.groups == 1),
+               ("1 < groups < C", _any, lambda c, g: 1 < g.groups < g.in_channels),
+               ("groups = C > 1", _any, lambda c, g: g.groups == g.in_channels > 1)],
+    "filters": [("1", _any, lambda c, g: g.filters == 1), ("> 1", _any, lambda c, g: (g.filters or 0) > 1),
+                ("!= input channels", _any, lambda c, g: g.filters != g.in_channels)],
+    "in_channels": [("1", _any, lambda c, g: g.in_channels == 1), ("> 1", _any, lambda c, g: g.in_channels > 1)],
+    "data_format": [(f, _any, _geometry_is("channels_first", f == "channels_first"))
                     for f in ("channels_last", "channels_first")],
-    "dtype": [(d, ANY, (lambda d: lambda c, g: c.dtype == d)(d)) for d in DTYPES],
-    "activation": [(a, ANY, (lambda a: lambda c, g: g.activation == a)(a)) for a in ACTIVATIONS],
-    "use_bias": [(str(b).lower(), ANY, (lambda b: lambda c, g: g.use_bias == b)(b)) for b in (True, False)],
-    "batch": [("1", ANY, lambda c, g: c.input_shape[0] == 1), ("> 1", ANY, lambda c, g: c.input_shape[0] > 1)],
-    "spatial": [("even length", ANY, lambda c, g: any(n % 2 == 0 for n in _spatial(c, g))),
-                ("odd length", ANY, lambda c, g: any(n % 2 for n in _spatial(c, g))),
-                ("H != W", MULTI, lambda c, g: _unequal(_spatial(c, g)))],
+    "dtype": [(d, _any, _case_is("dtype", d)) for d in DTYPES],
+    "activation": [(a, _any, _geometry_is("activation", a)) for a in ACTIVATIONS],
+    "use_bias": [(str(b).lower(), _any, _geometry_is("use_bias", b)) for b in (True, False)],
+    "batch": [("1", _any, lambda c, g: c.input_shape[0] == 1), ("> 1", _any, lambda c, g: c.input_shape[0] > 1)],
+    "spatial": [("even length", _any, lambda c, g: any(n % 2 == 0 for n in _spatial(c, g))),
+                ("odd length", _any, lambda c, g: any(n % 2 for n in _spatial(c, g))),
+                ("H != W", _multi, lambda c, g: _unequal(_spatial(c, g)))],
     "combinations": [
-        ("same + stride > 1", ANY, lambda c, g: g.padding == "same" and max(g.strides) > 1),
-        ("same + stride > 1 + odd length", ANY,
+        ("same + stride > 1", _any, lambda c, g: g.padding == "same" and max(g.strides) > 1),
+        ("same + stride > 1 + odd length", _any,
          lambda c, g: g.padding == "same" and any(s > 1 and n % 2 for s, n in zip(g.strides, _spatial(c, g)))),
-        ("same + even kernel", ANY, lambda c, g: g.padding == "same" and any(k % 2 == 0 for k in g.kernel_size)),
-        ("same + dilation > 1", ANY, lambda c, g: g.padding == "same" and max(g.dilation) > 1),
-        ("same + kernel 1 + stride > 1", ANY, lambda c, g: g.padding == "same"
+        ("same + even kernel", _any, lambda c, g: g.padding == "same" and any(k % 2 == 0 for k in g.kernel_size)),
+        ("same + dilation > 1", _any, lambda c, g: g.padding == "same" and max(g.dilation) > 1),
+        ("same + kernel 1 + stride > 1", _any, lambda c, g: g.padding == "same"
          and any(k == 1 and s > 1 for k, s in zip(g.kernel_size, g.strides))),
-        ("stride > 1 + dilation > 1", ANY, lambda c, g: max(g.strides) > 1 and max(g.dilation) > 1),
+        ("stride > 1 + dilation > 1", _any, lambda c, g: max(g.strides) > 1 and max(g.dilation) > 1),
         ("causal + dilation > 1", lambda k: "causal" in k.paddings,
          lambda c, g: g.padding == "causal" and max(g.dilation) > 1),
-        ("channels_first + stride > 1", ANY, lambda c, g: g.channels_first and max(g.strides) > 1),
-        ("bias + non-linear activation", ANY, lambda c, g: g.use_bias and g.activation != "linear"),
+        ("channels_first + stride > 1", _any, lambda c, g: g.channels_first and max(g.strides) > 1),
+        ("bias + non-linear activation", _any, lambda c, g: g.use_bias and g.activation != "linear"),
     ],
 }
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .. import engines
@@ -54,7 +54,7 @@ def register_pythons(specs: list[str] | None) -> list[str]:
     return names
 
 
-def select_cases(cases: list[Case], case_ids: list[str] | None, paths: list[str | Path]) -> list[Case]:
+def select_cases(cases: list[Case], case_ids: list[str] | None, paths: Sequence[str | os.PathLike]) -> list[Case]:
     """The cases named by ``case_ids`` (all when none), each by its full id or by the base id of a sweep (``k3``
     selects ``k3(strides=1)`` and ``k3(strides=2)``). An id that matches no case raises ValueError naming
     ``paths``: a typo must not pass as "0 cases, 0 failing"."""
@@ -66,16 +66,16 @@ def select_cases(cases: list[Case], case_ids: list[str] | None, paths: list[str 
     return [c for c in cases if c.id in case_ids or c.id.split("(")[0] in case_ids]
 
 
-def load_cases(paths: str | os.PathLike | list[str | os.PathLike], case_ids: str | list[str] | None = None
+def load_cases(paths: str | os.PathLike | Iterable[str | os.PathLike], case_ids: str | Iterable[str] | None = None
                ) -> tuple[list[Case], list[CaseError]]:
     """The valid cases of case files and folders (``*.yaml`` searched recursively) that ``case_ids`` selects
     (see select_cases), and one CaseError per invalid case; ids must be unique across all the files. One path
     (a str or a Path) is a list of one, as one id is; TypeError for anything else."""
-    paths = _listed(paths, (str, os.PathLike), "paths", "a path (str or os.PathLike) or a list of paths")
-    if case_ids is not None:
-        case_ids = _listed(case_ids, (str,), "case_ids", "a case id (str) or a list of them")
-    cases, errors = load_paths(paths)
-    return select_cases(cases, case_ids, paths), errors
+    listed: list[str | os.PathLike] = _listed(paths, (str, os.PathLike), "paths",
+                                              "a path (str or os.PathLike) or a list of paths")
+    ids = None if case_ids is None else _listed(case_ids, (str,), "case_ids", "a case id (str) or a list of them")
+    cases, errors = load_paths([Path(p) for p in listed])
+    return select_cases(cases, ids, listed), errors
 
 
 def _listed(value: object, types: tuple[type, ...], name: str, what: str) -> list:

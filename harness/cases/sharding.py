@@ -15,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from typing import TYPE_CHECKING, Hashable, Iterable, Sequence, TypeVar
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from ..layers.geometry import output_shape
 
 if TYPE_CHECKING:
     from .schema import Case
+    from .stacks import StackCase
 
 # Estimated seconds: a (case, engine) pair costs ITEM_S (framework call, judging) plus MAC_S per multiply-add of the
 # layer (output elements x K, the oracle's float64 pass being the slowest engine). Only ratios matter to the split.
@@ -49,14 +53,12 @@ def parse(text: str) -> tuple[int, int]:
 BACKWARD_WEIGHT = 3
 
 
-def case_cost(case: "Case", items: int = 1) -> float:
+def case_cost(case: Case | StackCase, items: int = 1) -> float:
     """Estimated seconds of ``items`` (case, engine) pairs of ``case``, from its configuration alone (its backward
-    check, where it asks for one, counted as BACKWARD_WEIGHT more)."""
+    check, where it asks for one, counted as BACKWARD_WEIGHT more). A stack has no one geometry: a fixed cost."""
     try:
-        from ..layers.geometry import output_shape
-
-        g = case.geometry
-        macs = math.prod(output_shape(g, tuple(case.input_shape))) * g.reduction_length()
+        g = getattr(case, "geometry", None)   # a stack has none: the fixed cost
+        macs = 0 if g is None else math.prod(output_shape(g, tuple(case.input_shape))) * g.reduction_length()
     except Exception:  # noqa: BLE001 - an impossible configuration (a pinned refusal) costs what a refusal costs
         macs = 0
     checks = 1 + (BACKWARD_WEIGHT if "backward" in getattr(case, "check", ()) else 0)
@@ -73,7 +75,7 @@ def check_complete(indices: Sequence[int], count: int) -> None:
             + ([f"shard(s) {', '.join(f'{i}/{count}' for i in twice)} given more than once"] if twice else [])))
 
 
-def case_key(case: "Case") -> str:
+def case_key(case: Case) -> str:
     """What identifies a case across jobs: its file and id (ids are unique across a suite)."""
     return f"{case.file}::{case.id}"
 
@@ -92,7 +94,7 @@ def assign(costs: dict[K, float], count: int) -> dict[K, int]:
     return out
 
 
-def select(cases: Sequence["Case"], index: int, count: int) -> tuple[list["Case"], list[int]]:
+def select(cases: Sequence[Case], index: int, count: int) -> tuple[list[Case], list[int]]:
     """The cases of shard ``index`` of ``count``, in their order, and their positions in ``cases``."""
     shard_of = assign({case_key(c): case_cost(c) for c in cases}, count)
     positions = [p for p, c in enumerate(cases) if shard_of[case_key(c)] == index]
@@ -107,5 +109,5 @@ def selection_digest(keys: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def estimated(cases: Sequence["Case"], engines: int) -> float:
+def estimated(cases: Sequence[Case], engines: int) -> float:
     return sum(case_cost(c, engines) for c in cases)

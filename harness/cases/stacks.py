@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import engines
-from ..layers.activations import ACTIVATION_TABLE
 from ..errors import CaseError
 from ..known.registry import Expectation
+from ..layers.activations import ACTIVATION_TABLE
 from ..layers.geometry import Geometry, output_shape
-from .schema import ID_PATTERN, Case, case_from_entry, strip_lines
 from ..tensors.values import DTYPES
+from .schema import ID_PATTERN, Case, case_from_entry, strip_lines
 
 FILE_KEY = "stacks"
 STACK_KEYS = {

@@ -6,9 +6,9 @@ read, validated and counted the same way everywhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import CaseError
 from .schema import Case, cases_of, read_case_file
@@ -73,13 +73,15 @@ def load_suite_file(path: str | Path, name: str | None = None, owners: dict[str,
     suite = Suite(case_errors=case_errors, stack_errors=stack_errors)
     for case in cases:
         if owners.setdefault(case.id, shown) != shown:
-            suite.case_errors.append(CaseError(shown, case.id, "id", f"duplicate id, already used in {owners[case.id]}"))
+            suite.case_errors.append(CaseError(shown, case.id, "id",
+                                               f"duplicate id, already used in {owners[case.id]}"))
         else:
             suite.cases.append(case)
     mine = {case.id for case in suite.cases}
     for one in stacks:
         if one.id in mine:
-            suite.stack_errors.append(CaseError(shown, one.id, "id", "duplicate id, already used by a case of this file"))
+            suite.stack_errors.append(CaseError(shown, one.id, "id",
+                                                "duplicate id, already used by a case of this file"))
         elif owners.setdefault(one.id, shown) != shown:
             suite.stack_errors.append(CaseError(shown, one.id, "id", f"duplicate id, already used in {owners[one.id]}"))
         else:
@@ -89,7 +91,8 @@ def load_suite_file(path: str | Path, name: str | None = None, owners: dict[str,
 
 def load_suite(paths: Sequence[str | Path]) -> Suite:
     """The cases and stacks of several files and folders, ids unique across all of them (load_suite_file)."""
-    suite, owners = Suite(), {}
+    suite = Suite()
+    owners: dict[str, str] = {}
     for f in case_files(paths):
         got = load_suite_file(f, owners=owners)
         suite.cases += got.cases
@@ -110,8 +113,8 @@ def select(stacks: list[StackCase], ids: list[str] | None) -> tuple[list[StackCa
 
 def select_suite(suite: Suite, ids: list[str] | None, paths: Sequence[str | Path]) -> Suite:
     """The cases and stacks ``ids`` (`--case`, repeatable) name, all where none is; an id that names neither raises
-    ValueError (harness.cases.selection.select_cases). The errors are kept whole: an invalid entry is never selected away
-    unseen."""
+    ValueError (harness.cases.selection.select_cases). The errors are kept whole: an invalid entry is never selected
+    away unseen."""
     stacks, rest, want_cases = select(suite.stacks, ids)
     cases = select_cases(suite.cases, rest, list(paths)) if want_cases else []
     return Suite(cases=cases, stacks=stacks, case_errors=suite.case_errors, stack_errors=suite.stack_errors)

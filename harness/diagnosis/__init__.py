@@ -1,1 +1,1 @@
-"""Naming the likely cause of a failure: which mutant reproduces it, value patterns, shape and dtype findings, error causes."""
+"""Naming the likely cause of a failure: the mutant that reproduces it, value patterns, shape/dtype findings, causes."""

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..reference import oracle
-from ..layers.activations import get_activation
 from ..judge.findings import Finding, first
-from ..reference.agreement import error_bound, ratios
+from ..judge.runner import ENGINE_WORDS
+from ..layers.activations import get_activation
 from ..layers.geometry import Geometry, spatial_shape
 from ..layers.padding import pad_amounts
-from ..judge.runner import ENGINE_WORDS
+from ..reference import oracle
+from ..reference.agreement import error_bound, ratios
 from ..tensors.values import DTYPES, numpy_dtype, round_to, unit_roundoff
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def _representable(y: np.ndarray, dtype: str) -> bool:
     return bool(finite.any()) and bool(np.all(back == y[finite]))
 
 
-def _oracle_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str) -> np.ndarray | None:
+def _oracle_rounded(case: Case, x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str) -> np.ndarray | None:
     """The oracle's output on inputs and weights rounded to ``dtype`` (None where that overflows)."""
     with np.errstate(all="ignore"):
         x = round_to(x64, dtype).astype(np.float64)
@@ -59,7 +59,7 @@ def _oracle_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], d
     return oracle.run(case.layer, case.config, x, w)
 
 
-def _ops_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str, stages: str,
+def _ops_rounded(case: Case, x64: np.ndarray, w64: dict[str, np.ndarray], dtype: str, stages: str,
                  rest: str) -> np.ndarray | None:
     """The layer with its input and kernels rounded to ``dtype``, and the convolutions' outputs too (``stages``:
     "all" of them, "inner" ones only (a separable layer's depthwise stage), or "none"), the bias (rounded to
@@ -86,7 +86,7 @@ def _ops_rounded(case: "Case", x64: np.ndarray, w64: dict[str, np.ndarray], dtyp
     return oracle.from_channels_last(get_activation(g.activation).reference(pre), g.channels_first)
 
 
-def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+def computed_in(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
                 k: int) -> Finding | None:
     """'computed internally in P: ...' where ``y`` is the layer computed in a precision P narrower than the case's
     dtype, inputs, weights and output rounded to P: every output value a P number, within P's bound of the
@@ -107,7 +107,7 @@ def computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.
     return None
 
 
-def ops_computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+def ops_computed_in(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
                     y_oracle: np.ndarray, k: int) -> Finding | None:
     """'computed internally in P (...)' where ``y`` is the convolution computed in a narrower P and the bias and
     activation applied in a precision Q between P and the case's dtype D (D itself, or float32 for a float64
@@ -145,7 +145,7 @@ def ops_computed_in(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str,
     return None
 
 
-def inputs_rounded(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
+def inputs_rounded(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, np.ndarray], gauge: np.ndarray,
                    y_oracle: np.ndarray, k: int) -> Finding | None:
     """'computed internally in P (inputs and weights rounded to it, accumulated in D): ...' where ``y`` is the
     oracle on inputs and weights rounded to a narrower P, within the case dtype D's own bound (and that rounding
@@ -168,7 +168,7 @@ def inputs_rounded(case: "Case", y: np.ndarray, x64: np.ndarray, w64: dict[str, 
 
 # ---------------------------------------------------------------- dtype
 
-def dtype_changed(case: "Case", y: np.ndarray, y_oracle: np.ndarray, gauge: np.ndarray, k: int
+def dtype_changed(case: Case, y: np.ndarray, y_oracle: np.ndarray, gauge: np.ndarray, k: int
                   ) -> tuple[Finding | None, bool]:
     """(a dtype finding 'the dtype silently changed to R (the case is D): ...', whether the values agree within
     the narrower dtype's bound); (None, False) where the dtype is the case's. Its id: changed-to-R, with
@@ -213,7 +213,7 @@ def _shape(id: str, text: str, got: tuple[int, ...], want: tuple[int, ...]) -> F
     return Finding("shape", id, text, {"got": list(got), "want": list(want)})
 
 
-def shape_diagnosis(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
+def shape_diagnosis(case: Case, got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
     """What a wrong output shape says, as shape findings: the pattern (a lost batch axis, another layout, padding
     on the wrong axes, an argument ignored), then which axes differ and by how much (id AXES-differ)."""
     g = case.geometry
@@ -235,7 +235,7 @@ def shape_diagnosis(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -
     return parts
 
 
-def _shape_pattern(case: "Case", got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
+def _shape_pattern(case: Case, got: tuple[int, ...], want: tuple[int, ...]) -> list[Finding]:
     g = case.geometry
     names, spatial = axis_names(g), _spatial_axes(g)
     other_layout = (want[0], want[-1], *want[1:-1]) if not g.channels_first else (want[0], *want[2:], want[1])
@@ -289,11 +289,11 @@ _ERRORS: tuple[tuple[str, re.Pattern, str], ...] = (
     ("invalid-graph",
      re.compile(r"INVALID_GRAPH|invalid model|InvalidGraph|GraphInvalid|graph is invalid|not a valid ONNX|"
                 r"ValidationError", re.I),
-     "the exported graph is invalid: the runtime refused to load what the converter wrote (a bug of the export, "
-     "not a wrong value)"),
+     ("the exported graph is invalid: the runtime refused to load what the converter wrote (a bug of the export, "
+      "not a wrong value)")),
     ("no-kernel", re.compile(r"NOT_IMPLEMENTED|Could not find an implementation for", re.I),
-     "the runtime has no kernel for an op of the exported graph in this dtype (a limit of the runtime: declare it "
-     "in the engine's dtype_limits)"),
+     ("the runtime has no kernel for an op of the exported graph in this dtype (a limit of the runtime: declare it "
+      "in the engine's dtype_limits)")),
     ("no-bfloat16",
      re.compile(r"bfloat16.{0,80}(not supported|unsupported|cannot|can't|unknown)|"
                 r"(not supported|unsupported|cannot|can't|unknown).{0,80}bfloat16", re.I | re.S),
@@ -301,8 +301,8 @@ _ERRORS: tuple[tuple[str, re.Pattern, str], ...] = (
     ("tflite-converter-failed", re.compile(r"TFLiteConverterFailed|ConverterError", re.I),
      "the TFLite converter failed on the layer's graph (a bug of the conversion, not a wrong value)"),
     ("converter-unicode-crash", re.compile(r"UnicodeDecodeError"),
-     "the converter crashed reading the exported graph (UnicodeDecodeError; seen on grouped convs, which tf2onnx "
-     "exports as a function call)"),
+     ("the converter crashed reading the exported graph (UnicodeDecodeError; seen on grouped convs, which tf2onnx "
+      "exports as a function call)")),
     ("worker-died", re.compile(r"worker for \S+ died"), "the engine's process crashed"),
     ("worker-timed-out", re.compile(r"worker for \S+ timed out"), "the engine hung past its timeout"),
 )

@@ -7,20 +7,20 @@ import math
 
 import numpy as np
 
-from ..known import facts
-from ..reference import oracle
-from ..reference.agreement import Bound, error_bound, ratios
-from ..judge.gradients import BackwardReference
+from ..cases.schema import Case
 from ..engines import is_reference
 from ..engines.base import EngineOutput
 from ..judge.findings import Finding
 from ..judge.forward import Reference
+from ..judge.gradients import BackwardReference
+from ..known import facts
 from ..known.registry import lineage, matching_bug
 from ..layers.geometry import Geometry
-from ..cases.schema import Case
+from ..mutation.mutants import MUTANTS
+from ..reference import oracle
+from ..reference.agreement import Bound, error_bound, ratios
 from . import causes
 from .gradients import explain_gradients
-from ..mutation.mutants import MUTANTS
 
 # Diagnosis recomputes the layer once per mutant; beyond this many elements it is not attempted.
 MAX_ELEMENTS = 1_000_000
@@ -80,8 +80,10 @@ def matching_mutants(case: Case, y: np.ndarray, x64: np.ndarray, w64: dict[str, 
             if target.shape == y_oracle.shape and _within(target, y_oracle, gauge, k, case.dtype, act) <= 1.0:
                 continue   # this mistake makes no visible difference here
             # The mutant's own magnitudes: its mistake may move large terms onto an element.
-            gm = np.abs(m.stages(case.layer, {**case.config, "activation": None}, abs_x, abs_w,
-                                 case.dtype)[1 if stage else 0])
+            magnitudes = m.stages(case.layer, {**case.config, "activation": None}, abs_x, abs_w, case.dtype)
+            at = magnitudes[1] if stage else magnitudes[0]
+            assert at is not None   # the stage target has: the same mutant, the same stage
+            gm = np.abs(at)
             gm = np.maximum(gm, gauge) if gm.shape == gauge.shape else gm
             dtype = getattr(m, "diagnosis_dtype", None) or case.dtype
             ratio = _within(y, target, gm, _diagnosis_k(g), dtype, act)
@@ -193,7 +195,8 @@ def _findings(case: Case, engine: str, out: EngineOutput, ref: Reference, bound:
     if max(y.size, ref.y.size) > MAX_ELEMENTS:
         return shape
     x64, w64 = ref.inputs.x64, ref.inputs.weights64
-    gauge = ref.gauge if out.gauge_extra is None else ref.gauge + out.gauge_extra
+    # Whole (a lazy gauge too): the output is at most MAX_ELEMENTS here, and every pattern reads all of it.
+    gauge = np.asarray(ref.gauge) if out.gauge_extra is None else np.asarray(ref.gauge) + out.gauge_extra
     g = case.geometry
     k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
     changed, agrees = causes.dtype_changed(case, np.asarray(out.y), ref.y, gauge, k)
@@ -223,7 +226,8 @@ def _value_patterns(case: Case, y: np.ndarray, ref: Reference, bound: Bound, gau
     (last: its bound is the loosest)."""
     g = case.geometry
     x64, w64 = ref.inputs.x64, ref.inputs.weights64
-    perm = _permutation(y, ref.y, bound.bound, g)
+    whole = np.asarray(bound.bound)   # at most MAX_ELEMENTS (see _findings)
+    perm = _permutation(y, ref.y, whole, g)
     if perm is not None:
         moved = [f"{j}<-{p}" for j, p in enumerate(perm) if j != p]
         return [Finding("pattern", "permuted-channels", "the output channels are permuted (engine channel <- oracle "
@@ -232,7 +236,7 @@ def _value_patterns(case: Case, y: np.ndarray, ref: Reference, bound: Bound, gau
     computed = causes.computed_in(case, y, x64, w64, gauge, k)
     if computed is not None:
         return [computed]
-    if _channel_offset(y, ref.y, bound.bound, g):
+    if _channel_offset(y, ref.y, whole, g):
         return [Finding("pattern", "channel-offset", "off by a constant per output channel: a bias mistake "
                         "(dropped, doubled, reordered, or a depthwise bias not folded into the pointwise bias)")]
     rounded = (causes.inputs_rounded(case, y, x64, w64, gauge, ref.y, k)

@@ -16,16 +16,16 @@ import math
 
 import numpy as np
 
-from ..judge import gradients as backward
 from .. import engines
-from ..reference.agreement import gamma, ratios, usable
-from ..judge.gradients import BackwardReference
-from ..engines.base import EngineOutput
-from ..judge.findings import Finding
-from ..judge.runner import reference
 from ..cases.schema import Case
-from ..tensors.values import numpy_dtype, unit_roundoff
+from ..engines.base import EngineOutput
+from ..judge import gradients as backward
+from ..judge.findings import Finding
+from ..judge.gradients import BackwardReference
+from ..judge.runner import reference
 from ..mutation.mutants import BACKWARD_MUTANTS
+from ..reference.agreement import gamma, ratios, usable
+from ..tensors.values import numpy_dtype, unit_roundoff
 
 # Recomputing the layer's backward once per mutant: beyond this many elements in any tensor it is not attempted.
 MAX_ELEMENTS = 1_000_000

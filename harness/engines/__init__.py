@@ -206,7 +206,7 @@ def _plugin_module(spec: str, module: str) -> Any:
             raise ValueError(_missing_module(spec, module, missing)) from None
         raise ValueError(f"--engine {spec!r}: importing {module} failed: ModuleNotFoundError: {exc} "
                          "(a dependency of the plug-in is not installed here)") from None
-    except Exception as exc:  # noqa: BLE001 - a plug-in's module may raise anything while it is imported
+    except Exception as exc:  # a plug-in's module may raise anything while it is imported
         raise ValueError(f"--engine {spec!r}: importing {module} failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -298,16 +298,16 @@ def get(name: str) -> Engine:
         if name in BUILTIN:
             cls = resolve(BUILTIN[name])
             if cls.isolation is not None:
-                from . import worker
+                from . import worker  # at call time: worker imports this package (a circle at import)
 
                 _loaded[name] = worker.for_class(name, BUILTIN[name], cls)
             else:
                 _loaded[name] = cls()
-        elif name in _plugins and plugin_python(name):
-            from . import worker
+        elif name in _plugins and (python := plugin_python(name)):
+            from . import worker  # at call time, as above
 
             # Not resolved here: its module may exist only in that interpreter's environment.
-            _loaded[name] = worker.for_plugin(name, _plugins[name], plugin_python(name))
+            _loaded[name] = worker.for_plugin(name, _plugins[name], python)
         elif name in _plugins:
             _loaded[name] = FunctionEngine(name, resolve(_plugins[name]))
         else:

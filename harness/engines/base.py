@@ -1,10 +1,13 @@
 """What an engine is: an object with traits (read without importing its framework) that runs one request."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from ..layers.families import FAMILIES
 
 if TYPE_CHECKING:
     from ..layers.geometry import Geometry
@@ -26,7 +29,7 @@ class Request:
 
     layer: str                          # Keras class name, e.g. "SeparableConv2D"
     config: dict[str, Any]              # the Keras constructor arguments, as the case states them
-    geometry: "Geometry"                # the same, normalised (every argument explicit, sizes as tuples)
+    geometry: Geometry                # the same, normalised (every argument explicit, sizes as tuples)
     inputs: Inputs
     options: dict[str, Any] = field(default_factory=dict)   # this engine's options from the case (validated)
     # The upstream gradient dL/dy (case dtype, the output's data_format) where the case asks for the backward
@@ -57,7 +60,8 @@ class EngineOutput:
     facts: dict[str, Any] = field(default_factory=dict)
     # Where the request carried grad_output: dL/dx ("x", in the input's data_format and dtype) and dL/d each
     # weight by its Keras name, converted back to Keras layout with the converters the forward pass uses; a port
-    # variant adds its own tensors (the torch separable block's "depthwise_bias"). harness/judge/gradients.py judges them.
+    # variant adds its own tensors (the torch separable block's "depthwise_bias"). harness/judge/gradients.py judges
+    # them.
     gradients: dict[str, np.ndarray] | None = None
 
 
@@ -68,7 +72,7 @@ class Step:
 
     layer: str
     config: dict[str, Any]
-    geometry: "Geometry"
+    geometry: Geometry
     input_shape: tuple[int, ...]
     weights: dict[str, np.ndarray]
 
@@ -165,8 +169,6 @@ class Engine:
                 takes = ", ".join(cls.options) or "no options"
                 problems.append((option, f"unknown option; {cls.name} takes: {takes}"))
             elif spec.port_variant and spec.port_variant not in layer_kind.family.port_variants:
-                from ..layers.families import FAMILIES
-
                 takers = [f.name for f in FAMILIES.values() if spec.port_variant in f.port_variants]
                 problems.append((option, f"applies to {'/'.join(takers)} layers only, not {layer_kind.name}"))
             elif not isinstance(value, spec.type):
@@ -188,7 +190,8 @@ class Engine:
         return {}
 
 
-PluginFn = Callable[[str, dict, np.ndarray, dict], Any]
+# fn(layer, config, x, weights) -> array | EngineOutput, with an optional grad_output= keyword (FunctionEngine).
+PluginFn = Callable[..., Any]
 
 
 class UnknownWeight(KeyError):
@@ -228,7 +231,8 @@ class FunctionEngine(Engine):
     computes_sequences = True    # decided per function: run_sequence() skips where fn has no `stack` attribute
 
     def __init__(self, name: str, fn: PluginFn):
-        self.name, self.fn = name, fn   # type: ignore[misc]
+        self.name = name   # type: ignore[misc]  # Engine.name is a ClassVar; a plug-in's name is its instance's
+        self.fn = fn
 
     def takes_grad_output(self) -> bool:
         import inspect

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..known import facts as env
 from ..errors import EngineRejected, EngineSkip
 from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
+from ..known import facts as env
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 
@@ -34,16 +34,17 @@ _LAYOUT_NAME = re.compile(r"\bN(?:[DHW]{1,3}C|C[DHW]{1,3})\b")
 def _is_nchw_refusal(exc: Exception) -> bool:
     """TensorFlow refused a channels-first layout (of any rank)."""
     text = str(exc)
-    return bool(_LAYOUT_NAME.search(text)) or "channels_first" in text.lower() and "not supported" in text.lower()
+    return bool(_LAYOUT_NAME.search(text)) or ("channels_first" in text.lower() and "not supported" in text.lower())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _initializer_args(cls: Any) -> tuple[str, ...]:
     """A Keras layer class's ``*_initializer`` constructor arguments (none for anything but a class)."""
     if not isinstance(cls, type):
         return ()
     try:
-        return tuple(n for n in inspect.signature(cls.__init__).parameters if n.endswith("_initializer"))
+        init = cls.__init__   # type: ignore[misc]  # a class here (checked above): its constructor's arguments
+        return tuple(n for n in inspect.signature(init).parameters if n.endswith("_initializer"))
     except (TypeError, ValueError):
         return ()
 

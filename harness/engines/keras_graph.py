@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..known import facts as env
 from ..errors import EngineRejected, EngineSkip
+from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
+from ..known import facts as env
+from ..layers.geometry import refuse_impossible
 from .base import Request
 
 
@@ -39,8 +41,6 @@ def _args(config: dict[str, Any]) -> str:
 def import_keras_on(backend: str) -> Any:
     """keras, on ``backend`` (KERAS_BACKEND must have been set before keras was first imported in this process:
     an engine's isolation env does that in its worker)."""
-    from ..keras_layer import import_keras
-
     keras = import_keras()
     if keras.backend.backend() != backend:
         raise EngineSkip(f"keras runs on the {keras.backend.backend()!r} backend in this process; this engine needs "
@@ -51,8 +51,6 @@ def import_keras_on(backend: str) -> Any:
 def keras_layer(request: Request, backend: str = "tensorflow") -> Any:
     """The real Keras layer of the request, built for its input and given its weights (Keras layout).
     Keras's own argument checks (ValueError) are the framework's refusal: EngineRejected, with the facts."""
-    from ..keras_layer import build_keras_layer, set_keras_weights
-
     import_keras_on(backend)
     x = request.inputs.x
     try:
@@ -104,8 +102,7 @@ def torch_port_and_input(torch: Any, request: Request) -> tuple[Any, Any]:
     impossible configuration as the torch engine does."""
     import numpy as np
 
-    from .. import torch_port
-    from ..layers.geometry import refuse_impossible
+    from .. import torch_port  # at call time: it imports torch (frameworks load lazily)
 
     g, x = request.geometry, request.inputs.x
     refuse_impossible("torch port", request.layer, g, x.shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,9 +31,10 @@ class LiteRtEngine(Engine):
     # TFLite's builtin convolution kernels compute float32 (and quantised integers) only: for other dtypes Keras's
     # exporter lets the converter keep TensorFlow's own ops (SELECT_TF_OPS, "Flex"), which the LiteRT interpreter
     # cannot run (RuntimeError: "Select TensorFlow op(s) ... not supported by this interpreter").
-    dtype_limits = {dtype: f"LiteRT has no builtin {dtype} convolution kernel: the converter keeps TensorFlow's "
-                           "op (Flex), which the LiteRT interpreter cannot run"
-                    for dtype in ("float16", "bfloat16", "float64")}
+    dtype_limits: ClassVar[dict[str, str]] = {
+        dtype: f"LiteRT has no builtin {dtype} convolution kernel: the converter keeps TensorFlow's "
+               "op (Flex), which the LiteRT interpreter cannot run"
+        for dtype in ("float16", "bfloat16", "float64")}
 
     def __init__(self) -> None:
         from ai_edge_litert import interpreter
@@ -49,7 +50,7 @@ class LiteRtEngine(Engine):
             path = os.path.join(tmp, "model.tflite")
             try:
                 export(model, path, "litert", request)
-            except Exception as exc:   # noqa: BLE001 - the converter raises ConverterError for refusals and crashes
+            except Exception as exc:   # the converter raises ConverterError for refusals and crashes
                 if "ConverterError" not in type(exc).__name__:
                     raise
                 why = _converter_message(str(exc))
@@ -91,7 +92,7 @@ class LiteRtEngine(Engine):
 
 def _ops(interp: Any) -> list[dict[str, Any]]:
     try:
-        return list(interp._get_ops_details())   # noqa: SLF001 - the only listing of a model's ops it offers
+        return list(interp._get_ops_details())   # private, but the only listing of a model's ops it offers
     except Exception:  # noqa: BLE001 - the op list is a note, never a failure
         return []
 

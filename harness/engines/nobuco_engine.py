@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineRejected
+from . import torchvision_standin
 from .base import Engine, EngineOutput, Isolation, Request
 from .keras_graph import first_line, run_converted, torch_port_and_input, versions
 
@@ -32,8 +33,6 @@ class NobucoEngine(Engine):
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import torch
-
-        from . import torchvision_standin
 
         self.torchvision_standin = torchvision_standin.install()
         import nobuco
@@ -53,7 +52,7 @@ class NobucoEngine(Engine):
         except (ValueError, NotImplementedError) as exc:   # Keras 2 (or nobuco) cannot express the layer
             raise EngineRejected(f"nobuco {versions('nobuco')['nobuco']} refused the port of {request.layer}: "
                                  f"{type(exc).__name__}: {first_line(exc)}") from exc
-        except Exception as exc:   # noqa: BLE001 - nobuco refuses with bare Exceptions
+        except Exception as exc:   # nobuco refuses with bare Exceptions
             version = versions("nobuco")["nobuco"]
             if str(exc) == "Unimplemented nodes":   # no converter for an op of the port
                 raise EngineRejected(f"nobuco {version} has no converter for "

@@ -37,7 +37,8 @@ class Onnx2TfEngine(Engine):
         self.torch, self.onnx2tf = torch, onnx2tf
         # For a 4-D input with 3 channels onnx2tf downloads sample images from GitHub to run its dummy inference
         # on (it checks its layout decisions with them); offline, it gets uniform [0, 1) images of that shape.
-        importlib.import_module("onnx2tf.onnx2tf").download_test_image_data = _offline_test_images
+        patched: Any = importlib.import_module("onnx2tf.onnx2tf")
+        patched.download_test_image_data = _offline_test_images
 
     def run(self, request: Request) -> EngineOutput:
         torch = self.torch

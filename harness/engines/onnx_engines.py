@@ -10,20 +10,23 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
+from ..tensors.values import numpy_dtype
+from . import torchvision_standin
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
 from .keras_graph import (
     export,
     export_torch_onnx,
     first_line,
+    import_keras_on,
     keras_facts,
     keras_model,
-    versions,
     torch_port_and_input,
+    versions,
 )
 
 ONNX_VENV = "onnx"
@@ -114,12 +117,10 @@ class KerasOnnxEngine(Engine):
     framework = "onnxruntime"
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "keras"
-    dtype_limits = {"float64": ORT_NO_FLOAT64}
+    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64}
 
     def __init__(self) -> None:
         import onnxruntime  # noqa: F401 - fail here (an error of the first item) if the venv lacks it
-
-        from .keras_graph import import_keras_on
 
         import_keras_on("tensorflow")
 
@@ -145,10 +146,10 @@ class TorchOnnxEngine(Engine):
     framework = "onnxruntime"
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "torch"   # built from the torch port: the port's refusals (and torch's known bugs) are its own
-    dtype_limits = {"float64": ORT_NO_FLOAT64}
+    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64}
 
     def __init__(self) -> None:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401 - fail here (an error of the first item) if the venv lacks it
         import torch
 
 
@@ -180,8 +181,6 @@ class TorchOnnxEngine(Engine):
 def _import_onnx2torch() -> Any:
     """onnx2torch imports torchvision (for its NMS and RoiAlign converters only); where PyPI's CUDA build of it
     cannot load next to the CPU torch, a stand-in takes its place (harness/engines/torchvision_standin.py)."""
-    from . import torchvision_standin
-
     torchvision_standin.install()
     import onnx2torch
 
@@ -200,8 +199,6 @@ class Onnx2TorchEngine(Engine):
     def __init__(self) -> None:
         import onnx
         import torch
-
-        from .keras_graph import import_keras_on
 
         import_keras_on("tensorflow")
         self.torch, self.onnx, self.onnx2torch = torch, onnx, _import_onnx2torch()
@@ -241,6 +238,4 @@ class Onnx2TorchEngine(Engine):
 
 
 def _bfloat16() -> Any:
-    from ..tensors.values import numpy_dtype
-
     return numpy_dtype("bfloat16")

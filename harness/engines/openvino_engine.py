@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class OpenVinoEngine(Engine):
     framework = "openvino"
     isolation = Isolation(venv="onnx")
     inherits = "keras"
-    options = {
+    options: ClassVar[dict[str, EngineOption]] = {
         "precision": EngineOption(str, "the CPU plugin's INFERENCE_PRECISION_HINT: f32, bf16 or f16 (default: "
                                        "OpenVINO's own, bf16 on CPUs with AVX512_BF16 or AMX)"),
     }
@@ -110,5 +110,5 @@ class OpenVinoF32Engine(OpenVinoEngine):
     """OpenVINO with INFERENCE_PRECISION_HINT=f32: float32 computed in float32 on every CPU."""
 
     name = "openvino-f32"
-    options = {}
+    options: ClassVar[dict[str, EngineOption]] = {}
     default_precision = "f32"

@@ -2,9 +2,9 @@
 golden facts (expect) against it."""
 from __future__ import annotations
 
+from ..layers.geometry import refuse_impossible
 from ..reference import oracle
 from ..reference.gradients import reference_gradients
-from ..layers.geometry import refuse_impossible
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
 
 

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
+from ..layers.geometry import geometry
 from .base import EngineOutput, Inputs, Request
 
 # A frame: a magic (4 bytes: anything else on the pipe, a stray print, is seen at once rather than read as a
@@ -174,8 +175,6 @@ def request_frame(request: Request) -> bytes:
 
 
 def request_of(header: dict[str, Any], arrays: Arrays) -> Request:
-    from ..layers.geometry import geometry
-
     x = arrays["x"]
     weights = {name: arrays[f"w{i}"] for i, name in enumerate(header["weights"])}
     inputs = Inputs(x=x, weights=weights, x64=x.astype(np.float64),

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..known import facts as env
 from ..errors import EngineSkip
+from ..known import facts as env
 from ..layers.geometry import refuse_impossible
 from ..tensors.values import generate, numpy_dtype
 from .base import Engine, EngineOption, EngineOutput, Request, SequenceOutput, SequenceRequest
@@ -31,7 +31,7 @@ class TorchEngine(TorchThreads, Engine):
     framework = "torch"
     computes_gradients = True
     computes_sequences = True   # one nn.Sequential of the port's modules, forward hooks catching every output
-    options = {
+    options: ClassVar[dict[str, EngineOption]] = {
         # The hand-written block with a bias on both convs: a random depthwise bias and the pointwise bias that
         # makes the block equal to Keras (what folding undoes).
         "depthwise_bias": EngineOption(bool, "a bias on the depthwise conv too, compensated in the pointwise bias",
@@ -41,7 +41,7 @@ class TorchEngine(TorchThreads, Engine):
     def __init__(self) -> None:
         import torch
 
-        from .. import torch_port
+        from .. import torch_port  # at call time: it imports torch (frameworks load lazily)
 
         self.torch, self.port = torch, torch_port
 
@@ -148,6 +148,7 @@ class TorchEngine(TorchThreads, Engine):
         torch, g = self.torch, request.geometry
         dtype_name = request.dtype
         dy = request.grad_output
+        assert dy is not None   # run() asks for gradients only where the request carries grad_output
         dy = dy.astype(np.float32) if dtype_name == "bfloat16" else dy
         dyt = torch.from_numpy(np.ascontiguousarray(dy)).to(yt.dtype)
         if not g.channels_first:

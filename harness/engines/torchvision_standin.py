@@ -23,6 +23,7 @@ class _StandinModule(types.ModuleType):
     """A module whose unknown public attributes are placeholders that raise when used."""
 
     reason: str = ""
+    __harness_standin__: str   # set on the root module only (install): why the stand-in is there
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
@@ -44,7 +45,7 @@ def install(reason_prefix: str = "torchvision cannot be imported here") -> str |
     if current is not None:
         return getattr(current, "__harness_standin__", None)
     try:
-        import torchvision  # noqa: F401
+        import torchvision  # noqa: F401 - importing it is the test
         return None
     except Exception as exc:  # noqa: BLE001 - ImportError (not installed) or RuntimeError (its C++ ops did not load)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -52,9 +53,9 @@ def install(reason_prefix: str = "torchvision cannot be imported here") -> str |
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]   # what a failed import left half-initialised
     root = _module("torchvision", reason)
-    root.__harness_standin__ = reason   # type: ignore[attr-defined]
+    root.__harness_standin__ = reason
     for dotted in _SUBMODULES:
-        parent = root
+        parent: types.ModuleType = root
         for part in dotted.split("."):
             name = f"{parent.__name__}.{part}"
             child = sys.modules.get(name) or _module(name, reason)
@@ -67,7 +68,7 @@ def install(reason_prefix: str = "torchvision cannot be imported here") -> str |
 def _module(name: str, reason: str) -> _StandinModule:
     module = _StandinModule(name)
     module.reason = reason
-    module.__path__ = []   # type: ignore[attr-defined]  # a package: `import torchvision.ops` finds the child
+    module.__path__ = []   # a package: `import torchvision.ops` finds the child
     sys.modules[name] = module
     return module
 

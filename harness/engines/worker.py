@@ -12,12 +12,14 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import EngineSkip
 from . import protocol
 from .base import Engine, EngineOutput, FunctionEngine, Isolation, Request
+from .worker_main import watch_parent
 
 # The directory that holds the harness package: on the worker's PYTHONPATH, so that an engine venv without the
 # harness installed imports this very source. It is also the repository root, where .engines/ lives.
@@ -43,7 +45,7 @@ class WorkerEngine(Engine):
 
     def __init__(self, name: str, spec: str, *, traits: type[Engine], isolation: Isolation | None = None,
                  python: str | None = None, function: bool = False):
-        self.name = name   # type: ignore[misc]
+        self.name = name   # type: ignore[misc]  # Engine.name is a ClassVar; a worker's is its engine's
         for trait in TRAITS:   # the real engine's traits, for any reader that holds this instance
             setattr(self, trait, getattr(traits, trait))
         self.spec, self.function = spec, function
@@ -116,6 +118,7 @@ class WorkerEngine(Engine):
         if self.python:
             return (f"engine {self.name} runs on {executable} (--engine-python {self.name}=...), which does not "
                     f"exist here")
+        assert self.limits.venv is not None   # the executable is the venv's where no --engine-python names one
         return (f"engine {self.name} runs in its own venv {_shown(engines_dir() / self.limits.venv)}, which is "
                 f"missing here: run `make engine-{self.limits.venv}`")
 
@@ -145,6 +148,7 @@ class WorkerEngine(Engine):
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=self._environment(executable), start_new_session=True)
         self._owner = os.getpid()
+        assert self._proc.stdin is not None   # PIPE: Popen opened it
         os.set_blocking(self._proc.stdin.fileno(), False)   # writes wait in poll, under the deadline
         self._drain = threading.Thread(target=_drain, args=(self._proc.stderr, self._stderr), daemon=True,
                                        name=f"worker-stderr-{self.name}")
@@ -203,7 +207,8 @@ class WorkerEngine(Engine):
             pass
         for stream in (proc.stdin, proc.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
         try:
@@ -215,6 +220,7 @@ class WorkerEngine(Engine):
 
     # ------------------------------------------------------------ frames over the pipes, under a deadline
     def _send(self, frame: bytes, deadline: float) -> None:
+        assert self._proc is not None and self._proc.stdin is not None   # started, with pipes (_start)
         fd, view = self._proc.stdin.fileno(), memoryview(frame)
         while view:
             if not _ready(fd, select.POLLOUT, deadline):
@@ -236,6 +242,7 @@ class WorkerEngine(Engine):
             raise _Garbled(f"{type(exc).__name__}: {exc}") from None
 
     def _read(self, n: int, deadline: float) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None   # started, with pipes (_start)
         fd, parts, got = self._proc.stdout.fileno(), [], 0
         while got < n:
             if not _ready(fd, select.POLLIN, deadline):
@@ -288,7 +295,7 @@ def _shown(path: Path) -> str:
 
 
 # Every worker this process started is killed at exit: none outlives the harness.
-_LIVE: "weakref.WeakSet[WorkerEngine]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[WorkerEngine] = weakref.WeakSet()
 
 
 @atexit.register
@@ -312,8 +319,6 @@ def kill_workers() -> None:
 def end_with_parent() -> None:
     """In a process the harness starts that starts workers of its own (a scoreboard job, an xdist worker): once
     its parent is gone, its workers are killed and it exits, whatever its main thread is doing."""
-    from .worker_main import watch_parent
-
     watch_parent(kill_workers)
 
 

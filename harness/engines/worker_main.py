@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from . import protocol
+from .base import FunctionEngine
 
 
 def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
@@ -83,9 +87,6 @@ def serve(spec: dict[str, str], stream_in: BinaryIO, stream_out: BinaryIO) -> No
     so that importing its framework counts against that request's timeout and a failure is that item's error."""
     import traceback
 
-    from . import protocol
-    from .base import FunctionEngine
-
     engine = None
     _send(stream_out, protocol.pack({"op": "hello", "pid": os.getpid(), "python": sys.executable,
                                      "version": sys.version.split()[0]}, {}))
@@ -115,8 +116,6 @@ def _send(stream: BinaryIO, frame: bytes) -> None:
 
 
 def _error_reply(exc: BaseException, trace: str) -> bytes:
-    from . import protocol
-
     try:
         return protocol.error_frame(exc, trace)
     except TypeError as problem:   # e.g. an EngineRejected whose facts are not JSON

@@ -1,1 +1,1 @@
-"""Entry points: the command line, the pytest plugin and its sharding, the report/scoreboard/suite subcommands, extract."""
+"""Entry points: the command line, the pytest plugin and its sharding, the report/scoreboard/suite commands, extract."""

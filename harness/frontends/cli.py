@@ -6,18 +6,19 @@ import math
 import re
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from . import extract
-from ..reference.agreement import Metrics, format_ratio
-from .cli_options import OPTION_GROUPS, exit_code, suite_from
-from . import suite_commands as detection
+from ..cases.selection import select_engines
 from ..diagnosis.diagnose import Diagnoser
+from ..engines.worker import end_workers_on, raise_exit
+from ..judge.runner import UNEXPECTED, Result, outcome, run_one
 from ..known.facts import request_onednn, request_verbose
+from ..reference.agreement import Metrics, format_ratio
+from . import extract
 from . import report_command as report
 from . import scoreboard_command as scoreboard
-from ..judge.runner import UNEXPECTED, Result, outcome, run_one
-from ..cases.selection import select_engines
+from . import suite_commands as detection
+from .cli_options import OPTION_GROUPS, exit_code, suite_from
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -35,7 +36,8 @@ def format_table(results: list[Result]) -> str:
     rows = [("engine", "verdict", "err/bound", "max abs", "max rel", "over", "params", "shape", "message")]
     for r in results:
         m = r.metrics
-        rows.append((r.engine + ("" if r.check == "forward" else f" {r.check}"), r.verdict.upper() if r.verdict != "pass" else "pass",
+        rows.append((r.engine + ("" if r.check == "forward" else f" {r.check}"),
+                     r.verdict.upper() if r.verdict != "pass" else "pass",
                      format_ratio(m.max_ratio) if m else "-", f"{m.max_abs:.3g}" if m else "-",
                      _max_rel(m), str(m.n_over) if m else "-",
                      str(r.params) if r.params is not None else "-",
@@ -163,8 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..engines.worker import end_workers_on, raise_exit
-
     # Whole lines in the order they were written, when stdout and stderr share a pipe (`cmd 2>&1 | cat`): a
     # block-buffered stdout would reach it in 8 KiB pieces, cut mid-line, after lines written since to stderr.
     for stream in (sys.stdout, sys.stderr):

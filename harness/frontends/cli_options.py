@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import CaseError
 from ..cases.schema import Case
 from ..cases.selection import register_pythons
 from ..cases.suite import Suite, load_suite, select_suite
+from ..errors import CaseError
 
 
 class EnginePython(argparse.Action):

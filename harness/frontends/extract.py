@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import CaseError
-from ..layers.geometry import ACTIVATIONS, LAYERS
 from ..cases.schema import case_from_entry
+from ..errors import CaseError
+from ..keras_layer import import_keras
+from ..layers.geometry import ACTIVATIONS, LAYERS
 from ..tensors.values import DTYPES
 
 # keras.applications models by the name the command takes: (class, default square input side).
@@ -98,8 +99,6 @@ def command_line(model: str, out: Path, input_size: int | None, seed: int, image
 def extract(model: str, out: Path, input_size: int | None = None, seed: int = 0, image: str | None = None,
             batch: int = 1) -> Path:
     """Extract every layer of the six families of ``model`` into ``out``; returns the case file's path."""
-    from ..keras_layer import import_keras
-
     if image is not None and input_size is not None:
         raise ValueError("--image sets the input's size: give --image or --input-size, not both")
     keras = import_keras()
@@ -153,7 +152,7 @@ def input_tensor(model: Any, size: int | None, seed: int, pixels: np.ndarray | N
         raise ValueError(f"--input-size {size}: the model's input is fixed at {list(shape)}")
     if any(d is None for d in shape[:-1]) and size is None:
         raise ValueError(f"the model's input {['N', *shape]} has free sizes: give --input-size or --image")
-    full = tuple(size if d is None else d for d in shape)
+    full = tuple((size or 0) if d is None else d for d in shape)   # size is given where d is None (above)
     return np.random.default_rng(seed).standard_normal((batch, *full)).astype(dtype)
 
 
@@ -194,9 +193,9 @@ def walk(keras: Any, model: Any, prefix: str = "") -> list[tuple[Any, str, Any, 
     graph = graph_of(keras, model)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            for inner, kind, _, _ in walk(keras, layer, f"{prefix}{layer.name}/"):
-                found.append((inner, kind, None, f"inside the nested model {prefix}{layer.name!r}: flatten the "
-                                                 "model to extract it"))
+            for inner, inner_kind, _, _ in walk(keras, layer, f"{prefix}{layer.name}/"):
+                found.append((inner, inner_kind, None, (f"inside the nested model {prefix}{layer.name!r}: flatten "
+                                                        "the model to extract it")))
             continue
         kind = family_of(keras, layer)
         if kind is None:
@@ -257,7 +256,9 @@ def extract_layers(keras: Any, loaded: Model, x: np.ndarray) -> list[Extracted]:
             fill_entry(item, loaded.name, x_in, y)
     ids: set[str] = set()
     for item in probes:
-        item.entry = {"id": unique_id(item.entry.pop("id"), ids), **item.entry}
+        entry = item.entry
+        assert entry is not None   # a probe has one (fill_entry rewrote it)
+        item.entry = {"id": unique_id(entry.pop("id"), ids), **entry}
         problem = validation_problem(item.entry)
         if problem:
             item.entry, item.tensors, item.skipped = None, {}, problem
@@ -283,6 +284,7 @@ def capture(keras: Any, model: Any, nodes: list[Any], x: np.ndarray) -> tuple[li
 def fill_entry(item: Extracted, model_name: str, x_in: np.ndarray, y: np.ndarray) -> None:
     """The case entry of one layer: the captured input, the layer's weights, its output shape and parameters."""
     layer, entry = item.layer, item.entry
+    assert entry is not None   # classify gave a probe its kind, config and dtype
     name = layer.name
     item.tensors[f"{name}/input"] = stored(x_in)
     weights = {}
@@ -344,7 +346,7 @@ def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
 def header_lines(keras: Any, loaded: Model, x: np.ndarray, seed: int, image: str | None,
                  extracted: list[Extracted], command: str) -> list[str]:
     """The file's comment header: where the cases come from and the parameter totals."""
-    cases = [e for e in extracted if e.entry is not None]
+    cases = [e.entry for e in extracted if e.entry is not None]
     source = f"the image {image}" if image else f"seeded normal(0, 1) (numpy default_rng({seed}))"
     return [
         "Cases extracted from a real model: one per layer of the six families, with the layer's own config and",
@@ -359,7 +361,7 @@ def header_lines(keras: Any, loaded: Model, x: np.ndarray, seed: int, image: str
         f"family_layers: {len(extracted)}",
         f"family_params: {sum(int(e.layer.count_params()) for e in extracted)}",
         f"extracted_layers: {len(cases)}",
-        f"extracted_params: {sum(e.entry['expect']['params'] for e in cases)}",
+        f"extracted_params: {sum(entry['expect']['params'] for entry in cases)}",
         f"skipped_layers: {len(extracted) - len(cases)}",
         f"command: {command}",
     ]

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ..diagnosis.diagnose import Diagnoser
-from ..known.facts import request_onednn
-from ..judge.runner import Result, item_label, outcome, run_one
-from ..errors import CaseError
 from ..cases.schema import Case
-from ..tensors.files import TensorSource
 from ..cases.selection import select_engines
 from ..cases.sharding import case_cost
 from ..cases.stacks import StackCase
 from ..cases.suite import load_suite_file, looks_like_case_file
-
+from ..diagnosis.diagnose import Diagnoser
+from ..engines.worker import die_of, end_with_parent, end_workers_on
+from ..errors import CaseError
+from ..judge.runner import Result, item_label, outcome, run_one
+from ..known.facts import request_onednn
+from ..tensors.files import TensorSource
 
 # Deterministic sharding (--shard I/N) lives in its own module; loaded with this plugin.
 pytest_plugins = ["harness.frontends.shard"]
@@ -86,8 +86,6 @@ def _end_workers_with_pytest() -> None:
     """Engine workers never outlive pytest: on SIGTERM (whose default action runs no atexit) they are killed
     before pytest dies of it, and an xdist worker whose controller is gone kills its own and exits."""
     import signal
-
-    from ..engines.worker import die_of, end_with_parent, end_workers_on
 
     end_workers_on((signal.SIGTERM, signal.SIGHUP), die_of)
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -172,7 +170,7 @@ class CaseFile(pytest.File):
 # most of the cost of an oracle or torch item: the items of one case must run in one worker. xdist's `--dist
 # loadgroup` with an xdist_group marker did not keep a group on one worker under pytest 9.2 / xdist 3.8, so the
 # plugin gives xdist its own scheduler (pytest_xdist_make_scheduler, below): xdist's LoadScopeScheduling, whose
-# work unit is a case (file::id, the engine suffix dropped) instead of a module. tests/test_xdist_grouping.py
+# work unit is a case (file::id, the engine suffix dropped) instead of a module. tests/frontends/test_xdist_grouping.py
 # proves it on a run.
 
 # A case item's node id: FILE.yaml::CASE_ID[ENGINE] (or [schema]), the file's path before the first '::';
@@ -198,7 +196,7 @@ def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
     every other item in collection order. xdist's schedulers hand out work in collection order, so the big case
     starts at once instead of last, when the other workers would idle while it runs. One case's items stay
     together, in their order."""
-    big: dict[str, list[pytest.Item]] = {}
+    big: dict[str, list[CaseItem]] = {}
     rest: list[pytest.Item] = []
     for item in items:
         if isinstance(item, CaseItem) and case_cost(item.case) >= BIG_CASE_S:

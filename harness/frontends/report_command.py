@@ -7,15 +7,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..cases import sharding
-from .cli_options import exit_code, suite_from
 from ..audit.coverage import coverage_table
-from ..diagnosis.diagnose import Diagnoser
+from ..cases import sharding
 from ..cases.selection import select_engines
+from ..diagnosis.diagnose import Diagnoser
 from ..report import baseline as baseline_mod
 from ..report import environment, html, merge, results_json
 from ..report.collect import collect
 from ..report.write import write_all
+from .cli_options import exit_code, suite_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +44,14 @@ def command_line(args: argparse.Namespace) -> list[str]:
         line += ["--baseline", args.baseline]
     if getattr(args, "shard", None):
         line += ["--shard", args.shard]
-    return line + ["--out", args.out]
+    return [*line, "--out", args.out]
 
 
 def merge_command_line(args: argparse.Namespace) -> list[str]:
     line = ["python", "-m", "harness", "report", "--merge", *args.merge]
     if args.baseline:
         line += ["--baseline", args.baseline]
-    return line + ["--out", args.out]
+    return [*line, "--out", args.out]
 
 
 def build(args: argparse.Namespace) -> tuple[dict, dict]:

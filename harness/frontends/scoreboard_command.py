@@ -10,18 +10,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_options import exit_code, suite_from
+from .. import engines as registry
+from ..cases import sharding
+from ..cases.schema import Case, load_file
 from ..diagnosis.diagnose import Diagnoser
+from ..engines.worker import end_with_parent, end_workers_on
 from ..errors import CaseError
+from ..judge.runner import UNEXPECTED, Result, outcome, run_one
+from ..judge.stacks import StackCase, load_suite, run_stack, select_suite
 from ..report import environment
 from ..report.results_json import finite
 from ..report.write import write_all
-from ..cases import sharding
-from ..judge.runner import UNEXPECTED, Result, outcome, run_one
-from ..cases.schema import Case, load_file
-from ..judge.stacks import StackCase, load_suite, run_stack, select_suite
 from ..scoreboard import fuzzcases, installed, page
 from ..scoreboard.board import OUTCOMES, Board
+from .cli_options import exit_code, suite_from
 
 SCHEMA_VERSION = "1.1"   # 1.1: each cause's example carries its findings; causes are labels of findings' ids
 
@@ -48,7 +50,7 @@ def command_line(args: argparse.Namespace) -> list[str]:
         line += ["--fuzz", str(args.fuzz)]
     if getattr(args, "jobs", 1) > 1:
         line += ["--jobs", str(args.jobs)]
-    return line + ["--out", args.out]
+    return [*line, "--out", args.out]
 
 
 def _fuzz_cases(examples: int, out: Path) -> tuple[list[Case], list[CaseError], Path | None]:
@@ -88,8 +90,6 @@ def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | N
                 index: int, count: int) -> dict[str, list[Result]]:
     """One process of --jobs: the cases of shard ``index`` of ``count`` (loaded here as the parent loaded them),
     every engine (plug-ins registered again from their specs): case key -> its results."""
-    from .. import engines as registry
-
     names = [registry.register_plugin(s) if ":" in s else s for s in specs]
     cases = select_suite(load_suite(paths), selected, paths).cases   # as the parent selected them (suite_from)
     if fuzz_path:
@@ -106,8 +106,6 @@ def _run_parallel(args: argparse.Namespace, cases: list[Case], engines: list[str
     """The items split over --jobs processes (started fresh: a framework loaded here is not forked)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
-    from .. import engines as registry
 
     specs = [registry.cli_spec(e) for e in engines]
     jobs = args.jobs
@@ -131,8 +129,6 @@ def _job_start() -> None:
     """Each --jobs process, first: it ends with its engine workers on SIGTERM and once the scoreboard is gone;
     Ctrl-C in a terminal (its whole process group) is the scoreboard's to handle."""
     import signal
-
-    from ..engines.worker import end_with_parent, end_workers_on
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_workers_on((signal.SIGTERM, signal.SIGHUP), lambda signum: os._exit(128 + signum))
@@ -187,18 +183,18 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
         for result in row:
             board.add(case, result)
     stacks = _run_stacks(suite.stacks, engines)
-    rows = []
+    described = []
     for name in engines:
-        row = installed.describe(name)
-        row["totals"] = board.totals(name)
-        rows.append(row)
+        engine_row = installed.describe(name)
+        engine_row["totals"] = board.totals(name)
+        described.append(engine_row)
     return {
         "schema_version": SCHEMA_VERSION, "created": created, "command": command_line(args),
         "paths": list(args.paths), "duration_s": round(time.perf_counter() - start, 3),
         "cases": {"shipped": len(cases), "fuzz": len(fuzzed), "invalid": len(errors) + len(fuzz_errors)},
         "fuzz": {"examples": args.fuzz, "drawn": len(fuzzed), "file": str(fuzz_path)} if fuzz_path else None,
         "environment": environment.capture(),
-        "engines": rows, "not_installed": missing,
+        "engines": described, "not_installed": missing,
         "columns": board.columns(), "cells": board.as_dict(),
         # Where the files hold stacks (harness.judge.stacks): not cells, a stack being no layer kind; per engine the
         # outcomes of the stacks, and each unexpected one with its repro.
@@ -231,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     for engine, counts in stacks["by_engine"].items():
         print(f"{engine:>16}: stacks: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
     for item in stacks["unexpected"]:
-        print(f"  stack {item['stack']} [{item['engine']}] {item['outcome']}: {item['message']}\n    repro: {item['repro']}")
+        print(f"  stack {item['stack']} [{item['engine']}] {item['outcome']}: {item['message']}\n"
+              f"    repro: {item['repro']}")
     print(f"wrote {html_path}, {json_path} and {md_path}")
     # Every unexpected outcome (fail, xpass, error) of any engine, of cases and stacks, fails the command, as run
     # and report do: CI never reads 0 for a file with a failing or invalid entry.

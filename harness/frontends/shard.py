@@ -1,8 +1,8 @@
-"""pytest plug-in: ``--shard I/N`` runs shard I of N of the selected items (harness.cases.sharding: a deterministic split,
-every item of a case in one shard, greedy by estimated cost). N jobs with I = 1..N run every item exactly once.
+"""pytest plug-in: ``--shard I/N`` runs shard I of N of the selected items (harness.cases.sharding: a deterministic
+split, every item of a case in one shard, greedy by estimated cost). N jobs with I = 1..N run every item exactly once.
 
-Registered with ``-p harness.frontends.shard`` on the command line, or ``pytest_plugins = ["harness.frontends.shard"]`` in a plug-in
-module or the rootdir's conftest.py.
+Registered with ``-p harness.frontends.shard`` on the command line, or ``pytest_plugins = ["harness.frontends.shard"]``
+in a plug-in module or the rootdir's conftest.py.
 """
 from __future__ import annotations
 

@@ -5,14 +5,16 @@ import argparse
 import os
 
 from .. import engines as engine_registry
-from .cli_options import exit_code, suite_from
+from ..audit.coverage import coverage_table, format_coverage
+from ..audit.lint import format_lint, lint
 from ..cases.selection import select_engines
+from ..cases.sharding import parse
+from ..mutation import mutants, score
+from .cli_options import exit_code, suite_from
 
 
 def _controls(specs: list[str]) -> list[str]:
     """--engine for `mutants`: the correct ports that must pass every case (default: both NumPy controls, torch)."""
-    from ..mutation import mutants, score
-
     if not specs:
         return list(score.DEFAULT_CONTROLS)
     out = []
@@ -37,8 +39,6 @@ def add_mutants_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_mutants(args: argparse.Namespace) -> int:
     """Run every deliberately broken port over the cases; print the mutation score and each mutant's killers."""
-    from ..mutation import mutants, score
-
     if args.list:
         for m in mutants.CATALOGUE.values():
             kinds = "/".join(m.families) + ("" if m.ranks is None else " " + "/".join(f"{r}D" for r in m.ranks))
@@ -66,8 +66,6 @@ def add_lint_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_lint(args: argparse.Namespace) -> int:
     """Per case and stack, the mutants it kills; flag weak ones (kill none and carry no golden output)."""
-    from ..audit.lint import format_lint, lint
-
     suite = suite_from(args)
     entries, s = lint(suite.cases, suite.stacks)
     print(format_lint(entries, s, weak_only=args.weak_only))
@@ -102,7 +100,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..cases.sharding import parse
+    # The fuzzer's front door loads hypothesis: for this subcommand only, not at every start of the CLI.
     from ..fuzz.search import Stats, filters, format_stats, merge_summaries, run, shard_budget, shard_seed, summary
 
     if getattr(args, "paths", ["cases"]) != ["cases"]:   # ["cases"]: the common positional's default
@@ -147,8 +145,6 @@ def add_coverage_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_coverage(args: argparse.Namespace) -> int:
     """Which parameter values each layer kind's cases exercise, and which are not covered."""
-    from ..audit.coverage import coverage_table, format_coverage
-
     suite = suite_from(args)
     # A stack's layers are single-layer cases validated on the shape that reaches them: they cover values too.
     layers = [layer.case for one in suite.stacks for layer in one.layers]

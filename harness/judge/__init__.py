@@ -1,1 +1,1 @@
-"""One (case, engine, check) item: the reference per case, the engine's run, the judgement, findings and the outcome policy."""
+"""One (case, engine, check) item: the reference per case, the engine's run, the judgement, findings, the outcome."""

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .findings import Finding
 
 if TYPE_CHECKING:
-    from ..reference.agreement import Bound
-    from .gradients import BackwardReference
-    from ..engines.base import EngineOutput
-    from .forward import Reference
     from ..cases.schema import Case
+    from ..engines.base import EngineOutput
+    from ..reference.agreement import Bound
+    from .forward import Reference
+    from .gradients import BackwardReference
 
 
 class Diagnoser(Protocol):

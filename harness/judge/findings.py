@@ -2,8 +2,9 @@
 consumer (fuzz grouping, scoreboard causes, known-bug matching, the report) reads the fields, never the prose."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 # What a finding is about. A consumer groups by (kind, id): both are stable across configurations and wording.
 KINDS = (

@@ -1,28 +1,31 @@
 """The judgement of one engine's output: named checks in order (shape, dtype, values, expect), one message shape."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import engines
-from ..reference.agreement import Bound, LazyArray, Metrics, error_bound, format_ratio, gamma, lazy_sum, measure
 from ..engines.base import CANONICAL_LAYOUT, EngineOutput, Inputs
 from ..layers.geometry import output_shape
+from ..reference.agreement import Bound, LazyArray, Metrics, error_bound, format_ratio, gamma, lazy_sum, measure
 from ..tensors.values import numpy_dtype, unit_roundoff
 
 if TYPE_CHECKING:
     from ..cases.schema import Case
+    from ..cases.stacks import StackCase
 
 
 @dataclass
 class Reference:
-    """What every engine of a case is judged against (computed once per case and process, harness.judge.runner.reference).
+    """What every engine of a case is judged against (computed once per case and process: judge.runner.reference).
 
     Its memory: the inputs, the oracle output whole (float64, 8 bytes an element) and one chunk of the gauge (at
-    most harness.reference.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray (harness.reference.agreement),
-    computed a chunk of images at a time when it is indexed, every element exactly as oracle.gauge computes it.
+    most harness.reference.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray
+    (harness.reference.agreement), computed a chunk of images at a time when it is indexed, every element exactly as
+    oracle.gauge computes it.
     Index it (gauge[index]); np.asarray(gauge) makes it whole, which only small cases should do.
     """
 
@@ -39,16 +42,16 @@ class Reference:
         return self.oracle.y
 
 
-def tag(case: "Case") -> str:
+def tag(case: Case | StackCase) -> str:
     return f"[{case.file.rsplit('/', 1)[-1]}::{case.id}]"
 
 
-def mismatch(engine: str, what: str, actual: Any, expected: Any, case: "Case", source: str = "") -> str:
+def mismatch(engine: str, what: str, actual: Any, expected: Any, case: Case, source: str = "") -> str:
     """The one shape of a failure: '{engine}: {what}={actual}, but should be {expected} [{file}::{case}]'."""
     return f"{engine}: {what}={actual}, but should be {expected}{f' ({source})' if source else ''} {tag(case)}"
 
 
-def over_bound(engine: str, what: str, m: Metrics, size: int, case: "Case") -> str:
+def over_bound(engine: str, what: str, m: Metrics, size: int, case: Case) -> str:
     """The one shape of a value failure, for an output, a gradient tensor or a layer of a stack (``what``: '' for
     the output, else what is named): '{engine}: {what} max error/bound R at (i, ...): y vs y* oracle (N of SIZE
     elements over the bound) [{file}::{case}]'."""
@@ -61,13 +64,13 @@ def over_bound(engine: str, what: str, m: Metrics, size: int, case: "Case") -> s
 class Judging:
     """What the checks see: the case, the engine's answer, the reference, and what earlier checks found."""
 
-    case: "Case"
+    case: Case
     engine: str
     out: EngineOutput
     ref: Reference
     bound: Bound | None = None
     metrics: Metrics | None = None
-    gauge: np.ndarray | None = None
+    gauge: np.ndarray | LazyArray | None = None
 
 
 @dataclass
@@ -103,9 +106,9 @@ def check_values(j: Judging) -> Outcome:
     """Every element within its error bound (harness.reference.agreement) of the float64 oracle."""
     case, out, ref, g = j.case, j.out, j.ref, j.case.geometry
     # The gauge and so the bound may be lazy (computed per block): measure reads them block by block.
-    j.gauge = ref.gauge if out.gauge_extra is None else lazy_sum(ref.gauge, out.gauge_extra)
+    j.gauge = gauge = ref.gauge if out.gauge_extra is None else lazy_sum(ref.gauge, out.gauge_extra)
     bound_dtype = "float64" if engines.is_reference(j.engine) else case.dtype
-    j.bound = bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, j.gauge, ref.y, g.activation,
+    j.bound = bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, gauge, ref.y, g.activation,
                                   underflow=ref.underflow)
     if bound.vacuous:
         return "skip", (f"{j.engine}: no usable error bound for K={bound.k} terms at u={bound.u:.3g} "
@@ -141,6 +144,7 @@ def check_expect(j: Judging) -> Outcome:
 
 def _golden_values(j: Judging, y: np.ndarray) -> Outcome:
     case, exp = j.case, j.case.expect
+    assert j.bound is not None and j.gauge is not None   # check_values ran before (CHECKS) and found a bound
     golden = []
     if "output" in exp:
         golden.append(((), np.asarray(exp["output"], dtype=np.float64)))
@@ -173,7 +177,7 @@ CHECKS: tuple[tuple[str, Callable[[Judging], Outcome]], ...] = (
 DIAGNOSED = ("shape", "dtype", "values")
 
 
-def judge(case: "Case", engine: str, out: EngineOutput, ref: Reference) -> Judgement:
+def judge(case: Case, engine: str, out: EngineOutput, ref: Reference) -> Judgement:
     """Run CHECKS on one engine's output; pass when none objects."""
     j = Judging(case=case, engine=engine, out=out, ref=ref)
     for name, check in CHECKS:

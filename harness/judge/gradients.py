@@ -13,7 +13,8 @@ nothing else rounds). The bound of a gradient tensor T, per element (README, "To
 - A_T the activation's allowance: the engine takes the derivative at its own pre-activation, which differs from the
   oracle's by up to the forward bound e = (gamma_K(u) + gamma_K(u_64)) * G_fwd. Where a kink of the activation (relu's
   0, relu6's 0 and 6) lies within e of the oracle's pre-activation the engine may take the derivative on either side
-  (a jump of 1); elsewhere its derivative moves by at most curvature * e + derivative_ulps * u (harness.layers.activations).
+  (a jump of 1); elsewhere its derivative moves by at most curvature * e + derivative_ulps * u
+  (harness.layers.activations).
   That per-element error of dz = dy * f'(pre), E = |dy| * (jump + curvature * e + derivative_ulps * u), is carried
   through the same linear backward on magnitudes: A_T = backward(|x|, |w|, E)[T]. It is 0 for a linear layer.
   e includes the forward's underflow term (harness.reference.agreement.error_bound): a pre-activation can be off by it.
@@ -43,15 +44,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import engines
-from ..reference import oracle
+from ..engines.base import EngineOutput, Inputs
 from ..layers.activations import get_activation
+from ..layers.conv_ops import from_channels_last, to_channels_last
+from ..layers.geometry import Geometry, output_shape
+from ..reference import oracle
 from ..reference.agreement import Bound, Metrics, gamma, measure, underflow_eta, usable
 from ..reference.gradients import reference_gradients
-from ..layers.conv_ops import from_channels_last, to_channels_last
-from ..engines.base import EngineOutput, Inputs
-from .forward import mismatch, over_bound, tag
-from ..layers.geometry import Geometry, output_shape
 from ..tensors.values import generate, numpy_dtype, round_to, unit_roundoff
+from .forward import mismatch, over_bound, tag
 
 if TYPE_CHECKING:
     from ..cases.schema import Case
@@ -115,7 +116,7 @@ class BackwardReference:
 VARIANT_TENSORS = ("depthwise_bias",)
 
 
-def grad_output(case: "Case") -> np.ndarray:
+def grad_output(case: Case) -> np.ndarray:
     """dy for ``case``: its `grad_output` spec over the output's shape, seeded, rounded once to the case dtype."""
     g = case.geometry
     shape = output_shape(g, case.input_shape)
@@ -123,7 +124,7 @@ def grad_output(case: "Case") -> np.ndarray:
                     case.dtype)
 
 
-def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray | None:
+def allowance_dz(case: Case, inputs: Inputs, dy64: np.ndarray) -> np.ndarray | None:
     """E, channels last: how far an engine's dz = dy * f'(pre_engine) may be from the oracle's (None: exact)."""
     g = case.geometry
     act = get_activation(g.activation)
@@ -138,13 +139,14 @@ def allowance_dz(case: "Case", inputs: Inputs, dy64: np.ndarray) -> np.ndarray |
     eta = underflow_eta(case.dtype) + underflow_eta("float64")
     e = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * np.asarray(h) * eta
     per_dy = act.curvature * e + act.derivative_ulps * u
-    pre = oracle.pre_activation(x_cl, inputs.weights64, g) if act.kinks else None
-    for kink in act.kinks:
-        per_dy = per_dy + (np.abs(pre - kink) <= e)   # the derivative jumps by 1 across a kink
+    if act.kinks:
+        pre = oracle.pre_activation(x_cl, inputs.weights64, g)
+        for kink in act.kinks:
+            per_dy = per_dy + (np.abs(pre - kink) <= e)   # the derivative jumps by 1 across a kink
     return np.abs(to_channels_last(dy64, g.channels_first)) * per_dy
 
 
-def _allowance(case: "Case", inputs: Inputs, e_dz: np.ndarray | None, names: tuple[str, ...]
+def _allowance(case: Case, inputs: Inputs, e_dz: np.ndarray | None, names: tuple[str, ...]
                ) -> dict[str, np.ndarray]:
     g = case.geometry
     if e_dz is None:
@@ -159,7 +161,7 @@ def _allowance(case: "Case", inputs: Inputs, e_dz: np.ndarray | None, names: tup
     return out
 
 
-def underflow_counts(case: "Case", inputs: Inputs, dy64: np.ndarray) -> dict[str, np.ndarray]:
+def underflow_counts(case: Case, inputs: Inputs, dy64: np.ndarray) -> dict[str, np.ndarray]:
     """H_T per gradient tensor (the module docstring derives it): 2 B_T(|x| + 1, |w| + 1, (|dy| + 1)(|f'| + 1)),
     in the tensors' layouts, "bias" always (a port variant may have one where Keras has none)."""
     g = case.geometry
@@ -177,7 +179,7 @@ def underflow_counts(case: "Case", inputs: Inputs, dy64: np.ndarray) -> dict[str
 _cache: dict[tuple[str, str], BackwardReference] = {}
 
 
-def backward_reference(case: "Case", inputs: Inputs) -> BackwardReference:
+def backward_reference(case: Case, inputs: Inputs) -> BackwardReference:
     """The case's BackwardReference (one case at a time is kept, as harness.judge.runner.reference keeps one)."""
     key = (case.file, case.id)
     if key not in _cache:
@@ -198,7 +200,7 @@ def backward_reference(case: "Case", inputs: Inputs) -> BackwardReference:
     return _cache[key]
 
 
-def unusable_lengths(case: "Case") -> dict[str, int]:
+def unusable_lengths(case: Case) -> dict[str, int]:
     """The gradient tensors whose bound would be vacuous in the case dtype (gamma_K >= 1), by name."""
     g = case.geometry
     u = unit_roundoff(case.dtype)
@@ -233,7 +235,7 @@ def _bound(expected: tuple[dict, dict, dict, dict], underflow: dict[str, np.ndar
     return value, gauge, Bound(k=k, u=u, bound=bound)
 
 
-def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardReference) -> GradientJudgement:
+def judge_gradients(case: Case, engine: str, out: EngineOutput, ref: BackwardReference) -> GradientJudgement:
     """Each gradient tensor in turn (input, kernels, bias, then a port variant's own): its presence, shape,
     dtype and values; the first that fails decides, and the message names it (dx, dkernel, dbias)."""
     g = case.geometry
@@ -250,7 +252,7 @@ def judge_gradients(case: "Case", engine: str, out: EngineOutput, ref: BackwardR
             return _fail(result, name, "presence", f"{engine}: {shown} missing from the engine's gradients "
                          f"(it returned {sorted(got) or 'none'}) {tag(case)}")
         try:
-            value, gauge, bound = _bound(expected, underflow, name, case.dtype, reference_engine)
+            value, _gauge, bound = _bound(expected, underflow, name, case.dtype, reference_engine)
         except KeyError:
             return _fail(result, name, "presence", f"{engine}: {shown} is not a gradient of {case.layer} "
                          f"(its tensors: {', '.join(display_name(n) for n in gradient_names(g))}) {tag(case)}")
@@ -278,7 +280,7 @@ def _fail(result: GradientJudgement, name: str, check: str, message: str) -> Gra
     return result
 
 
-def _golden_gradients(case: "Case", engine: str, got: dict[str, np.ndarray], expected: tuple[dict, dict, dict, dict],
+def _golden_gradients(case: Case, engine: str, got: dict[str, np.ndarray], expected: tuple[dict, dict, dict, dict],
                       underflow: dict[str, np.ndarray]) -> tuple[str, str] | None:
     """The case's hand-computed gradients (expect.gradients: {x|KERNEL|bias: value}) within the case dtype's
     rounding of the decimals (as expect.output) and the engine's bound."""

@@ -4,92 +4,35 @@ from __future__ import annotations
 import shlex
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from . import gradients as backward
 from .. import engines
-from ..known import facts
-from ..reference import oracle
-from ..reference.agreement import Bound, Metrics, usable
+from ..cases.schema import MAX_ELEMENTS, Case
+from ..cases.stacks import StackCase
 from ..engines.base import EngineOutput, Inputs, Request
 from ..errors import EngineRejected, EngineSkip
-from .diagnoser import Diagnoser, ask
-from .findings import Finding, render
-from .forward import DIAGNOSED, Judging, Reference, check_expect, check_shape, check_values, judge, tag
-from ..known.registry import OUTPUT, Applicable, Expectation, applicable
+from ..known.registry import OUTPUT
 from ..layers.geometry import ConfigProblem
-from ..cases.schema import MAX_ELEMENTS, Case
-from .stack_run import SequenceRun, run as run_sequence
-from ..cases.stacks import StackCase
+from ..reference import oracle
+from ..reference.agreement import usable
 from ..tensors.values import generate, round_to, unit_roundoff
+from . import gradients as backward
+from .diagnoser import Diagnoser, ask
+from .findings import render
+from .forward import DIAGNOSED, Judging, Reference, check_expect, check_shape, check_values, judge, tag
+from .outcome import accepted_but_expected_to_refuse, expected, known_bug_of, outcome, refusal_source, run_facts
+from .result import ENGINE_WORDS, UNEXPECTED, VERDICTS, Result
+from .stack_run import SequenceRun
+from .stack_run import run as run_sequence
 
-VERDICTS = ("pass", "fail", "skip", "rejected", "error")
-UNEXPECTED = ("fail", "xpass", "error")   # the outcomes that make a run fail
+# Names other modules import from here, the judge's front door (the result and the outcome policy live beside it).
+__all__ = ["ENGINE_WORDS", "FORWARD_FACTS", "UNEXPECTED", "VERDICTS", "Diagnoser", "Result", "item_label",
+           "make_inputs", "outcome", "record_sequence", "reference", "repro_command", "request", "run_facts",
+           "run_one"]
+
 # The expect facts about the forward output: a case without the forward check judges them on its backward items.
 FORWARD_FACTS = frozenset({"output", "output_at", "output_shape", "params", "weight_shapes"})
-
-# Where a skip or refusal comes from, as Result.reason_id: the engine's own words (Result.reason holds its
-# exception text, which a reader may normalise), or the harness's decision (reason: a fixed sentence).
-ENGINE_WORDS = ("engine-skip", "engine-refusal")
-
-
-def outcome(verdict: str, xfail: str | None) -> str:
-    """The one outcome policy that pytest, the CLI and the report share: where the case's known bug holds
-    (``xfail``), a fail is the expected "xfail" and a pass is an "xpass" (strict: the bug is gone, the run fails);
-    otherwise the verdict itself (pass, fail, skip, rejected, error)."""
-    if xfail and verdict in ("fail", "pass"):
-        return "xfail" if verdict == "fail" else "xpass"
-    return verdict
-
-
-@dataclass
-class Result:
-    """The verdict of one engine on one case, with everything a report shows."""
-
-    case_id: str
-    file: str
-    engine: str
-    verdict: str                              # one of VERDICTS
-    # The one line a person reads: the headline, then the findings rendered (harness.judge.findings.render), then what
-    # the known-bug logic adds. Shown by reports and JSON; no consumer parses it: they read the fields below.
-    message: str = ""
-    metrics: Metrics | None = None
-    output_shape: tuple[int, ...] | None = None
-    dtype: str | None = None
-    params: int | None = None
-    weight_shapes: dict[str, tuple[int, ...]] | None = None
-    notes: list[str] = field(default_factory=list)
-    duration_s: float = 0.0
-    repro: str = ""
-    details: str = ""                         # traceback of a harness error
-    xfail: str = ""                           # the case's known bug of this engine, where it holds: a fail is expected
-    facts: dict[str, Any] = field(default_factory=dict)   # what decided the engine's behaviour (oneDNN, layout)
-    output: EngineOutput | None = field(default=None, repr=False)   # kept for reports and diagnosis
-    bound: Bound | None = field(default=None, repr=False)
-    check: str = "forward"                    # forward (the output) | backward (the gradients)
-    # backward: per gradient tensor judged ("x", kernels, "bias", ...), its metrics; `metrics` is then the
-    # deciding (failing) tensor's, else the one that used most of its budget
-    gradient_metrics: dict[str, Metrics] = field(default_factory=dict)
-    tensor: str = ""                          # backward: the tensor `metrics` describes ("x", a kernel name, "bias")
-    # backward: per tensor judged, (the oracle's gradient, its per-element bound); the engine's are in
-    # output.gradients. Kept for reports (heatmaps), dropped with the output.
-    gradient_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
-    headline: str = ""                        # what failed or why it was skipped, one line, without findings
-    # the check that decided a fail, skip or refusal: shape | dtype | values | expect (judgement.CHECKS), presence
-    # (a gradient missing or unknown), refusal (expected or unexpected), or '' (a pass, an error)
-    decided_by: str = ""
-    findings: list[Finding] = field(default_factory=list)   # what the diagnoser found, the closest first
-    reason_id: str = ""                       # a skip's or refusal's source: ENGINE_WORDS or a harness decision
-    reason: str = ""                          # its words: the engine's exception text, else a fixed sentence
-    error_type: str = ""                      # an error's exception type (its text is in reason)
-    xfail_id: str = ""                        # the known bug in xfail: its registry id (or its reason as written)
-    xfail_from: str = ""                      # the engine it is inherited from, or '' for the engine's own
-    # a sequence (a stack): per layer judged, in order, its metrics (`metrics` is the culprit's, else the largest);
-    # the culprit is a finding of kind "culprit" (harness.judge.sequence)
-    layer_metrics: list[Metrics] = field(default_factory=list)
 
 
 def make_inputs(case: Case) -> Inputs:
@@ -132,7 +75,7 @@ def item_label(engine: str, check: str) -> str:
     return engine if check == "forward" else f"{engine}:{check}"
 
 
-def repro_command(case: Case, engine: str, check: str = "forward") -> str:
+def repro_command(case: Case | StackCase, engine: str, check: str = "forward") -> str:
     # A plug-in is named by its MODULE:CALLABLE (its bare name means nothing to a new process), next to the
     # oracle alone so that the repro does not also run every built-in framework.
     engine_args = f"--engine {engine}" if engine in engines.BUILTIN else \
@@ -185,19 +128,20 @@ def run_one(case: Case | StackCase, engine_name: str, check: str = "forward",
         if judged.verdict == "fail" and judged.check in DIAGNOSED and diagnoser is not None:
             result.findings = ask(diagnoser.forward, case, engine_name, out, ref, judged.bound)
         result.message = result.headline + render(result.findings)
-        if not _accepted_but_expected_to_refuse(case, engine_name, result):
-            result.xfail = _known_bug(case, engine_name, result, judged.check)
+        if not accepted_but_expected_to_refuse(case, engine_name, result):
+            result.xfail = known_bug_of(case, engine_name, result, judged.check)
     except (EngineSkip, NotImplementedError) as exc:
         _skip(result, f"{engine_name} cannot run this case: {exc}", "engine-skip", str(exc))
     except EngineRejected as exc:
         result.facts = dict(getattr(exc, "facts", None) or {})
         result.decided_by, result.reason_id, result.reason = "refusal", "engine-refusal", str(exc)
-        refusal = _expected(case, case.rejected_by, engine_name, result)
+        # A stack pins no refusal (StackCase.rejected_by stays empty; the registry reads a layer's geometry).
+        refusal = expected(case, case.rejected_by, engine_name, result) if isinstance(case, Case) else None
         if refusal:
             # The refusal is the fact this case pins (a framework that starts accepting it is news); an heir
             # that refuses what the engine it inherits from refuses shows the same fact.
             result.verdict = "pass"
-            result.message = result.headline = f"rejected, as the case expects{_refusal_source(refusal)}: {exc}"
+            result.message = result.headline = f"rejected, as the case expects{refusal_source(refusal)}: {exc}"
         else:
             result.verdict, result.message = "rejected", str(exc)
             result.headline = result.message
@@ -274,7 +218,7 @@ def _run_backward(case: Case, engine: str, result: Result, diagnoser: Diagnoser 
             if shape_failed and diagnoser is not None:   # a wrong output shape: what the forward diagnosis explains
                 result.findings = ask(diagnoser.forward, case, engine, out, ref, None)
     result.message = result.headline + render(result.findings)
-    bug = _expected(case, case.xfail, engine, result)
+    bug = expected(case, case.xfail, engine, result)
     if bug is not None:
         # The case's known bug may or may not show in the gradients (the bias bug moves dbias, not dx, through a
         # linear activation): not strict here. A fail it explains (a wrong value of a tensor it declares it moves)
@@ -327,7 +271,7 @@ def _run_impossible(case: Case, engine: str, result: Result) -> Result:
         result.notes.append(f"the engine was given no weights: {unsized}")
     result.output, result.facts = out, dict(out.facts)
     result.output_shape, result.dtype = tuple(out.y.shape), str(out.y.dtype)
-    if not _accepted_but_expected_to_refuse(case, engine, result):
+    if not accepted_but_expected_to_refuse(case, engine, result):
         _skip(result, f"{engine}: accepted a configuration the oracle refuses ({case.impossible}); there is no "
               f"reference to judge its output {result.output_shape} against {tag(case)}", "no-reference",
               "accepted a configuration the oracle refuses; no reference to judge it against")
@@ -354,95 +298,9 @@ def _impossible_inputs(case: Case) -> tuple[Inputs, str]:
                   weights64={k: v.astype(np.float64) for k, v in weights.items()}), why
 
 
-def _accepted_but_expected_to_refuse(case: Case, engine: str, result: Result) -> bool:
-    """The engine produced an output where the case expects a refusal here: fail the item, and say so. An heir
-    that accepts what the engine it inherits from refuses is no failure (a converter need not share a kernel's
-    limits): it is judged on its values, and a note says so."""
-    refusal = _expected(case, case.rejected_by, engine, result)
-    if refusal is not None and refusal.parent:
-        result.notes.append(f"{refusal.parent} refuses this configuration ({refusal.label}); {engine} accepts it "
-                            "and is judged on its values")
-        return False
-    if refusal:
-        known = refusal.expectation.known
-        result.verdict, result.decided_by, result.findings = "fail", "refusal", []
-        result.message = result.headline = (f"{engine}: accepted the configuration, but should reject it "
-                                            f"(expect.rejected_by{': ' + known if known else ''}) {tag(case)}")
-    return refusal is not None
-
-
-def _refusal_source(refusal: Applicable) -> str:
-    """' (ID)', ' (inherited from keras: ID)' or '' after "rejected, as the case expects"."""
-    known = refusal.expectation.known
-    if refusal.parent:
-        return f" (inherited from {refusal.parent}{': ' + known if known else ''})"
-    return f" ({known})" if known else ""
-
-
-def _known_bug(case: Case, engine: str, result: Result, check: str) -> str:
-    """The case's known bug of ``engine`` that holds here ('' where none): what makes a fail an xfail.
-
-    An inherited bug (``Engine.inherits``) is not strict: a converter may hide it by accident (tf2onnx folds an
-    NHWC bias_add into the bias of an NCHW conv, which cancels the Keras bias bug), so a pass stays a pass, with
-    a note. It explains only wrong values: a wrong shape or dtype is the converter's own failure."""
-    bug = _expected(case, case.xfail, engine, result)
-    if bug is None:
-        return ""
-    if not bug.expectation.explains(case, OUTPUT):
-        # A bug of the gradients alone: the forward item is judged like any other.
-        why = f"the known bug {bug.label} does not explain the output (it moves {bug.expectation.moved_text()})"
-        if result.verdict == "fail":
-            result.message += f"; {why}: judged as a failure"
-        else:
-            result.notes.append(why)
-        return ""
-    if bug.parent is None:
-        result.xfail_id = bug.label
-        return bug.expectation.reason
-    if result.verdict == "pass":
-        result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
-        return ""
-    if result.verdict == "fail" and check in ("shape", "dtype"):
-        result.notes.append(f"{bug.parent}'s known bug {bug.label} holds here, but this {check} failure is not it: "
-                            f"it is {engine}'s own")
-        return ""
-    inherited = f"inherited from {bug.parent}: {bug.label}"
-    said = any(f.kind == "inherited" and f.id == bug.label and f.evidence.get("engine") == bug.parent
-               for f in result.findings)
-    if result.verdict == "fail" and not said:   # the diagnosis may have said it already
-        result.message += f"; {inherited} ({bug.parent}'s known bug, carried through the conversion)"
-    result.notes.append(f"{inherited}: {bug.parent}'s known bug holds here, evaluated on {engine}'s run facts")
-    result.xfail_id, result.xfail_from = bug.label, bug.parent
-    return inherited
-
-
 def _dtype_limit(engine: str, dtype: str) -> str:
     """The engine's declared runtime limit for ``dtype`` (Engine.dtype_limits), or ''."""
     try:
         return engines.engine_class(engine).dtype_limits.get(dtype, "")
     except KeyError:   # an unknown engine: get() says so, with the known names, when it is run
         return ""
-
-
-def run_facts(case: Case, result: Result) -> dict[str, Any]:
-    """Every fact a condition may ask about one item: the process's, the case's, and the engine's run."""
-    return {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **result.facts}
-
-
-def _expected(case: Case, table: dict[str, Expectation], engine: str, result: Result) -> Applicable | None:
-    """The case's expectation for ``engine`` (its own, else inherited: harness.known.registry.applicable) where its
-    condition holds on this run's facts, else None. Where it does not hold the item is judged like any other,
-    and a note says why."""
-    found = applicable(table, engine)
-    if found is None:
-        return None
-    expectation = found.expectation
-    seen = expectation.evaluate(case, run_facts(case, result))
-    if seen.holds:
-        return found
-    inherited = f" (inherited from {found.parent})" if found.parent else ""
-    result.notes.append(f"not expected here{inherited}: {expectation.known or expectation.reason} "
-                        f"(holds when {expectation.condition_text()}; here: {seen.explanation})")
-    return None
-
-

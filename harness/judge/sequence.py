@@ -1,8 +1,8 @@
 """The judgement of a sequence: every layer's output in order against its propagated bound; the first over it is the
 culprit.
 
-Each layer's ratio is max |zh_i - z*_i| / B_i (harness.judge.stack_reference derives B_i); the sequence passes when every
-ratio is at most 1. The layers are judged in order and the first whose output has a wrong shape or dtype or whose
+Each layer's ratio is max |zh_i - z*_i| / B_i (harness.judge.stack_reference derives B_i); the sequence passes when
+every ratio is at most 1. The layers are judged in order and the first whose output has a wrong shape or dtype or whose
 ratio exceeds 1 is the culprit: the layers before it were within their bounds, and from |zh_{i-1} - z*_{i-1}| <=
 B_{i-1} a right layer i stays within B_i, so layer i computed something else. The layers after it read its wrong
 output and are not judged. The messages are the single-layer judgement's (harness.judge.forward: mismatch, over_bound),
@@ -10,17 +10,18 @@ the layer named in them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import engines
 from ..reference.agreement import Bound, Metrics, format_ratio, measure
+from ..tensors.values import numpy_dtype, unit_roundoff
 from .findings import Finding
 from .forward import mismatch, over_bound
 from .stack_reference import LayerReference
-from ..tensors.values import numpy_dtype, unit_roundoff
 
 
 @dataclass

@@ -12,8 +12,8 @@ engine's pre-activation ph_i = fl(W_i * zh_{i-1} + b_i) is off from the exact p*
                   <= c (gamma_Ki(u) + gamma_Ki(u_64)) G_i(|zh_{i-1}|)  +  |W_i| * |zh_{i-1} - z*_{i-1}|
                   <= c (gamma_Ki(u) + gamma_Ki(u_64)) G_i(|z*_{i-1}| + B_{i-1})  +  |W_i| * B_{i-1}  =: E_i
 
-The first term is layer i's own rounding on its actual input (the single-layer bound, harness.reference.agreement, with the
-gauge G_i, the layer on |x|, |w|, |b|, taken where that input may lie: G grows with |x|; and, as there, its
+The first term is layer i's own rounding on its actual input (the single-layer bound, harness.reference.agreement, with
+the gauge G_i, the layer on |x|, |w|, |b|, taken where that input may lie: G grows with |x|; and, as there, its
 underflow etas (1 + gamma_Ki(u)) H_i (eta + eta_64), H_i = oracle.underflow_count); the second is the error
 it was given, carried by the linear part: the same layer on magnitudes without its bias, applied to the previous
 bound (oracle.gauge with x := B_{i-1}, b := 0). The activation then moves it by at most L_i E_i, L_i = sup |f_i'|
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..reference import oracle
-from ..layers.activations import ACTIVATION_TABLE
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, gamma, underflow_eta
-from ..engines.base import SequenceRequest, Step
 from ..cases.stacks import StackCase, StackLayer, slope
+from ..engines.base import SequenceRequest, Step
+from ..layers.activations import ACTIVATION_TABLE
+from ..reference import oracle
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, gamma, underflow_eta
 from ..tensors.values import generate, round_to, unit_roundoff
 
 
@@ -106,8 +106,8 @@ def layer_reference(layer: StackLayer, dtype: str, z: np.ndarray, carried: np.nd
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
     reach = exact_gauge if carried is None else oracle.gauge(name, config, np.abs(z) + carried, w)
     # E: the pre-activation's error, its own rounding on the engine's actual input and the error it was given.
-    # Underflow (harness.reference.agreement.error_bound): H etas of the layer's own roundings, each through the rest of its
-    # sum's roundings; and, where the activation's evaluation rounds, one for its output.
+    # Underflow (harness.reference.agreement.error_bound): H etas of the layer's own roundings, each through the rest of
+    # its sum's roundings; and, where the activation's evaluation rounds, one for its output.
     eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
     underflow = (1.0 + gamma(k, u)) * np.asarray(oracle.underflow_count(g, z, w)) * eta
     pre_error = SAFETY * ((gamma(k, u) + gamma(k, u64)) * reach + underflow)

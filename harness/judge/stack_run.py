@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import engines
-from ..reference.agreement import Metrics
+from ..cases.stacks import StackCase
 from ..engines.base import SequenceFn, SequenceOutput, run_sequence_function
+from ..reference.agreement import Metrics
 from .findings import Finding
 from .forward import tag
 from .sequence import judge, ratios_note
 from .stack_reference import reference, sequence_request, unusable
-from ..cases.stacks import StackCase
 
 
 @dataclass
@@ -71,8 +71,11 @@ def run(stack: StackCase, engine: str, fn: SequenceFn | None = None) -> Sequence
                                        f"output: use fewer layers, smaller reductions or a wider dtype {tag(stack)}",
                                check="values", reason_id="no-usable-bound")
     # The reference engine's answer is the reference itself (as run_one reuses the oracle's output).
-    out = SequenceOutput(ys=[r.y for r in ref.layers], params=sum(l.geometry.param_count() for l in stack.layers)) \
-        if exact else compute(stack, engine, fn)
+    if exact:
+        params = sum(layer.geometry.param_count() for layer in stack.layers)
+        out = SequenceOutput(ys=[r.y for r in ref.layers], params=params)
+    else:
+        out = compute(stack, engine, fn)
     names = [layer.layer for layer in stack.layers]
     judged = judge(stack, engine, names, out.ys, ref.layers)
     done = SequenceRun(judged.verdict, judged.message, judged.check, layer_metrics=judged.metrics,

@@ -12,27 +12,10 @@ users read; the pieces live in:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from ..engines.base import SequenceFn, SequenceOutput
-from ..errors import CaseError
-from .runner import Result, record_sequence, repro_command, run_one
 from ..cases.schema import read_case_file
-from .sequence import SequenceJudgement, culprit_of, judge, ratios_note
-from .stack_reference import (
-    LayerReference,
-    StackInputs,
-    StackReference,
-    layer_reference,
-    make_inputs,
-    propagate,
-    reference,
-    sequence_request,
-    through,
-    unusable,
-)
-from .stack_run import compute, run as run_sequence
 from ..cases.stacks import (
     FILE_KEY,
     LAYER_KEYS,
@@ -54,14 +37,32 @@ from ..cases.suite import (
     select,
     select_suite,
 )
+from ..engines.base import SequenceFn, SequenceOutput
+from ..errors import CaseError
+from .runner import Result, record_sequence, repro_command, run_one
+from .sequence import SequenceJudgement, culprit_of, judge, ratios_note
+from .stack_reference import (
+    LayerReference,
+    StackInputs,
+    StackReference,
+    layer_reference,
+    make_inputs,
+    propagate,
+    reference,
+    sequence_request,
+    through,
+    unusable,
+)
+from .stack_run import compute
+from .stack_run import run as run_sequence
 
 __all__ = [
     "CASE_FILE_KEY", "FILE_KEY", "LAYER_KEYS", "MAX_SLOPE", "STACK_KEYS", "LayerReference",
     "SequenceFn", "SequenceJudgement", "SequenceOutput", "StackCase", "StackInputs", "StackLayer", "StackReference",
     "Suite", "case_files", "compute", "culprit", "culprit_of", "judge", "layer_reference", "load_file",
     "load_paths", "load_suite", "load_suite_file", "looks_like_case_file", "make_inputs", "propagate",
-    "ratios_note", "reference", "run_stack", "select", "select_suite", "sequence_request", "slope", "stack_from_entry", "stacks_of",
-    "through", "unusable",
+    "ratios_note", "reference", "run_stack", "select", "select_suite", "sequence_request", "slope", "stack_from_entry",
+    "stacks_of", "through", "unusable",
 ]
 
 

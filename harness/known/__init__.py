@@ -1,1 +1,1 @@
-"""Known framework behaviour: detected facts of a run, the condition language, and the registry of known bugs and refusals."""
+"""Known framework behaviour: detected facts of a run, the condition language, the known bugs and refusals."""

@@ -8,8 +8,9 @@ the condition not hold, and the explanation says which fact was unknown.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -22,17 +23,17 @@ FACTS: dict[str, tuple[str, str]] = {
     "tensorflow": ("version", "installed TensorFlow version"),
     "torch": ("version", "installed PyTorch version"),
     "numpy": ("version", "installed NumPy version"),
-    "onednn": ("bool", "TensorFlow runs its oneDNN CPU kernels (as TensorFlow decided at import: "
-                       "TF_ENABLE_ONEDNN_OPTS, else its default for this CPU)"),
+    "onednn": ("bool", ("TensorFlow runs its oneDNN CPU kernels (as TensorFlow decided at import: "
+                        "TF_ENABLE_ONEDNN_OPTS, else its default for this CPU)")),
     "keras_backend": ("text", "the Keras backend: tensorflow, jax, torch"),
     "machine": ("text", "the processor architecture: x86_64, aarch64"),
     "cpu_has": ("flags", "CPU feature flags that must all be present, e.g. [avx512_bf16]"),
     "dtype": ("text", "case fact: the case dtype (float16, bfloat16, float32, float64)"),
     "layer": ("text", "case fact: the Keras layer class"),
-    "keras_layer_format": ("text", "run fact: the data_format the Keras layer itself ran in (channels_first "
-                                   "natively, or channels_last when the engine transposed around it)"),
-    "keras_xla": ("bool", "run fact: Keras compiled the convolution with XLA (it does for grouped convs and for "
-                          "channels_first Conv3D)"),
+    "keras_layer_format": ("text", ("run fact: the data_format the Keras layer itself ran in (channels_first "
+                                    "natively, or channels_last when the engine transposed around it)")),
+    "keras_xla": ("bool", ("run fact: Keras compiled the convolution with XLA (it does for grouped convs and for "
+                           "channels_first Conv3D)")),
 }
 ANY = "any"
 

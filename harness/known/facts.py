@@ -16,8 +16,9 @@ import platform
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any
 
 # CPU features that change which kernels TensorFlow (oneDNN) and PyTorch pick on x86.
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
@@ -36,7 +37,7 @@ ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 REQUEST_VARIABLE = "HARNESS_TF_ONEDNN"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def version(fact: str) -> str | None:
     """Installed version of a VERSIONED fact, from package metadata (no import)."""
     for dist in VERSIONED[fact]:
@@ -59,7 +60,7 @@ def attempt(fn: Any) -> Any:
     """fn(), or None where it raises: a query that a framework version lacks is recorded as null, never a crash."""
     try:
         return fn()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a query a framework version lacks is recorded as null
         return None
 
 
@@ -265,7 +266,7 @@ def keras_backend() -> str | None:
         return None
     try:
         return str(keras.backend.backend())
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a half-imported keras: the backend is unknown, not a crash
         return None
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from ..layers.families import FAMILIES
 from ..layers.geometry import ConfigProblem, Geometry, output_shape
@@ -20,10 +21,10 @@ from .conditions import Evaluation, describe, evaluate, validate
 class Case(Protocol):
     """What the registry reads of a case (harness.cases.schema.Case has it): the known bugs sit below the schema,
     which parses a case's xfail and rejected_by into this module's Expectations."""
-
     layer: str
     dtype: str
-    geometry: Geometry
+    @property
+    def geometry(self) -> Geometry: ...   # read-only: the schema's Case derives it
     input_shape: tuple[int, ...]
     impossible: str
     check: tuple[str, ...]
@@ -47,7 +48,7 @@ class Known:
     repro: str                                # minimal, upstream-ready, without the harness
     touches: str                              # the layers and arguments it concerns, in words
     when: Mapping[str, Any]                   # where it holds (versions, detected facts)
-    applies: Callable[["Case"], bool]         # whether a configuration triggers it (given `when`)
+    applies: Callable[[Case], bool]           # whether a configuration triggers it (given `when`)
     mutant: str | None = None                 # the mutant that reproduces its output, for diagnosis
     seen: str = ""                            # where it was observed
     tensors: tuple[str, ...] = ()             # a bug: what it moves (TENSORS); any other failure is not it
@@ -60,7 +61,7 @@ class Known:
         # a registry predicate that asks for its shape answers False instead of raising.
         predicate = self.applies
 
-        def applies(case: "Case") -> bool:
+        def applies(case: Case) -> bool:
             try:
                 return predicate(case)
             except ConfigProblem:
@@ -68,7 +69,7 @@ class Known:
 
         object.__setattr__(self, "applies", applies)
 
-    def moves(self, case: "Case", tensor: str) -> bool:
+    def moves(self, case: Case, tensor: str) -> bool:
         """Whether this bug moves ``tensor`` ("output", "dx", "dkernel", "dbias", ...) of ``case``."""
         if tensor in self.tensors:
             return True
@@ -82,21 +83,21 @@ class Known:
         return moved + ("; through a non-linear activation, every gradient" if self.pre_activation else "")
 
 
-def _unequal_strides(case: "Case") -> bool:
+def _unequal_strides(case: Case) -> bool:
     return case.layer in ("DepthwiseConv2D", "SeparableConv2D") and len(set(case.geometry.strides)) > 1
 
 
-def _bias_on_last_axis(case: "Case") -> bool:
+def _bias_on_last_axis(case: Case) -> bool:
     g = case.geometry
     return g.channels_first and g.use_bias and output_shape(g, case.input_shape)[-1] == g.out_channels
 
 
-def _spatial_width(case: "Case") -> int:
+def _spatial_width(case: Case) -> int:
     shape = output_shape(case.geometry, case.input_shape)
     return shape[-2] if not case.geometry.channels_first else shape[-1]
 
 
-def _spatial_height(case: "Case") -> int:
+def _spatial_height(case: Case) -> int:
     """The output's first spatial length (rows of a 2-D output)."""
     shape = output_shape(case.geometry, case.input_shape)
     return shape[2] if case.geometry.channels_first else shape[1]
@@ -168,10 +169,10 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         repro="python -c \"import torch, torch.nn.functional as F; x = torch.arange(45.).reshape(1, 1, 9, 5); "
               "print(F.conv2d(x.bfloat16(), torch.ones(1, 1, 3, 3).bfloat16(), stride=(1, 2), dilation=2).flatten())"
               "\"   # 108 183 142 243 226, should be 108 153 198 243 288; float32 is right",
-        touches="Conv2D in bfloat16 (the torch port: Keras itself refuses strides with dilation), groups 1, "
-                "strides (1, s) with s >= 2, dilation > 1, output width 1 and height >= 5; a grouped conv, "
-                "float16/float32, output width 2, height 4 or less, or strides (s, 1) were right. A Conv3D with stride 2 and output width 1 goes wrong the same "
-                "way in bfloat16 (not shipped: the harness has no Conv3D)",
+        touches="Conv2D in bfloat16 (the torch port: Keras itself refuses strides with dilation), groups 1, strides "
+                "(1, s) with s >= 2, dilation > 1, output width 1 and height >= 5; a grouped conv, float16/float32, "
+                "output width 2, height 4 or less, or strides (s, 1) were right. A Conv3D with stride 2 and output "
+                "width 1 goes wrong the same way in bfloat16 (not shipped: the harness has no Conv3D)",
         # oneDNN's AMX kernel: with ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 (or narrower) the same call is right.
         when={"torch": "==2.13.0", "dtype": "bfloat16", "cpu_has": ["amx_bf16"]},
         applies=lambda case: (case.layer == "Conv2D" and case.geometry.groups == 1
@@ -233,7 +234,8 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                 "or negative\")",
         repro="python -c \"import keras; keras.layers.Conv2D(0, 3)\"   # ValueError: Invalid value for argument "
               "`filters`. Expected a strictly positive value",
-        touches="every layer, with a configuration the harness itself deems impossible (harness.layers.geometry.impossible)",
+        touches="every layer, with a configuration the harness itself deems impossible "
+                "(harness.layers.geometry.impossible)",
         when={"keras": "==3.15.1"},
         applies=lambda case: bool(case.impossible),
         seen="Keras 3.15.1; its own tests pin the same refusals"),
@@ -265,7 +267,7 @@ class Expectation:
     def entry(self) -> Known | None:
         return REGISTRY.get(self.known) if self.known else None
 
-    def explains(self, case: "Case", tensor: str) -> bool:
+    def explains(self, case: Case, tensor: str) -> bool:
         """Whether this expectation explains a failure of ``tensor`` ("output", "dx", "dbias", ...): a registry
         bug only for what it declares it moves; a reason for what the case declares (anything, where it declares
         nothing)."""
@@ -279,7 +281,7 @@ class Expectation:
             return self.entry.tensors_text()
         return ", ".join("every gradient" if t == GRADIENTS else t for t in self.tensors) or "anything"
 
-    def evaluate(self, case: "Case", facts: Mapping[str, Any]) -> Evaluation:
+    def evaluate(self, case: Case, facts: Mapping[str, Any]) -> Evaluation:
         """Whether the expectation holds for this case here: the registry's condition, the configurations it
         touches, and the case's own condition."""
         own = evaluate(self.when, facts)
@@ -335,7 +337,7 @@ def parse(value: Any, field: str, kind: str) -> tuple[Expectation | None, str | 
         problems = validate(when, f"{field}.when")
         if problems:
             return None, problems[0]
-    return Expectation(reason=reason, known=known, when=when, tensors=tuple(tensors)), None
+    return Expectation(reason=str(reason), known=known, when=when, tensors=tuple(tensors)), None   # text by now
 
 
 def entries(engine: str | None = None, kind: str | None = None) -> list[Known]:
@@ -380,7 +382,7 @@ def applicable(table: Mapping[str, Expectation], engine: str) -> Applicable | No
     return None
 
 
-def matching_bug(engine: str, case: "Case", facts: Mapping[str, Any], mutant: str | None) -> Known | None:
+def matching_bug(engine: str, case: Case, facts: Mapping[str, Any], mutant: str | None) -> Known | None:
     """The known bug of ``engine`` (or of an engine it inherits from) that explains a disagreement on ``case``
     here: its condition holds, the case triggers it, and (where the entry has a mutant) the diagnosis named
     that mutant."""

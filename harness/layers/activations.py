@@ -16,14 +16,15 @@ reference; the worst seen is quoted with each entry.
 Three float64 results of the frameworks differ from Keras's definition by far more than any rounding and are left
 to the known-framework-behaviour registry, not to these tolerances: TensorFlow holds leaky_relu's 0.2 as a float32
 attribute (0.20000000298023224) and casts gelu's 1/sqrt(2) through float32 (0.7071067690849304), and torch's
-float64 hardsigmoid backward uses a float32 1/6 (0.1666666716337204). tests/test_activations.py pins all three.
+float64 hardsigmoid backward uses a float32 1/6 (0.1666666716337204). tests/layers/test_activations.py pins all three.
 """
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,8 @@ class Activation:
     # F.relu/F.relu6/F.hardtanh(0, 6), float32 and float64, GradientTape / autograd at [-1, 0, 3, 6, 7]):
     # relu'(0) = 0 (TF ReluGrad passes where features > 0; torch threshold_backward where input > 0) and
     # relu6' = 1 on the open interval (0, 6) only, 0 at 0 and at 6 (TF Relu6Grad: features > 0 & features < 6;
-    # torch hardtanh_backward: min_val < input < max_val). tests/test_backward_oracle.py checks it against both.
+    # torch hardtanh_backward: min_val < input < max_val). tests/reference/test_backward_oracle.py checks it against
+    # both.
     # Where the two disagree (selu'(0)) it takes TensorFlow's, and the kink's allowance covers torch's.
     derivative: Callable[[np.ndarray], np.ndarray]
     # Where the derivative jumps: an engine whose rounded pre-activation lands on the other side of one of these
@@ -76,8 +78,8 @@ class Activation:
     # framework subtracts nearly equal numbers (TF's elu and selu as exp(x) - 1 near 0-; torch's gelu as
     # 1 + erf(x / sqrt 2) for x < 0) or rounds an argument f is sensitive to (TF's gelu rounds -x / sqrt 2 before
     # erfc), the error is a few u absolute while f(pre) is tiny. The model of the measurements is
-    # |f_e(pre) - f(pre)| <= ulps u |f(pre)| + absolute_ulps u max(1, |pre|). Not read by harness.reference.agreement yet:
-    # its gamma_K(u) G term (G >= |pre|) is where it lands today.
+    # |f_e(pre) - f(pre)| <= ulps u |f(pre)| + absolute_ulps u max(1, |pre|). Not read by harness.reference.agreement
+    # yet: its gamma_K(u) G term (G >= |pre|) is where it lands today.
     absolute_ulps: int = 0
 
     def torch_function(self) -> Callable[[Any], Any]:
@@ -138,8 +140,8 @@ def _product_error(a: np.ndarray, b: float) -> np.ndarray:
     c = _SPLIT * a
     ah = c - (c - a)
     al = a - ah
-    c = _SPLIT * b
-    bh = c - (c - b)
+    d = _SPLIT * b
+    bh = d - (d - b)
     bl = b - bh
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
@@ -242,7 +244,7 @@ def _leaky_relu_derivative(y: np.ndarray) -> np.ndarray:
     return np.where(y > 0.0, 1.0, LEAKY_RELU_SLOPE)
 
 
-_SILU_ERRORS = dict(
+_SILU_ERRORS: dict[str, Any] = dict(
     # Forward, 10: x * sigmoid(x) in both (tf.nn.silu; torch in one pass in opmath), so sigmoid's error plus one
     # product. TensorFlow's float32 sigmoid is off by up to 8.1u (x ~ -14.5; more than the sigmoid entry's 4 allows,
     # where |y| ~ 5e-7 keeps it harmless), so 8.1 + 1 and a margin. Measured worst (relative): TF float16 2.9,
@@ -356,11 +358,11 @@ ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATION_TABLE)
 
 # exponential (keras.activations.exponential = exp; torch.exp) is described here but not offered: its slope is
 # f' = f itself, unbounded, so the pre-activation's error e reaches the output as |y| e (relative, not absolute),
-# and its derivative's as |f'| e. The forward bound (harness.reference.agreement: the gamma_K(u) G term, 1-Lipschitz) and the
-# backward allowance (harness.judge.gradients: curvature * e) have no term that grows with |y|, and would fail correct
-# engines wherever exp(pre) > ~4 (and float16 overflows past pre = 11.09). Forward, 4: one exp, within an ulp
-# (measured worst 1.0, 1.0, 2.0, 2.2 TF; 1.0, 1.0, 1.0, 1.2 torch). Backward: both from the output (TF ExpGrad
-# dy * y; torch grad * result): |f'_e - f'| <= |f'| (e + 4u); measured 2.0 relative.
+# and its derivative's as |f'| e. The forward bound (harness.reference.agreement: the gamma_K(u) G term,
+# 1-Lipschitz) and the backward allowance (harness.judge.gradients: curvature * e) have no term that grows with |y|,
+# and would fail correct engines wherever exp(pre) > ~4 (and float16 overflows past pre = 11.09). Forward, 4: one
+# exp, within an ulp (measured worst 1.0, 1.0, 2.0, 2.2 TF; 1.0, 1.0, 1.0, 1.2 torch). Backward: both from the
+# output (TF ExpGrad dy * y; torch grad * result): |f'_e - f'| <= |f'| (e + 4u); measured 2.0 relative.
 EXPONENTIAL = Activation("exponential", np.exp, "exp", 4, np.exp, slope=math.inf)
 NOT_OFFERED: dict[str, str] = {
     "exponential": "its slope exp(pre) is unbounded: the forward bound and the backward allowance would need a "

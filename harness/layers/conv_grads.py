@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def depthwise_backward(x: np.ndarray, kernel: np.ndarray, dz: np.ndarray,
 def pointwise_backward(z: np.ndarray, kernel: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """1x1 conv's VJP: z (N, *S, C*M), kernel (1.., C*M, F), dy (N, *S, F) -> (dz like z, dkernel like kernel)."""
     z, kernel, dy = (np.asarray(a, dtype=np.float64) for a in (z, kernel, dy))
-    p = kernel.reshape(kernel.shape[-2:])
+    p: np.ndarray = kernel.reshape(kernel.shape[-2:])   # (C*M, F)
     with one_blas_thread():
         dz = dy @ p.T
         # Sum over the batch and every position: one (C*M x rows) @ (rows x F) product.

@@ -6,8 +6,9 @@ import glob
 import itertools
 import math
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class Window(Protocol):
 
 
 
-_set_blas_threads: Callable[[int], int] | None | bool = False   # False: not looked up yet; None: not available
+# False: not looked up yet; None: not available.
+_set_blas_threads: Callable[[int], int] | Literal[False] | None = False
 
 
 def _blas_thread_setter() -> Callable[[int], int] | None:
@@ -63,7 +65,7 @@ def one_blas_thread() -> Iterator[None]:
     above 4 * 65536 multiply-adds over its threads, which then wait for each other: the large worked example's
     reference took 14.5 s of CPU on 2 threads and 2.4 s on one (a 2-core machine other jobs shared). The thread
     count does not change a product's values: OpenBLAS splits C's rows and columns between threads, not the sums
-    (tests/test_chunked_oracle.py compares). Cutting a product's rows instead would: its edge kernels sum some
+    (tests/reference/test_chunked_oracle.py compares). Cutting a product's rows instead would: its edge kernels sum some
     elements in another order (measured: the worked example's output changed). Nothing where NumPy's BLAS is not
     its bundled OpenBLAS.
     """
@@ -182,8 +184,8 @@ def over_parts(work: Callable[[range], None], n: int, outputs: int) -> None:
 
     Each image and each channel is computed by the same operations whatever thread computes it (every thread has
     its own buffers and its own one-thread BLAS; no sum mixes two parts), so the values do not depend on the threads
-    (tests/test_chunked_oracle.py compares them bit for bit): the threads only use the cores that one-thread BLAS
-    leaves idle (NumPy releases the GIL in its copies and products)."""
+    (tests/reference/test_chunked_oracle.py compares them bit for bit): the threads only use the cores that one-thread
+    BLAS leaves idle (NumPy releases the GIL in its copies and products)."""
     threads = min(oracle_threads(), n)
     if threads <= 1 or outputs < THREADED_ELEMENTS:
         work(range(n))
@@ -249,7 +251,7 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, g: Window) -> np.ndarray:
 def pointwise(z: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """1x1 conv: z (N, *S, C*M), kernel (1.., C*M, F): one BLAS product, on BLAS's own threads where it is big
     (they split the rows and columns of the result, not its sums: the values do not depend on them)."""
-    p = kernel.reshape(kernel.shape[-2:])
+    p: np.ndarray = kernel.reshape(kernel.shape[-2:])   # (C*M, F)
     if z.size // max(1, p.shape[0]) * p.shape[1] >= THREADED_ELEMENTS:
         return z @ p
     with one_blas_thread():

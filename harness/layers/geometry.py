@@ -5,15 +5,16 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from .activations import ACTIVATIONS
 from ..errors import EngineRejected
+from .activations import ACTIVATIONS
 from .families import COMMON_DEFAULTS, LAYERS, ConfigProblem, LayerKind, get_kind
 from .families.base import Arg, Geometry, require_sizes, size_problems
 
 __all__ = ["ACTIVATIONS", "COMMON_DEFAULTS", "ConfigProblem", "LAYERS", "Geometry", "LayerKind", "geometry",
            "get_kind", "impossible", "output_shape", "refuse_impossible", "size_problems", "spatial_shape"]
 
-PADDINGS = ("valid", "same", "causal")   # what harness.layers.padding computes; each kind takes some (LayerKind.paddings)
+# What harness.layers.padding computes; each kind takes some (LayerKind.paddings).
+PADDINGS = ("valid", "same", "causal")
 # Geometry's values of the arguments a family does not take (filters None: a depthwise layer has none).
 UNSET = {"filters": None, "depth_multiplier": 1, "groups": 1}
 FIELDS = {"kernel_size", "strides", "dilation", *UNSET}   # the arguments Geometry holds as fields
@@ -109,9 +110,9 @@ def impossible(g: Geometry, input_shape: tuple[int, ...]) -> list[tuple[str, str
         return problems
     out = output_shape(g, input_shape)
     if min(out) <= 0:
-        return [("input_shape", f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "
-                                f"padding {g.padding!r} does not fit input {list(input_shape)} "
-                                f"(output would be {list(out)})")]
+        return [("input_shape", (f"impossible shape: a {g.kernel_size} kernel with dilation {g.dilation} and "
+                                 f"padding {g.padding!r} does not fit input {list(input_shape)} "
+                                 f"(output would be {list(out)})"))]
     return []
 
 

@@ -1,10 +1,9 @@
 """Keras <-> PyTorch weight layouts as axis permutations for any rank, and the checks converters share."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
-
 
 # ---------------------------------------------------------------- axis permutations
 # Keras puts the spatial axes first and the channels last; torch puts (out, in) first. Writing the

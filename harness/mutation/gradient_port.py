@@ -16,13 +16,14 @@ the scale of an engine's rounding errors when it judges whether the engine made 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from ..engines.base import EngineOutput
 from ..layers.activations import ACTIVATION_TABLE
 from ..layers.conv_ops import from_channels_last, to_channels_last
-from ..engines.base import EngineOutput
 from ..layers.geometry import Geometry
 from ..reference.oracle import pre_activation
 from .port import Port
@@ -41,7 +42,8 @@ class GradientPort(Port):
     port_variant: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ the plug-in interface
-    def __call__(self, layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray],
+    def __call__(self, layer: str, config: dict[str, Any], x: np.ndarray,  # type: ignore[override]  # with
+                 weights: dict[str, np.ndarray],   # grad_output it answers an EngineOutput, as a plug-in may
                  grad_output: np.ndarray | None = None) -> np.ndarray | EngineOutput:
         """fn(layer, config, x, weights[, grad_output]) -> y, or with grad_output an EngineOutput whose gradients
         are in the case dtype (x's data_format, Keras names and layouts), as an engine's."""
@@ -96,7 +98,7 @@ class GradientPort(Port):
 
     def layer_backward(self, x_cl: np.ndarray, kernels: Mapping[str, np.ndarray], g: Geometry,
                        dz: np.ndarray) -> Grads:
-        """The layer's VJP before bias: {"x" channels last, each kernel} (the family's, harness/layers/conv_grads.py)."""
+        """The layer's VJP before bias: {"x" channels last, each kernel} (the family's, harness.layers.conv_grads)."""
         return g.kind.family.backward(x_cl, kernels, g, dz)
 
     def block(self, g: Geometry, weights: Mapping[str, np.ndarray], dtype: str,
@@ -107,7 +109,8 @@ class GradientPort(Port):
 
     def reported_block(self, g: Geometry, block: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The variant tensors the plug-in reports (EngineOutput.intermediate), as the torch engine reports its
-        block's b_d: the judge then expects the block's gradients (harness.judge.gradients.BackwardReference.expected)."""
+        block's b_d: the judge then expects the block's gradients
+        (harness.judge.gradients.BackwardReference.expected)."""
         return {k: np.asarray(v, dtype=np.float64) for k, v in block.items()}
 
     def to_keras(self, grads: Grads, g: Geometry, weights: Mapping[str, np.ndarray],

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..reference import oracle
 from ..layers.activations import ACTIVATION_TABLE
 from ..layers.conv_ops import Pads, pad_or_crop, torch_conv
 from ..layers.families import FAMILIES
 from ..layers.families.base import PortSteps
 from ..layers.geometry import Geometry, geometry, get_kind
 from ..layers.padding import pad_amounts
+from ..reference import oracle
 
 __all__ = ["Pads", "Port", "channel_view", "numpy_port", "pad_or_crop", "reference_port", "torch_conv"]
 

@@ -14,12 +14,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .. import engines
-from ..layers.geometry import LAYERS, output_shape
-from ..judge.runner import run_one
 from ..cases.schema import Case
+from ..cases.stacks import StackCase
+from ..judge.runner import run_one
 from ..judge.sequence import culprit_of
 from ..judge.stack_run import run as run_sequence
-from ..cases.stacks import StackCase
+from ..layers.geometry import LAYERS, output_shape
 from . import mutants
 
 # Cases whose input or output has more elements than this are left out of the sweep (listed as such): a mutant

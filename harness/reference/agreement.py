@@ -1,15 +1,16 @@
 """Agreement with the oracle: the per-element floating-point error bound and the metrics reported.
 
 Both work on big outputs in blocks (BLOCK_ELEMENTS): the bound of a case whose gauge is computed on demand
-(harness.reference.oracle.lazy_gauge) is itself computed block by block, and the metrics read every array block by block, so
-that their working memory does not grow with the output. Every element is computed by the same operations as on
-the whole array, and the reductions (max, first argmax, counts) are exact: the results do not depend on the blocks.
+(harness.reference.oracle.lazy_gauge) is itself computed block by block, and the metrics read every array block by
+block, so that their working memory does not grow with the output. Every element is computed by the same operations as
+on the whole array, and the reductions (max, first argmax, counts) are exact: the results do not depend on the blocks.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def blocks(shape: tuple[int, ...], limit: int | None = None) -> Iterator[tuple[i
 
 def lazy_sum(a: np.ndarray | LazyArray, b: np.ndarray | LazyArray) -> np.ndarray | LazyArray:
     """a + b, element by element (lazily where either is lazy; ``b`` may broadcast to ``a``'s shape)."""
-    if not (is_lazy(a) or is_lazy(b)):
+    if not (isinstance(a, LazyArray) or isinstance(b, LazyArray)):
         return a + b
     shape = np.broadcast_shapes(a.shape, b.shape)
     a_ = a if is_lazy(a) or a.shape == shape else np.broadcast_to(a, shape)
@@ -176,6 +177,7 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
         # The pre-activation's error reaches the output scaled by at most sup |f'| (harness.layers.activations: slope).
         per_element = slope * (gamma(k, u) + gamma(k, u64)) * g
         if ulps:
+            assert y is not None   # values() is given y_oracle wherever the activation has ulps
             per_element = per_element + ulps * (u + u64) * np.abs(y)
         if absolute:   # the evaluation's absolute part, absolute_ulps u max(1, |pre|), with G >= |pre|
             per_element = per_element + absolute * (u + u64) * np.maximum(1.0, g)
@@ -219,9 +221,9 @@ def _ratios_from_error(err: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return r
 
 
-def ratios(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """|y - y_o| / bound per element; 0/0 counts as 0, error over a zero bound as inf."""
-    return _ratios_from_error(np.abs(np.asarray(y, dtype=np.float64) - y_oracle), bound)
+def ratios(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | LazyArray) -> np.ndarray:
+    """|y - y_o| / bound per element (a lazy bound made whole); 0/0 counts as 0, error over a zero bound as inf."""
+    return _ratios_from_error(np.abs(np.asarray(y, dtype=np.float64) - y_oracle), np.asarray(bound))
 
 
 def measure(y: np.ndarray, y_oracle: np.ndarray, b: Bound) -> Metrics:

@@ -3,7 +3,7 @@
 Both are computed a chunk of images at a time (CHUNK_ELEMENTS outputs, at least one image): every image's output is
 computed by the same operations whatever the chunk it is in (the primitives work image by image or keep each
 image's sums apart, and the chunk has the layout the whole batch would have), so the values do not depend on the
-chunking (tests/test_chunked_oracle.py compares them bit for bit). ``run`` and ``gauge`` return whole arrays;
+chunking (tests/reference/test_chunked_oracle.py compares them bit for bit). ``run`` and ``gauge`` return whole arrays;
 ``lazy_gauge`` computes G chunk by chunk on demand, keeping the last chunk: the runner's reference holds the oracle
 output whole (8 bytes an element) and the gauge as one chunk.
 """
@@ -13,14 +13,15 @@ import dataclasses
 import itertools
 import math
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..layers.activations import ACTIVATION_TABLE
-from .agreement import Index, LazyArray
 from ..layers.conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
 from ..layers.geometry import Geometry, geometry, output_shape
+from .agreement import Index, LazyArray
 
 __all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
            "pre_activation", "run", "to_channels_last", "underflow_count"]
@@ -114,8 +115,8 @@ def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[
 
 def underflow_count(g: Geometry, x: np.ndarray, weights: dict[str, np.ndarray], channels_last: bool = False
                     ) -> float | np.ndarray:
-    """H: how many etas (harness.reference.agreement.underflow_eta) an output element's rounding may hold, each weighted by
-    what the rest of the layer multiplies it by; a number, or per output channel (shaped to broadcast over the
+    """H: how many etas (harness.reference.agreement.underflow_eta) an output element's rounding may hold, each weighted
+    by what the rest of the layer multiplies it by; a number, or per output channel (shaped to broadcast over the
     output in its data_format, or channels last with ``channels_last``; x is in that layout too).
 
     The model (Higham 2.2, gradual underflow): a product, or the storing of a result in the dtype, adds at most

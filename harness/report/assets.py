@@ -1,7 +1,7 @@
 """The report page's package data (static/*.js, static/*.css, templates/*.j2), read through importlib.resources."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from html import escape
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # jinja2 is imported on first use: `harness report` needs it,
 SCRIPT_PARTS = ("report.js", "case.js", "start.js")
 
 
-@lru_cache(maxsize=None)
+@cache
 def static_text(name: str) -> str:
     """One file of static/, read via importlib.resources so that it works from a wheel, a zip or a source tree."""
     return (files("harness.report") / "static" / name).read_text(encoding="utf-8")
@@ -31,7 +31,7 @@ def _template_source(name: str) -> str:
     return (files("harness.report") / "templates" / name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment() -> Environment:
     """Jinja2 with autoescaping on (every template here is HTML); trusted HTML and inline code come in as Markup."""
     from jinja2 import Environment, FunctionLoader, StrictUndefined

@@ -30,7 +30,8 @@ def classify(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         factor = 1.0 if rn == ro else max(rn, RATIO_FLOOR) / max(ro, RATIO_FLOOR)  # inf == inf: unchanged
     if new["verdict"] != old.get("verdict"):
         change = "verdict"
-    elif factor is not None and ((rn > 1.0) != (ro > 1.0) or factor > RATIO_FACTOR or factor < 1 / RATIO_FACTOR):
+    elif (factor is not None and rn is not None and ro is not None
+          and ((rn > 1.0) != (ro > 1.0) or factor > RATIO_FACTOR or factor < 1 / RATIO_FACTOR)):
         change = "ratio"
     return {"verdict": old.get("verdict"), "max_ratio": ro, "factor": factor, "change": change}
 

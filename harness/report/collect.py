@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..judge.diagnoser import Diagnoser
-from ..engines import is_reference
-from ..judge.runner import Result, reference, run_one
 from ..cases.schema import Case
-from ..judge.sequence import culprit_of
 from ..cases.stacks import StackCase
+from ..engines import is_reference
+from ..judge.diagnoser import Diagnoser
+from ..judge.runner import Result, reference, run_one
+from ..judge.sequence import culprit_of
 from .pictures import engine_pictures, gradient_pictures
 from .results_json import case_info, deciding_tensor, item_key, record
 
@@ -85,21 +85,22 @@ def _backward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | 
         return None, None
     tensor = deciding_tensor(case, result)
     default = tensor if tensor in tensors else next(iter(tensors))
-    return extras.get(tensor), {"check": "backward", "tensor": default, "tensors": tensors}
+    return (extras.get(tensor) if tensor is not None else None), {"check": "backward", "tensor": default,
+                                                                  "tensors": tensors}
 
 
 def stack_info(one: StackCase) -> dict[str, Any]:
     """A stack's entry in ``cases``, as results_json.case_info's, with its layers under "stack"."""
     return {"id": one.id, "file": one.file, "line": one.line, "layer": one.layer, "input_shape": list(one.input_shape),
-            "dtype": one.dtype, "seed": one.seed, "config": [dict(l.config) for l in one.layers], "swept": None,
+            "dtype": one.dtype, "seed": one.seed, "config": [dict(layer.config) for layer in one.layers], "swept": None,
             "source": one.source, "description": one.description or None,
-            "stack": [{"layer": l.layer, "config": dict(l.config)} for l in one.layers]}
+            "stack": [{"layer": layer.layer, "config": dict(layer.config)} for layer in one.layers]}
 
 
 def stack_record(one: StackCase, result: Result) -> dict[str, Any]:
     """A stack's record: a case's (results_json.record; no heatmap, one per layer would be), with the culprit layer
     (its "culprit" finding: the first layer over its bound, or None) and every layer's error/bound up to it."""
-    rec = record(one, result, None)   # type: ignore[arg-type] - a StackCase has every field a record reads
+    rec = record(one, result, None)
     rec["culprit"] = culprit_of(result.findings)
     rec["layer_ratios"] = [m.max_ratio for m in result.layer_metrics]
     return rec

@@ -45,7 +45,8 @@ def one_line(env: dict[str, Any]) -> str:
     parts = [f"Python {env.get('python')}", f"NumPy {env.get('numpy')}"]
     if tf.get("version"):
         onednn = tf.get("onednn_enabled")
-        parts.append(f"TensorFlow {tf['version']}" + ("" if onednn is None else f" (oneDNN {'on' if onednn else 'off'})"))
+        onednn_text = "" if onednn is None else f" (oneDNN {'on' if onednn else 'off'})"
+        parts.append(f"TensorFlow {tf['version']}{onednn_text}")
     if keras.get("version"):
         parts.append(f"Keras {keras['version']}" + (f" ({keras['backend']})" if keras.get("backend") else ""))
     if torch.get("version"):

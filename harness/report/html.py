@@ -35,7 +35,8 @@ def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str
             ("keras", "version"), ("keras", "backend"), ("torch", "version"), ("cpu",)]
     out = []
     for path in keys:
-        a, b = old, new
+        a: Any = old
+        b: Any = new
         for k in path:
             a = a.get(k) if isinstance(a, dict) else None
             b = b.get(k) if isinstance(b, dict) else None
@@ -80,7 +81,8 @@ def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple
             "e": {e: {"pics": pics.get(e), **{k: r.get(k) for k in LAZY_FIELDS}} for e, r in recs.items()},
         })
     baseline = doc.get("baseline")
-    meta = {k: doc.get(k) for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
+    meta = {k: doc.get(k)
+            for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
     meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
     meta["items"] = items(doc)
     return {"meta": meta, "cases": cases}, lazy

@@ -120,8 +120,9 @@ def merge(paths: list[str], command: list[str], baseline_path: str | None = None
     if empty:
         raise ValueError(f"--merge: {len(empty)} of {total} cases of the selection are in no shard")
 
-    cases = [info for info, _ in slots]  # type: ignore[misc]
-    records = [rec for _, recs in slots for rec in recs]  # type: ignore[misc]
+    filled = [s for s in slots if s is not None]   # every one (checked above)
+    cases = [info for info, _ in filled]
+    records = [rec for _, recs in filled for rec in recs]
     keys = [results_json.record_key(rec) for rec in records]
     if len(set(keys)) != len(keys):
         twice_items = sorted({k for k in keys if keys.count(k) > 1}, key=str)
@@ -129,7 +130,7 @@ def merge(paths: list[str], command: list[str], baseline_path: str | None = None
             f"{c}[{e}{'' if k == 'forward' else ' ' + k}]" for c, e, k in twice_items[:5]))
     for rec in records:
         rec["baseline"] = None   # a shard's own comparison saw only its part of the run
-    section = baseline_mod.compare(records, old, baseline_path) if old is not None else None
+    section = baseline_mod.compare(records, old, baseline_path) if old is not None and baseline_path else None
     doc = results_json.document(
         cases=cases, records=records, engines=first["engines"], invalid=first["invalid_cases"],
         environment=first["environment"], created=min(str(d.get("created")) for _, d, _ in loaded),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..reference.agreement import ratios
+from ..reference.agreement import LazyArray, ratios
 
 # Heatmaps only: every metric, the histogram and the worst elements come from the full output.
 TOP_ELEMENTS = 5
@@ -146,14 +146,16 @@ def _top_of(flat: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(picked, dtype=np.int64)
 
 
-def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, channels_first: bool,
+def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | LazyArray, channels_first: bool,
                     failing: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(data for the results file: histogram, worst elements, pattern; heatmaps for the page)."""
     budget = FAILING if failing else PASSING
     n = y.shape[0]
     per_sample = max(1, int(np.prod(y.shape[1:])))
     step = max(1, CHUNK_ELEMENTS // per_sample)
-    err_max = ratio_max = over_any = None
+    err_max: np.ndarray | None = None
+    ratio_max: np.ndarray | None = None
+    over_any: np.ndarray | None = None
     hist: dict[str, Any] | None = None
     top: list[tuple[float, int]] = []
     n_over = 0
@@ -169,12 +171,12 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         cand = _top_of(flat, TOP_ELEMENTS)
         top = _top(top, cand + start * per_sample, flat[cand])
         rf, ef = _channels_to_front(r, channels_first), _channels_to_front(e, channels_first)
-        rmax, emax, omax = rf.max(axis=0), ef.max(axis=0), (rf > 1.0).any(axis=0)
+        rmax, emax, omax = rf.max(axis=0), ef.max(axis=0), np.asarray((rf > 1.0).any(axis=0))
         err_max = emax if err_max is None else np.maximum(err_max, emax)
         ratio_max = rmax if ratio_max is None else np.maximum(ratio_max, rmax)
         over_any = omax if over_any is None else over_any | omax
     assert err_max is not None and ratio_max is not None and over_any is not None and hist is not None
-    worst = []
+    worst: list[dict[str, Any]] = []
     for value, flat_i in top:
         idx = np.unravel_index(flat_i, y.shape)
         yo = float(y_oracle[idx])
@@ -201,7 +203,7 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         # Every channel at the coarsest resolution that fits the budget; none when even 1 cell each does not.
         per = budget.all_cells // c
         if per >= 1:
-            side = max(1, int(math.isqrt(per))) if h > 1 else per
+            side = max(1, math.isqrt(per)) if h > 1 else per
             pictures["all"] = _map_set(err_max, ratio_max, list(range(c)), side if h > 1 else 1,
                                        side if h > 1 else per)
     if worst:
@@ -210,10 +212,10 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray, chan
         spatial = wi[2:] if channels_first else wi[1:-1]
         pictures["worst_at"] = {"channel": int(ch), "pos": [0, int(spatial[0])] if len(spatial) == 1 else
                                 [int(np.ravel_multi_index(spatial[:-1], spatial_shape[:-1])), int(spatial[-1])]}
-    over_hw = over_any.any(axis=0)
+    over_hw = np.asarray(over_any.any(axis=0))
     if len(spatial_shape) > 2:
         over_hw = over_hw.reshape(spatial_shape)   # the border of the layer's own grid, not of the folded picture
-    pattern = _pattern(over_any.reshape(c, -1).any(axis=1), over_hw, n_over, int(y.size))
+    pattern = _pattern(np.asarray(over_any.reshape(c, -1).any(axis=1)), over_hw, n_over, int(y.size))
     return {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}, pictures
 
 

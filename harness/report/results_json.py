@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..reference.agreement import SAFETY
+from ..cases.schema import Case
+from ..cases.stacks import StackCase
 from ..engines import REFERENCE
 from ..judge.runner import VERDICTS, Result, outcome
-from ..cases.schema import Case
+from ..reference.agreement import SAFETY
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
 SCHEMA_VERSION = "1.5"
@@ -22,7 +23,8 @@ TOLERANCE_MODEL = (
     "with gamma_K(u) = K u / (1 - K u), K the element's reduction length, u_e the unit roundoff of the case dtype, "
     "G the same layer on |x|, |w|, |b|, a the ulps of the activation, and c = 1 (Higham's rigorous bound); "
     "the last term is underflow: eta is half the dtype's subnormal spacing (float16 2^-25), H the roundings that may "
-    "each add one (harness.reference.oracle.underflow_count), L the activation's slope, r = 1 where its evaluation rounds. "
+    "each add one (harness.reference.oracle.underflow_count), L the activation's slope, "
+    "r = 1 where its evaluation rounds. "
     "The ratio error/bound is the share of that error budget used: at most 1 passes, and a wrong port (a flipped "
     "kernel, a shifted padding, a swapped channel) exceeds it by orders of magnitude. "
     "A backward item judges each gradient tensor T (dx, each kernel, dbias) the same way, element by element: "
@@ -72,7 +74,7 @@ def record_key(rec: dict[str, Any]) -> tuple[Any, Any, str]:
     return rec.get("case_id"), rec.get("engine"), rec.get("check") or "forward"
 
 
-def deciding_tensor(case: Case, result: Result) -> str | None:
+def deciding_tensor(case: Case | StackCase, result: Result) -> str | None:
     """The gradient tensor a backward result's ``metrics`` describe (Result.tensor: the one that decided a fail,
     else the one that used most of its budget); None for a forward result or where none was judged."""
     if result.check != "backward":
@@ -88,7 +90,7 @@ def _metrics(m: Any, n_elements: int, shape: tuple[int, ...] | None = None) -> d
     return out
 
 
-def record(case: Case, result: Result, extra: dict[str, Any] | None) -> dict[str, Any]:
+def record(case: Case | StackCase, result: Result, extra: dict[str, Any] | None) -> dict[str, Any]:
     """One (case, engine, check) item; ``extra`` is the histogram, worst elements and error pattern (or None): of the
     output for a forward item, of the deciding tensor (``tensor``) for a backward one."""
     m = result.metrics

@@ -1,13 +1,14 @@
 """The scoreboard's table: columns (layer kind x dtype, notable arguments) and, per engine, one cell per column."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ..diagnosis.causes import label, reason_label
-from ..layers.geometry import LAYERS, Geometry
-from ..judge.runner import Result, outcome
 from ..cases.schema import Case
+from ..diagnosis.causes import label, reason_label
+from ..judge.runner import Result, outcome
+from ..layers.geometry import LAYERS, Geometry
 from ..tensors.values import DTYPES
 
 OUTCOMES = ("pass", "fail", "xfail", "xpass", "error", "skip", "rejected")

@@ -5,15 +5,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..fuzz.configs import to_yaml
+
 FILE_NAME = "scoreboard-fuzz.yaml"
 
 
 def draw(examples: int) -> list[dict[str, Any]]:
-    """``examples`` distinct configurations from harness.fuzz.search.entries, the same ones on every run
+    """``examples`` distinct configurations from harness.fuzz.strategies.entries, the same ones on every run
     (derandomized: a scoreboard is compared with the last one)."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
-    from ..fuzz.search import entries
+    from ..fuzz.strategies import entries  # loads hypothesis: only when a scoreboard draws its fuzz cases
 
     drawn: dict[str, dict[str, Any]] = {}
 
@@ -31,11 +33,9 @@ def draw(examples: int) -> list[dict[str, Any]]:
 
 def write(entries: list[dict[str, Any]], folder: Path) -> Path:
     """The entries as a case file (ids fuzz-0, fuzz-1, ...) under ``folder``: the cells' repro commands name it."""
-    from ..fuzz.search import to_yaml
-
     path = folder / FILE_NAME
     folder.mkdir(parents=True, exist_ok=True)
     body = "\n".join(to_yaml(entry, f"fuzz-{i}") for i, entry in enumerate(entries))
-    path.write_text("# Drawn by `python -m harness scoreboard --fuzz N` (harness.fuzz.search.entries, "
+    path.write_text("# Drawn by `python -m harness scoreboard --fuzz N` (harness.fuzz.strategies.entries, "
                     "derandomized).\ncases:\n" + body + "\n", encoding="utf-8")
     return path

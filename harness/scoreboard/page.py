@@ -45,8 +45,8 @@ def render(doc: dict[str, Any]) -> str:
 def markdown(doc: dict[str, Any], causes: int = 3) -> str:
     """scoreboard.md: the scoreboard as Markdown for a README (engines with versions and totals, their most
     frequent causes, and per layer kind the items passed of those judged)."""
-    lines = [f"Scoreboard of `{' '.join(doc['command'])}` ({doc['created']}; {doc['cases']['shipped']} shipped "
-             f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine):", "",
+    lines = [(f"Scoreboard of `{' '.join(doc['command'])}` ({doc['created']}; {doc['cases']['shipped']} shipped "
+              f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine):"), "",
              "| engine | versions | pass | fail | known bug | error | skip | rejected | most frequent causes |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in doc["engines"]:
@@ -55,8 +55,8 @@ def markdown(doc: dict[str, Any], causes: int = 3) -> str:
         lines.append(f"| {row['name']} | {row['versions'] or '-'} | {t['pass']} | {t['fail']} | {t['xfail']} | "
                      f"{t['error']} | {t['skip']} | {t['rejected']} | {top} |")
     kinds = list(dict.fromkeys(c["layer"] for c in doc["columns"] if c["kind"] == "layer-dtype"))
-    lines += ["", "Per layer kind (all dtypes): items passed / items judged (pass + fail + known bug + error; "
-                  "skips and refusals apart).", "",
+    lines += ["", ("Per layer kind (all dtypes): items passed / items judged (pass + fail + known bug + error; "
+                   "skips and refusals apart)."), "",
               "| engine | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for row in doc["engines"]:
         cells = doc["cells"][row["name"]]

@@ -1,1 +1,1 @@
-"""Tensor values: deterministic generation and dtype rounding, and tensors read from files without running anything in them."""
+"""Tensor values: deterministic generation and dtype rounding, and tensors read from files without running them."""

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import readers as tensor_readers
 from ..errors import CaseError
+from . import readers as tensor_readers
 from .readers import FileProblem, Reader
 from .readers import describe as _describe
 
@@ -67,6 +67,7 @@ class Layout:
     def torch_shape(self, keras_shape: tuple[int, ...]) -> tuple[int, ...]:
         if self.weight is not None:
             g = self.geometry
+            assert g is not None   # a weight's layout carries the case's geometry (weight_layout)
             return tuple(g.kind.family.torch_weight_shapes(g)[self.weight])
         if self.channels_first:
             return tuple(keras_shape)
@@ -75,6 +76,7 @@ class Layout:
     def to_keras(self, values: np.ndarray) -> np.ndarray:
         if self.weight is not None:
             g = self.geometry
+            assert g is not None   # a weight's layout carries the case's geometry (weight_layout)
             return g.kind.family.weight_from_torch(self.weight, values, g)
         return values if self.channels_first else np.moveaxis(values, 1, -1)
 
@@ -104,9 +106,11 @@ class TensorSource:
         try:
             if shape is not None and tuple(shape) != self.shape:
                 raise FileProblem(None, f"validated for shape {list(self.shape)}, but {list(shape)} is asked for")
+            assert self.layout is not None   # source() and literal() set it
             if self.fmt == "values":
                 raw = np.asarray(self.spec["values"], dtype=np.float64)
             else:
+                assert self.path is not None   # a file's (source() resolved it)
                 if "sha256" in self.spec:
                     verify_sha256(self.path, self.spec["sha256"], self.spec["file"])
                 raw = _reader(self.path, self.fmt).values(self.spec)
@@ -143,7 +147,7 @@ def source(spec: dict, shape: tuple[int, ...], base: str | Path | None, torch_la
         if name not in spec:
             raise FileProblem(name, f"a {kind} file needs {' and '.join(address)} (missing {name})")
         value = spec[name]
-        ok = isinstance(value, str) and value != "" or (name == "weight" and isinstance(value, int)
+        ok = (isinstance(value, str) and value != "") or (name == "weight" and isinstance(value, int)
                                                          and not isinstance(value, bool) and value >= 0)
         if not ok:
             raise FileProblem(name, f"must be a name{' or an index' if name == 'weight' else ''}, got {value!r}")
@@ -157,8 +161,8 @@ def source(spec: dict, shape: tuple[int, ...], base: str | Path | None, torch_la
     out = TensorSource(spec=dict(spec), shape=tuple(shape), case_file=case_file, case_id=case_id, field=field,
                        path=str(path), fmt=fmt, layout=torch_layout, torch=layout == TORCH_LAYOUT)
     if "sha256" in spec:
-        verify_sha256(out.path, spec["sha256"], written)
-    stored = _reader(out.path, fmt).shape(spec)
+        verify_sha256(str(path), spec["sha256"], written)
+    stored = _reader(str(path), fmt).shape(spec)
     check_shape(stored, out.shape, torch_layout, out.torch, _describe(spec))
     return out
 
@@ -194,6 +198,7 @@ def file_format(written: str) -> str:
 def check_shape(got: tuple[int, ...], keras_shape: tuple[int, ...], layout: Layout, torch: bool, what: str) -> None:
     """``got`` must be the layer's shape in the stated layout (torch: ``layout``'s torch shape)."""
     got = tuple(int(d) for d in got)
+    want: tuple[int, ...] | None
     try:
         want = layout.torch_shape(keras_shape)
     except ValueError as exc:
@@ -207,6 +212,7 @@ def check_shape(got: tuple[int, ...], keras_shape: tuple[int, ...], layout: Layo
                                     f"{list(keras_shape)} (Keras layout){hint}")
         return
     if got != want:
+        assert want is not None   # the torch layout exists (raised above where it does not)
         raise FileProblem(None, f"impossible shape: {what} has shape {list(got)}, the layer needs {list(want)} "
                                 f"in torch layout ({list(keras_shape)} in Keras layout)")
 

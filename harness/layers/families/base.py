@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,8 +64,8 @@ def size_problems(g: Geometry) -> list[tuple[str, str]]:
         if value is None:
             continue
         if min(value if arg.per_axis else (value,)) < arg.minimum:
-            problems.append((f"config.{key}", f"must be {arg.expects(g.kind.rank)}, "
-                                              f"got {list(value) if arg.per_axis else value!r}"))
+            problems.append((f"config.{key}", (f"must be {arg.expects(g.kind.rank)}, "
+                                               f"got {list(value) if arg.per_axis else value!r}")))
     return problems or g.kind.family.impossible(g)
 
 
@@ -82,7 +83,7 @@ SIZING = ("out_channels", "kernel_shapes", "reduction_length", "backward_reducti
 
 def _sized(method: Callable) -> Callable:
     @functools.wraps(method)
-    def ask(self: "Family", g: Geometry, *args: Any, **kwargs: Any) -> Any:
+    def ask(self: Family, g: Geometry, *args: Any, **kwargs: Any) -> Any:
         require_sizes(g)
         return method(self, g, *args, **kwargs)
 
@@ -163,6 +164,13 @@ class Geometry:
     def out_channels(self) -> int:
         return self.kind.family.out_channels(self)
 
+    @property
+    def filter_count(self) -> int:
+        """``filters``, of a family that requires it (conv, separable); TypeError for one that has none."""
+        if self.filters is None:
+            raise TypeError(f"{self.kind.name} has no filters")
+        return self.filters
+
     def output_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
         """The output's spatial lengths for an input of ``spatial`` lengths (its family's answer)."""
         return self.kind.family.output_spatial(self, spatial)
@@ -205,13 +213,13 @@ class Family:
     name: str = ""                             # 'conv' | 'depthwise' | 'separable': for messages and mutants
     # Constructor arguments beyond COMMON_DEFAULTS, each with how it is written (Arg): the schema, the Geometry and
     # size_problems read them from here. Every one is numeric so far; extra_keys is their names.
-    arguments: dict[str, Arg] = {}
+    arguments: ClassVar[dict[str, Arg]] = {}
     requires: tuple[str, ...] = ()             # arguments without a Keras default
-    defaults: dict[str, Any] = {}              # Keras defaults of extra_keys
+    defaults: ClassVar[dict[str, Any]] = {}    # Keras defaults of extra_keys
     kernel_names: tuple[str, ...] = ()         # Keras weights before the (optional) bias, get_weights() order
     # Intermediate results an engine may expose (EngineOutput.intermediate), judged on their own when the layer
     # fails, so that a failure says which stage went wrong: name -> the step that follows it.
-    stages: dict[str, str] = {}
+    stages: ClassVar[dict[str, str]] = {}
     # Variants of the hand-written torch port this family has (engine options that apply to it).
     port_variants: tuple[str, ...] = ()
     # The torch port's mixin, "module:attribute" (a class deriving harness.torch_port._FromKeras, or a function
@@ -239,8 +247,8 @@ class Family:
     # ---------------------------------------------------------------- shapes and the bound
     def output_spatial(self, g: Geometry, spatial: tuple[int, ...]) -> tuple[int, ...]:
         """The output's spatial lengths for an input of ``spatial`` lengths (<= 0 where the kernel does not fit;
-        ValueError for a size that is not positive): the one place the harness asks it (harness.layers.padding's rule for
-        a convolution; a transposed family answers its own)."""
+        ValueError for a size that is not positive): the one place the harness asks it (harness.layers.padding's rule
+        for a convolution; a transposed family answers its own)."""
         return tuple(output_length(g.padding, n, k, s, d)
                      for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation))
 
@@ -324,7 +332,7 @@ class Family:
         raise NotImplementedError
 
     # The torch port's state-dict name of each Keras weight (kernel_names and "bias"), as keras_to_torch writes them.
-    torch_names: dict[str, str] = {}
+    torch_names: ClassVar[dict[str, str]] = {}
 
     def torch_weight_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         """Each Keras weight's shape in the torch port's layout (keras_to_torch of zeros in the Keras shapes)."""

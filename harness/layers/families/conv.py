@@ -1,14 +1,15 @@
 """Conv1D / Conv2D: grouped cross-correlation, kernel (*k, C/groups, F); torch nn.ConvNd weight (F, C/groups, *k)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
 from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy
-from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
+from .base import COUNT, SIZES, Arg, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
 
 
 class ConvSteps(PortSteps):
@@ -24,27 +25,27 @@ class ConvSteps(PortSteps):
 
 class ConvFamily(Family):
     name = "conv"
-    arguments = {"filters": COUNT, "kernel_size": SIZES, "groups": COUNT}
+    arguments: ClassVar[dict[str, Arg]] = {"filters": COUNT, "kernel_size": SIZES, "groups": COUNT}
     torch_port = "harness.torch_port:_ConvNd"
     port_steps = ConvSteps
     requires = ("filters", "kernel_size")
-    defaults = {"groups": 1}
+    defaults: ClassVar[dict[str, Any]] = {"groups": 1}
     kernel_names = ("kernel",)
-    torch_names = {"kernel": "weight", "bias": "bias"}
+    torch_names: ClassVar[dict[str, str]] = {"kernel": "weight", "bias": "bias"}
 
     def out_channels(self, g: Geometry) -> int:
-        return int(g.filters)
+        return g.filter_count
 
     def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
-        return {"kernel": (*g.kernel_size, g.in_channels // g.groups, g.filters)}
+        return {"kernel": (*g.kernel_size, g.in_channels // g.groups, g.filter_count)}
 
     def reduction_length(self, g: Geometry) -> int:
         return taps(g) * (g.in_channels // g.groups)
 
     def impossible(self, g: Geometry) -> list[tuple[str, str]]:
-        if g.in_channels % g.groups or g.filters % g.groups:
-            return [("config.groups", f"groups={g.groups} must divide the input channels ({g.in_channels}) "
-                                      f"and filters ({g.filters})")]
+        if g.in_channels % g.groups or g.filter_count % g.groups:
+            return [("config.groups", (f"groups={g.groups} must divide the input channels ({g.in_channels}) "
+                                       f"and filters ({g.filters})"))]
         return []
 
     def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
@@ -60,7 +61,7 @@ class ConvFamily(Family):
         # dx: a dot product over the taps and the F/groups output channels of its group that read it (an upper
         # bound: with strides fewer taps reach an element), one product and the sums. dkernel: a dot product over
         # the batch and the output positions. dbias: a plain sum of those dz, no product, so one rounding fewer.
-        return {"x": taps(g) * (g.filters // g.groups), "kernel": rows, "bias": rows - 1}
+        return {"x": taps(g) * (g.filter_count // g.groups), "kernel": rows, "bias": rows - 1}
 
     def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
                        what: str, **variant: Any) -> dict[str, np.ndarray]:

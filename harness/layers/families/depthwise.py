@@ -1,14 +1,16 @@
-"""DepthwiseConv1D / 2D: kernel (*k, C, M), output channel c*M + m; torch: a grouped conv (groups=C), weight (C*M, 1, *k)."""
+"""DepthwiseConv1D / 2D: kernel (*k, C, M), output channel c*M + m; torch: a grouped conv (groups=C), weight
+(C*M, 1, *k)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
 from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, copy, depthwise_k2t, depthwise_t2k, split_depth_multiplier
-from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
+from .base import COUNT, SIZES, Arg, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
 from .conv import single_weight_state
 
 
@@ -27,13 +29,13 @@ class DepthwiseSteps(PortSteps):
 
 class DepthwiseFamily(Family):
     name = "depthwise"
-    arguments = {"kernel_size": SIZES, "depth_multiplier": COUNT}
+    arguments: ClassVar[dict[str, Arg]] = {"kernel_size": SIZES, "depth_multiplier": COUNT}
     torch_port = "harness.torch_port:_DepthwiseNd"
     port_steps = DepthwiseSteps
     requires = ("kernel_size",)
-    defaults = {"depth_multiplier": 1}
+    defaults: ClassVar[dict[str, Any]] = {"depth_multiplier": 1}
     kernel_names = ("kernel",)
-    torch_names = {"kernel": "weight", "bias": "bias"}
+    torch_names: ClassVar[dict[str, str]] = {"kernel": "weight", "bias": "bias"}
 
     def out_channels(self, g: Geometry) -> int:
         return g.in_channels * g.depth_multiplier

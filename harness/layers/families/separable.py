@@ -1,14 +1,15 @@
 """SeparableConv1D / 2D: depthwise (no bias), then a 1x1 pointwise conv, then the one bias; torch: two convs."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import conv_grads, conv_ops
 from ..conv_ops import torch_conv
 from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy, depthwise_k2t
-from .base import COUNT, SIZES, Family, Geometry, LayerKind, PortSteps, batch_positions, require_sizes, taps
+from .base import COUNT, SIZES, Arg, Family, Geometry, LayerKind, PortSteps, batch_positions, require_sizes, taps
 from .depthwise import depth_multiplier_weak_spots, keras_depthwise_kernel
 
 
@@ -32,25 +33,25 @@ class SeparableSteps(PortSteps):
 
 class SeparableFamily(Family):
     name = "separable"
-    arguments = {"filters": COUNT, "kernel_size": SIZES, "depth_multiplier": COUNT}
+    arguments: ClassVar[dict[str, Arg]] = {"filters": COUNT, "kernel_size": SIZES, "depth_multiplier": COUNT}
     torch_port = "harness.torch_port:_SeparableNd"
     port_steps = SeparableSteps
     requires = ("filters", "kernel_size")
-    defaults = {"depth_multiplier": 1}
+    defaults: ClassVar[dict[str, Any]] = {"depth_multiplier": 1}
     kernel_names = ("depthwise_kernel", "pointwise_kernel")
-    torch_names = {"depthwise_kernel": "depthwise.weight", "pointwise_kernel": "pointwise.weight",
-                   "bias": "pointwise.bias"}
-    stages = {"depthwise": "the pointwise step"}
+    torch_names: ClassVar[dict[str, str]] = {"depthwise_kernel": "depthwise.weight",
+                                             "pointwise_kernel": "pointwise.weight", "bias": "pointwise.bias"}
+    stages: ClassVar[dict[str, str]] = {"depthwise": "the pointwise step"}
     # The hand-written torch block with a bias on the depthwise conv too (what folding undoes).
     port_variants = ("depthwise_bias",)
 
     def out_channels(self, g: Geometry) -> int:
-        return int(g.filters)
+        return g.filter_count
 
     def kernel_shapes(self, g: Geometry) -> dict[str, tuple[int, ...]]:
         c, m = g.in_channels, g.depth_multiplier
         return {"depthwise_kernel": (*g.kernel_size, c, m),
-                "pointwise_kernel": (*(1,) * g.kind.rank, c * m, g.filters)}
+                "pointwise_kernel": (*(1,) * g.kind.rank, c * m, g.filter_count)}
 
     def reduction_length(self, g: Geometry) -> int:
         # A depthwise sum of `taps` terms, then a pointwise sum of C*M terms.
@@ -81,7 +82,7 @@ class SeparableFamily(Family):
         out = dict(lengths)
         if "depthwise_bias" in variant:
             out["pointwise_kernel"] += 1                                   # z + b_d: one more rounding per term
-            out["depthwise_bias"] = lengths["bias"] + int(g.filters)       # then a dot product over the filters
+            out["depthwise_bias"] = lengths["bias"] + g.filter_count       # then a dot product over the filters
         return out
 
     def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
@@ -117,7 +118,7 @@ class SeparableFamily(Family):
         #   x:                F + taps*M (sum over the taps and the M channels each input channel feeds);
         #   bias:             N*positions - 1, a plain sum of dz, as for the other families.
         rows = batch_positions(g, input_shape)
-        f = int(g.filters)
+        f = g.filter_count
         return {"x": f + taps(g) * g.depth_multiplier, "depthwise_kernel": f + rows,
                 "pointwise_kernel": taps(g) + rows, "bias": rows - 1}
 
@@ -127,8 +128,9 @@ class SeparableFamily(Family):
         require_sizes(g)
         return taps(g)
 
-    def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray], bias: np.ndarray | None,
-                       what: str, *, depthwise_bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def keras_to_torch(self, kind: LayerKind, weights: Mapping[str, np.ndarray],  # type: ignore[override]  # **variant:
+                       bias: np.ndarray | None, what: str, *,   # a family takes only its own port_variants
+                       depthwise_bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
         r = kind.rank
         dk = as_array("depthwise_kernel", weights["depthwise_kernel"], r + 2, what)
         pk = as_array("pointwise_kernel", weights["pointwise_kernel"], r + 2, what)
@@ -210,7 +212,7 @@ def _fold_inputs(pointwise_kernel: np.ndarray, depthwise_bias: np.ndarray,
     pk = np.asarray(pointwise_kernel, dtype=np.float64)
     if pk.ndim < 2 or any(d != 1 for d in pk.shape[:-2]):
         raise ValueError(f"pointwise_kernel should have Keras shape (1[, 1], C*M, F), got {pk.shape}")
-    p = pk.reshape(pk.shape[-2:])
+    p: np.ndarray = pk.reshape(pk.shape[-2:])   # (C*M, F)
     bd = np.asarray(depthwise_bias, dtype=np.float64)
     check_bias(bd, p.shape[0], "fold_depthwise_bias", "depthwise_bias")
     b = np.zeros(p.shape[1]) if bias is None else np.asarray(bias, dtype=np.float64)

@@ -122,7 +122,7 @@ def check_member(info: zipfile.ZipInfo, what: str, cap: int, env: str) -> None:
 
 
 def stream_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, what: str,
-                  sink: Callable[[bytes], None] | None = None) -> None:
+                  sink: Callable[[bytes], object] | None = None) -> None:
     """Inflate a member in bounded chunks (to ``sink``, or only to check it): exactly its declared size, its CRC
     right (zipfile checks it at the end). A stream longer or shorter than declared is refused."""
     got = 0
@@ -177,7 +177,7 @@ class Reader:
             self.open()
         except FileProblem:
             raise
-        except Exception as exc:   # a malformed file: its parser's words, on one line
+        except Exception as exc:   # noqa: BLE001 - a malformed file: its parser's words, on one line
             raise FileProblem("file", f"{self.name}: cannot read it as a {self.label} file: {one_line(exc)}") from None
 
     def open(self) -> None:
@@ -194,7 +194,7 @@ class Reader:
             return fn(spec)
         except FileProblem:
             raise
-        except Exception as exc:
+        except Exception as exc:   # noqa: BLE001 - a hostile file makes its parser raise anything: one FileProblem
             raise FileProblem("file", f"{self.name}: cannot read {describe(spec)}: {one_line(exc)}") from None
 
     def entry(self, spec: dict) -> Entry:

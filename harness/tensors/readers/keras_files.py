@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ...layers.families import LAYERS
 from .base import (
     MEMBER_BYTES_ENV,
     Entry,
@@ -51,8 +52,6 @@ def snake(name: str) -> str:
 
 
 def _variable_names() -> dict[str, tuple[str, ...]]:
-    from ...layers.families import LAYERS
-
     return {snake(name): kind.weight_names for name, kind in LAYERS.items()}
 
 
@@ -64,7 +63,7 @@ class _Window(io.RawIOBase):
     """Bytes [start, start + size) of a file, as a file of its own (h5py reads a stored zip member through it)."""
 
     def __init__(self, path: str, start: int, size: int):
-        self._fh, self._start, self._size, self._pos = open(path, "rb"), start, size, 0
+        self._fh, self._start, self._size, self._pos = open(path, "rb"), start, size, 0   # noqa: SIM115 - close() does
 
     def readable(self) -> bool:
         return True
@@ -187,7 +186,7 @@ class Keras(Reader):
             return _Variable(name, obj.name, tuple(int(d) for d in obj.shape), obj.dtype)
 
         layers: dict[str, list[tuple[str, list[_Variable]]]] = {}
-        root = h5["model_weights"] if "model_weights" in h5 else h5
+        root = h5.get("model_weights", h5)
         if "layer_names" in root.attrs:
             if root.attrs.get_id("layer_names").shape and np.prod(root.attrs.get_id("layer_names").shape) > MAX_NAMES:
                 raise FileProblem("file", f"{self.name} lists more than {MAX_NAMES} layers: refused")

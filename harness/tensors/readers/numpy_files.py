@@ -60,7 +60,7 @@ def npy_header(fh: Any, what: str) -> tuple[tuple[int, ...], np.dtype, bool, int
         raise bad
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
-    except Exception:
+    except Exception:   # noqa: BLE001 - a hostile descr makes NumPy raise any of several types
         raise FileProblem("file", f"{what} has a malformed header: its descr is not a NumPy dtype") from None
     numeric(dtype, what)
     return shape, dtype, fortran, start + length

@@ -108,6 +108,7 @@ def read_pickle(data: bytes) -> Any:
         del stack[at:]
         return items
 
+    arg: Any   # the opcode's argument: an int, a str, bytes, a float or None, by opcode
     for op, arg, _ in pickletools.genops(io.BytesIO(data)):
         name = op.name
         if name in ("PROTO", "FRAME"):
@@ -126,9 +127,9 @@ def read_pickle(data: bytes) -> Any:
             n = int(name[-1])
             if len(stack) < n:
                 raise _Refused("a malformed pickle")
-            items = tuple(stack[-n:])
+            packed = tuple(stack[-n:])
             del stack[-n:]
-            stack.append(items)
+            stack.append(packed)
         elif name == "TUPLE":
             stack.append(tuple(pop_mark()))
         elif name == "LIST":
