@@ -14,7 +14,7 @@ from ..engines.worker import end_workers_on, raise_exit
 from ..judge.runner import UNEXPECTED, Result, outcome, run_one
 from ..known.facts import request_onednn, request_verbose
 from ..reference.agreement import Metrics, format_ratio
-from . import extract
+from . import diff_command, extract
 from . import report_command as report
 from . import scoreboard_command as scoreboard
 from . import suite_commands as detection
@@ -124,6 +124,7 @@ def subcommands() -> list[tuple[str, Handler, AddArguments | None]]:
         ("fuzz", detection.run_fuzz, detection.add_fuzz_arguments),
         ("coverage", detection.run_coverage, detection.add_coverage_arguments),
         ("extract", extract.run, extract.add_arguments),
+        ("diff", diff_command.run, diff_command.add_arguments),
     ]
 
 
@@ -139,6 +140,7 @@ SHARED_OPTIONS: dict[str, tuple[str, ...]] = {
     "fuzz": ("engines", "tf"),               # draws its own configurations: no case files
     "coverage": ("cases",),
     "extract": ("tf",),                      # MODEL is its own positional; it runs the model on TensorFlow
+    "diff": ("tf",),                         # MODEL and PORT are its positionals
 }
 
 

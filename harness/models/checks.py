@@ -1,0 +1,424 @@
+"""The port's weights and configuration against the Keras layer's: each difference named, with the fix it implies."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..convert import keras_to_torch
+from ..layers.padding import pad_amounts
+from .mapping import Pair, Unit, keras_activation, torch_activation, torch_role
+
+# A fix rewrites the span's modules (deep copies) so that the pair can be judged again: (modules, pads) in, out.
+Modules = list[Any]
+
+
+@dataclass
+class Fix:
+    """A correction derived from a cause, applied to copies of the port's modules and judged again."""
+
+    text: str                                        # the corrected torch code, spelled out
+    apply: Callable[[Modules], Modules]              # copies in, corrected copies out
+    pads: tuple[tuple[int, int], ...] | None = None  # a pad to apply before the first module (padding fixes)
+    drop_pads: bool = False                          # the port's own pad (module or functional) replaced
+
+
+@dataclass
+class Issue:
+    """One difference between the port and the Keras layer (kind: config | weights | mapping | info)."""
+
+    kind: str
+    id: str
+    text: str
+    fix: Fix | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Span:
+    """A pair's torch calls split by what they do: a leading pad module, the body, a trailing activation."""
+
+    pad: Any | None
+    body: list[Any]
+    act: Any | None
+
+
+def split(pair: Pair) -> Span:
+    calls = list(pair.calls)
+    pad = calls.pop(0) if len(calls) > 1 and torch_role(calls[0]) == "pad" else None
+    act = calls.pop() if len(calls) > 1 and torch_role(calls[-1]) == "act" and pair.unit.role != "act" else None
+    return Span(pad, calls, act)
+
+
+def _np(t: Any) -> np.ndarray | None:
+    return None if t is None else t.detach().to("cpu").numpy()
+
+
+def expected_params(unit: Unit, flat_spatial: tuple[int, ...] | None = None) -> list[dict[str, np.ndarray]]:
+    """What each body module of a correct port holds, in torch's layout, from the Keras weights (a dict per body
+    module); a Dense reading a channels-first flatten wants its columns in that order (``flat_spatial`` (H, W, C))."""
+    node, w = unit.head, unit.head.weights
+    kind = node.kind
+    if unit.role in ("conv", "depthwise"):
+        return [keras_to_torch(kind, {k: w[k] for k in ("kernel", "bias") if k in w})]
+    if unit.role == "separable":
+        state = keras_to_torch(kind, {k: w[k] for k in ("depthwise_kernel", "pointwise_kernel", "bias") if k in w})
+        return [{k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(p)}
+                for p in ("depthwise.", "pointwise.")]
+    if unit.role == "bn":
+        c = next(iter(w.values())).shape[0]
+        return [{"weight": w.get("gamma", np.ones(c, np.float32)), "bias": w.get("beta", np.zeros(c, np.float32)),
+                 "running_mean": w["moving_mean"], "running_var": w["moving_variance"]}]
+    if unit.role == "dense":
+        weight = np.ascontiguousarray(w["kernel"].T)
+        if flat_spatial is not None:
+            f = weight.shape[0]
+            weight = np.moveaxis(weight.reshape(f, *flat_spatial), -1, 1).reshape(f, -1)
+        out = {"weight": weight}
+        if "bias" in w:
+            out["bias"] = w["bias"]
+        return [out]
+    return [{} for _ in unit.nodes]
+
+
+def actual_params(module: Any) -> dict[str, np.ndarray]:
+    out = {n: _np(p) for n, p in module.named_parameters(recurse=False)}
+    for n in ("running_mean", "running_var"):
+        b = getattr(module, n, None)
+        if b is not None:
+            out[n] = _np(b)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float32 rounding of a conversion done in another precision (2 ulps of float32)."""
+    if a.shape != b.shape:
+        return False
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return bool(np.all(np.abs(a64 - b64) <= 2.0 ** -22 * np.abs(b64)))
+
+
+def alternatives(unit: Unit, name: str, want: np.ndarray,
+                 flat_spatial: tuple[int, ...] | None) -> list[tuple[str, str, np.ndarray, str]]:
+    """Wrong conversions of a Keras weight a port is known to make: (id, what it is, the tensor it gives, the
+    torch statement that undoes it on the port's tensor)."""
+    out: list[tuple[str, str, np.ndarray, str]] = []
+    if name == "weight" and unit.role in ("conv", "depthwise", "separable") and want.ndim == 4:
+        out.append(("kernel_transposed", "the kernel's rows and columns swapped (kh and kw)",
+                    np.swapaxes(want, 2, 3), "weight = weight.transpose(2, 3)"))
+        out.append(("kernel_flipped", "the kernel flipped (a convolution instead of TensorFlow's cross-correlation)",
+                    want[..., ::-1, ::-1], "weight = weight.flip(2, 3)"))
+    if name == "weight" and unit.role in ("conv", "separable") and want.ndim >= 3 and want.shape[0] == want.shape[1]:
+        out.append(("in_out_swapped", "input and output channels swapped", np.swapaxes(want, 0, 1),
+                    "weight = weight.transpose(0, 1)"))
+    if name == "weight" and unit.role in ("depthwise", "separable") and want.shape[1] == 1:
+        kernel = unit.head.weights.get("kernel", unit.head.weights.get("depthwise_kernel"))
+        if kernel is not None and kernel.shape[-1] > 1 and want.shape[0] == kernel.shape[-2] * kernel.shape[-1]:
+            c, m = kernel.shape[-2], kernel.shape[-1]
+            wrong = np.moveaxis(kernel, (-1, -2), (0, 1)).reshape(c * m, 1, *kernel.shape[:-2])
+            out.append(("multiplier_order", f"the depthwise output channels in the order m*C+c (multiplier-major) "
+                        f"instead of Keras's c*M+m (C={c}, M={m})", wrong,
+                        f"weight = weight.view({m}, {c}, *weight.shape[2:]).transpose(0, 1).reshape({c * m}, 1, "
+                        "*weight.shape[2:])"))
+    if name == "weight" and unit.role == "dense":
+        kernel = unit.head.weights["kernel"]
+        if flat_spatial is not None:
+            f = kernel.shape[1]
+            h = "(" + ", ".join(map(str, flat_spatial)) + ")"
+            out.append(("flatten_order", f"the columns in Keras's channels-last flatten order {h}, but the port "
+                        "flattens channels first (C, H, W)", np.ascontiguousarray(kernel.T),
+                        f"weight = weight.view({f}, {', '.join(map(str, flat_spatial))}).permute(0, "
+                        f"{len(flat_spatial)}, {', '.join(str(i) for i in range(1, len(flat_spatial)))})"
+                        f".reshape({f}, -1)"))
+        if kernel.shape[0] == kernel.shape[1]:
+            out.append(("kernel_not_transposed", "the Dense kernel not transposed (torch's Linear holds (out, in))",
+                        kernel, "weight = weight.t()"))
+    if unit.role == "bn" and name in ("running_mean", "running_var"):
+        other = "moving_variance" if name == "running_mean" else "moving_mean"
+        out.append(("bn_statistics_swapped", "the moving mean and variance swapped", unit.head.weights[other],
+                    "running_mean, running_var = running_var, running_mean"))
+    return out
+
+
+def weight_issues(pair: Pair, span: Span, others: Sequence[Unit],
+                  flat_spatial: tuple[int, ...] | None) -> list[Issue]:
+    """The port's parameters against the converted Keras weights: equal, a named wrong conversion (with the
+    statement that undoes it), another Keras layer's weights (the mapping of weights is off), or different."""
+    issues: list[Issue] = []
+    expected = expected_params(pair.unit, flat_spatial)
+    for k, (call, want_all) in enumerate(zip(span.body, expected)):
+        have_all = actual_params(call.module)
+        for name, want in want_all.items():
+            have = have_all.get(name)
+            if have is None:
+                continue   # a missing bias is a configuration difference (config_issues)
+            if same(have, want):
+                continue
+            where = f"{module_name(pair, k)}.{name}"
+            found = next(((i, what, stmt) for i, what, alt, stmt in alternatives(pair.unit, name, want, flat_spatial)
+                          if same(have, alt)), None)
+            if found is not None:
+                i, what, stmt = found
+                issues.append(Issue("weights", i, f"{where}: {what}", _set_param(k, name, want, f"{stmt}  # on {where}"),
+                                    {"tensor": where}))
+                continue
+            owner = _owner(pair.unit, k, name, have, others, flat_spatial)
+            if owner is not None:
+                issues.append(Issue("mapping", "weights_of_another_layer",
+                                    f"{where} holds the weights of Keras layer {owner!r}, not of {pair.unit.name!r}",
+                                    _set_param(k, name, want, f"load {where} from Keras layer {pair.unit.name!r}"),
+                                    {"tensor": where, "owner": owner}))
+                continue
+            if have.shape != want.shape:
+                text = f"{where} has shape {list(have.shape)}, but should be {list(want.shape)}"
+            else:
+                rel = float(np.max(np.abs(have.astype(np.float64) - want)) / max(float(np.max(np.abs(want))), 1e-300))
+                text = f"{where} differs from the converted Keras weight (max difference {rel:.3g} of its largest " \
+                       "element) and is no known permutation of it"
+            issues.append(Issue("weights", "different", text, _set_param(k, name, want, f"load {where} from Keras"),
+                                {"tensor": where}))
+    return issues
+
+
+def _owner(unit: Unit, k: int, name: str, have: np.ndarray, others: Sequence[Unit],
+           flat_spatial: tuple[int, ...] | None) -> str | None:
+    for other in others:
+        if other is unit or other.role != unit.role:
+            continue
+        try:
+            want = expected_params(other, flat_spatial)[k].get(name)
+        except (ValueError, KeyError, IndexError):
+            continue
+        if want is not None and same(have, want) and np.any(want):
+            return other.name
+    return None
+
+
+def module_name(pair: Pair, k: int) -> str:
+    span = split(pair)
+    return span.body[k].path or "<root>"
+
+
+def _set_param(k: int, name: str, value: np.ndarray, text: str) -> Fix:
+    def apply(modules: Modules) -> Modules:
+        import torch
+
+        target = modules[k]
+        current = getattr(target, name)
+        tensor = torch.from_numpy(np.ascontiguousarray(value)).to(current.dtype)
+        if isinstance(current, torch.nn.Parameter):
+            setattr(target, name, torch.nn.Parameter(tensor, requires_grad=False))
+        else:
+            setattr(target, name, tensor)
+        return modules
+    return Fix(text, apply)
+
+
+def copies(modules: Sequence[Any]) -> Modules:
+    return [copy.deepcopy(m) for m in modules]
+
+
+def required_pads(unit: Unit) -> tuple[tuple[int, int], ...]:
+    """(before, after) per spatial axis that the Keras layer pads its input with (TensorFlow's 'same' split)."""
+    c, x = unit.head.config, unit.head.inputs[0]
+    spatial = x.shape[1:-1]
+    r = len(spatial)
+    ks = _tuple(c.get("kernel_size", 1), r)
+    ss = _tuple(c.get("strides", 1), r)
+    ds = _tuple(c.get("dilation_rate", 1), r)
+    padding = str(c.get("padding", "valid")).lower()
+    return tuple(pad_amounts(padding, n, k, s, d) for n, k, s, d in zip(spatial, ks, ss, ds))
+
+
+def _tuple(v: Any, r: int) -> tuple[int, ...]:
+    return tuple(int(i) for i in v) if isinstance(v, (list, tuple)) else (int(v),) * r
+
+
+def torch_pads(span: Span, inferred: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...]:
+    """What the port pads the first body conv's input with: its pad module, a pad in its forward (inferred from
+    the shapes it was called on) and the conv's own symmetric padding, per spatial axis."""
+    conv = span.body[0].module
+    r = len(conv.kernel_size)
+    own = conv.padding if not isinstance(conv.padding, str) else _string_pads(conv, span.body[0].inputs[0])
+    total = [[int(p), int(p)] for p in own]
+    if span.pad is not None:
+        p = span.pad.module.padding
+        flat = list(p) if isinstance(p, (list, tuple)) else [p] * (2 * r)
+        for axis in range(r):   # torch pads: (last axis before, after, second to last before, after, ...)
+            total[r - 1 - axis][0] += int(flat[2 * axis])
+            total[r - 1 - axis][1] += int(flat[2 * axis + 1])
+    if inferred:
+        for axis, (b, a) in enumerate(inferred):
+            total[axis][0] += b
+            total[axis][1] += a
+    return tuple((b, a) for b, a in total)
+
+
+def _string_pads(conv: Any, x: np.ndarray) -> tuple[int, ...]:
+    if conv.padding == "valid":
+        return (0,) * len(conv.kernel_size)
+    # torch's 'same' (stride 1 only) puts the odd pixel at the end like TensorFlow; counted as symmetric here only
+    # when even: an odd total is reported through the config check as what torch does.
+    return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+
+
+def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] | None) -> list[Issue]:
+    """Each configuration argument of the Keras layer the port computes differently, named, with its fix."""
+    unit, node = pair.unit, pair.unit.head
+    c = node.config
+    issues: list[Issue] = []
+    if unit.role in ("conv", "depthwise", "separable"):
+        conv = span.body[0].module
+        r = len(conv.kernel_size)
+        for arg, theirs, label in (("strides", conv.stride, "stride"), ("dilation_rate", conv.dilation, "dilation")):
+            if _tuple(c.get(arg, 1), r) != tuple(theirs):
+                issues.append(Issue("config", label, f"{label}: Keras {list(_tuple(c.get(arg, 1), r))}, the port "
+                                    f"{list(theirs)}"))
+        need, have = required_pads(unit), torch_pads(span, inferred)
+        if need != have:
+            issues.append(_padding_issue(unit, need, have))
+        has_bias = (span.body[-1].module.bias is not None) or (unit.role == "separable"
+                                                               and span.body[0].module.bias is not None)
+        if bool(c.get("use_bias", True)) != has_bias:
+            issues.append(_bias_issue(pair, span))
+        elif unit.role == "separable" and span.body[0].module.bias is not None:
+            issues.append(_separable_bias_issue(pair, span))
+    if unit.role == "dense":
+        lin = span.body[0].module
+        if bool(c.get("use_bias", True)) != (lin.bias is not None):
+            issues.append(_bias_issue(pair, span))
+    if unit.role == "bn":
+        bn = span.body[0].module
+        eps = float(c.get("epsilon", 1e-3))
+        if not np.isclose(float(bn.eps), eps, rtol=1e-6, atol=0.0):
+            issues.append(Issue("config", "bn_eps", f"epsilon: Keras {eps:g}, the port {float(bn.eps):g}",
+                                _set_attr(0, "eps", eps, f"nn.{span.body[0].kind}({bn.num_features}, eps={eps:g})")))
+        momentum = float(c.get("momentum", 0.99))
+        if bn.momentum is not None and not np.isclose(1.0 - float(bn.momentum), momentum):
+            issues.append(Issue("info", "bn_momentum", f"momentum: Keras {momentum:g} (torch's "
+                                f"{1 - momentum:g}), the port {float(bn.momentum):g}: no effect in inference, "
+                                "only in training"))
+        if not bn.track_running_stats:
+            issues.append(Issue("config", "bn_batch_statistics", "the port's BatchNorm normalises with the batch's "
+                                "statistics (track_running_stats=False): Keras uses its moving statistics"))
+    if unit.role == "pad":
+        need = tuple(tuple(int(v) for v in p) for p in _keras_pads(c.get("padding", 0), node.inputs[0].ndim - 2))
+        module = span.body[0].module
+        flat = list(module.padding) if isinstance(module.padding, (list, tuple)) else [module.padding] * (2 * len(need))
+        have = tuple((int(flat[2 * (len(need) - 1 - a)]), int(flat[2 * (len(need) - 1 - a) + 1]))
+                     for a in range(len(need)))
+        if need != have:
+            spelled = tuple(v for b, a in reversed(need) for v in (b, a))
+            issues.append(Issue("config", "padding", f"padding: Keras pads {[list(p) for p in need]} (before, after "
+                                f"per axis), the port {[list(p) for p in have]}",
+                                _set_attr(0, "padding", spelled, f"nn.{span.body[0].kind}({spelled})"),
+                                {"keras": need, "port": have}))
+    want_act = unit.activation
+    have_act = torch_activation(span.act) if span.act is not None else (
+        torch_activation(span.body[0]) if unit.role == "act" else "linear")
+    if want_act != have_act and not (want_act == "linear" and unit.role != "act"):
+        k = 0 if unit.role == "act" else len(span.body)   # where the activation module sits in the span
+        issues.append(Issue("config", "activation", f"activation: Keras {want_act}, the port {have_act}",
+                            _activation_fix(want_act, k, span)))
+    return issues
+
+
+def _keras_pads(padding: Any, rank: int) -> list[tuple[int, int]]:
+    """A ZeroPadding layer's padding argument as (before, after) per spatial axis."""
+    if isinstance(padding, int):
+        return [(padding, padding)] * rank
+    out = []
+    for p in padding:
+        out.append((int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])))
+    return out
+
+
+def _padding_issue(unit: Unit, need: tuple[tuple[int, int], ...], have: tuple[tuple[int, int], ...]) -> Issue:
+    c = unit.head.config
+    axes = ("rows", "columns") if len(need) == 2 else tuple(f"axis {i}" for i in range(len(need)))
+    say = ", ".join(f"{a} {list(p)}" for a, p in zip(axes, need))
+    says = ", ".join(f"{a} {list(p)}" for a, p in zip(axes, have))
+    flat = [v for b, a in reversed(need) for v in (b, a)]
+    pad_cls = f"nn.ZeroPad{len(need)}d"
+    text = (f"padding: Keras '{c.get('padding')}' at strides {c.get('strides')} pads {say} (TensorFlow puts an "
+            f"odd pixel at the end), the port pads {says}")
+    return Issue("config", "padding", text,
+                 Fix(f"{pad_cls}({tuple(flat)}) before the conv, and the conv with padding=0",
+                     lambda modules: _zero_padding(modules), pads=need, drop_pads=True),
+                 {"keras": need, "port": have})
+
+
+def _zero_padding(modules: Modules) -> Modules:
+    conv = modules[0]
+    conv.padding = (0,) * len(conv.kernel_size)
+    conv._reversed_padding_repeated_twice = [0] * (2 * len(conv.kernel_size))
+    return modules
+
+
+def _bias_issue(pair: Pair, span: Span) -> Issue:
+    wants = bool(pair.unit.head.config.get("use_bias", True))
+    last = len(span.body) - 1
+    if wants:
+        bias = pair.unit.head.weights["bias"]
+        return Issue("config", "missing_bias", f"bias: Keras adds a bias, {span.body[last].path} has none",
+                     _set_new_bias(last, bias, f"{span.body[last].kind}(..., bias=True) with Keras's bias loaded"))
+    return Issue("config", "extra_bias", f"bias: Keras adds no bias, {span.body[last].path} has one",
+                 _set_new_bias(last, None, f"{span.body[last].kind}(..., bias=False)"))
+
+
+def _separable_bias_issue(pair: Pair, span: Span) -> Issue:
+    bias = pair.unit.head.weights.get("bias")
+    text = (f"bias: Keras's SeparableConv adds its one bias after the pointwise step; the port adds it on the "
+            f"depthwise conv {span.body[0].path}")
+    def apply(modules: Modules) -> Modules:
+        modules = _set_new_bias(0, None, "").apply(modules)
+        return _set_new_bias(1, bias, "").apply(modules)
+    return Issue("config", "separable_bias", text,
+                 Fix("depthwise conv bias=False, pointwise conv bias=True with Keras's bias loaded", apply))
+
+
+def _set_new_bias(k: int, value: np.ndarray | None, text: str) -> Fix:
+    def apply(modules: Modules) -> Modules:
+        import torch
+
+        target = modules[k]
+        if value is None:
+            target.bias = None
+        else:
+            target.bias = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(value)).to(target.weight.dtype),
+                                             requires_grad=False)
+        return modules
+    return Fix(text, apply)
+
+
+def _set_attr(k: int, name: str, value: Any, text: str) -> Fix:
+    def apply(modules: Modules) -> Modules:
+        setattr(modules[k], name, value)
+        return modules
+    return Fix(text, apply)
+
+
+TORCH_ACTIVATIONS = {"relu": "ReLU()", "relu6": "ReLU6()", "hard_sigmoid": "Hardsigmoid()",
+                     "hard_silu": "Hardswish()", "silu": "SiLU()", "sigmoid": "Sigmoid()", "tanh": "Tanh()",
+                     "gelu": "GELU()", "elu": "ELU()", "selu": "SELU()", "softplus": "Softplus()",
+                     "softsign": "Softsign()", "softmax": "Softmax(dim=-1)", "linear": "Identity()"}
+
+
+def _activation_fix(name: str, k: int, span: Span) -> Fix | None:
+    spelled = TORCH_ACTIVATIONS.get(name)
+    if spelled is None:
+        return None
+
+    def apply(modules: Modules) -> Modules:
+        import torch
+
+        module = eval(f"torch.nn.{spelled}", {"torch": torch})   # noqa: S307 -- a constant of the table above
+        if k < len(modules):
+            modules[k] = module
+        else:
+            modules.append(module)
+        return modules
+    return Fix(f"nn.{spelled}", apply)

@@ -1,0 +1,298 @@
+"""The model diff: every mapped layer judged isolated, by its weights and its configuration, and along the stream."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..reference.agreement import format_ratio
+from . import layer_refs, streams
+from .capture import KerasNode, TorchCall, capture_keras, capture_torch
+from .checks import Issue, Span, config_issues, copies, split, weight_issues
+from .mapping import Mapping_, Pair, Unit, align, torch_role
+
+
+@dataclass
+class LayerDiff:
+    """One Keras unit's verdict: the port's module(s) against the oracle, and why it fails."""
+
+    name: str                       # the Keras layer's name
+    kind: str
+    modules: list[str]              # the torch module paths mapped to it ([] unmapped)
+    verdict: str                    # pass | fail | unjudged (no reference and no difference found)
+    isolated: float | None = None   # max error/bound of the port's module fed the Keras layer's input
+    keras: float | None = None      # max error/bound of Keras's own output (the oracle judges both)
+    drift: float | None = None      # max |port stream - Keras stream| / max |Keras stream| at this point
+    layout: str = ""                # how the port holds this layer's input (channels_first, ...)
+    issues: list[Issue] = field(default_factory=list)
+    cause: str = ""                 # the triage line
+    fix: str = ""                   # the corrected torch code
+    fixed: float | None = None      # error/bound with the fix applied
+    note: str = ""                  # why unjudged, or what the stream shows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "modules": self.modules, "verdict": self.verdict,
+                "isolated": self.isolated, "keras": self.keras, "drift": self.drift, "layout": self.layout,
+                "issues": [{"kind": i.kind, "id": i.id, "text": i.text, "fix": i.fix.text if i.fix else None}
+                           for i in self.issues],
+                "cause": self.cause, "fix": self.fix, "fixed": self.fixed, "note": self.note}
+
+
+@dataclass
+class DiffResult:
+    layers: list[LayerDiff]
+    torch_unmapped: list[tuple[str, str, str]]      # (module path, class, reason)
+    output_drift: float
+    culprit: str | None
+
+    @property
+    def failed(self) -> list[LayerDiff]:
+        return [d for d in self.layers if d.verdict == "fail"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "culprit": self.culprit, "output_drift": self.output_drift,
+                "layers": [d.to_json() for d in self.layers],
+                "torch_unmapped": [{"module": p, "kind": k, "reason": r} for p, k, r in self.torch_unmapped]}
+
+
+def _reference(unit: Unit) -> layer_refs.LayerRef:
+    head = unit.head
+    if len(unit.nodes) > 1:   # an idiom fused into one activation (mapping._fuse_idioms)
+        return layer_refs.reference("Activation", {"activation": unit.activation}, {}, 1)
+    weights64 = {k: v.astype(np.float64) for k, v in head.weights.items()}
+    return layer_refs.reference(head.kind, head.config, weights64, len(head.inputs))
+
+
+def _flat_origin(node: KerasNode, nodes: Sequence[KerasNode]) -> tuple[int, ...] | None:
+    """The (N, *spatial, C) shape a 2-D input was flattened from by a Keras Flatten (through identities)."""
+    src = node.sources[0] if node.sources else None
+    while src is not None and src >= 0:
+        producer = nodes[src]
+        if producer.kind == "Flatten":
+            return tuple(producer.operands[0].shape)
+        if producer.kind not in ("Dropout", "Identity"):
+            return None
+        src = producer.sources[0]
+    return None
+
+
+def _ratio(y: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> float:
+    err = np.abs(y.astype(np.float64) - ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(err == 0, 0.0, err / bound)
+    r = np.where(np.isnan(r), np.inf, r)
+    return float(np.max(r, initial=0.0))
+
+
+def _run(modules: Sequence[Any], x: np.ndarray, pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
+    import torch
+
+    if pads:
+        x = streams.pad_zeros(x, pads)
+    t = torch.from_numpy(np.array(x, copy=True))
+    with torch.no_grad():
+        for m in modules:
+            m.eval()
+            t = m(t)
+    return t.detach().numpy()
+
+
+@dataclass
+class _Fed:
+    """The Keras layer's input as the port's first module takes it."""
+
+    x: np.ndarray
+    layout: streams.Layout
+    inferred: tuple[tuple[int, int], ...] | None   # a pad the port does in its forward before the conv
+
+
+def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: bool,
+          after_pad: bool) -> _Fed | None:
+    keras_in = pair.unit.head.inputs[0]
+    first = (span.pad or span.body[0])
+    captured = first.inputs[0]
+    layout = streams.match(keras_in, captured, torch_first, flat)
+    if layout is not None:
+        return _Fed(layout.to_torch(keras_in), layout, None)
+    # A larger input than Keras's where no pad module ran just before: a pad in the port's forward. After a pad
+    # module (mapped to a Keras ZeroPadding, judged there), the conv is fed Keras's own padded input.
+    if after_pad and pair.unit.role in ("conv", "depthwise", "separable"):
+        moved = streams.channels_first(keras_in) if torch_first else keras_in
+        if moved.ndim == captured.ndim and moved.shape[:2] == captured.shape[:2]:
+            return _Fed(moved, streams.candidates(keras_in.shape, torch_first)[0], None)
+    if span.pad is None and pair.unit.role in ("conv", "depthwise", "separable"):
+        moved = streams.channels_first(keras_in) if torch_first else keras_in
+        inferred = streams.functional_pad(moved, captured)
+        if inferred is not None:
+            return _Fed(moved, streams.candidates(keras_in.shape, torch_first)[0], inferred)
+    return None
+
+
+def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], ref: layer_refs.LayerRef | None,
+               expected: tuple[np.ndarray, np.ndarray] | None, torch_first: bool, after_pad: bool = False
+               ) -> LayerDiff:
+    """One mapped pair: isolated (the port's modules on the Keras layer's input, against the oracle), weights,
+    configuration, the stream's drift; the cause and its fix, judged again."""
+    unit = pair.unit
+    out = LayerDiff(unit.name, unit.head.kind if len(unit.nodes) == 1 else unit.activation,
+                    [c.path or "<root>" for c in pair.calls], "pass")
+    span = split(pair)
+    flat = _flat_origin(unit.head, nodes)
+    fed = _feed(pair, span, flat, torch_first, after_pad)
+    if fed is None:
+        out.verdict = "fail"
+        out.cause = (f"shape: the port's module reads {list(span.body[0].inputs[0].shape)}, the Keras layer "
+                     f"{list(unit.head.inputs[0].shape)} (no layout or padding explains it): the mapping is off or "
+                     "the port's layers before it change the shape")
+        return out
+    out.layout = fed.layout.name + (f", padded {[list(p) for p in fed.inferred]} in its forward"
+                                    if fed.inferred else "")
+    flat_spatial = tuple(flat[1:]) if flat is not None and fed.layout.name.startswith("flattened") else None
+    out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
+    modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None else [])
+    pads = fed.inferred if span.pad is None else _pad_of(span)
+    last_out = pair.calls[-1].output
+    y_keras = unit.last.output
+    origin = tuple(unit.head.operands[0].shape) if unit.role == "flatten" else None
+    out_layout = streams.match(y_keras, last_out, torch_first, origin) if last_out is not None else None
+    if out_layout is not None and last_out is not None:
+        scale = float(np.max(np.abs(y_keras), initial=0.0))
+        gap = float(np.max(np.abs(out_layout.to_keras(last_out).astype(np.float64) - y_keras), initial=0.0))
+        out.drift = gap / scale if scale else gap
+    if expected is not None:
+        y, bound = expected
+        out.isolated = _judged(modules, fed.x, pads, y, bound, y_keras, torch_first, origin)
+        if out.isolated is None:
+            out.note = "the port's output does not take the Keras layer's shape under any layout"
+    failing = [i for i in out.issues if i.kind != "info"]
+    if failing or (out.isolated is not None and out.isolated > 1.0) or (expected is not None and out.isolated is None):
+        out.verdict = "fail"
+    elif expected is None:
+        out.verdict = "unjudged" if not out.issues else "pass"
+    out.cause = triage(out, failing)
+    fixes = [i.fix for i in failing if i.fix is not None]
+    if fixes and expected is not None:
+        fixed_modules = copies(modules)
+        fixed_pads = pads
+        for f in fixes:
+            fixed_modules = f.apply(fixed_modules)
+            if f.drop_pads:
+                fixed_pads = f.pads
+        out.fix = "; ".join(f.text for f in fixes)
+        out.fixed = _judged(fixed_modules, fed.x, fixed_pads, expected[0], expected[1], y_keras, torch_first,
+                            origin)
+    return out
+
+
+def _pad_of(span: Span) -> tuple[tuple[int, int], ...] | None:
+    """The port's pad module, as (before, after) per spatial axis, applied by _run before the body."""
+    if span.pad is None:
+        return None
+    p = span.pad.module.padding
+    r = len(span.body[0].module.kernel_size) if hasattr(span.body[0].module, "kernel_size") else 2
+    flat = list(p) if isinstance(p, (list, tuple)) else [p] * (2 * r)
+    return tuple((int(flat[2 * (r - 1 - a)]), int(flat[2 * (r - 1 - a) + 1])) for a in range(r))
+
+
+def _judged(modules: Sequence[Any], x: np.ndarray, pads: Sequence[tuple[int, int]] | None, y: np.ndarray,
+            bound: np.ndarray, y_keras: np.ndarray, torch_first: bool,
+            origin: tuple[int, ...] | None = None) -> float | None:
+    try:
+        got = _run(modules, x, pads)
+    except Exception:   # noqa: BLE001 -- a module that cannot take the Keras input fails the pair, not the run
+        return None
+    layout = streams.match(y_keras, got, torch_first, origin)
+    if layout is None:
+        return None
+    return _ratio(layout.to_keras(got), y, bound)
+
+
+def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
+    """One line: the weights layout, the configuration argument, the mapping, or numerics beyond the bound."""
+    if d.verdict != "fail":
+        return ""
+    if failing:
+        return "; ".join(f"{i.kind}: {i.text}" for i in failing)
+    if d.isolated is None:
+        return "shape: the port's module does not give the Keras layer's output shape"
+    return (f"numerics: weights and configuration match, yet the module is off by {format_ratio(d.isolated)} x the "
+            "bound (a framework bug, or a difference this diff does not name)")
+
+
+def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_out: np.ndarray,
+                  torch_first: bool = True, overrides: Mapping[str, Sequence[str]] | None = None,
+                  mapping: Mapping_ | None = None) -> DiffResult:
+    """Judge a captured pair of runs (capture.capture_keras / capture_torch)."""
+    mapping = mapping or align(nodes, calls, overrides)
+    units = [p.unit for p in mapping.pairs] + [u for u, _ in mapping.keras_unmapped]
+    dtype = str(nodes[-1].output.dtype)
+    by_unit: dict[int, LayerDiff] = {}
+    pad_calls = {c.index + 1 for c in calls if torch_role(c) == "pad"}   # the calls right after a pad module
+    for pair in mapping.pairs:
+        ref, expected, keras_ratio, reason = _keras_side(pair.unit, dtype)
+        d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls)
+        d.keras = keras_ratio
+        if reason and not d.note:
+            d.note = reason
+        by_unit[id(pair.unit)] = d
+    for unit, why in mapping.keras_unmapped:
+        ref, expected, keras_ratio, reason = _keras_side(unit, dtype)
+        by_unit[id(unit)] = LayerDiff(unit.name, unit.head.kind, [], "unjudged", keras=keras_ratio,
+                                      note=why + (f" ({reason})" if reason else ""))
+    order = {id(u): min(n.index for n in u.nodes) for u in units}
+    layers = [by_unit[k] for k in sorted(by_unit, key=lambda k: order[k])]
+    for d in layers:
+        if d.keras is not None and d.keras > 1.0:
+            d.verdict = "fail"
+            d.cause = (d.cause + "; " if d.cause else "") + (
+                f"keras: Keras's own output is off the oracle by {format_ratio(d.keras)} x the bound")
+    culprit = next((d.name for d in layers if d.verdict == "fail"), None)
+    if culprit is not None:
+        seen = False
+        for d in layers:
+            if d.name == culprit:
+                seen = True
+            elif seen and d.verdict != "fail" and d.drift is not None and d.drift > 1e-3:
+                d.note = f"reads {culprit}'s output (the stream differs by {d.drift:.3g} of its scale here)"
+    final = nodes[-1].output
+    layout = streams.match(final, port_out, torch_first)
+    if layout is None:
+        drift = float("inf")
+    else:
+        scale = float(np.max(np.abs(final), initial=0.0)) or 1.0
+        drift = float(np.max(np.abs(layout.to_keras(port_out).astype(np.float64) - final), initial=0.0)) / scale
+    unmapped = [(c.path or "<root>", c.kind, why) for c, why in mapping.torch_unmapped]
+    return DiffResult(layers, unmapped, drift, culprit)
+
+
+def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tuple[np.ndarray, np.ndarray] | None,
+                                                 float | None, str]:
+    """The unit's reference on Keras's captured input, and Keras's own output judged against it."""
+    try:
+        ref = _reference(unit)
+    except layer_refs.NoReference as exc:
+        return None, None, None, str(exc)
+    xs = [op.astype(np.float64) for op in unit.head.operands]
+    y, bound = layer_refs.bound(ref, xs, dtype)
+    return ref, (y, bound), _ratio(unit.last.output, y, bound), ""
+
+
+def diff(keras_model: Any, torch_module: Any, x: np.ndarray, *, torch_first: bool = True,
+         overrides: Mapping[str, Sequence[str]] | None = None) -> DiffResult:
+    """Run both models on ``x`` (batch first, channels last: the Keras input) and judge every mapped layer."""
+    from ..keras_layer import import_keras
+
+    keras = import_keras()
+    nodes = capture_keras(keras, keras_model, x)
+    xt = streams.channels_first(x) if torch_first else x
+    calls, port_out = capture_torch(torch_module, np.ascontiguousarray(xt))
+    return diff_captured(nodes, calls, port_out, torch_first, overrides)

@@ -1,0 +1,313 @@
+"""Mapping: which torch leaf calls compute which Keras node, by graph order, type and weight shapes; overridable."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .capture import IDENTITIES_KERAS, IDENTITIES_TORCH, KerasNode, TorchCall
+
+# Keras activation names as the harness's table spells them (aliases folded).
+ALIASES = {"swish": "silu", "hard_swish": "hard_silu", None: "linear"}
+
+# A torch leaf module class -> the role it plays. Conv modules are told apart by their groups (conv_role).
+TORCH_ROLES = {
+    "BatchNorm1d": "bn", "BatchNorm2d": "bn", "BatchNorm3d": "bn", "SyncBatchNorm": "bn",
+    "Linear": "dense", "ZeroPad1d": "pad", "ZeroPad2d": "pad", "ConstantPad1d": "pad", "ConstantPad2d": "pad",
+    "MaxPool1d": "maxpool", "MaxPool2d": "maxpool", "AvgPool1d": "avgpool", "AvgPool2d": "avgpool",
+    "AdaptiveAvgPool1d": "gap", "AdaptiveAvgPool2d": "gap", "AdaptiveMaxPool1d": "gmp", "AdaptiveMaxPool2d": "gmp",
+    "Flatten": "flatten", "Unflatten": "reshape",
+    "ReLU": "act", "ReLU6": "act", "Hardtanh": "act", "Hardswish": "act", "Hardsigmoid": "act", "SiLU": "act",
+    "Sigmoid": "act", "Tanh": "act", "GELU": "act", "ELU": "act", "SELU": "act", "Softplus": "act",
+    "Softsign": "act", "LeakyReLU": "act", "Softmax": "act",
+}
+KERAS_ROLES = {
+    "Conv1D": "conv", "Conv2D": "conv", "DepthwiseConv1D": "depthwise", "DepthwiseConv2D": "depthwise",
+    "SeparableConv1D": "separable", "SeparableConv2D": "separable", "BatchNormalization": "bn", "Dense": "dense",
+    "ZeroPadding1D": "pad", "ZeroPadding2D": "pad", "MaxPooling1D": "maxpool", "MaxPooling2D": "maxpool",
+    "AveragePooling1D": "avgpool", "AveragePooling2D": "avgpool", "GlobalAveragePooling1D": "gap",
+    "GlobalAveragePooling2D": "gap", "GlobalMaxPooling1D": "gmp", "GlobalMaxPooling2D": "gmp",
+    "Flatten": "flatten", "Reshape": "reshape", "ReLU": "act", "Activation": "act", "Softmax": "act",
+    "LeakyReLU": "act", "ELU": "act", "HardSigmoid": "act",
+}
+# Roles a port usually computes in its forward without a module (x + y, x * s, torch.cat, a reshape).
+FUNCTIONAL_ROLES = frozenset({"add", "mul", "concat", "reshape", "rescale", "other"})
+
+
+@dataclass
+class Unit:
+    """What the mapping pairs: one Keras node (an idiom of several, such as hard_sigmoid, counts as one)."""
+
+    nodes: list[KerasNode]
+    role: str
+    activation: str = "linear"      # the activation the unit ends with (fused or an activation layer's)
+
+    @property
+    def head(self) -> KerasNode:
+        return self.nodes[0]
+
+    @property
+    def last(self) -> KerasNode:
+        return self.nodes[-1]
+
+    @property
+    def name(self) -> str:
+        return self.nodes[-1].name if len(self.nodes) == 1 else f"{self.nodes[0].name}..{self.nodes[-1].name}"
+
+
+@dataclass
+class Pair:
+    unit: Unit
+    calls: list[TorchCall]
+    by: str = "order"               # order (the aligner) | map (the user's --map)
+
+
+@dataclass
+class Mapping_:
+    pairs: list[Pair] = field(default_factory=list)
+    keras_unmapped: list[tuple[Unit, str]] = field(default_factory=list)    # (unit, reason)
+    torch_unmapped: list[tuple[TorchCall, str]] = field(default_factory=list)
+
+
+def keras_activation(node: KerasNode) -> str:
+    """The activation a Keras node applies (fused into a conv or dense, or the activation layer's own)."""
+    c = node.config
+    if node.kind == "ReLU":
+        if c.get("negative_slope") or c.get("threshold"):
+            return "relu-variant"
+        return {None: "relu", 6.0: "relu6"}.get(c.get("max_value"), f"relu(max_value={c.get('max_value')})")
+    if node.kind == "Softmax":
+        return "softmax"
+    if node.kind == "LeakyReLU":
+        return "leaky_relu"
+    act = c.get("activation")
+    if isinstance(act, str) or act is None:
+        return ALIASES.get(act, act) or "linear"
+    return str(getattr(act, "__name__", act))
+
+
+def keras_role(node: KerasNode) -> str:
+    if node.kind in KERAS_ROLES:
+        return KERAS_ROLES[node.kind]
+    if node.kind in ("Add", "Subtract", "Average", "Maximum", "Minimum"):
+        return "add"
+    if node.kind in ("Multiply", "TrueDivide", "Divide"):
+        return "mul"
+    if node.kind == "Concatenate":
+        return "concat"
+    if node.kind in ("Rescaling", "Normalization"):
+        return "rescale"
+    return "other"
+
+
+def torch_activation(call: TorchCall) -> str:
+    """The harness's name for a torch activation module (with its arguments where they change it)."""
+    m = call.module
+    kind = call.kind
+    if kind == "Hardtanh":
+        lo, hi = float(m.min_val), float(m.max_val)
+        return "relu6" if (lo, hi) == (0.0, 6.0) else f"hardtanh({lo:g}, {hi:g})"
+    if kind == "GELU":
+        return "gelu" if m.approximate == "none" else "gelu(tanh)"
+    return {"ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hard_silu", "Hardsigmoid": "hard_sigmoid",
+            "SiLU": "silu", "Sigmoid": "sigmoid", "Tanh": "tanh", "ELU": "elu", "SELU": "selu",
+            "Softplus": "softplus", "Softsign": "softsign", "LeakyReLU": "leaky_relu",
+            "Softmax": "softmax"}.get(kind, kind)
+
+
+def torch_role(call: TorchCall) -> str:
+    m = call.module
+    if call.kind in ("Conv1d", "Conv2d", "Conv3d"):
+        if m.groups == 1 and m.in_channels > 1:
+            return "conv"
+        if m.groups == m.in_channels:
+            return "depthwise" if m.in_channels > 1 else "conv"
+        return "conv"
+    return TORCH_ROLES.get(call.kind, "other")
+
+
+def _fuse_idioms(nodes: Sequence[KerasNode]) -> list[Unit]:
+    """Keras nodes as units: identities dropped, `ReLU(6)(x + 3) * (1/6)` (Keras's hard_sigmoid, as MobileNetV3
+    writes it) one activation unit."""
+    units: list[Unit] = []
+    i = 0
+    while i < len(nodes):
+        n = nodes[i]
+        if n.kind in IDENTITIES_KERAS:
+            i += 1
+            continue
+        if (i + 2 < len(nodes) and n.is_op and n.kind == "Add" and _const(n) == 3.0
+                and nodes[i + 1].kind == "ReLU" and nodes[i + 1].config.get("max_value") == 6.0
+                and nodes[i + 1].sources == [n.index] and nodes[i + 2].is_op and nodes[i + 2].kind == "Multiply"
+                and nodes[i + 2].sources[0] == nodes[i + 1].index
+                and abs((_const(nodes[i + 2]) or 0.0) - 1.0 / 6.0) < 1e-12):
+            units.append(Unit(list(nodes[i:i + 3]), "act", "hard_sigmoid"))
+            i += 3
+            continue
+        role = keras_role(n)
+        units.append(Unit([n], role, keras_activation(n) if role in ("act", "conv", "depthwise", "separable",
+                                                                      "dense") else "linear"))
+        i += 1
+    return units
+
+
+def _const(node: KerasNode) -> float | None:
+    consts = [float(v) for v, s in zip(node.operands, node.sources) if s is None]
+    return consts[0] if len(consts) == 1 else None
+
+
+def _call_sizes(call: TorchCall) -> list[int]:
+    sizes = [int(p.numel()) for p in call.module.parameters()]
+    return sizes + [int(b.numel()) for n, b in call.module.named_buffers() if n in ("running_mean", "running_var")]
+
+
+class _Scorer:
+    """How well consecutive calls (1 to 3) compute a unit: 0 not at all; a role match, more with matching
+    parameter sizes; a trailing activation module takes the unit's fused activation, a leading pad module its
+    padding. Roles and sizes are computed once per call."""
+
+    def __init__(self, calls: Sequence[TorchCall]) -> None:
+        self.calls = list(calls)
+        self.roles = [torch_role(c) for c in calls]
+        self.sizes = [_call_sizes(c) for c in calls]
+        self.keras_sizes: dict[int, list[int]] = {}
+
+    def full(self, unit: Unit, span: Sequence[TorchCall]) -> float:
+        """The score of a span given as calls (which must be consecutive in the scorer's list)."""
+        if not span:
+            return 0.0
+        start = next(k for k, c in enumerate(self.calls) if c.index == span[0].index)
+        return self(unit, start, start + len(span))
+
+    def __call__(self, unit: Unit, start: int, stop: int) -> float:
+        roles = self.roles[start:stop]
+        lo, hi = start, stop
+        if roles[0] == "pad" and unit.role in ("conv", "depthwise", "separable"):
+            lo += 1
+        if roles[-1] == "flatten" and unit.role == "gap" and hi - lo > 1:   # AdaptiveAvgPool2d(1) + Flatten
+            hi -= 1
+        if roles[-1] == "act" and unit.role != "act":
+            if unit.activation == "linear":
+                return 0.0
+            hi -= 1
+        body = self.roles[lo:hi]
+        if not body:
+            return 0.0
+        if unit.role == "separable":
+            if body not in (["depthwise", "conv"], ["conv", "conv"]):
+                return 0.0
+        elif len(body) != 1 or body[0] != unit.role:
+            return 0.0
+        keras_sizes = self.keras_sizes.setdefault(id(unit), sorted(int(np.size(w)) for w in unit.head.weights.values()))
+        torch_sizes = sorted(s for k in range(lo, hi) for s in self.sizes[k])
+        return 2.0 + (1.0 if keras_sizes == torch_sizes else 0.0) + 0.1 * (stop - start - 1)
+
+
+def align(nodes: Sequence[KerasNode], calls: Sequence[TorchCall],
+          overrides: Mapping[str, Sequence[str]] | None = None) -> Mapping_:
+    """Pair Keras units with spans of torch calls: the best-scoring order-preserving alignment (a weighted longest
+    common subsequence over graph order, spans of 1 to 3 calls), then the user's overrides (Keras layer name ->
+    torch module paths) replace whatever the aligner chose for those."""
+    units = _fuse_idioms(nodes)
+    torch_calls = [c for c in calls if c.kind not in IDENTITIES_TORCH]
+    overrides = dict(overrides or {})
+    forced = {n for paths in overrides.values() for n in paths}
+    free_units = [u for u in units if u.name not in overrides]
+    free_calls = [c for c in torch_calls if c.path not in forced]
+    n, m = len(free_units), len(free_calls)
+    span_score = _Scorer(free_calls)
+    score = np.zeros((n + 1, m + 1))
+    move = np.zeros((n + 1, m + 1), dtype=np.int8)   # 0 skip unit, -1 skip call, s > 0 a span of s calls
+    for i in range(1, n + 1):
+        for j in range(0, m + 1):
+            best, how = score[i - 1, j], 0
+            if j and score[i, j - 1] > best:
+                best, how = score[i, j - 1], -1
+            for s in (1, 2, 3):
+                if j >= s:
+                    gain = span_score(free_units[i - 1], j - s, j)
+                    if gain and score[i - 1, j - s] + gain > best:
+                        best, how = score[i - 1, j - s] + gain, s
+            score[i, j], move[i, j] = best, how
+    pairs: list[Pair] = []
+    used: set[int] = set()
+    i, j = n, m
+    while i > 0:
+        how = int(move[i, j])
+        if how > 0:
+            pairs.append(Pair(free_units[i - 1], list(free_calls[j - how:j])))
+            used.update(c.index for c in free_calls[j - how:j])
+            i, j = i - 1, j - how
+        elif how < 0:
+            j -= 1
+        else:
+            i -= 1
+    pairs.reverse()
+    pairs = _rematch(pairs, free_units, free_calls, span_score, used)
+    by_path: dict[str, list[TorchCall]] = {}
+    for c in torch_calls:
+        by_path.setdefault(c.path, []).append(c)
+    for unit in units:
+        if unit.name in overrides:
+            missing = [p for p in overrides[unit.name] if p not in by_path]
+            if missing:
+                raise ValueError(f"--map: {unit.name!r} -> {missing[0]!r}: no torch module of that name was called")
+            chosen = [by_path[p][0] for p in overrides[unit.name]]
+            pairs.append(Pair(unit, chosen, "map"))
+            used.update(c.index for c in chosen)
+    known_names = {u.name for u in units}
+    unknown = [name for name in overrides if name not in known_names]
+    if unknown:
+        raise ValueError(f"--map: {unknown[0]!r} is not a layer of the Keras model")
+    order = {id(u): k for k, u in enumerate(units)}
+    pairs.sort(key=lambda p: order[id(p.unit)])
+    mapped = {id(p.unit) for p in pairs}
+    result = Mapping_(pairs=pairs)
+    for u in units:
+        if id(u) not in mapped:
+            result.keras_unmapped.append((u, _why_unmapped(u)))
+    for c in torch_calls:
+        if c.index not in used:
+            result.torch_unmapped.append((c, "no Keras layer computes this here"))
+    return result
+
+
+def _rematch(pairs: list[Pair], units: Sequence[Unit], calls: Sequence[TorchCall], score: _Scorer,
+             used: set[int]) -> list[Pair]:
+    """Branches put in another order: Keras's topological order and the port's call order differ where a model
+    branches (Xception's residual convs), and the order-preserving alignment then pairs layers of one role but
+    different weights. Such pairs are undone, and every unit left is paired with a left call of its role and
+    weight sizes (with a trailing activation call for a fused activation), the first in call order."""
+    kept: list[Pair] = []
+    for p in pairs:
+        has_weights = bool(p.unit.head.weights)
+        lo, hi = p.calls[0].index, p.calls[-1].index
+        if has_weights and score.full(p.unit, [c for c in calls if lo <= c.index <= hi]) < 3.0:
+            used.difference_update(c.index for c in p.calls)
+        else:
+            kept.append(p)
+    paired = {id(p.unit) for p in kept}
+    position = {c.index: k for k, c in enumerate(calls)}
+    for unit in units:
+        if id(unit) in paired or unit.role in FUNCTIONAL_ROLES or not unit.head.weights:
+            continue
+        for c in calls:
+            if c.index in used:
+                continue
+            k = position[c.index]
+            spans = [calls[k:k + s] for s in (3, 2, 1) if k + s <= len(calls)]
+            span = next((sp for sp in spans if all(x.index not in used for x in sp)
+                         and score(unit, k, k + len(sp)) >= 3.0), None)
+            if span is not None:
+                kept.append(Pair(unit, list(span), "weights"))
+                used.update(x.index for x in span)
+                paired.add(id(unit))
+                break
+    return kept
+
+
+def _why_unmapped(unit: Unit) -> str:
+    if unit.role in FUNCTIONAL_ROLES:
+        return "computed in the port's forward (no module): judged where its output reaches a mapped layer"
+    return "no torch module of this type at this point of the port"
