@@ -23,6 +23,7 @@ from .judge.runner import Result
 from .layers import families
 from .layers import geometry as layers
 from .layers.geometry import Geometry
+from .models.diff import DiffResult
 
 if TYPE_CHECKING:   # for the annotations only: importing torch at run time is what this module avoids
     import torch
@@ -35,6 +36,8 @@ __all__ = [
     "Engine", "EngineOption", "EngineOutput", "Inputs", "Request",
     # the layer database: a kind's family, a configuration normalised
     "get_kind", "Geometry", "geometry",
+    # a whole Keras model against its PyTorch port
+    "diff", "DiffResult",
 ]
 
 
@@ -128,3 +131,19 @@ def build_torch_module(layer: str, config: Mapping[str, Any], weights: Mapping[s
         raise TypeError(f"build_torch_module: dtype must be a torch dtype or its name, e.g. 'float32', got "
                         f"{type(dtype).__name__} {repr(dtype)[:60]}")
     return from_keras(layer, config, weights, in_channels=in_channels, depthwise_bias=depthwise_bias, dtype=tdtype)
+
+
+def diff(keras_model: Any, torch_module: Any, x: np.ndarray, *, torch_layout: str = "channels_first",
+         overrides: Mapping[str, list[str]] | None = None) -> DiffResult:
+    """A Keras model against its PyTorch port on the input ``x`` (batch first, channels last: the Keras input):
+    every Keras layer mapped to the torch leaf modules that compute it (``overrides``: Keras layer name -> torch
+    module paths), each judged against the float64 oracle isolated, by its weights and by its configuration.
+    ``bool(result)`` is whether every mapped layer agrees; ``result.culprit`` names the first that does not;
+    harness.models.render.render_text gives the lines ``python -m harness diff`` prints."""
+    if torch_layout not in ("channels_first", "channels_last"):
+        raise ValueError(f"diff: torch_layout must be 'channels_first' or 'channels_last', not {torch_layout!r}")
+    if not isinstance(x, np.ndarray) or x.ndim < 2:
+        raise TypeError(f"diff: x must be a NumPy array with a batch axis, got {type(x).__name__}")
+    from .models.diff import diff as run_diff  # keeps the name diff for the public function
+
+    return run_diff(keras_model, torch_module, x, torch_first=torch_layout == "channels_first", overrides=overrides)

@@ -12,7 +12,12 @@ import numpy as np
 import yaml
 
 from ..engines import resolve
-from ..models.diff import DiffResult, diff
+from ..keras_layer import import_keras
+from ..models import streams
+from ..models.capture import capture_keras, capture_torch
+from ..models.checks import expected_params, split
+from ..models.diff import DiffResult, diff, flat_origin
+from ..models.mapping import align
 from ..models.render import render_html, render_text
 from .extract import APPLICATIONS, input_tensor, load_model
 
@@ -93,13 +98,13 @@ def randomise_statistics(keras_model: Any, seed: int) -> None:
         for v in layer.weights:
             name = str(getattr(v, "path", v.name)).rsplit("/", 1)[-1]
             shape = tuple(v.shape)
-            draw = {"moving_mean": lambda: rng.normal(0.0, 0.5, shape),
-                    "moving_variance": lambda: rng.uniform(0.25, 2.0, shape),
-                    "gamma": lambda: rng.normal(1.0, 0.25, shape),
-                    "beta": lambda: rng.normal(0.0, 0.25, shape),
-                    "bias": lambda: rng.normal(0.0, 0.25, shape)}.get(name)
+            draw = {"moving_mean": lambda s: rng.normal(0.0, 0.5, s),
+                    "moving_variance": lambda s: rng.uniform(0.25, 2.0, s),
+                    "gamma": lambda s: rng.normal(1.0, 0.25, s),
+                    "beta": lambda s: rng.normal(0.0, 0.25, s),
+                    "bias": lambda s: rng.normal(0.0, 0.25, s)}.get(name)
             if draw is not None:
-                v.assign(draw().astype(np.dtype(v.dtype)))
+                v.assign(np.asarray(draw(shape)).astype(np.dtype(v.dtype)))
 
 
 def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
@@ -107,20 +112,13 @@ def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
     """Copy the Keras weights into the mapped torch modules (the harness's converters); the lines it says."""
     import torch
 
-    from ..keras_layer import import_keras
-    from ..models import streams
-    from ..models.capture import capture_keras, capture_torch
-    from ..models.checks import expected_params, split
-    from ..models.diff import _flat_origin
-    from ..models.mapping import align
-
     nodes = capture_keras(import_keras(), keras_model, x)
     calls, _ = capture_torch(module, streams.channels_first(x) if torch_first else x)
     mapping = align(nodes, calls, overrides)
     said = []
     for pair in mapping.pairs:
         span = split(pair)
-        flat = _flat_origin(pair.unit.head, nodes)
+        flat = flat_origin(pair.unit.head, nodes)
         flat_spatial = None
         if flat is not None:
             layout = streams.match(pair.unit.head.inputs[0], span.body[0].inputs[0], torch_first, flat)
@@ -146,8 +144,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.model or not args.port:
         print(f"usage: {USAGE}", file=sys.stderr)
         return 2
-    from ..keras_layer import import_keras
-
     keras = import_keras()
     pixels = np.load(args.image, allow_pickle=False) if args.image else None
     loaded = load_model(keras, args.model, args.input_size, args.seed, pixels)

@@ -17,6 +17,7 @@ from ..cases.schema import case_from_entry
 from ..errors import CaseError
 from ..keras_layer import import_keras
 from ..layers.geometry import ACTIVATIONS, LAYERS
+from ..models.capture import call_sites, graph_of
 from ..tensors.values import DTYPES
 
 # keras.applications models by the name the command takes: (class, default square input side).
@@ -167,23 +168,6 @@ def family_of(keras: Any, layer: Any) -> str | None:
         if cls.__name__ in LAYERS and getattr(keras.layers, cls.__name__, None) is cls:
             return cls.__name__
     return None
-
-
-def graph_of(keras: Any, model: Any) -> Any:
-    """The functional graph a model runs (a Sequential's inner Functional); ValueError for a subclassed model."""
-    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
-    if graph is None or not hasattr(graph, "_nodes"):
-        raise ValueError(f"{type(model).__name__} is not a Functional or built Sequential model: its layers' "
-                         "inputs cannot be captured")
-    return graph
-
-
-def call_sites(layer: Any, graph: Any) -> list[Any]:
-    """The calls of ``layer`` that are part of ``graph`` (a layer keeps the nodes of every graph it was ever
-    called in: a Sequential rebuilds its graph as layers are added)."""
-    from keras.src.ops.function import make_node_key
-
-    return [node for i, node in enumerate(layer._inbound_nodes) if make_node_key(layer, i) in graph._nodes]
 
 
 def walk(keras: Any, model: Any, prefix: str = "") -> list[tuple[Any, str, Any, str]]:

@@ -55,6 +55,23 @@ def short_name(variable: Any) -> str:
     return str(getattr(variable, "path", variable.name)).rsplit("/", 1)[-1]
 
 
+def graph_of(keras: Any, model: Any) -> Any:
+    """The functional graph a model runs (a Sequential's inner Functional); ValueError for a subclassed model."""
+    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+    if graph is None or not hasattr(graph, "_nodes"):
+        raise ValueError(f"{type(model).__name__} is not a Functional or built Sequential model: its layers' "
+                         "inputs cannot be captured")
+    return graph
+
+
+def call_sites(layer: Any, graph: Any) -> list[Any]:
+    """The calls of ``layer`` that are part of ``graph`` (a layer keeps the nodes of every graph it was ever
+    called in: a Sequential rebuilds its graph as layers are added)."""
+    from keras.src.ops.function import make_node_key
+
+    return [node for i, node in enumerate(layer._inbound_nodes) if make_node_key(layer, i) in graph._nodes]
+
+
 def _flatten(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return [item for v in value for item in _flatten(v)]
@@ -64,8 +81,6 @@ def _flatten(value: Any) -> list[Any]:
 def capture_keras(keras: Any, model: Any, x: np.ndarray) -> list[KerasNode]:
     """Every node of ``model``'s graph in topological order with its operands and output on input ``x``
     (one predict of a model whose outputs are every node's output)."""
-    from ..frontends.extract import call_sites, graph_of   # extract owns the Keras graph walk
-
     graph = graph_of(keras, model)
     if len(graph.inputs) != 1:
         raise ValueError(f"a model with one input is needed, this one has {len(graph.inputs)}")

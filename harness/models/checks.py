@@ -10,7 +10,7 @@ import numpy as np
 
 from ..convert import keras_to_torch
 from ..layers.padding import pad_amounts
-from .mapping import Pair, Unit, keras_activation, torch_activation, torch_role
+from .mapping import Pair, Unit, torch_activation, torch_role
 
 # A fix rewrites the span's modules (deep copies) so that the pair can be judged again: (modules, pads) in, out.
 Modules = list[Any]
@@ -119,20 +119,20 @@ def alternatives(unit: Unit, name: str, want: np.ndarray,
         if kernel is not None and kernel.shape[-1] > 1 and want.shape[0] == kernel.shape[-2] * kernel.shape[-1]:
             c, m = kernel.shape[-2], kernel.shape[-1]
             wrong = np.moveaxis(kernel, (-1, -2), (0, 1)).reshape(c * m, 1, *kernel.shape[:-2])
-            out.append(("multiplier_order", f"the depthwise output channels in the order m*C+c (multiplier-major) "
-                        f"instead of Keras's c*M+m (C={c}, M={m})", wrong,
-                        f"weight = weight.view({m}, {c}, *weight.shape[2:]).transpose(0, 1).reshape({c * m}, 1, "
-                        "*weight.shape[2:])"))
+            out.append(("multiplier_order", (f"the depthwise output channels in the order m*C+c (multiplier-major) "
+                        f"instead of Keras's c*M+m (C={c}, M={m})"), wrong,
+                        (f"weight = weight.view({m}, {c}, *weight.shape[2:]).transpose(0, 1).reshape({c * m}, 1, "
+                        "*weight.shape[2:])")))
     if name == "weight" and unit.role == "dense":
         kernel = unit.head.weights["kernel"]
         if flat_spatial is not None:
             f = kernel.shape[1]
             h = "(" + ", ".join(map(str, flat_spatial)) + ")"
-            out.append(("flatten_order", f"the columns in Keras's channels-last flatten order {h}, but the port "
-                        "flattens channels first (C, H, W)", np.ascontiguousarray(kernel.T),
-                        f"weight = weight.view({f}, {', '.join(map(str, flat_spatial))}).permute(0, "
+            out.append(("flatten_order", (f"the columns in Keras's channels-last flatten order {h}, but the port "
+                        "flattens channels first (C, H, W)"), np.ascontiguousarray(kernel.T),
+                        (f"weight = weight.view({f}, {', '.join(map(str, flat_spatial))}).permute(0, "
                         f"{len(flat_spatial)}, {', '.join(str(i) for i in range(1, len(flat_spatial)))})"
-                        f".reshape({f}, -1)"))
+                        f".reshape({f}, -1)")))
         if kernel.shape[0] == kernel.shape[1]:
             out.append(("kernel_not_transposed", "the Dense kernel not transposed (torch's Linear holds (out, in))",
                         kernel, "weight = weight.t()"))
@@ -162,8 +162,8 @@ def weight_issues(pair: Pair, span: Span, others: Sequence[Unit],
                           if same(have, alt)), None)
             if found is not None:
                 i, what, stmt = found
-                issues.append(Issue("weights", i, f"{where}: {what}", _set_param(k, name, want, f"{stmt}  # on {where}"),
-                                    {"tensor": where}))
+                fix = _set_param(k, name, want, f"{stmt}  # on {where}")
+                issues.append(Issue("weights", i, f"{where}: {what}", fix, {"tensor": where}))
                 continue
             owner = _owner(pair.unit, k, name, have, others, flat_spatial)
             if owner is not None:
@@ -176,8 +176,8 @@ def weight_issues(pair: Pair, span: Span, others: Sequence[Unit],
                 text = f"{where} has shape {list(have.shape)}, but should be {list(want.shape)}"
             else:
                 rel = float(np.max(np.abs(have.astype(np.float64) - want)) / max(float(np.max(np.abs(want))), 1e-300))
-                text = f"{where} differs from the converted Keras weight (max difference {rel:.3g} of its largest " \
-                       "element) and is no known permutation of it"
+                text = (f"{where} differs from the converted Keras weight (max difference {rel:.3g} of its "
+                        "largest element) and is no known permutation of it")
             issues.append(Issue("weights", "different", text, _set_param(k, name, want, f"load {where} from Keras"),
                                 {"tensor": where}))
     return issues
@@ -305,7 +305,7 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
             issues.append(Issue("config", "bn_batch_statistics", "the port's BatchNorm normalises with the batch's "
                                 "statistics (track_running_stats=False): Keras uses its moving statistics"))
     if unit.role == "pad":
-        need = tuple(tuple(int(v) for v in p) for p in _keras_pads(c.get("padding", 0), node.inputs[0].ndim - 2))
+        need = tuple(_keras_pads(c.get("padding", 0), node.inputs[0].ndim - 2))
         module = span.body[0].module
         flat = list(module.padding) if isinstance(module.padding, (list, tuple)) else [module.padding] * (2 * len(need))
         have = tuple((int(flat[2 * (len(need) - 1 - a)]), int(flat[2 * (len(need) - 1 - a) + 1]))
@@ -415,7 +415,7 @@ def _activation_fix(name: str, k: int, span: Span) -> Fix | None:
     def apply(modules: Modules) -> Modules:
         import torch
 
-        module = eval(f"torch.nn.{spelled}", {"torch": torch})   # noqa: S307 -- a constant of the table above
+        module = eval(f"torch.nn.{spelled}", {"torch": torch})
         if k < len(modules):
             modules[k] = module
         else:

@@ -11,7 +11,7 @@ from ..reference.agreement import format_ratio
 from . import layer_refs, streams
 from .capture import KerasNode, TorchCall, capture_keras, capture_torch
 from .checks import Issue, Span, config_issues, copies, split, weight_issues
-from .mapping import Mapping_, Pair, Unit, align, torch_role
+from .mapping import LayerMapping, Pair, Unit, align, torch_role
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _reference(unit: Unit) -> layer_refs.LayerRef:
     return layer_refs.reference(head.kind, head.config, weights64, len(head.inputs))
 
 
-def _flat_origin(node: KerasNode, nodes: Sequence[KerasNode]) -> tuple[int, ...] | None:
+def flat_origin(node: KerasNode, nodes: Sequence[KerasNode]) -> tuple[int, ...] | None:
     """The (N, *spatial, C) shape a 2-D input was flattened from by a Keras Flatten (through identities)."""
     src = node.sources[0] if node.sources else None
     while src is not None and src >= 0:
@@ -138,15 +138,15 @@ def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: boo
 
 
 def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], ref: layer_refs.LayerRef | None,
-               expected: tuple[np.ndarray, np.ndarray] | None, torch_first: bool, after_pad: bool = False
-               ) -> LayerDiff:
+               expected: tuple[np.ndarray, np.ndarray] | None, torch_first: bool, after_pad: bool = False,
+               split_softmax: bool = False) -> LayerDiff:
     """One mapped pair: isolated (the port's modules on the Keras layer's input, against the oracle), weights,
     configuration, the stream's drift; the cause and its fix, judged again."""
     unit = pair.unit
     out = LayerDiff(unit.name, unit.head.kind if len(unit.nodes) == 1 else unit.activation,
                     [c.path or "<root>" for c in pair.calls], "pass")
     span = split(pair)
-    flat = _flat_origin(unit.head, nodes)
+    flat = flat_origin(unit.head, nodes)
     fed = _feed(pair, span, flat, torch_first, after_pad)
     if fed is None:
         out.verdict = "fail"
@@ -158,7 +158,8 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
                                     if fed.inferred else "")
     flat_spatial = tuple(flat[1:]) if flat is not None and fed.layout.name.startswith("flattened") else None
     out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
-    modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None else [])
+    modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None and not split_softmax
+                                               else [])
     pads = fed.inferred if span.pad is None else _pad_of(span)
     last_out = pair.calls[-1].output
     y_keras = unit.last.output
@@ -173,6 +174,16 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
         out.isolated = _judged(modules, fed.x, pads, y, bound, y_keras, torch_first, origin)
         if out.isolated is None:
             out.note = "the port's output does not take the Keras layer's shape under any layout"
+    if expected is not None and split_softmax and out.isolated is not None and span.act is not None:
+        # The fused softmax judged apart: the port's softmax module on the oracle's pre-activation (rounded to the
+        # dtype) against the Softmax reference; the layer's ratio is the larger of the two parts'.
+        pre = expected[0].astype(y_keras.dtype)
+        soft = layer_refs.reference("Softmax", {"axis": -1}, {}, 1)
+        y_s, b_s = layer_refs.bound(soft, [pre.astype(np.float64)], str(y_keras.dtype))
+        part = _judged([span.act.module], fed.layout.to_torch(pre) if pre.ndim > 2 else pre, None, y_s, b_s, y_keras,
+                       torch_first)
+        out.isolated = None if part is None else max(out.isolated, part)
+        out.note = "the fused softmax judged apart, on the oracle's pre-activation"
     failing = [i for i in out.issues if i.kind != "info"]
     if failing or (out.isolated is not None and out.isolated > 1.0) or (expected is not None and out.isolated is None):
         out.verdict = "fail"
@@ -230,7 +241,7 @@ def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
 
 def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_out: np.ndarray,
                   torch_first: bool = True, overrides: Mapping[str, Sequence[str]] | None = None,
-                  mapping: Mapping_ | None = None) -> DiffResult:
+                  mapping: LayerMapping | None = None) -> DiffResult:
     """Judge a captured pair of runs (capture.capture_keras / capture_torch)."""
     mapping = mapping or align(nodes, calls, overrides)
     units = [p.unit for p in mapping.pairs] + [u for u, _ in mapping.keras_unmapped]
@@ -239,7 +250,9 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     pad_calls = {c.index + 1 for c in calls if torch_role(c) == "pad"}   # the calls right after a pad module
     for pair in mapping.pairs:
         ref, expected, keras_ratio, reason = _keras_side(pair.unit, dtype)
-        d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls)
+        split_softmax = ref is not None and pair.unit.activation == "softmax" and pair.unit.role != "act"
+        d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls,
+                       split_softmax)
         d.keras = keras_ratio
         if reason and not d.note:
             d.note = reason
@@ -277,13 +290,20 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
 def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tuple[np.ndarray, np.ndarray] | None,
                                                  float | None, str]:
     """The unit's reference on Keras's captured input, and Keras's own output judged against it."""
+    fused_softmax = unit.activation == "softmax" and unit.role != "act"
     try:
-        ref = _reference(unit)
+        if fused_softmax:   # no element-wise table entry: the linear part here, the softmax apart (judge_pair)
+            config = {**unit.head.config, "activation": None}
+            weights64 = {k: v.astype(np.float64) for k, v in unit.head.weights.items()}
+            ref = layer_refs.reference(unit.head.kind, config, weights64, len(unit.head.inputs))
+        else:
+            ref = _reference(unit)
     except layer_refs.NoReference as exc:
         return None, None, None, str(exc)
     xs = [op.astype(np.float64) for op in unit.head.operands]
     y, bound = layer_refs.bound(ref, xs, dtype)
-    return ref, (y, bound), _ratio(unit.last.output, y, bound), ""
+    keras_ratio = None if fused_softmax else _ratio(unit.last.output, y, bound)
+    return ref, (y, bound), keras_ratio, ""
 
 
 def diff(keras_model: Any, torch_module: Any, x: np.ndarray, *, torch_first: bool = True,

@@ -5,6 +5,8 @@ engine computing it in a dtype of unit roundoff u on the same inputs, Higham's a
 G + (1 + gamma_K(u)) H eta, G being p computed on the magnitudes of every operand (subtractions become additions);
 ``bound`` adds the oracle's own float64 rounding and carries the error through f as harness.judge.stack_reference
 does for a layer of a stack (on the same inputs). Each kind's K, G and H are derived where it is defined below.
+The activation is a name of harness.layers.activations.ACTIVATION_TABLE, or "softmax" (over the last axis: the
+Softmax layer, Activation("softmax"), a Dense or conv classifier's activation), whose bound is derived here.
 Constants a kind takes from its config (Rescaling's 1/255, BN's epsilon) are rounded to the dtype by the engine:
 their rounding is one more of the K. A keras op's 0-d constant operand in xs that the dtype cannot hold exactly
 counts one more rounding in ``bound`` (``x * (1/6)``: Keras multiplies by float32(1/6), a port may divide by 6).
@@ -40,6 +42,11 @@ Op = Callable[[Arrays, Weights, bool], np.ndarray]
 # 3e6 points each): tf.math.rsqrt 3.13 (Eigen's approximation and one Newton step; 1/sqrt 1.5 in both), exp 1.99
 # (torch 1.05; the activation table's `exponential` allows 4), log 3.75 relative (torch 1.56).
 RSQRT_ULPS, EXP_ULPS, LOG_ULPS = 4, 4, 6
+# TensorFlow runs its CPU kernels with denormals flushed to zero (tf.constant(1e-38) * 0.5 is 0), so a result below
+# the smallest normal of the computing type (float32 for float16 and bfloat16) may come back 0: tf.nn.softmax does so
+# below 2^-125 with oneDNN, 2^-126 without (measured). Softmax allows 4 smallest normals for it; the gradual
+# underflow eta of harness.reference.agreement does not cover it.
+FLUSHED = {"float64": 4.0 * float(np.finfo(np.float64).tiny), "float32": 4.0 * float(np.finfo(np.float32).tiny)}
 # keras.config.epsilon(): the floor Normalization puts under sqrt(variance) (not in its config: Keras's default).
 KERAS_EPSILON = 1e-7
 # get_config() keys that do not change what a conv layer computes in inference (as harness.frontends.extract).
@@ -55,12 +62,12 @@ def _f64(xs: Sequence[Any]) -> Arrays:
     return [np.asarray(x, dtype=np.float64) for x in xs]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LayerRef:
-    """One node: its float64 pre-activation, activation (a name in ACTIVATION_TABLE), K, gauge G and count H.
+    """One node: its float64 pre-activation, activation (ACTIVATION_TABLE's or "softmax"), K, gauge G and count H.
 
     ``k`` is K where the input's shape does not change it, -1 where it does (GlobalAveragePooling: K grows with the
-    pooled area; Softmax: with the axis): ``reduction_length(xs)`` answers for given inputs."""
+    pooled area): ``reduction_length(xs)`` answers for given inputs."""
 
     kind: str
     activation: str
@@ -69,18 +76,14 @@ class LayerRef:
     weights: Weights = field(default_factory=dict, repr=False)
     etas: Callable[[Arrays], float | np.ndarray] = field(default=lambda xs: 0.0, repr=False)
     k_of: Callable[[Arrays], int] | None = field(default=None, repr=False)
-    # A kind whose error is not gamma_K(u) G (Softmax): E(xs, dtype), SAFETY and the oracle's rounding included.
-    own_error: Callable[[Arrays, str], np.ndarray] | None = field(default=None, repr=False)
 
     def pre_activation(self, xs: Sequence[np.ndarray]) -> np.ndarray:
         return self.op(_f64(xs), self.weights, False)
 
     def forward(self, xs: Sequence[np.ndarray]) -> np.ndarray:
-        return ACTIVATION_TABLE[self.activation].reference(self.pre_activation(xs))
+        return _activate(self.activation, self.pre_activation(xs))
 
     def gauge(self, xs: Sequence[np.ndarray]) -> np.ndarray:
-        if self.own_error is not None:   # softmax: its error is relative to y, which is its scale
-            return np.abs(self.pre_activation(xs))
         mags = {n: np.abs(np.asarray(v, dtype=np.float64)) for n, v in self.weights.items()}
         return np.asarray(self.op([np.abs(x) for x in _f64(xs)], mags, True))
 
@@ -95,8 +98,6 @@ class LayerRef:
         SAFETY ((gamma_K(u) + gamma_K(u_64)) G + (1 + gamma_K(u)) H (eta + eta_64)), as harness.judge.stack_reference
         on a stack's first layer. K counts one more rounding per 0-d operand the dtype cannot hold (module doc)."""
         xs = _f64(xs)
-        if self.own_error is not None:
-            return self.own_error(xs, dtype)
         k = self.reduction_length(xs) + sum(1 for x in xs if x.ndim == 0 and float(round_to(x, dtype)) != float(x))
         u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
         eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
@@ -108,13 +109,18 @@ def bound(ref: LayerRef, xs: Sequence[np.ndarray], dtype: str) -> tuple[np.ndarr
     """(y_oracle, per-element bound of |y_engine - y_oracle|): E through the activation (stack_reference.through:
     the image of [p - E, p + E] for a monotone f, else slope * E), plus the activation's own evaluation error (its
     ulps of |y|, its absolute_ulps of max(1, |p|) as harness.reference.agreement.error_bound allows them, and one
-    eta where it rounds). For a conv family this is stack_reference.layer_reference's bound on a first layer."""
+    eta where it rounds). For a conv family this is stack_reference.layer_reference's bound on a first layer.
+    Softmax: y_i changes by the factor exp(d_i) / sum_j y_j exp(d_j) where p moves by d, |d| <= E, so by at most
+    y_i expm1(E_i + max_j E_j) (the row's max), plus its own evaluation error (_softmax_error)."""
     xs = _f64(xs)
+    pre = ref.pre_activation(xs)
+    e = np.broadcast_to(ref.error(xs, dtype), pre.shape)
+    if ref.activation == "softmax":
+        y = _softmax(pre)
+        return y, y * np.expm1(e + np.max(e, axis=-1, keepdims=True)) + _softmax_error(pre, y, dtype)
     act = ACTIVATION_TABLE[ref.activation]
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
-    pre = ref.pre_activation(xs)
     y = act.reference(pre)
-    e = np.broadcast_to(ref.error(xs, dtype), pre.shape)
     rounds = 1.0 if act.ulps or act.absolute_ulps else 0.0
     own = act.ulps * (u + u64) * np.abs(y) + rounds * (underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE))
     if act.absolute_ulps:
@@ -135,7 +141,7 @@ def _channels_last(kind: str, config: Mapping[str, Any]) -> None:
 
 def _activation(kind: str, name: Any) -> str:
     name = name or "linear"
-    if name not in ACTIVATION_TABLE:
+    if name not in ACTIVATION_TABLE and name != "softmax":
         raise NoReference(f"{kind}: activation {name!r} is not in the activation table")
     return str(name)
 
@@ -152,7 +158,7 @@ def _conv(kind: str, config: Mapping[str, Any], weights: Weights, n: int) -> Lay
             raise NoReference(f"{kind}: {key}={value!r} is not an argument the harness expresses")
     _channels_last(kind, cfg)
     act = _activation(kind, cfg.get("activation"))
-    cfg["activation"] = None if act == "linear" else act
+    cfg["activation"] = None   # the oracle's pre-activation only: the activation is this module's
     cfg["padding"] = str(cfg.get("padding", "valid")).lower()
     missing = [w for w in lk.family.kernel_names if w not in weights]
     if missing or (cfg.get("use_bias", True) and "bias" not in weights):
@@ -347,7 +353,9 @@ def _normalization(kind: str, config: Mapping[str, Any], weights: Weights, n: in
     eps), eps = keras.config.epsilon() (KERAS_EPSILON); mean and variance (its weights, or its config) aligned to
     the kept axes from the right. The difference, the square root (var is exact: halved, 1), the division or a
     reciprocal and a product (2): K = 4, which also covers eps's own rounding where it is the floor; G = (|x| +
-    |mean|) / s. Inverted: the square root, the product, the sum (+1 for eps): K = 4, G = |mean| + |x| s. H = 2."""
+    |mean|) / s. Inverted: the square root, the product, the sum (+1 for eps): K = 4, G = |mean| + |x| s. H = 2.
+    Given in the config (Python floats), mean and variance are rounded to the dtype by Keras: 2 more (mean's 1,
+    variance's halved by the square root, 1 with the sum's slack): K = 6."""
     source = weights if "mean" in weights else config
     if source.get("mean") is None or source.get("variance") is None:
         raise NoReference(f"{kind}: no mean and variance (neither weights nor config)")
@@ -370,26 +378,35 @@ def _normalization(kind: str, config: Mapping[str, Any], weights: Weights, n: in
             return m + x * s
         return (x + m if mag else x - m) / s
 
-    return LayerRef(kind, "linear", 4, op, {}, lambda xs: 2.0)
+    return LayerRef(kind, "linear", 4 if source is weights else 6, op, {}, lambda xs: 2.0)
 
 
-def _softmax_error(xs: Arrays, dtype: str) -> np.ndarray:
-    """Softmax's E, derived here (u the dtype's unit roundoff, m the row's max, n its length, y = softmax(x)).
+def _softmax(p: np.ndarray) -> np.ndarray:
+    """softmax over the last axis, in float64 from the max (every e_j <= 1, no overflow)."""
+    e = np.exp(p - np.max(p, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
 
-    TF and torch compute e_i = exp(fl(x_i - m)), S = sum e_j, y_i = e_i / S (or e_i times a rounded 1/S); Keras's
-    multi-axis form and some ports exp(x_i - L), L = m + log S. In units of u, to first order, y_i's relative error
-    is at most c_i = |x_i - m| + |m| + (2 + LOG_ULPS) ln n + EXP_ULPS + 2 + D, D = sum_j y_j (|x_j - m| + EXP_ULPS)
-    + n - 1: the rounding of x_i - m (an error of |x_i - m| u in the exponent), exp's own error, the division or
+
+def _activate(name: str, pre: np.ndarray) -> np.ndarray:
+    return _softmax(pre) if name == "softmax" else ACTIVATION_TABLE[name].reference(pre)
+
+
+def _softmax_error(p: np.ndarray, y: np.ndarray, dtype: str) -> np.ndarray:
+    """Softmax's own evaluation error on p (u the dtype's unit roundoff, m the row's max, n its length, y its value).
+
+    TF and torch compute e_i = exp(fl(p_i - m)), S = sum e_j, y_i = e_i / S (or e_i times a rounded 1/S); Keras's
+    multi-axis form and some ports exp(p_i - L), L = m + log S. In units of u, to first order, y_i's relative error
+    is at most c_i = |p_i - m| + |m| + (2 + LOG_ULPS) ln n + EXP_ULPS + 2 + D, D = sum_j y_j (|p_j - m| + EXP_ULPS)
+    + n - 1: the rounding of p_i - m (an error of |p_i - m| u in the exponent), exp's own error, the division or
     reciprocal and product (2), and S's relative error D (each e_j's error, weighted by its share y_j, and the n - 1
     sums); the logsumexp form instead rounds L (|L| <= |m| + ln n), log S (LOG_ULPS u ln S <= LOG_ULPS u ln n) and
-    x_i - L (|x_i - L| <= |x_i - m| + ln n), and carries D through log S. Both are within c_i. Each relative error
+    p_i - L (|p_i - L| <= |p_i - m| + ln n), and carries D through log S. Both are within c_i. Each relative error
     composes as gamma, so |y_e - y| <= (gamma_c(u) + gamma_c(u_64)) y with gamma_c = c u / (1 - c u) (infinite
-    from c u >= 1). Underflow: every e_j and y_i may carry an eta, divided by S >= 1: H = n + 2."""
-    x = xs[0]
-    n = x.shape[-1]
-    m = np.max(x, axis=-1, keepdims=True)
-    y = _softmax([x], {}, False)
-    spread = np.abs(x - m)
+    from c u >= 1). Underflow: every e_j and y_i may carry an eta, or be flushed to zero (FLUSHED), divided by S >=
+    1: n + 2 of each. Evaluated at the exact p rather than the engine's (they differ by E: second order in u)."""
+    n = p.shape[-1]
+    m = np.max(p, axis=-1, keepdims=True)
+    spread = np.abs(p - m)
     d = np.sum(y * (spread + EXP_ULPS), axis=-1, keepdims=True) + n - 1
     c = spread + np.abs(m) + (2 + LOG_ULPS) * math.log(n) + EXP_ULPS + 2 + d
 
@@ -397,19 +414,13 @@ def _softmax_error(xs: Arrays, dtype: str) -> np.ndarray:
         with np.errstate(divide="ignore"):
             return np.where(c * u < 1.0, c * u / (1.0 - c * u), np.inf)
 
-    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE) + FLUSHED.get(dtype, FLUSHED["float32"])
     return SAFETY * ((gam(unit_roundoff(dtype)) + gam(unit_roundoff(ORACLE_DTYPE))) * y + (n + 2) * eta)
-
-
-def _softmax(xs: Arrays, w: Weights, mag: bool) -> np.ndarray:
-    """softmax over the last axis, in float64 from the max (every e_j <= 1, no overflow)."""
-    e = np.exp(xs[0] - np.max(xs[0], axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def _activation_kind(kind: str, config: Mapping[str, Any], weights: Weights, n: int) -> LayerRef:
     """Activation, ReLU, LeakyReLU, Softmax: the identity as pre-activation (K = 0, exact) and the table's
-    activation after it; softmax is not an element-wise activation: its own kind, its own E (_softmax_error)."""
+    activation after it (softmax too, over the last axis only)."""
     name = config.get("activation", "softmax" if kind == "Softmax" else None)
     if kind == "ReLU":
         slope, threshold, top = (config.get(k) for k in ("negative_slope", "threshold", "max_value"))
@@ -421,11 +432,8 @@ def _activation_kind(kind: str, config: Mapping[str, Any], weights: Weights, n: 
         if config.get("negative_slope", 0.3) != 0.2:   # the table's leaky_relu is Keras's function default, 0.2
             raise NoReference(f"{kind}: negative_slope={config.get('negative_slope', 0.3)} (the table has 0.2)")
         name = "leaky_relu"
-    if name == "softmax":
-        axis = config.get("axis", -1)
-        if axis not in (-1, [-1], (-1,)):
-            raise NoReference(f"{kind}: axis {axis!r} (the last axis only)")
-        return LayerRef(kind, "linear", -1, _softmax, k_of=lambda xs: xs[0].shape[-1] - 1, own_error=_softmax_error)
+    if name == "softmax" and config.get("axis", -1) not in (-1, [-1], (-1,)):
+        raise NoReference(f"{kind}: axis {config.get('axis')!r} (the last axis only)")
     return LayerRef(kind, _activation(kind, name), 0, lambda xs, w, mag: xs[0])
 
 

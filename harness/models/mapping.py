@@ -64,7 +64,7 @@ class Pair:
 
 
 @dataclass
-class Mapping_:
+class LayerMapping:
     pairs: list[Pair] = field(default_factory=list)
     keras_unmapped: list[tuple[Unit, str]] = field(default_factory=list)    # (unit, reason)
     torch_unmapped: list[tuple[TorchCall, str]] = field(default_factory=list)
@@ -201,11 +201,14 @@ class _Scorer:
             return 0.0
         keras_sizes = self.keras_sizes.setdefault(id(unit), sorted(int(np.size(w)) for w in unit.head.weights.values()))
         torch_sizes = sorted(s for k in range(lo, hi) for s in self.sizes[k])
-        return 2.0 + (1.0 if keras_sizes == torch_sizes else 0.0) + 0.1 * (stop - start - 1)
+        # All weight sizes equal: 1; the largest equal (a bias missing or extra): 0.5.
+        bonus = 1.0 if keras_sizes == torch_sizes else (
+            0.5 if keras_sizes and torch_sizes and keras_sizes[-1] == torch_sizes[-1] else 0.0)
+        return 2.0 + bonus + 0.1 * (stop - start - 1)
 
 
 def align(nodes: Sequence[KerasNode], calls: Sequence[TorchCall],
-          overrides: Mapping[str, Sequence[str]] | None = None) -> Mapping_:
+          overrides: Mapping[str, Sequence[str]] | None = None) -> LayerMapping:
     """Pair Keras units with spans of torch calls: the best-scoring order-preserving alignment (a weighted longest
     common subsequence over graph order, spans of 1 to 3 calls), then the user's overrides (Keras layer name ->
     torch module paths) replace whatever the aligner chose for those."""
@@ -263,7 +266,7 @@ def align(nodes: Sequence[KerasNode], calls: Sequence[TorchCall],
     order = {id(u): k for k, u in enumerate(units)}
     pairs.sort(key=lambda p: order[id(p.unit)])
     mapped = {id(p.unit) for p in pairs}
-    result = Mapping_(pairs=pairs)
+    result = LayerMapping(pairs=pairs)
     for u in units:
         if id(u) not in mapped:
             result.keras_unmapped.append((u, _why_unmapped(u)))
@@ -283,7 +286,7 @@ def _rematch(pairs: list[Pair], units: Sequence[Unit], calls: Sequence[TorchCall
     for p in pairs:
         has_weights = bool(p.unit.head.weights)
         lo, hi = p.calls[0].index, p.calls[-1].index
-        if has_weights and score.full(p.unit, [c for c in calls if lo <= c.index <= hi]) < 3.0:
+        if has_weights and score.full(p.unit, [c for c in calls if lo <= c.index <= hi]) < 2.5:
             used.difference_update(c.index for c in p.calls)
         else:
             kept.append(p)
@@ -298,7 +301,7 @@ def _rematch(pairs: list[Pair], units: Sequence[Unit], calls: Sequence[TorchCall
             k = position[c.index]
             spans = [calls[k:k + s] for s in (3, 2, 1) if k + s <= len(calls)]
             span = next((sp for sp in spans if all(x.index not in used for x in sp)
-                         and score(unit, k, k + len(sp)) >= 3.0), None)
+                         and score(unit, k, k + len(sp)) >= 2.5), None)
             if span is not None:
                 kept.append(Pair(unit, list(span), "weights"))
                 used.update(x.index for x in span)

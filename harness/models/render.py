@@ -14,8 +14,8 @@ def _r(v: float | None) -> str:
 def render_text(result: DiffResult, model: str, port: str) -> str:
     """The mapping and verdicts, one line per failing layer with its cause and fix, then the summary."""
     mapped = [d for d in result.layers if d.modules]
-    lines = [f"diff {model} against {port}: {len(result.layers)} Keras layers, {len(mapped)} mapped to torch "
-             f"modules, {len(result.torch_unmapped)} torch calls unmapped"]
+    lines = [(f"diff {model} against {port}: {len(result.layers)} Keras layers, {len(mapped)} mapped to torch "
+             f"modules, {len(result.torch_unmapped)} torch calls unmapped")]
     for d in result.layers:
         lines.append("  " + _row(d))
     for path, kind, why in result.torch_unmapped:

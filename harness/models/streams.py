@@ -79,7 +79,7 @@ def match(keras_value: np.ndarray, torch_value: np.ndarray, torch_first: bool,
 def _reshaped(layout: Layout, keras_shape: tuple[int, ...], torch_shape: tuple[int, ...]) -> Layout:
     return Layout(f"{layout.name}, reshaped to {list(torch_shape[1:])}",
                   lambda a: layout.to_torch(a).reshape((a.shape[0], *torch_shape[1:])),
-                  lambda a: layout.to_keras(a.reshape((a.shape[0],) + _moved_shape(layout, keras_shape)[1:]))
+                  lambda a: layout.to_keras(a.reshape((a.shape[0], *_moved_shape(layout, keras_shape)[1:])))
                   .reshape((a.shape[0], *keras_shape[1:])))
 
 

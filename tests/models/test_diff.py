@@ -1,0 +1,131 @@
+"""The model diff against hand-written ports (tests/models/ports/, written apart from the harness): every correct port
+passes every mapped layer, and each broken port is named at the right layer with the right cause, whose fix,
+applied to that layer alone, makes it pass. torch and keras are imported inside the fixtures."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# bug -> (the Keras layer that must be the culprit, the cause as (kind, id) of one of its issues)
+EXPECTED = {
+    "bn_eps": ("expanded_conv_depthwise_BN", ("config", "bn_eps")),
+    "same_symmetric": ("block_1_pad", ("config", "padding")),
+    "kernel_transposed": ("Conv1", ("weights", "kernel_transposed")),
+    "relu_not_relu6": ("Conv1_relu", ("config", "activation")),
+    "blocks_swapped": ("block_4_expand", ("mapping", "weights_of_another_layer")),
+    "missing_bias": ("block1a_se_reduce", ("config", "missing_bias")),
+    "multiplier_order": ("dw", ("weights", "multiplier_order")),
+    "separable_bias": ("sep", ("config", "separable_bias")),
+    "flatten_order": ("dense", ("weights", "flatten_order")),
+}
+
+
+def _ports() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import ports
+
+    return ports
+
+
+@cache
+def _keras(name: str) -> Any:
+    ports = _ports()
+    return ports.keras_model(name, ports.TEST_SIZES[name])
+
+
+def _input(name: str) -> np.ndarray:
+    ports = _ports()
+    lo, hi = ports.INPUT_RANGES[name]
+    size = ports.TEST_SIZES[name]
+    return np.random.default_rng(0).uniform(lo, hi, (1, size, size, 3)).astype(np.float32)
+
+
+def _diff(name: str, bug: str | None) -> Any:
+    from harness import api
+
+    ports = _ports()
+    model = _keras(name)
+    return api.diff(model, ports.build(name, model, bug=bug), _input(name))
+
+
+@pytest.mark.parametrize("name", ["small_net", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "xception"])
+def test_correct_port_passes_every_mapped_layer(name: str) -> None:
+    result = _diff(name, None)
+    mapped = [d for d in result.layers if d.modules]
+    failed = [(d.name, d.cause) for d in result.failed]
+    assert failed == [], f"failed={failed}, but should be none [{name}]"
+    assert len(mapped) >= 0.75 * len(result.layers), f"mapped={len(mapped)} of {len(result.layers)} [{name}]"
+    judged = [d.isolated for d in mapped if d.isolated is not None]
+    assert judged and max(judged) <= 1.0
+    assert all(d.kind in ("Add", "Multiply", "Rescaling", "Normalization", "Reshape", "Flatten", "Dropout")
+               for d in result.layers if not d.modules), \
+        f"unmapped={[(d.name, d.kind) for d in result.layers if not d.modules]} [{name}]"
+
+
+@pytest.mark.parametrize("bug", sorted(EXPECTED))
+def test_broken_port_is_named_at_its_layer_with_its_cause_and_fix(bug: str) -> None:
+    ports = _ports()
+    name = ports.BUGS[bug][0]
+    layer, (kind, cause_id) = EXPECTED[bug]
+    result = _diff(name, bug)
+    assert result.culprit == layer, f"culprit={result.culprit}, but should be {layer} [{bug}]"
+    culprit = next(d for d in result.layers if d.name == layer)
+    keys = [(i.kind, i.id) for i in culprit.issues]
+    assert (kind, cause_id) in keys, f"issues={keys}, but should hold {(kind, cause_id)} [{bug}]"
+    assert culprit.fix, f"fix={culprit.fix!r}, but should be spelled out [{bug}]"
+    assert culprit.fixed is not None and culprit.fixed <= 1.0, f"fixed={culprit.fixed}, but should be <= 1 [{bug}]"
+    others = [d.name for d in result.failed if d.name != layer]
+    # Swapped blocks fail at both blocks; every other bug at its layer alone (no false alarm downstream).
+    assert others == (["block_5_expand"] if bug == "blocks_swapped" else []), f"also failed={others} [{bug}]"
+
+
+def test_momentum_alone_passes_with_a_note() -> None:
+    result = _diff("mobilenet_v2", "bn_momentum")
+    assert result.passed
+    notes = {(i.kind, i.id) for d in result.layers for i in d.issues}
+    assert ("info", "bn_momentum") in notes
+
+
+def test_cli_exit_codes_and_transfer(tmp_path: Path) -> None:
+    """`python -m harness diff`: 0 for a correct port (weights carried across by --transfer-weights), 1 for a broken
+    one with the culprit on its own line, 2 for a usage error."""
+    _ports()
+    port = tmp_path / "port.py"
+    port.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests' / 'models')!r})\n"
+        "import ports\n"
+        "def good():\n    return ports.PORTS['mobilenet_v2'].Port()\n"
+        "def relu():\n    return ports.PORTS['mobilenet_v2'].Port(bug='relu_not_relu6')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness", "diff", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    good = run("mobilenet_v2", f"{port}:good", "--input-size", "32", "--transfer-weights",
+               "--save-weights", "w.pt", "--json", "d.json", "--html", "d.html")
+    assert good.returncode == 0, good.stdout[-2000:] + good.stderr[-2000:]
+    assert (tmp_path / "w.pt").stat().st_size > 0 and "<table>" in (tmp_path / "d.html").read_text()
+    again = run("mobilenet_v2", f"{port}:good", "--input-size", "32", "--torch-weights", "w.pt")
+    assert again.returncode == 0, again.stdout[-2000:]
+    bad = run("mobilenet_v2", f"{port}:relu", "--input-size", "32", "--transfer-weights")
+    assert bad.returncode == 1, bad.stdout[-2000:] + bad.stderr[-2000:]
+    assert any(line.startswith("FAIL (culprit) Conv1_relu") and "relu6" in line for line in bad.stdout.splitlines())
+    usage = run("mobilenet_v2")
+    assert usage.returncode == 2 and "usage" in usage.stderr
