@@ -10,7 +10,7 @@ import numpy as np
 
 from ..convert import keras_to_torch
 from ..layers.padding import pad_amounts
-from .mapping import Pair, Unit, torch_activation, torch_role
+from .mapping import PADDED_ROLES, Pair, Unit, torch_activation, torch_role
 
 # A fix rewrites the span's modules (deep copies) so that the pair can be judged again: (modules, pads) in, out.
 Modules = list[Any]
@@ -48,7 +48,8 @@ class Span:
 
 def split(pair: Pair) -> Span:
     calls = list(pair.calls)
-    pad = calls.pop(0) if len(calls) > 1 and torch_role(calls[0]) == "pad" else None
+    padded = pair.unit.role in PADDED_ROLES
+    pad = calls.pop(0) if len(calls) > 1 and torch_role(calls[0]) == "pad" and padded else None
     act = calls.pop() if len(calls) > 1 and torch_role(calls[-1]) == "act" and pair.unit.role != "act" else None
     return Span(pad, calls, act)
 
@@ -304,6 +305,8 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
         if not bn.track_running_stats:
             issues.append(Issue("config", "bn_batch_statistics", "the port's BatchNorm normalises with the batch's "
                                 "statistics (track_running_stats=False): Keras uses its moving statistics"))
+    if unit.role in ("maxpool", "avgpool"):
+        issues += _pool_issues(unit, span, inferred)
     if unit.role == "pad":
         need = tuple(_keras_pads(c.get("padding", 0), node.inputs[0].ndim - 2))
         module = span.body[0].module
@@ -323,6 +326,42 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
         k = 0 if unit.role == "act" else len(span.body)   # where the activation module sits in the span
         issues.append(Issue("config", "activation", f"activation: Keras {want_act}, the port {have_act}",
                             _activation_fix(want_act, k, span)))
+    return issues
+
+
+def _pool_issues(unit: Unit, span: Span, inferred: tuple[tuple[int, int], ...] | None) -> list[Issue]:
+    """A pooling layer's window, stride and TensorFlow padding against the port's (its pool's own padding, a pad
+    module before it, a pad in its forward)."""
+    c, pool = unit.head.config, span.body[0].module
+    spatial = unit.head.inputs[0].shape[1:-1]
+    r = len(spatial)
+    size = _tuple(c.get("pool_size", 2), r)
+    stride = _tuple(c.get("strides") or c.get("pool_size", 2), r)
+    issues = []
+    for label, want, have in (("pool size", size, _tuple(pool.kernel_size, r)),
+                              ("stride", stride, _tuple(pool.stride, r))):
+        if want != have:
+            issues.append(Issue("config", label.replace(" ", "_"),
+                                f"{label}: Keras {list(want)}, the port {list(have)}"))
+    padding = str(c.get("padding", "valid")).lower()
+    need = tuple(pad_amounts(padding, n, k, s, 1) for n, k, s in zip(spatial, size, stride))
+    own = _tuple(pool.padding, r)
+    total = [[p, p] for p in own]
+    if span.pad is not None:
+        p = span.pad.module.padding
+        flat = list(p) if isinstance(p, (list, tuple)) else [p] * (2 * r)
+        for axis in range(r):
+            total[r - 1 - axis][0] += int(flat[2 * axis])
+            total[r - 1 - axis][1] += int(flat[2 * axis + 1])
+    for axis, (b, a) in enumerate(inferred or ()):
+        total[axis][0] += b
+        total[axis][1] += a
+    have_pads = tuple((b, a) for b, a in total)
+    if need != have_pads:
+        issues.append(Issue("config", "padding", f"padding: Keras '{padding}' pools over "
+                            f"{[list(p) for p in need]} (before, after per axis; TensorFlow puts an odd pixel at "
+                            "the end), the port over "
+                            f"{[list(p) for p in have_pads]}", None, {"keras": need, "port": have_pads}))
     return issues
 
 

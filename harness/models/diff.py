@@ -93,12 +93,16 @@ def _ratio(y: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> float:
     return float(np.max(r, initial=0.0))
 
 
-def _run(modules: Sequence[Any], x: np.ndarray, pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
+def _run(modules: Sequence[Any], x: np.ndarray, pre: Any) -> np.ndarray:
+    """The modules in turn on ``x``, after ``pre``: zeros around the spatial axes ((before, after) per axis: a pad
+    the port does in its forward, or a fix's), or the port's own pad module (a -inf pad before a max pool)."""
     import torch
 
-    if pads:
-        x = streams.pad_zeros(x, pads)
+    if isinstance(pre, tuple):
+        x = streams.pad_zeros(x, pre)
     t = torch.from_numpy(np.array(x, copy=True))
+    if pre is not None and not isinstance(pre, tuple):
+        modules = [pre, *modules]
     with torch.no_grad():
         for m in modules:
             m.eval()
@@ -160,7 +164,7 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
     out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
     modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None and not split_softmax
                                                else [])
-    pads = fed.inferred if span.pad is None else _pad_of(span)
+    pads: Any = fed.inferred if span.pad is None else span.pad.module
     last_out = pair.calls[-1].output
     y_keras = unit.last.output
     origin = tuple(unit.head.operands[0].shape) if unit.role == "flatten" else None
@@ -204,17 +208,7 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
     return out
 
 
-def _pad_of(span: Span) -> tuple[tuple[int, int], ...] | None:
-    """The port's pad module, as (before, after) per spatial axis, applied by _run before the body."""
-    if span.pad is None:
-        return None
-    p = span.pad.module.padding
-    r = len(span.body[0].module.kernel_size) if hasattr(span.body[0].module, "kernel_size") else 2
-    flat = list(p) if isinstance(p, (list, tuple)) else [p] * (2 * r)
-    return tuple((int(flat[2 * (r - 1 - a)]), int(flat[2 * (r - 1 - a) + 1])) for a in range(r))
-
-
-def _judged(modules: Sequence[Any], x: np.ndarray, pads: Sequence[tuple[int, int]] | None, y: np.ndarray,
+def _judged(modules: Sequence[Any], x: np.ndarray, pads: Any, y: np.ndarray,
             bound: np.ndarray, y_keras: np.ndarray, torch_first: bool,
             origin: tuple[int, ...] | None = None) -> float | None:
     try:

@@ -31,6 +31,8 @@ KERAS_ROLES = {
     "Flatten": "flatten", "Reshape": "reshape", "ReLU": "act", "Activation": "act", "Softmax": "act",
     "LeakyReLU": "act", "ELU": "act", "HardSigmoid": "act",
 }
+# Roles whose TensorFlow 'same' padding a port may do with a pad module just before (belonging to the layer).
+PADDED_ROLES = frozenset({"conv", "depthwise", "separable", "maxpool", "avgpool"})
 # Roles a port usually computes in its forward without a module (x + y, x * s, torch.cat, a reshape).
 FUNCTIONAL_ROLES = frozenset({"add", "mul", "concat", "reshape", "rescale", "other"})
 
@@ -183,7 +185,7 @@ class _Scorer:
     def __call__(self, unit: Unit, start: int, stop: int) -> float:
         roles = self.roles[start:stop]
         lo, hi = start, stop
-        if roles[0] == "pad" and unit.role in ("conv", "depthwise", "separable"):
+        if roles[0] == "pad" and unit.role in PADDED_ROLES:
             lo += 1
         if roles[-1] == "flatten" and unit.role == "gap" and hi - lo > 1:   # AdaptiveAvgPool2d(1) + Flatten
             hi -= 1

@@ -2,6 +2,7 @@
 every kind against Keras itself (eager and a compiled model) within its bound, and wrong variants outside it."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.layers.geometry import geometry
 from harness.models.layer_refs import KINDS, NoReference, bound, reference
 from harness.reference import oracle
 from harness.reference.agreement import error_bound
@@ -47,7 +49,8 @@ def test_dense_add_rescaling_concatenate_goldens():
     assert y_of("Dense", {"units": 3, "activation": "relu"}, [np.array([[1.0, 2.0]])], w).tolist() == [[7.5, 0.0, 2.5]]
     assert y_of("Add", {}, [np.array([1.0, -2.0]), np.array(3.0)]).tolist() == [4.0, 1.0]
     assert y_of("Subtract", {}, [np.array([1.0, -2.0]), np.array([0.5, 0.5])]).tolist() == [0.5, -2.5]
-    assert y_of("Average", {}, [np.array([1.0, 2.0]), np.array([3.0, 3.0]), np.array([2.0, 1.0])]).tolist() == [2.0, 2.0]
+    three = [np.array([1.0, 2.0]), np.array([3.0, 3.0]), np.array([2.0, 1.0])]
+    assert y_of("Average", {}, three).tolist() == [2.0, 2.0]
     assert y_of("TrueDivide", {}, [np.array([3.0, -1.5]), np.array(6.0)]).tolist() == [0.5, -0.25]
     assert y_of("Rescaling", {"scale": 0.5, "offset": -1.0}, [np.array([2.0, 4.0])]).tolist() == [0.0, 1.0]
     assert y_of("Concatenate", {"axis": -1}, [np.array([[1.0, 2.0]]), np.array([[3.0]])]).tolist() == [[1.0, 2.0, 3.0]]
@@ -99,7 +102,8 @@ def test_normalization_golden():
     np.testing.assert_allclose(y_of("Normalization", cfg, [x]), [[1.0, 0.0], [1.0, 5e6]], rtol=1e-15)
     inv = y_of("Normalization", {**cfg, "invert": True}, [x])
     np.testing.assert_allclose(inv, [[7.0, 2.0 + 2e-7], [7.0, 2.0 + 2.5e-7]], rtol=1e-15)
-    adapted = y_of("Normalization", {"axis": (-1,)}, [x], {"mean": np.array([3.0, 0.0]), "variance": np.array([1, 4.0])})
+    stats = {"mean": np.array([3.0, 0.0]), "variance": np.array([1.0, 4.0])}
+    adapted = y_of("Normalization", {"axis": (-1,)}, [x], stats)
     np.testing.assert_allclose(adapted, [[0.0, 1.0], [0.0, 1.25]], rtol=1e-15)
 
 
@@ -143,8 +147,7 @@ def test_conv_bound_is_the_single_layer_bound(kind, config, shapes):
     harness_cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
     y, b = bound(ref, [x], "float32")
     np.testing.assert_array_equal(y, oracle.run(kind, harness_cfg, x, weights))
-    from harness.layers.geometry import geometry   # the harness's own K and H for the same case
-    g = geometry(kind, harness_cfg, x.shape)
+    g = geometry(kind, harness_cfg, x.shape)   # the harness's own K and H for the same case
     assert ref.k == g.reduction_length()
     expected = error_bound(g.reduction_length(), "float32", oracle.gauge(kind, harness_cfg, x, weights), y, "linear",
                            oracle.underflow_count(g, x, weights)).bound
@@ -273,7 +276,10 @@ def run_case(keras, case, seed=0):
 
 @pytest.fixture(scope="module")
 def keras():
-    from harness.keras_layer import import_keras   # keras loads at the first test that needs it, never at collection
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    # keras loads at the first test that needs it, never at collection
+    from harness.keras_layer import import_keras
 
     return import_keras()
 
@@ -339,6 +345,8 @@ def test_keras_within_bound_without_onednn():
     """The same comparisons on TensorFlow's other CPU kernel path (oneDNN off: a fresh process)."""
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
         pytest.skip("already the oneDNN-off run")
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:logging", "-p", "no:cacheprovider",
                            "-o", "addopts=", __file__, "-k", "within_bound and not without_onednn"],
