@@ -17,7 +17,7 @@ from .validate import MAX_ELEMENTS
 __all__ = ["FILE_KEYS", "ID_PATTERN", "MAX_ELEMENTS", "Case", "case_from_entry", "cases_of", "load_file", "load_paths",
            "load_yaml", "read_case_file", "strip_lines"]
 
-FILE_KEYS = {"defaults", "cases", "stacks"}   # stacks: harness/cases/stacks.py reads them
+FILE_KEYS = {"defaults", "cases", "stacks", "models"}   # stacks: cases/stacks.py; models: cases/model_entries.py
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -72,8 +72,9 @@ def read_case_file(path: str | Path, name: str | None = None) -> tuple[dict[str,
         doc = load_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         return None, [CaseError(shown, None, None, f"cannot read YAML: {exc}".replace("\n", " "))]
-    if not isinstance(doc, dict) or not ({"cases", "stacks"} & set(doc)):
-        return None, [CaseError(shown, None, None, "a case file is a mapping with a list under 'cases' (or 'stacks')")]
+    if not isinstance(doc, dict) or not ({"cases", "stacks", "models"} & set(doc)):
+        return None, [CaseError(shown, None, None,
+                                "a case file is a mapping with a list under 'cases' (or 'stacks', 'models')")]
     unknown = set(doc) - FILE_KEYS - {"__line__"}
     if unknown:
         return None, [CaseError(shown, None, ", ".join(sorted(unknown)),

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CaseError
+from .model_entries import ModelEntry, models_of
 from .schema import Case, cases_of, read_case_file
 from .selection import select_cases
 from .stacks import StackCase, stacks_of
 
 # A top-level `cases:` or `stacks:` key, read as text: how a YAML file found by searching a folder is told to be a
 # case file without parsing it (pytest collects those only; a CI config beside them is left alone).
-CASE_FILE_KEY = re.compile(r"""^["']?(?:cases|stacks)["']?[ \t]*:""", re.MULTILINE)
+CASE_FILE_KEY = re.compile(r"""^["']?(?:cases|stacks|models)["']?[ \t]*:""", re.MULTILINE)
 
 
 @dataclass
@@ -28,10 +29,12 @@ class Suite:
     stacks: list[StackCase] = field(default_factory=list)
     case_errors: list[CaseError] = field(default_factory=list)    # invalid cases, and files that cannot be read
     stack_errors: list[CaseError] = field(default_factory=list)   # invalid stacks
+    models: list[ModelEntry] = field(default_factory=list)        # `models:` entries (python -m harness diff)
+    model_errors: list[CaseError] = field(default_factory=list)
 
     @property
     def errors(self) -> list[CaseError]:
-        return [*self.case_errors, *self.stack_errors]
+        return [*self.case_errors, *self.stack_errors, *self.model_errors]
 
     @property
     def items(self) -> list[Case | StackCase]:
@@ -69,8 +72,9 @@ def load_suite_file(path: str | Path, name: str | None = None, owners: dict[str,
         return Suite(case_errors=file_errors)
     cases, case_errors = cases_of(doc, path, shown)
     stacks, stack_errors = stacks_of(doc, shown)
+    models, model_errors = models_of(doc, path, shown)
     owners = {} if owners is None else owners
-    suite = Suite(case_errors=case_errors, stack_errors=stack_errors)
+    suite = Suite(case_errors=case_errors, stack_errors=stack_errors, model_errors=model_errors)
     for case in cases:
         if owners.setdefault(case.id, shown) != shown:
             suite.case_errors.append(CaseError(shown, case.id, "id",
@@ -86,6 +90,11 @@ def load_suite_file(path: str | Path, name: str | None = None, owners: dict[str,
             suite.stack_errors.append(CaseError(shown, one.id, "id", f"duplicate id, already used in {owners[one.id]}"))
         else:
             suite.stacks.append(one)
+    for entry in models:
+        if owners.setdefault(entry.id, shown) != shown or entry.id in mine or any(st.id == entry.id for st in stacks):
+            suite.model_errors.append(CaseError(shown, entry.id, "id", "duplicate id, already used"))
+        else:
+            suite.models.append(entry)
     return suite
 
 
@@ -99,6 +108,8 @@ def load_suite(paths: Sequence[str | Path]) -> Suite:
         suite.stacks += got.stacks
         suite.case_errors += got.case_errors
         suite.stack_errors += got.stack_errors
+        suite.models += got.models
+        suite.model_errors += got.model_errors
     return suite
 
 
@@ -115,6 +126,13 @@ def select_suite(suite: Suite, ids: list[str] | None, paths: Sequence[str | Path
     """The cases and stacks ``ids`` (`--case`, repeatable) name, all where none is; an id that names neither raises
     ValueError (harness.cases.selection.select_cases). The errors are kept whole: an invalid entry is never selected
     away unseen."""
-    stacks, rest, want_cases = select(suite.stacks, ids)
+    model_ids = {m.id for m in suite.models}
+    models = [m for m in suite.models if not ids or m.id in ids]
+    others = [i for i in ids if i not in model_ids] if ids else ids
+    if ids and not others:   # every id named is a model's
+        return Suite(models=models, case_errors=suite.case_errors, stack_errors=suite.stack_errors,
+                     model_errors=suite.model_errors)
+    stacks, rest, want_cases = select(suite.stacks, others)
     cases = select_cases(suite.cases, rest, list(paths)) if want_cases else []
-    return Suite(cases=cases, stacks=stacks, case_errors=suite.case_errors, stack_errors=suite.stack_errors)
+    return Suite(cases=cases, stacks=stacks, case_errors=suite.case_errors, stack_errors=suite.stack_errors,
+                 models=models, model_errors=suite.model_errors)

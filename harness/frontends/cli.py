@@ -13,12 +13,14 @@ from ..diagnosis.diagnose import Diagnoser
 from ..engines.worker import end_workers_on, raise_exit
 from ..judge.runner import UNEXPECTED, Result, outcome, run_one
 from ..known.facts import request_onednn, request_verbose
+from ..models.render import render_text
 from ..reference.agreement import Metrics, format_ratio
 from . import diff_command, extract
 from . import report_command as report
 from . import scoreboard_command as scoreboard
 from . import suite_commands as detection
 from .cli_options import OPTION_GROUPS, exit_code, suite_from
+from .model_session import diff_model
 
 Handler = Callable[[argparse.Namespace], int]
 AddArguments = Callable[[argparse.ArgumentParser], None]
@@ -27,8 +29,10 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 def run_validate(args: argparse.Namespace) -> int:
     """Check case files (their cases and stacks) against the schema; exit 1 if any case or stack is invalid."""
     suite = suite_from(args)
+    models = (f"; {len(suite.models)} valid models, {len(suite.model_errors)} invalid"
+              if suite.models or suite.model_errors else "")
     print(f"{len(suite.cases)} valid cases, {len(suite.case_errors)} invalid; "
-          f"{len(suite.stacks)} valid stacks, {len(suite.stack_errors)} invalid")
+          f"{len(suite.stacks)} valid stacks, {len(suite.stack_errors)} invalid{models}")
     return exit_code(invalid=len(suite.errors))
 
 
@@ -76,7 +80,17 @@ def run_cases(args: argparse.Namespace) -> int:
         print(f"\n{one.file}::{one.id}  stack {one.summary()} {list(one.input_shape)} {one.dtype}")
         results = [run_one(one, e) for e in engines]   # a stack is a case: every layer judged, the culprit named
         failed += _print_results(results, shown)
+    for entry in suite.models if args.check in (None, "forward") else []:
+        # A `models:` entry: the Keras model against its port (python -m harness diff), whatever the engines.
+        print(f"\n{entry.file}::{entry.id}  model {entry.keras} against {entry.port}")
+        diffed = diff_model(entry.keras, entry.port, torch_weights=entry.torch_weights,
+                            transfer_weights=entry.transfer_weights, overrides=entry.overrides,
+                            input_size=entry.input_size, seed=entry.seed, image=entry.image, batch=entry.batch,
+                            torch_layout=entry.torch_layout)
+        print(render_text(diffed.result, diffed.model, entry.port))
+        failed += 0 if diffed.result.passed else 1
     also = f", {len(stacks)} stacks" if stacks else ""
+    also += f", {len(suite.models)} models" if suite.models else ""
     print(f"\n{len(cases)} cases{also}, {failed} failing (case, engine) pairs, "
           f"{len(suite.case_errors)} invalid cases" + (f", {len(suite.stack_errors)} invalid stacks"
                                                         if suite.stack_errors else ""))

@@ -79,4 +79,15 @@ def suite_from(args: argparse.Namespace) -> Suite:
         print(f"invalid case: {error}", file=sys.stderr)
     for error in suite.stack_errors:
         print(f"invalid stack: {error}", file=sys.stderr)
-    return select_suite(suite, args.case, args.paths)
+    for error in suite.model_errors:
+        print(f"invalid model entry: {error}", file=sys.stderr)
+    selected = select_suite(suite, args.case, args.paths)
+    command = getattr(args, "command", "run")
+    if selected.models and command not in ("validate", "run"):
+        # Only run and pytest diff a `models:` entry: any other command would leave it out and read as green.
+        print(f"note: {len(selected.models)} `models:` entries are diffed by `python -m harness run` and pytest, not "
+              f"by {command}", file=sys.stderr)
+        if not selected.cases and not selected.stacks:
+            raise ValueError(f"{command}: the files hold only `models:` entries, which it does not judge: "
+                             "run them with `python -m harness run FILE` or pytest")
+    return selected

@@ -4,22 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import yaml
 
-from ..engines import resolve
-from ..keras_layer import import_keras
-from ..models import streams
-from ..models.capture import capture_keras, capture_torch
-from ..models.checks import expected_params, split
-from ..models.diff import DiffResult, diff, flat_origin
-from ..models.mapping import align
+from ..models.diff import DiffResult
 from ..models.render import render_html, render_text
-from .extract import APPLICATIONS, input_tensor, load_model
+from .extract import APPLICATIONS
+from .model_session import diff_model
 
 USAGE = ("python -m harness diff MODEL PORT [--torch-weights FILE.pt] [--transfer-weights] [--save-weights FILE.pt] "
          "[--map MAP.yaml] [--torch-layout channels_first|channels_last] [--input-size N] [--seed S] "
@@ -68,102 +60,22 @@ def read_map(path: str | None) -> dict[str, list[str]]:
     return out
 
 
-def load_port(spec: str, weights: str | None) -> Any:
-    """The user's nn.Module from FILE.py:factory or module:factory (called with no arguments), with a state dict
-    loaded where given."""
-    import torch
-
-    try:
-        factory = resolve(spec)
-    except (ImportError, AttributeError, FileNotFoundError) as exc:
-        raise ValueError(f"PORT {spec!r}: {exc.__class__.__name__}: {exc}") from None
-    module = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(module, torch.nn.Module):
-        raise ValueError(f"PORT {spec!r} gave {type(module).__name__}, but should give a torch.nn.Module")
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"--torch-weights {weights}: missing {list(missing)[:5]}, unexpected "
-                             f"{list(unexpected)[:5]}")
-    return module.eval()
-
-
-def randomise_statistics(keras_model: Any, seed: int) -> None:
-    """Freshly built models hold BatchNorm statistics 0 and 1 and zero biases, under which an eps or a bias bug
-    is invisible: draw them (seeded) the way trained ones look (means around 0, variances in [0.25, 2), gammas
-    around 1, biases and betas around 0)."""
-    rng = np.random.default_rng(seed + 1)
-    for layer in keras_model.layers:
-        for v in layer.weights:
-            name = str(getattr(v, "path", v.name)).rsplit("/", 1)[-1]
-            shape = tuple(v.shape)
-            draw = {"moving_mean": lambda s: rng.normal(0.0, 0.5, s),
-                    "moving_variance": lambda s: rng.uniform(0.25, 2.0, s),
-                    "gamma": lambda s: rng.normal(1.0, 0.25, s),
-                    "beta": lambda s: rng.normal(0.0, 0.25, s),
-                    "bias": lambda s: rng.normal(0.0, 0.25, s)}.get(name)
-            if draw is not None:
-                v.assign(np.asarray(draw(shape)).astype(np.dtype(v.dtype)))
-
-
-def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
-             overrides: Mapping[str, Sequence[str]]) -> list[str]:
-    """Copy the Keras weights into the mapped torch modules (the harness's converters); the lines it says."""
-    import torch
-
-    nodes = capture_keras(import_keras(), keras_model, x)
-    calls, _ = capture_torch(module, streams.channels_first(x) if torch_first else x)
-    mapping = align(nodes, calls, overrides)
-    said = []
-    for pair in mapping.pairs:
-        span = split(pair)
-        flat = flat_origin(pair.unit.head, nodes)
-        flat_spatial = None
-        if flat is not None:
-            layout = streams.match(pair.unit.head.inputs[0], span.body[0].inputs[0], torch_first, flat)
-            flat_spatial = tuple(flat[1:]) if layout is not None and layout.name.startswith("flattened") else None
-        for call, want in zip(span.body, expected_params(pair.unit, flat_spatial)):
-            for name, value in want.items():
-                current = getattr(call.module, name, None)
-                if current is None:
-                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} has {name!r}, torch module "
-                                     f"{call.path!r} has none")
-                if tuple(current.shape) != value.shape:
-                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
-                                     f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")
-                with torch.no_grad():
-                    current.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(current.dtype))
-        said.append(f"{pair.unit.name} -> {', '.join(c.path for c in span.body)}")
-    return said
-
-
 def run(args: argparse.Namespace) -> int:
     """Diff a Keras model against its PyTorch port: every mapped layer judged against the float64 oracle (isolated,
     weights, configuration), the first failing layer named with its cause and a fix judged again."""
     if not args.model or not args.port:
         print(f"usage: {USAGE}", file=sys.stderr)
         return 2
-    keras = import_keras()
-    pixels = np.load(args.image, allow_pickle=False) if args.image else None
-    loaded = load_model(keras, args.model, args.input_size, args.seed, pixels)
-    if args.model in APPLICATIONS:
-        randomise_statistics(loaded.keras_model, args.seed)
-    x = input_tensor(loaded.keras_model, args.input_size, args.seed, pixels, args.batch)
-    module = load_port(args.port, args.torch_weights)
-    overrides = read_map(args.map)
-    torch_first = args.torch_layout == "channels_first"
+    diffed = diff_model(args.model, args.port, torch_weights=args.torch_weights,
+                        transfer_weights=args.transfer_weights, save_weights=args.save_weights,
+                        overrides=read_map(args.map), input_size=args.input_size, seed=args.seed, image=args.image,
+                        batch=args.batch, torch_layout=args.torch_layout)
     if args.transfer_weights:
-        lines = transfer(loaded.keras_model, module, x, torch_first, overrides)
-        print(f"transferred the weights of {len(lines)} layers")
-        if args.save_weights:
-            import torch
-
-            torch.save(module.state_dict(), args.save_weights)
-            print(f"saved the state dict to {args.save_weights}")
-    result = diff(loaded.keras_model, module, x, torch_first=torch_first, overrides=overrides)
-    print(render_text(result, loaded.name, args.port))
-    write_outputs(result, args, loaded.name)
+        print(f"transferred the weights of {diffed.transferred} layers"
+              + (f"; saved the state dict to {args.save_weights}" if args.save_weights else ""))
+    result, name = diffed.result, diffed.model
+    print(render_text(result, name, args.port))
+    write_outputs(result, args, name)
     return 0 if result.passed else 1
 
 

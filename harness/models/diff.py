@@ -42,6 +42,9 @@ class LayerDiff:
 
 @dataclass
 class DiffResult:
+    """A model diff: every Keras unit's LayerDiff in graph order, the torch calls no Keras layer maps to, the port's
+    final output against Keras's, and the culprit (the first failing layer); true when every mapped layer agrees."""
+
     layers: list[LayerDiff]
     torch_unmapped: list[tuple[str, str, str]]      # (module path, class, reason)
     output_drift: float

@@ -87,7 +87,8 @@ def test_a_case_id_that_matches_nothing_is_a_usage_error(files):
 
 # Each subcommand's own option, next to the common ones every subcommand takes.
 OWN_OPTION = {"validate": None, "run": None, "report": "--baseline", "scoreboard": "--fuzz", "mutants": "--killers",
-              "lint": "--weak-only", "fuzz": "--examples", "coverage": "--missing-only", "extract": "--out"}
+              "lint": "--weak-only", "fuzz": "--examples", "coverage": "--missing-only", "extract": "--out",
+              "diff": "--transfer-weights"}
 
 
 def test_help_lists_every_subcommand(tmp_path):

@@ -69,6 +69,7 @@ USES = {
     "fuzz": {"--engine", "--engine-python", "--tf-onednn", "--verbose"},
     "coverage": {"paths", "--case", "--verbose"},
     "extract": {"--tf-onednn", "--verbose"},
+    "diff": {"--tf-onednn", "--verbose"},
 }
 
 

@@ -1,0 +1,121 @@
+"""A model diff's set-up, shared by `python -m harness diff` and a case file's `models:` entries: the Keras model, the
+port, its weights, the input, then the diff."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..engines import resolve
+from ..keras_layer import import_keras
+from ..models import streams
+from ..models.capture import capture_keras, capture_torch
+from ..models.checks import expected_params, split
+from ..models.diff import DiffResult, diff, flat_origin
+from ..models.mapping import align
+from .extract import APPLICATIONS, input_tensor, load_model
+
+
+@dataclass
+class Diffed:
+    result: DiffResult
+    model: str            # the model's name (applications name or the .keras file's stem)
+    transferred: int      # layers whose weights --transfer-weights copied (0 without it)
+
+
+def diff_model(model: str, port: str, *, torch_weights: str | None = None, transfer_weights: bool = False,
+               save_weights: str | None = None, overrides: Mapping[str, Sequence[str]] | None = None,
+               input_size: int | None = None, seed: int = 0, image: str | None = None, batch: int = 1,
+               torch_layout: str = "channels_first") -> Diffed:
+    """Load MODEL and PORT as `python -m harness diff` does, carry the weights across where asked, and diff."""
+    keras = import_keras()
+    pixels = np.load(image, allow_pickle=False) if image else None
+    loaded = load_model(keras, model, input_size, seed, pixels)
+    if model in APPLICATIONS:
+        randomise_statistics(loaded.keras_model, seed)
+    x = input_tensor(loaded.keras_model, input_size, seed, pixels, batch)
+    module = load_port(port, torch_weights)
+    torch_first = torch_layout == "channels_first"
+    moved = 0
+    if transfer_weights:
+        moved = len(transfer(loaded.keras_model, module, x, torch_first, overrides or {}))
+        if save_weights:
+            import torch
+
+            torch.save(module.state_dict(), save_weights)
+    result = diff(loaded.keras_model, module, x, torch_first=torch_first, overrides=overrides)
+    return Diffed(result, loaded.name, moved)
+
+
+def load_port(spec: str, weights: str | None) -> Any:
+    """The user's nn.Module from FILE.py:factory or module:factory (called with no arguments), with a state dict
+    loaded where given."""
+    import torch
+
+    try:
+        factory = resolve(spec)
+    except (ImportError, AttributeError, FileNotFoundError) as exc:
+        raise ValueError(f"PORT {spec!r}: {exc.__class__.__name__}: {exc}") from None
+    module = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(f"PORT {spec!r} gave {type(module).__name__}, but should give a torch.nn.Module")
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"--torch-weights {weights}: missing {list(missing)[:5]}, unexpected "
+                             f"{list(unexpected)[:5]}")
+    return module.eval()
+
+
+def randomise_statistics(keras_model: Any, seed: int) -> None:
+    """Freshly built models hold BatchNorm statistics 0 and 1 and zero biases, under which an eps or a bias bug
+    is invisible: draw them (seeded) the way trained ones look (means around 0, variances in [0.25, 2), gammas
+    around 1, biases and betas around 0)."""
+    rng = np.random.default_rng(seed + 1)
+    for layer in keras_model.layers:
+        for v in layer.weights:
+            name = str(getattr(v, "path", v.name)).rsplit("/", 1)[-1]
+            shape = tuple(v.shape)
+            draw = {"moving_mean": lambda s: rng.normal(0.0, 0.5, s),
+                    "moving_variance": lambda s: rng.uniform(0.25, 2.0, s),
+                    "gamma": lambda s: rng.normal(1.0, 0.25, s),
+                    "beta": lambda s: rng.normal(0.0, 0.25, s),
+                    "bias": lambda s: rng.normal(0.0, 0.25, s)}.get(name)
+            if draw is not None:
+                v.assign(np.asarray(draw(shape)).astype(np.dtype(v.dtype)))
+
+
+def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
+             overrides: Mapping[str, Sequence[str]]) -> list[str]:
+    """Copy the Keras weights into the mapped torch modules (the harness's converters); the lines it says."""
+    import torch
+
+    nodes = capture_keras(import_keras(), keras_model, x)
+    calls, _ = capture_torch(module, streams.channels_first(x) if torch_first else x)
+    mapping = align(nodes, calls, overrides)
+    said = []
+    for pair in mapping.pairs:
+        span = split(pair)
+        flat = flat_origin(pair.unit.head, nodes)
+        flat_spatial = None
+        if flat is not None:
+            layout = streams.match(pair.unit.head.inputs[0], span.body[0].inputs[0], torch_first, flat)
+            flat_spatial = tuple(flat[1:]) if layout is not None and layout.name.startswith("flattened") else None
+        for call, want in zip(span.body, expected_params(pair.unit, flat_spatial)):
+            for name, value in want.items():
+                current = getattr(call.module, name, None)
+                if current is None:
+                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} has {name!r}, torch module "
+                                     f"{call.path!r} has none")
+                if tuple(current.shape) != value.shape:
+                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
+                                     f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")
+                with torch.no_grad():
+                    current.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(current.dtype))
+        said.append(f"{pair.unit.name} -> {', '.join(c.path for c in span.body)}")
+    return said
+
+
