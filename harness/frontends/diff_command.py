@@ -11,11 +11,11 @@ import yaml
 from ..models.diff import DiffResult
 from ..models.render import render_html, render_text
 from .extract import APPLICATIONS
-from .model_session import diff_model
+from .model_session import diff_model, write_repros
 
 USAGE = ("python -m harness diff MODEL PORT [--torch-weights FILE.pt] [--transfer-weights] [--save-weights FILE.pt] "
          "[--map MAP.yaml] [--torch-layout channels_first|channels_last] [--input-size N] [--seed S] "
-         "[--image FILE.npy] [--json FILE] [--html FILE]")
+         "[--image FILE.npy] [--json FILE] [--html FILE] [--repro DIR]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="batch size of the seeded input (default 1)")
     parser.add_argument("--json", metavar="FILE", help="write the diff as JSON")
     parser.add_argument("--html", metavar="FILE", help="write the model page")
+    parser.add_argument("--repro", metavar="DIR", help="write each failing layer as a standalone repro into DIR "
+                                                       "(LAYER.npz; a case LAYER.yaml for the conv families)")
 
 
 def read_map(path: str | None) -> dict[str, list[str]]:
@@ -76,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     result, name = diffed.result, diffed.model
     print(render_text(result, name, args.port))
     write_outputs(result, args, name)
+    if args.repro and not result.passed:
+        for path in write_repros(result, args.repro):
+            print(f"repro: {path}")
     return 0 if result.passed else 1
 
 

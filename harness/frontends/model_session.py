@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,18 @@ from ..models.capture import capture_keras, capture_torch
 from ..models.checks import expected_params, split
 from ..models.diff import DiffResult, diff, flat_origin
 from ..models.mapping import align
-from .extract import APPLICATIONS, input_tensor, load_model
+from .extract import (
+    APPLICATIONS,
+    attach_files,
+    config_of,
+    family_of,
+    input_tensor,
+    load_model,
+    render_case,
+    sanitise,
+    stored,
+    write_npz,
+)
 
 
 @dataclass
@@ -107,9 +119,8 @@ def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
         for call, want in zip(span.body, expected_params(pair.unit, flat_spatial)):
             for name, value in want.items():
                 current = getattr(call.module, name, None)
-                if current is None:
-                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} has {name!r}, torch module "
-                                     f"{call.path!r} has none")
+                if current is None:   # a bias the module lacks: the diff names it (config: missing_bias)
+                    continue
                 if tuple(current.shape) != value.shape:
                     raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
                                      f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")
@@ -119,3 +130,43 @@ def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
     return said
 
 
+
+
+def write_repros(result: DiffResult, folder: str) -> list[str]:
+    """Each failing layer as a standalone repro in ``folder``: LAYER.npz with the Keras layer's input, its Keras
+    weights (``keras/NAME``) and the port's module state (``torch/MODULE.NAME``); for a layer of the six conv
+    families also LAYER.yaml, a case with that input and those weights (`python -m harness run LAYER.yaml --engine
+    myport=...` runs it in any engine). Returns the files written."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    keras = import_keras()
+    written = []
+    for d in result.failed:
+        if d.unit is None:
+            continue
+        head = d.unit.head
+        name = sanitise(d.name)
+        tensors = {"input": stored(head.inputs[0])}
+        tensors.update({f"keras/{k}": stored(v) for k, v in head.weights.items()})
+        for call in d.calls:
+            for pname, value in call.module.state_dict().items():
+                tensors[f"torch/{call.path or 'root'}.{pname}"] = value.detach().cpu().numpy()
+        npz = out / f"{name}.npz"
+        digest = write_npz(npz, tensors)
+        written.append(str(npz))
+        kind = family_of(keras, head.layer) if head.layer is not None and not head.is_op else None
+        config, why = config_of(head.layer, kind) if kind else ({}, "not a layer of the six conv families")
+        if kind and not why:
+            entry: dict[str, Any] = {"id": name, "layer": kind, "input_shape": list(head.inputs[0].shape),
+                     "dtype": str(head.output.dtype), "config": config, "input": "input",
+                     "weights": {k: f"keras/{k}" for k in head.weights},
+                     "expect": {"output_shape": list(head.output.shape)}}
+            attach_files(entry, digest)
+            for spec in [entry["input"], *entry["weights"].values()]:
+                spec["file"] = npz.name
+            cause = d.cause.replace("\n", " ")
+            text = "\n".join([f"# {d.name}: the port's {', '.join(d.modules)} fails here: {cause}",
+                              "cases:", *render_case(entry)]) + "\n"
+            (out / f"{name}.yaml").write_text(text)
+            written.append(str(out / f"{name}.yaml"))
+    return written

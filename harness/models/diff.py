@@ -31,6 +31,9 @@ class LayerDiff:
     fix: str = ""                   # the corrected torch code
     fixed: float | None = None      # error/bound with the fix applied
     note: str = ""                  # why unjudged, or what the stream shows
+    # What it was judged on, for a repro (harness.frontends.model_session.write_repros); not serialised.
+    unit: Any = field(default=None, repr=False, compare=False)
+    calls: list[TorchCall] = field(default_factory=list, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "modules": self.modules, "verdict": self.verdict,
@@ -250,7 +253,7 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
         split_softmax = ref is not None and pair.unit.activation == "softmax" and pair.unit.role != "act"
         d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls,
                        split_softmax)
-        d.keras = keras_ratio
+        d.keras, d.unit, d.calls = keras_ratio, pair.unit, list(pair.calls)
         if reason and not d.note:
             d.note = reason
         by_unit[id(pair.unit)] = d

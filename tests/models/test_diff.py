@@ -129,3 +129,29 @@ def test_cli_exit_codes_and_transfer(tmp_path: Path) -> None:
     assert any(line.startswith("FAIL (culprit) Conv1_relu") and "relu6" in line for line in bad.stdout.splitlines())
     usage = run("mobilenet_v2")
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_cli_repro_of_a_failing_conv_runs_as_a_case(tmp_path: Path) -> None:
+    """--repro writes the failing layer as a case (its Keras input and weights): valid, and the harness's own
+    engines agree on it (the fault is the port's, not the layer's)."""
+    _ports()
+    port = tmp_path / "port.py"
+    port.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests' / 'models')!r})\n"
+        "import ports\n"
+        "def nobias():\n    return ports.PORTS['efficientnet_b0'].Port(bug='missing_bias')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def harness(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    done = harness("diff", "efficientnet_b0", f"{port}:nobias", "--input-size", "32", "--transfer-weights",
+                   "--repro", "repro")
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "FAIL (culprit) block1a_se_reduce" in done.stdout and "missing_bias" not in done.stderr
+    case = tmp_path / "repro" / "block1a_se_reduce.yaml"
+    assert case.is_file() and (tmp_path / "repro" / "block1a_se_reduce.npz").is_file(), done.stdout[-2000:]
+    ran = harness("run", str(case), "--engine", "oracle", "--engine", "torch")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
