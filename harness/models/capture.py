@@ -155,7 +155,10 @@ def capture_torch(module: Any, x: np.ndarray) -> tuple[list[TorchCall], np.ndarr
     try:
         module.eval()
         with torch.no_grad():
-            out = module(torch.from_numpy(np.ascontiguousarray(x)))
+            try:
+                out = module(torch.from_numpy(np.ascontiguousarray(x)))
+            except TypeError as exc:   # a forward that wants other arguments: the port, not the harness, says so
+                raise ValueError(f"the port cannot be called on one input tensor {list(x.shape)}: {exc}") from None
     finally:
         for h in handles:
             h.remove()

@@ -94,12 +94,13 @@ def actual_params(module: Any) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal up to float32 rounding of a conversion done in another precision (2 ulps of float32)."""
+def same(a: np.ndarray, b: np.ndarray, tolerance: float = 2.0 ** -22, scale: np.ndarray | None = None) -> bool:
+    """Equal up to ``tolerance`` relative to ``b`` (or to ``scale``, what b was computed from; default 2 ulps of
+    float32: a conversion done in another precision)."""
     if a.shape != b.shape:
         return False
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return bool(np.all(np.abs(a64 - b64) <= 2.0 ** -22 * np.abs(b64)))
+    return bool(np.all(np.abs(a64 - b64) <= tolerance * (np.abs(b64) if scale is None else scale)))
 
 
 def alternatives(unit: Unit, name: str, want: np.ndarray,
@@ -156,7 +157,7 @@ def weight_issues(pair: Pair, span: Span, others: Sequence[Unit],
             have = have_all.get(name)
             if have is None:
                 continue   # a missing bias is a configuration difference (config_issues)
-            if same(have, want):
+            if same(have, want, pair.unit.tolerance, pair.unit.scales.get(name)):
                 continue
             where = f"{module_name(pair, k)}.{name}"
             found = next(((i, what, stmt) for i, what, alt, stmt in alternatives(pair.unit, name, want, flat_spatial)

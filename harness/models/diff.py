@@ -1,17 +1,20 @@
 """The model diff: every mapped layer judged isolated, by its weights and its configuration, and along the stream."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ..reference.agreement import format_ratio
+from ..layers.activations import ACTIVATION_TABLE
+from ..reference.agreement import SAFETY, format_ratio, gamma
+from ..tensors.values import unit_roundoff
 from . import layer_refs, streams
 from .capture import KerasNode, TorchCall, capture_keras, capture_torch
-from .checks import Issue, Span, config_issues, copies, split, weight_issues
-from .mapping import LayerMapping, Pair, Unit, align, torch_role
+from .checks import Issue, Span, config_issues, copies, expected_params, same, split, weight_issues
+from .mapping import PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_activation, torch_role
 
 
 @dataclass
@@ -72,7 +75,7 @@ class DiffResult:
 
 def _reference(unit: Unit) -> layer_refs.LayerRef:
     head = unit.head
-    if len(unit.nodes) > 1:   # an idiom fused into one activation (mapping._fuse_idioms)
+    if unit.role == "act" and len(unit.nodes) > 1:   # an idiom fused into one activation (mapping._fuse_idioms)
         return layer_refs.reference("Activation", {"activation": unit.activation}, {}, 1)
     weights64 = {k: v.astype(np.float64) for k, v in head.weights.items()}
     return layer_refs.reference(head.kind, head.config, weights64, len(head.inputs))
@@ -123,6 +126,7 @@ class _Fed:
     x: np.ndarray
     layout: streams.Layout
     inferred: tuple[tuple[int, int], ...] | None   # a pad the port does in its forward before the conv
+    prepadded: bool = False                        # x holds that pad already (a pool's, with the port's value)
 
 
 def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: bool,
@@ -135,15 +139,21 @@ def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: boo
         return _Fed(layout.to_torch(keras_in), layout, None)
     # A larger input than Keras's where no pad module ran just before: a pad in the port's forward. After a pad
     # module (mapped to a Keras ZeroPadding, judged there), the conv is fed Keras's own padded input.
+    # A torch conv takes channels first whatever layout the port's input is in.
     if after_pad and pair.unit.role in ("conv", "depthwise", "separable"):
-        moved = streams.channels_first(keras_in) if torch_first else keras_in
+        moved = streams.channels_first(keras_in)
         if moved.ndim == captured.ndim and moved.shape[:2] == captured.shape[:2]:
-            return _Fed(moved, streams.candidates(keras_in.shape, torch_first)[0], None)
-    if span.pad is None and pair.unit.role in ("conv", "depthwise", "separable"):
-        moved = streams.channels_first(keras_in) if torch_first else keras_in
+            return _Fed(moved, streams.candidates(keras_in.shape, True)[0], None)
+    if span.pad is None and pair.unit.role in PADDED_ROLES:
+        moved = streams.channels_first(keras_in)
         inferred = streams.functional_pad(moved, captured)
         if inferred is not None:
-            return _Fed(moved, streams.candidates(keras_in.shape, torch_first)[0], inferred)
+            if pair.unit.role in ("conv", "depthwise", "separable"):
+                return _Fed(moved, streams.candidates(keras_in.shape, True)[0], inferred)
+            # A pool padded in the port's forward: with the value the port padded with (a max pool's -inf).
+            fill = streams.pad_value(captured, inferred)
+            padded = np.pad(moved, [(0, 0), (0, 0), *inferred], constant_values=fill)
+            return _Fed(padded, streams.candidates(keras_in.shape, True)[0], inferred, prepadded=True)
     return None
 
 
@@ -153,7 +163,8 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
     """One mapped pair: isolated (the port's modules on the Keras layer's input, against the oracle), weights,
     configuration, the stream's drift; the cause and its fix, judged again."""
     unit = pair.unit
-    out = LayerDiff(unit.name, unit.head.kind if len(unit.nodes) == 1 else unit.activation,
+    kind = unit.activation if unit.role == "act" and len(unit.nodes) > 1 else "+".join(n.kind for n in unit.nodes)
+    out = LayerDiff(unit.name, kind,
                     [c.path or "<root>" for c in pair.calls], "pass")
     span = split(pair)
     flat = flat_origin(unit.head, nodes)
@@ -170,7 +181,7 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
     out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
     modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None and not split_softmax
                                                else [])
-    pads: Any = fed.inferred if span.pad is None else span.pad.module
+    pads: Any = (None if fed.prepadded else fed.inferred) if span.pad is None else span.pad.module
     last_out = pair.calls[-1].output
     y_keras = unit.last.output
     origin = tuple(unit.head.operands[0].shape) if unit.role == "flatten" else None
@@ -239,11 +250,86 @@ def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
             "bound (a framework bug, or a difference this diff does not name)")
 
 
+FOLD_ULPS = 16   # a converter's rounding of each folded weight, in float32 ulps (relative 2^-20)
+
+
+def fold_batch_norm(conv: Unit, bn: Unit) -> Unit:
+    """The conv followed by a BatchNormalization as the one conv a converter folds them into (tf2onnx, torch.fx's
+    fuser): kernel' = kernel * a per output channel (a separable layer's pointwise kernel), bias' = (bias - mean) * a
+    + beta, a = gamma / sqrt(var + eps): exactly the composition, in float64."""
+    c, b = conv.head, bn.head
+    eps = float(b.config.get("epsilon", 1e-3))
+    w = {k: v.astype(np.float64) for k, v in b.weights.items()}
+    a = w.get("gamma", 1.0) / np.sqrt(w["moving_variance"] + eps)
+    kernel_name = "pointwise_kernel" if conv.role == "separable" else "kernel"
+    kernel = c.weights[kernel_name].astype(np.float64)
+    scale = a.reshape(kernel.shape[-2:]) if conv.role == "depthwise" else a
+    bias = c.weights["bias"].astype(np.float64) if "bias" in c.weights else 0.0
+    folded = {k: v.astype(np.float64) for k, v in c.weights.items()}
+    folded.update({kernel_name: kernel * scale, "bias": (bias - w["moving_mean"]) * a + w.get("beta", 0.0)})
+    node = replace(c, weights=folded, config={**c.config, "use_bias": True}, output=b.output)
+    # What the folded bias is computed from: a converter's rounding of it is relative to this, not to |bias'|
+    # (which may cancel): its share of the bound is added apart (_keras_side), and weights compare on it.
+    scale_b = np.abs(bias * a) + np.abs(w["moving_mean"] * a) + np.abs(w.get("beta", 0.0))
+    return Unit([node, b], conv.role, bn.activation if bn.activation != "linear" else conv.activation,
+                tolerance=2.0 ** -20, extra_roundings=FOLD_ULPS, scales={"bias": scale_b})
+
+
+def _fold_where_converted(mapping: LayerMapping) -> dict[int, str]:
+    """Pairs whose torch conv holds the conv's weights folded with the BatchNormalization after it (an unmapped
+    unit reading only that conv's output) become one unit of both; returns the BN names folded, per unit id."""
+    folded: dict[int, str] = {}
+    unmapped = {u.head.index: (u, why) for u, why in mapping.keras_unmapped}
+    readers = {u.head.sources[0]: (u, why) for u, why in unmapped.values()
+               if u.head.kind == "BatchNormalization" and len(u.head.sources) == 1 and u.head.sources[0] is not None}
+    for pair in mapping.pairs:
+        unit = pair.unit
+        if unit.role not in ("conv", "depthwise", "separable") or len(unit.nodes) != 1:
+            continue
+        nxt = readers.get(unit.head.index)
+        if nxt is None or sum(1 for n in unmapped.values() if unit.head.index in n[0].head.sources) > 1:
+            continue
+        fused = fold_batch_norm(unit, nxt[0])
+        body = split(pair).body
+        want = expected_params(fused)[-1]
+        have = body[-1].module.weight.detach().cpu().numpy()
+        if same(have, want["weight"], fused.tolerance):
+            pair.unit = fused
+            mapping.keras_unmapped.remove(nxt)
+            folded[id(fused)] = nxt[0].name
+    return folded
+
+
+def _unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> None:
+    """An activation module of another function than the Keras activation it was paired with is a bug only where
+    it reads the same tensor: a converter's hard_swish is x * relu6(x + 3) / 6, its Relu6 module reading x + 3. Such
+    pairs (the module's input off the Keras activation's input by more than 1e-3 of its scale) are undone."""
+    for pair in list(mapping.pairs):
+        unit, call = pair.unit, pair.calls[0]
+        if unit.role != "act" or len(pair.calls) != 1 or torch_activation(call) == unit.activation:
+            continue
+        keras_in = unit.head.inputs[0]
+        layout = streams.match(keras_in, call.inputs[0], torch_first) if call.inputs else None
+        if layout is None:
+            continue
+        scale = float(np.max(np.abs(keras_in), initial=0.0)) or 1.0
+        gap = float(np.max(np.abs(layout.to_torch(keras_in).reshape(call.inputs[0].shape) - call.inputs[0]),
+                           initial=0.0))
+        if gap > 1e-3 * scale:
+            mapping.pairs.remove(pair)
+            why = (f"the port's {call.kind} {call.path} reads another tensor (off by {gap / scale:.2g} of its "
+                   "scale): the activation is composed of several operations in the port")
+            mapping.keras_unmapped.append((unit, why))
+            mapping.torch_unmapped.append((call, f"part of the port's composition of {unit.name}'s activation"))
+
+
 def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_out: np.ndarray,
                   torch_first: bool = True, overrides: Mapping[str, Sequence[str]] | None = None,
                   mapping: LayerMapping | None = None) -> DiffResult:
     """Judge a captured pair of runs (capture.capture_keras / capture_torch)."""
     mapping = mapping or align(nodes, calls, overrides)
+    folded = _fold_where_converted(mapping)
+    _unpair_composed_activations(mapping, torch_first)
     units = [p.unit for p in mapping.pairs] + [u for u, _ in mapping.keras_unmapped]
     dtype = str(nodes[-1].output.dtype)
     by_unit: dict[int, LayerDiff] = {}
@@ -254,6 +340,10 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
         d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls,
                        split_softmax)
         d.keras, d.unit, d.calls = keras_ratio, pair.unit, list(pair.calls)
+        if id(pair.unit) in folded:
+            d.name, d.keras = pair.unit.head.name, None
+            d.note = (f"the port's conv holds {folded[id(pair.unit)]} (BatchNormalization) folded into its weights: "
+                      f"judged as the fold (the exact composition), its weights within {FOLD_ULPS} ulps")
         if reason and not d.note:
             d.note = reason
         by_unit[id(pair.unit)] = d
@@ -291,6 +381,7 @@ def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tup
                                                  float | None, str]:
     """The unit's reference on Keras's captured input, and Keras's own output judged against it."""
     fused_softmax = unit.activation == "softmax" and unit.role != "act"
+    grow = unit.extra_roundings
     try:
         if fused_softmax:   # no element-wise table entry: the linear part here, the softmax apart (judge_pair)
             config = {**unit.head.config, "activation": None}
@@ -298,10 +389,15 @@ def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tup
             ref = layer_refs.reference(unit.head.kind, config, weights64, len(unit.head.inputs))
         else:
             ref = _reference(unit)
+        if grow:
+            ref = replace(ref, k=ref.k + grow)
     except layer_refs.NoReference as exc:
         return None, None, None, str(exc)
     xs = [op.astype(np.float64) for op in unit.head.operands]
     y, bound = layer_refs.bound(ref, xs, dtype)
+    if "bias" in unit.scales:   # a folded bias's rounding, relative to what it is computed from (fold_batch_norm)
+        slope = ACTIVATION_TABLE[unit.activation].slope if unit.activation in ACTIVATION_TABLE else math.inf
+        bound = bound + slope * SAFETY * gamma(unit.extra_roundings, unit_roundoff(dtype)) * unit.scales["bias"]
     keras_ratio = None if fused_softmax else _ratio(unit.last.output, y, bound)
     return ref, (y, bound), keras_ratio, ""
 

@@ -44,6 +44,12 @@ class Unit:
     nodes: list[KerasNode]
     role: str
     activation: str = "linear"      # the activation the unit ends with (fused or an activation layer's)
+    # A unit whose weights a converter folded (a BatchNormalization into the conv before it: diff.fold_batch_norm):
+    # its weights are the exact fold, the port's its rounding: compared within ``tolerance`` (relative), and the
+    # bound counts ``extra_roundings`` more roundings per term.
+    tolerance: float = 2.0 ** -22
+    extra_roundings: int = 0
+    scales: dict[str, np.ndarray] = field(default_factory=dict)   # per torch weight name: what it is relative to
 
     @property
     def head(self) -> KerasNode:

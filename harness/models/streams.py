@@ -105,6 +105,16 @@ def functional_pad(keras_input_t: np.ndarray, torch_input: np.ndarray) -> tuple[
     return tuple((o, e - o) for o, e in zip(best[1], extra))
 
 
+def pad_value(padded: np.ndarray, pads: Sequence[tuple[int, int]]) -> float:
+    """The constant the port padded with: the value of the first padded element (0 where nothing was padded)."""
+    for axis, (before, after) in enumerate(pads):
+        if before or after:
+            index = [0] * padded.ndim
+            index[2 + axis] = 0 if before else padded.shape[2 + axis] - 1
+            return float(padded[tuple(index)])
+    return 0.0
+
+
 def pad_zeros(a: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
     """Zeros around the spatial axes of a channels-first tensor."""
     return np.pad(a, [(0, 0), (0, 0), *pads])

@@ -155,3 +155,31 @@ def test_cli_repro_of_a_failing_conv_runs_as_a_case(tmp_path: Path) -> None:
     assert case.is_file() and (tmp_path / "repro" / "block1a_se_reduce.npz").is_file(), done.stdout[-2000:]
     ran = harness("run", str(case), "--engine", "oracle", "--engine", "torch")
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+
+
+def test_batch_norm_folded_into_the_conv_is_judged_as_the_fold() -> None:
+    """A converter's (or torch.fx's) fold of a BatchNormalization into the conv before it is the same function:
+    the pair is judged as one unit against the exact fold, not failed as a conv with wrong weights."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from harness import api
+
+    ports = _ports()
+    model = _keras("mobilenet_v2")
+    port = ports.build("mobilenet_v2", model)
+    named = dict(port.named_modules())
+    order = list(named)
+    conv_name = next(n for n in order if isinstance(named[n], torch.nn.Conv2d))
+    bn_name = next(n for n in order[order.index(conv_name):] if isinstance(named[n], torch.nn.BatchNorm2d))
+
+    def put(path: str, module: torch.nn.Module) -> None:
+        parent, _, leaf = path.rpartition(".")
+        setattr(port.get_submodule(parent) if parent else port, leaf, module)
+
+    put(conv_name, fuse_conv_bn_eval(named[conv_name], named[bn_name]))
+    put(bn_name, torch.nn.Identity())
+    result = api.diff(model, port, _input("mobilenet_v2"))
+    assert result.passed, [(d.name, d.cause) for d in result.failed]
+    first = next(d for d in result.layers if d.modules)
+    assert first.kind == "Conv2D+BatchNormalization" and "folded" in first.note, (first.kind, first.note)
