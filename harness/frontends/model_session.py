@@ -45,9 +45,9 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
     keras = import_keras()
     pixels = np.load(image, allow_pickle=False) if image else None
     loaded = load_model(keras, model, input_size, seed, pixels)
-    if model in APPLICATIONS:
-        randomise_statistics(loaded.keras_model, seed)
     x = input_tensor(loaded.keras_model, input_size, seed, pixels, batch)
+    if model in APPLICATIONS:
+        randomise_statistics(loaded.keras_model, seed, x)
     module = load_port(port, torch_weights)
     torch_first = torch_layout == "channels_first"
     moved = 0
@@ -82,22 +82,28 @@ def load_port(spec: str, weights: str | None) -> Any:
     return module.eval()
 
 
-def randomise_statistics(keras_model: Any, seed: int) -> None:
+def randomise_statistics(keras_model: Any, seed: int, x: np.ndarray) -> None:
     """Freshly built models hold BatchNorm statistics 0 and 1 and zero biases, under which an eps or a bias bug
-    is invisible: draw them (seeded) the way trained ones look (means around 0, variances in [0.25, 2), gammas
-    around 1, biases and betas around 0)."""
+    is invisible: draw gammas, betas and biases (seeded), then set every BatchNorm's moving statistics to those of
+    its input on a seeded batch like ``x`` (one training-mode pass with momentum 0), as a trained model's are:
+    drawn statistics would let the activations grow without bound through a deep model."""
     rng = np.random.default_rng(seed + 1)
+    draws = {"gamma": lambda s: rng.uniform(0.5, 2.0, s), "beta": lambda s: rng.normal(0.0, 0.25, s),
+             "bias": lambda s: rng.normal(0.0, 0.25, s)}
+    norms = []
     for layer in keras_model.layers:
+        if hasattr(layer, "moving_mean"):
+            norms.append((layer, layer.momentum))
+            layer.momentum = 0.0
         for v in layer.weights:
-            name = str(getattr(v, "path", v.name)).rsplit("/", 1)[-1]
-            shape = tuple(v.shape)
-            draw = {"moving_mean": lambda s: rng.normal(0.0, 0.5, s),
-                    "moving_variance": lambda s: rng.uniform(0.25, 2.0, s),
-                    "gamma": lambda s: rng.normal(1.0, 0.25, s),
-                    "beta": lambda s: rng.normal(0.0, 0.25, s),
-                    "bias": lambda s: rng.normal(0.0, 0.25, s)}.get(name)
+            draw = draws.get(str(getattr(v, "path", v.name)).rsplit("/", 1)[-1])
             if draw is not None:
-                v.assign(np.asarray(draw(shape)).astype(np.dtype(v.dtype)))
+                v.assign(np.asarray(draw(tuple(v.shape))).astype(np.dtype(v.dtype)))
+    if norms:
+        batch = rng.standard_normal((8, *x.shape[1:])).astype(x.dtype)
+        keras_model(batch, training=True)
+        for layer, momentum in norms:
+            layer.momentum = momentum
 
 
 def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
@@ -121,6 +127,9 @@ def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
                 current = getattr(call.module, name, None)
                 if current is None:   # a bias the module lacks: the diff names it (config: missing_bias)
                     continue
+                if tuple(current.shape) != value.shape and current.numel() == value.size \
+                        and all(d == 1 for d in value.shape[2:]):
+                    value = value.reshape(tuple(current.shape))   # a 1x1 conv's kernel into a Linear
                 if tuple(current.shape) != value.shape:
                     raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
                                      f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")

@@ -43,7 +43,7 @@ from ..cases.stacks import StackCase, StackLayer, slope
 from ..engines.base import SequenceRequest, Step
 from ..layers.activations import ACTIVATION_TABLE
 from ..reference import oracle
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, gamma, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, underflow_eta
 from ..tensors.values import generate, round_to, unit_roundoff
 
 
@@ -117,7 +117,8 @@ def layer_reference(layer: StackLayer, dtype: str, z: np.ndarray, carried: np.nd
     pre = y if g.activation == "linear" else oracle.run(name, {**config, "activation": None}, z, w)
     act = ACTIVATION_TABLE[g.activation]
     rounds = 1.0 if act.ulps or act.absolute_ulps else 0.0
-    bound = through(g.activation, pre, y, pre_error) + SAFETY * (act.ulps * (u + u64) * np.abs(y) + rounds * eta)
+    flushed = flush_eta(dtype) + underflow_eta(ORACLE_DTYPE)   # an underflowing activation result flushed to 0
+    bound = through(g.activation, pre, y, pre_error) + SAFETY * (act.ulps * (u + u64) * np.abs(y) + rounds * flushed)
     return LayerReference(y=y, bound=bound, gauge=exact_gauge, k=k, slope=slope_i)
 
 

@@ -38,10 +38,12 @@ class TorchCall:
 
     index: int
     path: str                       # the module's name in named_modules() ('' for the root)
-    kind: str                       # the class name (Conv2d, BatchNorm2d, ...)
+    kind: str                       # the torch.nn class it is (Conv2d for timm's Conv2dSame, BatchNorm2d, ...)
     module: Any = field(repr=False)
     inputs: list[np.ndarray] = field(default_factory=list)   # the tensor arguments, copied before the call
     output: np.ndarray | None = None
+    nested: bool = False            # other hooked modules ran inside it (timm's BatchNormAct2d runs its act)
+    cls: str = ""                   # its own class name, for messages
 
 
 IDENTITIES_KERAS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -124,6 +126,25 @@ def capture_keras(keras: Any, model: Any, x: np.ndarray) -> list[KerasNode]:
     return nodes
 
 
+def nn_kind(module: Any) -> str:
+    """The torch.nn class a module is (its own class where it derives from none but Module): a subclass is
+    judged as what it extends (timm's Conv2dSame as Conv2d, BatchNormAct2d as BatchNorm2d)."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn.modules.") and cls.__name__ not in ("Module", "_ConvNd",
+                                                                                  "_BatchNorm", "_NormBase"):
+            return cls.__name__
+    return type(module).__name__
+
+
+def _hooked(module: Any) -> bool:
+    """Leaf modules, and modules with parameters of their own that extend a torch.nn layer (a BatchNorm2d that
+    also holds its activation as a child)."""
+    if next(module.children(), None) is None:
+        return True
+    own = next(module.parameters(recurse=False), None) is not None
+    return own and nn_kind(module) != type(module).__name__
+
+
 def _numpy(t: Any) -> np.ndarray:
     return t.detach().to("cpu").numpy().copy()
 
@@ -139,7 +160,11 @@ def capture_torch(module: Any, x: np.ndarray) -> tuple[list[TorchCall], np.ndarr
     def before(path: str) -> Any:
         def hook(mod: Any, args: Sequence[Any]) -> None:
             tensors = [_numpy(a) for a in _flatten(list(args)) if isinstance(a, torch.Tensor)]
-            calls.append(TorchCall(index=len(calls), path=path, kind=type(mod).__name__, module=mod, inputs=tensors))
+            for open_call in calls:
+                if open_call.output is None:
+                    open_call.nested = True
+            calls.append(TorchCall(index=len(calls), path=path, kind=nn_kind(mod), module=mod, inputs=tensors,
+                                   cls=type(mod).__name__))
         return hook
 
     def after(mod: Any, args: Sequence[Any], out: Any) -> None:
@@ -149,7 +174,7 @@ def capture_torch(module: Any, x: np.ndarray) -> tuple[list[TorchCall], np.ndarr
         call.output = None if first is None else _numpy(first)
 
     for path, mod in module.named_modules():
-        if next(mod.children(), None) is None:
+        if _hooked(mod):
             handles.append(mod.register_forward_pre_hook(before(path)))
             handles.append(mod.register_forward_hook(after))
     try:

@@ -157,6 +157,8 @@ def weight_issues(pair: Pair, span: Span, others: Sequence[Unit],
             have = have_all.get(name)
             if have is None:
                 continue   # a missing bias is a configuration difference (config_issues)
+            if have.shape != want.shape and have.size == want.size and all(d == 1 for d in want.shape[2:]):
+                want = want.reshape(have.shape)   # a 1x1 conv's kernel held by a Linear
             if same(have, want, pair.unit.tolerance, pair.unit.scales.get(name)):
                 continue
             where = f"{module_name(pair, k)}.{name}"
@@ -272,7 +274,11 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
     unit, node = pair.unit, pair.unit.head
     c = node.config
     issues: list[Issue] = []
-    if unit.role in ("conv", "depthwise", "separable"):
+    if unit.role in ("conv", "depthwise", "separable") and not hasattr(span.body[0].module, "kernel_size"):
+        lin = span.body[-1].module   # a Linear porting a 1x1 conv on a 1x1 input: only its bias to check
+        if bool(c.get("use_bias", True)) != (getattr(lin, "bias", None) is not None):
+            issues.append(_bias_issue(pair, span))
+    elif unit.role in ("conv", "depthwise", "separable"):
         conv = span.body[0].module
         r = len(conv.kernel_size)
         for arg, theirs, label in (("strides", conv.stride, "stride"), ("dilation_rate", conv.dilation, "dilation")):

@@ -1,6 +1,7 @@
 """The model diff: every mapped layer judged isolated, by its weights and its configuration, and along the stream."""
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,33 @@ def _ratio(y: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> float:
     return float(np.max(r, initial=0.0))
 
 
+class BaseForward:
+    """A module that runs other hooked modules inside its call (timm's BatchNormAct2d: the norm, then its act),
+    called as the torch.nn class it extends: the part the Keras layer computes. Attributes pass through, so that
+    a fix edits the module itself."""
+
+    def __init__(self, module: Any, kind: str) -> None:
+        object.__setattr__(self, "module", module)
+        object.__setattr__(self, "base", next(c for c in type(module).__mro__ if c.__name__ == kind))
+
+    def __call__(self, x: Any) -> Any:
+        return self.base.forward(self.module, x)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.module, name, value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BaseForward:
+        return BaseForward(copy.deepcopy(self.module, memo), self.base.__name__)
+
+
+def runnable(call: TorchCall) -> Any:
+    """What runs a call on the Keras layer's input: the module, or its torch.nn base where it nests others."""
+    return BaseForward(call.module, call.kind) if call.nested else call.module
+
+
 def _run(modules: Sequence[Any], x: np.ndarray, pre: Any) -> np.ndarray:
     """The modules in turn on ``x``, after ``pre``: zeros around the spatial axes ((before, after) per axis: a pad
     the port does in its forward, or a fix's), or the port's own pad module (a -inf pad before a max pool)."""
@@ -127,10 +155,11 @@ class _Fed:
     layout: streams.Layout
     inferred: tuple[tuple[int, int], ...] | None   # a pad the port does in its forward before the conv
     prepadded: bool = False                        # x holds that pad already (a pool's, with the port's value)
+    padded_inside: bool = False                    # x is the input of a Keras ZeroPadding the module does itself
 
 
 def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: bool,
-          after_pad: bool) -> _Fed | None:
+          after_pad: bool, unpadded: np.ndarray | None = None) -> _Fed | None:
     keras_in = pair.unit.head.inputs[0]
     first = (span.pad or span.body[0])
     captured = first.inputs[0]
@@ -144,6 +173,12 @@ def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: boo
         moved = streams.channels_first(keras_in)
         if moved.ndim == captured.ndim and moved.shape[:2] == captured.shape[:2]:
             return _Fed(moved, streams.candidates(keras_in.shape, True)[0], None)
+    if unpadded is not None:
+        # Keras pads with a ZeroPadding layer the port has no module for: the port's conv pads itself (timm's
+        # Conv2dSame pads in its forward). It is fed what the Keras pad layer read.
+        inner = streams.match(unpadded, captured, torch_first)
+        if inner is not None:
+            return _Fed(inner.to_torch(unpadded), inner, None, padded_inside=True)
     if span.pad is None and pair.unit.role in PADDED_ROLES:
         moved = streams.channels_first(keras_in)
         inferred = streams.functional_pad(moved, captured)
@@ -159,7 +194,7 @@ def _feed(pair: Pair, span: Span, flat: tuple[int, ...] | None, torch_first: boo
 
 def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], ref: layer_refs.LayerRef | None,
                expected: tuple[np.ndarray, np.ndarray] | None, torch_first: bool, after_pad: bool = False,
-               split_softmax: bool = False) -> LayerDiff:
+               unpadded: np.ndarray | None = None) -> LayerDiff:
     """One mapped pair: isolated (the port's modules on the Keras layer's input, against the oracle), weights,
     configuration, the stream's drift; the cause and its fix, judged again."""
     unit = pair.unit
@@ -168,7 +203,7 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
                     [c.path or "<root>" for c in pair.calls], "pass")
     span = split(pair)
     flat = flat_origin(unit.head, nodes)
-    fed = _feed(pair, span, flat, torch_first, after_pad)
+    fed = _feed(pair, span, flat, torch_first, after_pad, unpadded)
     if fed is None:
         out.verdict = "fail"
         out.cause = (f"shape: the port's module reads {list(span.body[0].inputs[0].shape)}, the Keras layer "
@@ -176,11 +211,11 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
                      "the port's layers before it change the shape")
         return out
     out.layout = fed.layout.name + (f", padded {[list(p) for p in fed.inferred]} in its forward"
-                                    if fed.inferred else "")
+                                    if fed.inferred else "") + (", the Keras pad layer's input (the module pads)"
+                                                                if fed.padded_inside else "")
     flat_spatial = tuple(flat[1:]) if flat is not None and fed.layout.name.startswith("flattened") else None
     out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
-    modules = [c.module for c in span.body] + ([span.act.module] if span.act is not None and not split_softmax
-                                               else [])
+    modules = [runnable(c) for c in span.body] + ([runnable(span.act)] if span.act is not None else [])
     pads: Any = (None if fed.prepadded else fed.inferred) if span.pad is None else span.pad.module
     last_out = pair.calls[-1].output
     y_keras = unit.last.output
@@ -195,16 +230,11 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
         out.isolated = _judged(modules, fed.x, pads, y, bound, y_keras, torch_first, origin)
         if out.isolated is None:
             out.note = "the port's output does not take the Keras layer's shape under any layout"
-    if expected is not None and split_softmax and out.isolated is not None and span.act is not None:
-        # The fused softmax judged apart: the port's softmax module on the oracle's pre-activation (rounded to the
-        # dtype) against the Softmax reference; the layer's ratio is the larger of the two parts'.
-        pre = expected[0].astype(y_keras.dtype)
-        soft = layer_refs.reference("Softmax", {"axis": -1}, {}, 1)
-        y_s, b_s = layer_refs.bound(soft, [pre.astype(np.float64)], str(y_keras.dtype))
-        part = _judged([span.act.module], fed.layout.to_torch(pre) if pre.ndim > 2 else pre, None, y_s, b_s, y_keras,
-                       torch_first)
-        out.isolated = None if part is None else max(out.isolated, part)
-        out.note = "the fused softmax judged apart, on the oracle's pre-activation"
+    if out.isolated is not None and out.isolated <= 1.0:
+        for issue in out.issues:   # static padding attributes, but the module pads in its forward (Conv2dSame)
+            if issue.kind == "config" and issue.id == "padding" and unit.role in ("conv", "depthwise", "separable"):
+                issue.kind, issue.fix = "info", None
+                issue.text += "; yet its output agrees here: it pads in its forward"
     failing = [i for i in out.issues if i.kind != "info"]
     if failing or (out.isolated is not None and out.isolated > 1.0) or (expected is not None and out.isolated is None):
         out.verdict = "fail"
@@ -300,6 +330,14 @@ def _fold_where_converted(mapping: LayerMapping) -> dict[int, str]:
     return folded
 
 
+def unpadded_input(unit: Unit, nodes: Sequence[KerasNode], unmapped_pads: set[int]) -> np.ndarray | None:
+    """What a Keras ZeroPadding layer with no torch module read, where it feeds this conv (or pool)."""
+    src = unit.head.sources[0] if unit.head.sources else None
+    if unit.role not in PADDED_ROLES or src is None or src not in unmapped_pads:
+        return None
+    return nodes[src].inputs[0]
+
+
 def _unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> None:
     """An activation module of another function than the Keras activation it was paired with is a bug only where
     it reads the same tensor: a converter's hard_swish is x * relu6(x + 3) / 6, its Relu6 module reading x + 3. Such
@@ -334,11 +372,11 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     dtype = str(nodes[-1].output.dtype)
     by_unit: dict[int, LayerDiff] = {}
     pad_calls = {c.index + 1 for c in calls if torch_role(c) == "pad"}   # the calls right after a pad module
+    unmapped_pads = {u.head.index for u, _ in mapping.keras_unmapped if u.role == "pad"}
     for pair in mapping.pairs:
         ref, expected, keras_ratio, reason = _keras_side(pair.unit, dtype)
-        split_softmax = ref is not None and pair.unit.activation == "softmax" and pair.unit.role != "act"
         d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls,
-                       split_softmax)
+                       unpadded_input(pair.unit, nodes, unmapped_pads))
         d.keras, d.unit, d.calls = keras_ratio, pair.unit, list(pair.calls)
         if id(pair.unit) in folded:
             d.name, d.keras = pair.unit.head.name, None
@@ -352,6 +390,7 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
         by_unit[id(unit)] = LayerDiff(unit.name, unit.head.kind, [], "unjudged", keras=keras_ratio,
                                       note=why + (f" ({reason})" if reason else ""))
     order = {id(u): min(n.index for n in u.nodes) for u in units}
+    _judge_functional(mapping, nodes, port_out, torch_first, dtype, by_unit, order)
     layers = [by_unit[k] for k in sorted(by_unit, key=lambda k: order[k])]
     for d in layers:
         if d.keras is not None and d.keras > 1.0:
@@ -377,18 +416,80 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     return DiffResult(layers, unmapped, drift, culprit)
 
 
+def _port_value(keras_value: np.ndarray, torch_value: np.ndarray | None, torch_first: bool) -> np.ndarray | None:
+    """The port's tensor in the Keras tensor's layout and shape, or None where no layout relates them."""
+    if torch_value is None:
+        return None
+    layout = streams.match(keras_value, torch_value, torch_first)
+    if layout is None:
+        return None
+    return np.asarray(layout.to_keras(torch_value)).reshape(keras_value.shape)
+
+
+def _judge_functional(mapping: LayerMapping, nodes: Sequence[KerasNode], port_out: np.ndarray, torch_first: bool,
+                      dtype: str, by_unit: dict[int, LayerDiff], order: dict[int, int]) -> None:
+    """A Keras layer the port computes in its forward (x + y, x * s, a reshape, a rescaling), judged on the port's
+    own tensors: its inputs as the port's mapped modules output them, its output as the port's next mapped module
+    reads it (or as the port returns it), against the layer's reference on those inputs and its bound. A layer the
+    port leaves out (a rescaling of its input, a final softmax) fails here."""
+    values: dict[int, np.ndarray] = {}   # Keras node index -> the port's tensor there, Keras layout
+    readers: dict[int, tuple[Pair, int]] = {}
+    for pair in mapping.pairs:
+        got = _port_value(pair.unit.last.output, pair.calls[-1].output, torch_first)
+        if got is not None:
+            values[pair.unit.last.index] = got
+        for k, src in enumerate(pair.unit.head.sources):
+            if src is not None and pair.calls[0].inputs and k == 0:
+                readers.setdefault(src, (pair, k))
+    final = nodes[-1].index
+    for unit, _ in sorted(mapping.keras_unmapped, key=lambda item: order[id(item[0])]):
+        d = by_unit[id(unit)]
+        head, last = unit.head, unit.last
+        if last.index in readers:
+            pair, _ = readers[last.index]
+            out = _port_value(last.output, pair.calls[0].inputs[0], torch_first)
+            where = f"as {pair.calls[0].path or '<root>'} reads it"
+        elif last.index == final:
+            out, where = _port_value(last.output, port_out, torch_first), "as the port returns it"
+        else:
+            continue
+        ins: list[np.ndarray] = []
+        for src, operand in zip(head.sources, head.operands):
+            value = operand if src is None or src == -1 else values.get(src)
+            if value is None:
+                break
+            ins.append(np.asarray(value, dtype=np.float64))
+        else:
+            if out is None:
+                continue
+            try:
+                ref = _reference(unit)
+            except layer_refs.NoReference:
+                continue
+            y, bound = layer_refs.bound(ref, ins, dtype)
+            if y.shape != out.shape:
+                continue
+            ratio = _ratio(out, y, bound)
+            values[last.index] = out
+            d.isolated = ratio
+            if ratio <= 1.0:
+                d.verdict = "pass"
+                d.note = f"computed in the port's forward: judged on the port's own tensors ({where})"
+            else:
+                same_as_input = len(ins) == 1 and ins[0].shape == out.shape and np.allclose(ins[0], out, rtol=1e-6)
+                d.verdict = "fail"
+                d.cause = (f"functional: the port's forward does not compute {head.kind} {unit.name!r}: its output "
+                           f"{where} is its input unchanged" if same_as_input else
+                           f"functional: the port's forward computes {head.kind} {unit.name!r} differently: its output "
+                           f"{where} is off by {format_ratio(ratio)} x the bound, on the port's own inputs")
+
+
 def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tuple[np.ndarray, np.ndarray] | None,
                                                  float | None, str]:
     """The unit's reference on Keras's captured input, and Keras's own output judged against it."""
-    fused_softmax = unit.activation == "softmax" and unit.role != "act"
     grow = unit.extra_roundings
     try:
-        if fused_softmax:   # no element-wise table entry: the linear part here, the softmax apart (judge_pair)
-            config = {**unit.head.config, "activation": None}
-            weights64 = {k: v.astype(np.float64) for k, v in unit.head.weights.items()}
-            ref = layer_refs.reference(unit.head.kind, config, weights64, len(unit.head.inputs))
-        else:
-            ref = _reference(unit)
+        ref = _reference(unit)
         if grow:
             ref = replace(ref, k=ref.k + grow)
     except layer_refs.NoReference as exc:
@@ -398,8 +499,7 @@ def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tup
     if "bias" in unit.scales:   # a folded bias's rounding, relative to what it is computed from (fold_batch_norm)
         slope = ACTIVATION_TABLE[unit.activation].slope if unit.activation in ACTIVATION_TABLE else math.inf
         bound = bound + slope * SAFETY * gamma(unit.extra_roundings, unit_roundoff(dtype)) * unit.scales["bias"]
-    keras_ratio = None if fused_softmax else _ratio(unit.last.output, y, bound)
-    return ref, (y, bound), keras_ratio, ""
+    return ref, (y, bound), _ratio(unit.last.output, y, bound), ""
 
 
 def diff(keras_model: Any, torch_module: Any, x: np.ndarray, *, torch_first: bool = True,

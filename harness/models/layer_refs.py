@@ -28,7 +28,7 @@ from ..layers.families import LAYERS, ConfigProblem
 from ..layers.geometry import geometry
 from ..layers.padding import pad_amounts
 from ..reference import oracle
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, gamma, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, underflow_eta
 from ..tensors.values import round_to, unit_roundoff
 
 __all__ = ["LayerRef", "NoReference", "bound", "reference", "KINDS"]
@@ -122,7 +122,7 @@ def bound(ref: LayerRef, xs: Sequence[np.ndarray], dtype: str) -> tuple[np.ndarr
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
     y = act.reference(pre)
     rounds = 1.0 if act.ulps or act.absolute_ulps else 0.0
-    own = act.ulps * (u + u64) * np.abs(y) + rounds * (underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE))
+    own = act.ulps * (u + u64) * np.abs(y) + rounds * (flush_eta(dtype) + underflow_eta(ORACLE_DTYPE))
     if act.absolute_ulps:
         own = own + act.absolute_ulps * (u + u64) * np.maximum(1.0, np.abs(pre) + e)
     return y, np.asarray(through(ref.activation, pre, y, e) + SAFETY * own)

@@ -135,6 +135,14 @@ def torch_role(call: TorchCall) -> str:
     return TORCH_ROLES.get(call.kind, "other")
 
 
+def pointwise_on_a_point(unit: Unit) -> bool:
+    """A 1x1 Conv on a 1x1 input (MobileNetV3's classifier) computes what a Dense does: a Linear may port it."""
+    kernel = unit.head.weights.get("kernel")
+    x = unit.head.inputs[0] if unit.head.inputs else None
+    return (unit.role == "conv" and kernel is not None and x is not None and all(d == 1 for d in kernel.shape[:-2])
+            and all(d == 1 for d in x.shape[1:-1]))
+
+
 def _fuse_idioms(nodes: Sequence[KerasNode]) -> list[Unit]:
     """Keras nodes as units: identities dropped, `ReLU(6)(x + 3) * (1/6)` (Keras's hard_sigmoid, as MobileNetV3
     writes it) one activation unit."""
@@ -205,7 +213,7 @@ class _Scorer:
         if unit.role == "separable":
             if body not in (["depthwise", "conv"], ["conv", "conv"]):
                 return 0.0
-        elif len(body) != 1 or body[0] != unit.role:
+        elif len(body) != 1 or (body[0] != unit.role and not (body[0] == "dense" and pointwise_on_a_point(unit))):
             return 0.0
         keras_sizes = self.keras_sizes.setdefault(id(unit), sorted(int(np.size(w)) for w in unit.head.weights.values()))
         torch_sizes = sorted(s for k in range(lo, hi) for s in self.sizes[k])

@@ -109,6 +109,15 @@ def underflow_eta(dtype: str) -> float:
             "float64": float(np.finfo(np.float64).smallest_subnormal)}[dtype]
 
 
+def flush_eta(dtype: str) -> float:
+    """What an activation's own evaluation may be off by where its result underflows: the dtype's smallest normal.
+    TensorFlow's CPU kernels run with flush-to-zero (tf.constant(1e-38) * 0.5 gives 0; its oneDNN softmax returns 0
+    below 2^-125), and torch's silu gives -0 where exp(-x) overflows: a subnormal result may come out as 0, off by
+    less than the smallest normal, not by half a subnormal spacing (underflow_eta)."""
+    return {"float16": 2.0**-14, "bfloat16": 2.0**-126, "float32": 2.0**-126,
+            "float64": float(np.finfo(np.float64).tiny)}[dtype]
+
+
 def format_ratio(ratio: float) -> str:
     """error/bound for a message or a table: 3 significant digits, more where those would round a ratio over 1
     down to one that reads as passing (1.0000000136 -> '1.00000001', never '1')."""
@@ -159,9 +168,10 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     K + 1: one eta for each of the K products of a one-stage sum, none for its additions, and one for storing the
     result in the dtype, rigorous for a conv or depthwise layer). Each eta then goes through the rest of the
     sum's roundings, a factor (1 + d_1)...(1 + d_K) <= 1 + gamma_K(u), and through the activation (slope L); an
-    activation whose evaluation rounds (a > 0 or an absolute error) adds its own output's eta: r = 1, else 0
-    (linear, relu and relu6 are exact). Where no value comes near the subnormal range the term is negligible
-    (float32: 2^-150 per rounding).
+    activation whose evaluation rounds (a > 0 or an absolute error) adds its own output's underflow, r = 1, else 0
+    (linear, relu and relu6 are exact), as the dtype's smallest normal (flush_eta: a flushed subnormal result).
+    Where no value comes near the subnormal range the term is negligible (float32: 2^-150 per rounding, 2^-126
+    for the activation's result).
     An array for arrays; a LazyArray, computed per block on demand, where the gauge (or y_oracle) is lazy.
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
@@ -171,7 +181,10 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     ulps, slope, absolute = act.ulps, act.slope, act.absolute_ulps
     count = np.asarray(float(k + 1) if underflow is None else underflow, dtype=np.float64)
     eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
-    absolute_eta = (slope * (1.0 + gamma(k, u)) * count + (1.0 if ulps or absolute else 0.0)) * eta
+    # An activation whose evaluation rounds may also flush an underflowing result to zero (flush_eta).
+    rounds = 1.0 if ulps or absolute else 0.0
+    flushed = flush_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    absolute_eta = slope * (1.0 + gamma(k, u)) * count * eta + rounds * flushed
 
     def values(g: np.ndarray, y: np.ndarray | None, index: Index = ()) -> np.ndarray:
         # The pre-activation's error reaches the output scaled by at most sup |f'| (harness.layers.activations: slope).
