@@ -13,9 +13,10 @@ from ..engines import resolve
 from ..keras_layer import import_keras
 from ..models import streams
 from ..models.capture import capture_keras, capture_torch
-from ..models.checks import expected_params, split
+from ..models.checks import split
 from ..models.diff import DiffResult, diff, flat_origin
 from ..models.mapping import align
+from ..models.weights_check import expected_params
 from .extract import (
     APPLICATIONS,
     attach_files,

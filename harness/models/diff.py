@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..layers.activations import ACTIVATION_TABLE
-from ..reference.agreement import SAFETY, format_ratio, gamma
-from ..tensors.values import unit_roundoff
+from ..keras_layer import import_keras
+from ..reference.agreement import format_ratio
 from . import layer_refs, streams
 from .capture import KerasNode, TorchCall, capture_keras, capture_torch
-from .checks import Issue, Span, config_issues, copies, expected_params, same, split, weight_issues
-from .mapping import PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_activation, torch_role
+from .checks import Issue, Span, config_issues, copies, split
+from .converted import FOLD_ULPS, fold_where_converted, unpair_composed_activations
+from .functional import judge_functional
+from .mapping import PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_role
+from .unit_refs import keras_side, ratio
+from .weights_check import weight_issues
 
 
 @dataclass
@@ -74,14 +76,6 @@ class DiffResult:
                 "torch_unmapped": [{"module": p, "kind": k, "reason": r} for p, k, r in self.torch_unmapped]}
 
 
-def _reference(unit: Unit) -> layer_refs.LayerRef:
-    head = unit.head
-    if unit.role == "act" and len(unit.nodes) > 1:   # an idiom fused into one activation (mapping._fuse_idioms)
-        return layer_refs.reference("Activation", {"activation": unit.activation}, {}, 1)
-    weights64 = {k: v.astype(np.float64) for k, v in head.weights.items()}
-    return layer_refs.reference(head.kind, head.config, weights64, len(head.inputs))
-
-
 def flat_origin(node: KerasNode, nodes: Sequence[KerasNode]) -> tuple[int, ...] | None:
     """The (N, *spatial, C) shape a 2-D input was flattened from by a Keras Flatten (through identities)."""
     src = node.sources[0] if node.sources else None
@@ -93,14 +87,6 @@ def flat_origin(node: KerasNode, nodes: Sequence[KerasNode]) -> tuple[int, ...] 
             return None
         src = producer.sources[0]
     return None
-
-
-def _ratio(y: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> float:
-    err = np.abs(y.astype(np.float64) - ref)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(err == 0, 0.0, err / bound)
-    r = np.where(np.isnan(r), np.inf, r)
-    return float(np.max(r, initial=0.0))
 
 
 class BaseForward:
@@ -265,7 +251,7 @@ def _judged(modules: Sequence[Any], x: np.ndarray, pads: Any, y: np.ndarray,
     layout = streams.match(y_keras, got, torch_first, origin)
     if layout is None:
         return None
-    return _ratio(layout.to_keras(got), y, bound)
+    return ratio(layout.to_keras(got), y, bound)
 
 
 def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
@@ -280,56 +266,6 @@ def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
             "bound (a framework bug, or a difference this diff does not name)")
 
 
-FOLD_ULPS = 16   # a converter's rounding of each folded weight, in float32 ulps (relative 2^-20)
-
-
-def fold_batch_norm(conv: Unit, bn: Unit) -> Unit:
-    """The conv followed by a BatchNormalization as the one conv a converter folds them into (tf2onnx, torch.fx's
-    fuser): kernel' = kernel * a per output channel (a separable layer's pointwise kernel), bias' = (bias - mean) * a
-    + beta, a = gamma / sqrt(var + eps): exactly the composition, in float64."""
-    c, b = conv.head, bn.head
-    eps = float(b.config.get("epsilon", 1e-3))
-    w = {k: v.astype(np.float64) for k, v in b.weights.items()}
-    a = w.get("gamma", 1.0) / np.sqrt(w["moving_variance"] + eps)
-    kernel_name = "pointwise_kernel" if conv.role == "separable" else "kernel"
-    kernel = c.weights[kernel_name].astype(np.float64)
-    scale = a.reshape(kernel.shape[-2:]) if conv.role == "depthwise" else a
-    bias = c.weights["bias"].astype(np.float64) if "bias" in c.weights else 0.0
-    folded = {k: v.astype(np.float64) for k, v in c.weights.items()}
-    folded.update({kernel_name: kernel * scale, "bias": (bias - w["moving_mean"]) * a + w.get("beta", 0.0)})
-    node = replace(c, weights=folded, config={**c.config, "use_bias": True}, output=b.output)
-    # What the folded bias is computed from: a converter's rounding of it is relative to this, not to |bias'|
-    # (which may cancel): its share of the bound is added apart (_keras_side), and weights compare on it.
-    scale_b = np.abs(bias * a) + np.abs(w["moving_mean"] * a) + np.abs(w.get("beta", 0.0))
-    return Unit([node, b], conv.role, bn.activation if bn.activation != "linear" else conv.activation,
-                tolerance=2.0 ** -20, extra_roundings=FOLD_ULPS, scales={"bias": scale_b})
-
-
-def _fold_where_converted(mapping: LayerMapping) -> dict[int, str]:
-    """Pairs whose torch conv holds the conv's weights folded with the BatchNormalization after it (an unmapped
-    unit reading only that conv's output) become one unit of both; returns the BN names folded, per unit id."""
-    folded: dict[int, str] = {}
-    unmapped = {u.head.index: (u, why) for u, why in mapping.keras_unmapped}
-    readers = {u.head.sources[0]: (u, why) for u, why in unmapped.values()
-               if u.head.kind == "BatchNormalization" and len(u.head.sources) == 1 and u.head.sources[0] is not None}
-    for pair in mapping.pairs:
-        unit = pair.unit
-        if unit.role not in ("conv", "depthwise", "separable") or len(unit.nodes) != 1:
-            continue
-        nxt = readers.get(unit.head.index)
-        if nxt is None or sum(1 for n in unmapped.values() if unit.head.index in n[0].head.sources) > 1:
-            continue
-        fused = fold_batch_norm(unit, nxt[0])
-        body = split(pair).body
-        want = expected_params(fused)[-1]
-        have = body[-1].module.weight.detach().cpu().numpy()
-        if same(have, want["weight"], fused.tolerance):
-            pair.unit = fused
-            mapping.keras_unmapped.remove(nxt)
-            folded[id(fused)] = nxt[0].name
-    return folded
-
-
 def unpadded_input(unit: Unit, nodes: Sequence[KerasNode], unmapped_pads: set[int]) -> np.ndarray | None:
     """What a Keras ZeroPadding layer with no torch module read, where it feeds this conv (or pool)."""
     src = unit.head.sources[0] if unit.head.sources else None
@@ -338,43 +274,20 @@ def unpadded_input(unit: Unit, nodes: Sequence[KerasNode], unmapped_pads: set[in
     return nodes[src].inputs[0]
 
 
-def _unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> None:
-    """An activation module of another function than the Keras activation it was paired with is a bug only where
-    it reads the same tensor: a converter's hard_swish is x * relu6(x + 3) / 6, its Relu6 module reading x + 3. Such
-    pairs (the module's input off the Keras activation's input by more than 1e-3 of its scale) are undone."""
-    for pair in list(mapping.pairs):
-        unit, call = pair.unit, pair.calls[0]
-        if unit.role != "act" or len(pair.calls) != 1 or torch_activation(call) == unit.activation:
-            continue
-        keras_in = unit.head.inputs[0]
-        layout = streams.match(keras_in, call.inputs[0], torch_first) if call.inputs else None
-        if layout is None:
-            continue
-        scale = float(np.max(np.abs(keras_in), initial=0.0)) or 1.0
-        gap = float(np.max(np.abs(layout.to_torch(keras_in).reshape(call.inputs[0].shape) - call.inputs[0]),
-                           initial=0.0))
-        if gap > 1e-3 * scale:
-            mapping.pairs.remove(pair)
-            why = (f"the port's {call.kind} {call.path} reads another tensor (off by {gap / scale:.2g} of its "
-                   "scale): the activation is composed of several operations in the port")
-            mapping.keras_unmapped.append((unit, why))
-            mapping.torch_unmapped.append((call, f"part of the port's composition of {unit.name}'s activation"))
-
-
 def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_out: np.ndarray,
                   torch_first: bool = True, overrides: Mapping[str, Sequence[str]] | None = None,
                   mapping: LayerMapping | None = None) -> DiffResult:
     """Judge a captured pair of runs (capture.capture_keras / capture_torch)."""
     mapping = mapping or align(nodes, calls, overrides)
-    folded = _fold_where_converted(mapping)
-    _unpair_composed_activations(mapping, torch_first)
+    folded = fold_where_converted(mapping)
+    unpair_composed_activations(mapping, torch_first)
     units = [p.unit for p in mapping.pairs] + [u for u, _ in mapping.keras_unmapped]
     dtype = str(nodes[-1].output.dtype)
     by_unit: dict[int, LayerDiff] = {}
     pad_calls = {c.index + 1 for c in calls if torch_role(c) == "pad"}   # the calls right after a pad module
     unmapped_pads = {u.head.index for u, _ in mapping.keras_unmapped if u.role == "pad"}
     for pair in mapping.pairs:
-        ref, expected, keras_ratio, reason = _keras_side(pair.unit, dtype)
+        ref, expected, keras_ratio, reason = keras_side(pair.unit, dtype)
         d = judge_pair(pair, nodes, units, ref, expected, torch_first, pair.calls[0].index in pad_calls,
                        unpadded_input(pair.unit, nodes, unmapped_pads))
         d.keras, d.unit, d.calls = keras_ratio, pair.unit, list(pair.calls)
@@ -386,11 +299,11 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
             d.note = reason
         by_unit[id(pair.unit)] = d
     for unit, why in mapping.keras_unmapped:
-        ref, expected, keras_ratio, reason = _keras_side(unit, dtype)
+        ref, expected, keras_ratio, reason = keras_side(unit, dtype)
         by_unit[id(unit)] = LayerDiff(unit.name, unit.head.kind, [], "unjudged", keras=keras_ratio,
                                       note=why + (f" ({reason})" if reason else ""))
     order = {id(u): min(n.index for n in u.nodes) for u in units}
-    _judge_functional(mapping, nodes, port_out, torch_first, dtype, by_unit, order)
+    judge_functional(mapping, nodes, port_out, torch_first, dtype, by_unit, order)
     layers = [by_unit[k] for k in sorted(by_unit, key=lambda k: order[k])]
     for d in layers:
         if d.keras is not None and d.keras > 1.0:
@@ -416,97 +329,9 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     return DiffResult(layers, unmapped, drift, culprit)
 
 
-def _port_value(keras_value: np.ndarray, torch_value: np.ndarray | None, torch_first: bool) -> np.ndarray | None:
-    """The port's tensor in the Keras tensor's layout and shape, or None where no layout relates them."""
-    if torch_value is None:
-        return None
-    layout = streams.match(keras_value, torch_value, torch_first)
-    if layout is None:
-        return None
-    return np.asarray(layout.to_keras(torch_value)).reshape(keras_value.shape)
-
-
-def _judge_functional(mapping: LayerMapping, nodes: Sequence[KerasNode], port_out: np.ndarray, torch_first: bool,
-                      dtype: str, by_unit: dict[int, LayerDiff], order: dict[int, int]) -> None:
-    """A Keras layer the port computes in its forward (x + y, x * s, a reshape, a rescaling), judged on the port's
-    own tensors: its inputs as the port's mapped modules output them, its output as the port's next mapped module
-    reads it (or as the port returns it), against the layer's reference on those inputs and its bound. A layer the
-    port leaves out (a rescaling of its input, a final softmax) fails here."""
-    values: dict[int, np.ndarray] = {}   # Keras node index -> the port's tensor there, Keras layout
-    readers: dict[int, tuple[Pair, int]] = {}
-    for pair in mapping.pairs:
-        got = _port_value(pair.unit.last.output, pair.calls[-1].output, torch_first)
-        if got is not None:
-            values[pair.unit.last.index] = got
-        for k, src in enumerate(pair.unit.head.sources):
-            if src is not None and pair.calls[0].inputs and k == 0:
-                readers.setdefault(src, (pair, k))
-    final = nodes[-1].index
-    for unit, _ in sorted(mapping.keras_unmapped, key=lambda item: order[id(item[0])]):
-        d = by_unit[id(unit)]
-        head, last = unit.head, unit.last
-        if last.index in readers:
-            pair, _ = readers[last.index]
-            out = _port_value(last.output, pair.calls[0].inputs[0], torch_first)
-            where = f"as {pair.calls[0].path or '<root>'} reads it"
-        elif last.index == final:
-            out, where = _port_value(last.output, port_out, torch_first), "as the port returns it"
-        else:
-            continue
-        ins: list[np.ndarray] = []
-        for src, operand in zip(head.sources, head.operands):
-            value = operand if src is None or src == -1 else values.get(src)
-            if value is None:
-                break
-            ins.append(np.asarray(value, dtype=np.float64))
-        else:
-            if out is None:
-                continue
-            try:
-                ref = _reference(unit)
-            except layer_refs.NoReference:
-                continue
-            y, bound = layer_refs.bound(ref, ins, dtype)
-            if y.shape != out.shape:
-                continue
-            ratio = _ratio(out, y, bound)
-            values[last.index] = out
-            d.isolated = ratio
-            if ratio <= 1.0:
-                d.verdict = "pass"
-                d.note = f"computed in the port's forward: judged on the port's own tensors ({where})"
-            else:
-                same_as_input = len(ins) == 1 and ins[0].shape == out.shape and np.allclose(ins[0], out, rtol=1e-6)
-                d.verdict = "fail"
-                d.cause = (f"functional: the port's forward does not compute {head.kind} {unit.name!r}: its output "
-                           f"{where} is its input unchanged" if same_as_input else
-                           f"functional: the port's forward computes {head.kind} {unit.name!r} differently: its output "
-                           f"{where} is off by {format_ratio(ratio)} x the bound, on the port's own inputs")
-
-
-def _keras_side(unit: Unit, dtype: str) -> tuple[layer_refs.LayerRef | None, tuple[np.ndarray, np.ndarray] | None,
-                                                 float | None, str]:
-    """The unit's reference on Keras's captured input, and Keras's own output judged against it."""
-    grow = unit.extra_roundings
-    try:
-        ref = _reference(unit)
-        if grow:
-            ref = replace(ref, k=ref.k + grow)
-    except layer_refs.NoReference as exc:
-        return None, None, None, str(exc)
-    xs = [op.astype(np.float64) for op in unit.head.operands]
-    y, bound = layer_refs.bound(ref, xs, dtype)
-    if "bias" in unit.scales:   # a folded bias's rounding, relative to what it is computed from (fold_batch_norm)
-        slope = ACTIVATION_TABLE[unit.activation].slope if unit.activation in ACTIVATION_TABLE else math.inf
-        bound = bound + slope * SAFETY * gamma(unit.extra_roundings, unit_roundoff(dtype)) * unit.scales["bias"]
-    return ref, (y, bound), _ratio(unit.last.output, y, bound), ""
-
-
 def diff(keras_model: Any, torch_module: Any, x: np.ndarray, *, torch_first: bool = True,
          overrides: Mapping[str, Sequence[str]] | None = None) -> DiffResult:
     """Run both models on ``x`` (batch first, channels last: the Keras input) and judge every mapped layer."""
-    from ..keras_layer import import_keras
-
     keras = import_keras()
     nodes = capture_keras(keras, keras_model, x)
     xt = streams.channels_first(x) if torch_first else x

@@ -44,7 +44,7 @@ class Unit:
     nodes: list[KerasNode]
     role: str
     activation: str = "linear"      # the activation the unit ends with (fused or an activation layer's)
-    # A unit whose weights a converter folded (a BatchNormalization into the conv before it: diff.fold_batch_norm):
+    # A unit whose weights a converter folded (a BatchNormalization into the conv before it: converted.fold_batch_norm):
     # its weights are the exact fold, the port's its rounding: compared within ``tolerance`` (relative), and the
     # bound counts ``extra_roundings`` more roundings per term.
     tolerance: float = 2.0 ** -22
