@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CaseError
-from .schema import ID_PATTERN
+from .schema import ID_PATTERN, entries_of
 
 FILE_KEY = "models"
 MODEL_KEYS = {
@@ -50,25 +50,9 @@ class ModelEntry:
 
 def models_of(doc: dict[str, Any], path: str | Path, shown: str) -> tuple[list[ModelEntry], list[CaseError]]:
     """Every valid model entry of a case file's document, and one error per invalid entry."""
-    if FILE_KEY not in doc:
-        return [], []
-    if not isinstance(doc[FILE_KEY], list):
-        return [], [CaseError(shown, None, FILE_KEY, "must be a list of model entries")]
     folder = Path(path).resolve().parent
-    out: list[ModelEntry] = []
-    errors: list[CaseError] = []
-    seen: set[str] = set()
-    for position, entry in enumerate(doc[FILE_KEY]):
-        label = str(entry["id"]) if isinstance(entry, dict) and "id" in entry else f"{FILE_KEY}#{position + 1}"
-        if label in seen:
-            errors.append(CaseError(shown, label, "id", "duplicate id in this file"))
-            continue
-        seen.add(label)
-        try:
-            out.append(model_from_entry(shown, folder, entry, label))
-        except CaseError as exc:
-            errors.append(exc)
-    return out, errors
+    return entries_of(doc, FILE_KEY, shown, "model entries",
+                      lambda entry, label: model_from_entry(shown, folder, entry, label))
 
 
 def model_from_entry(shown: str, folder: Path, entry: Any, label: str) -> ModelEntry:

@@ -2,9 +2,9 @@
 several; the Case model, the sweep and the validators live beside it (model, sweep, validate, ...)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -138,3 +138,31 @@ def load_paths(paths: Sequence[str | Path]) -> tuple[list[Case], list[CaseError]
             owner[case.id] = str(f)
             cases.append(case)
     return cases, errors
+
+
+T = TypeVar("T")
+
+
+def entries_of(doc: dict[str, Any], key: str, shown: str, what: str,
+               parse: Callable[[Any, str], T]) -> tuple[list[T], list[CaseError]]:
+    """The valid entries under a file's top-level ``key`` (``parse(entry, label)`` raising CaseError for an invalid
+    one: one error each, a bad entry never hides the others), ids unique within the file; ``what`` names an entry
+    in the message for a ``key`` that is no list."""
+    if key not in doc:
+        return [], []
+    if not isinstance(doc[key], list):
+        return [], [CaseError(shown, None, key, f"must be a list of {what}")]
+    out: list[T] = []
+    errors: list[CaseError] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(doc[key]):
+        label = str(entry["id"]) if isinstance(entry, dict) and "id" in entry else f"{key}#{position + 1}"
+        if label in seen:
+            errors.append(CaseError(shown, label, "id", "duplicate id in this file"))
+            continue
+        seen.add(label)
+        try:
+            out.append(parse(entry, label))
+        except CaseError as exc:
+            errors.append(exc)
+    return out, errors

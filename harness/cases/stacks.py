@@ -19,7 +19,7 @@ from ..known.registry import Expectation
 from ..layers.activations import ACTIVATION_TABLE
 from ..layers.geometry import Geometry, output_shape
 from ..tensors.values import DTYPES
-from .schema import ID_PATTERN, Case, case_from_entry, strip_lines
+from .schema import ID_PATTERN, Case, case_from_entry, entries_of, strip_lines
 
 FILE_KEY = "stacks"
 STACK_KEYS = {
@@ -115,24 +115,7 @@ def _is_int(value: Any) -> bool:
 def stacks_of(doc: dict[str, Any], shown: str) -> tuple[list[StackCase], list[CaseError]]:
     """Every valid stack of a case file's document (schema.read_case_file: parsed once), and one error per invalid
     stack; ``shown`` is how stacks and errors name the file."""
-    if FILE_KEY not in doc:
-        return [], []
-    if not isinstance(doc[FILE_KEY], list):
-        return [], [CaseError(shown, None, FILE_KEY, "must be a list of stacks")]
-    stacks: list[StackCase] = []
-    errors: list[CaseError] = []
-    seen: set[str] = set()
-    for position, entry in enumerate(doc[FILE_KEY]):
-        label = str(entry["id"]) if isinstance(entry, dict) and "id" in entry else f"{FILE_KEY}#{position + 1}"
-        if label in seen:
-            errors.append(CaseError(shown, label, "id", "duplicate id in this file"))
-            continue
-        seen.add(label)
-        try:
-            stacks.append(stack_from_entry(shown, entry, label))
-        except CaseError as exc:
-            errors.append(exc)
-    return stacks, errors
+    return entries_of(doc, FILE_KEY, shown, "stacks", lambda entry, label: stack_from_entry(shown, entry, label))
 
 
 def stack_from_entry(file: str, entry: Any, label: str | None = None) -> StackCase:

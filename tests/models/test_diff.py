@@ -101,17 +101,20 @@ def test_momentum_alone_passes_with_a_note() -> None:
     assert ("info", "bn_momentum") in notes
 
 
+def _port_file(tmp_path: Path, factories: dict[str, str]) -> Path:
+    """A port file whose factories build the hand ports (``name: 'PORT_NAME' or "PORT_NAME', bug='BUG'"``)."""
+    port = tmp_path / "port.py"
+    port.write_text("import sys\n" f"sys.path.insert(0, {str(ROOT / 'tests' / 'models')!r})\n" "import ports\n"
+                    + "".join(f"def {name}():\n    return ports.PORTS[{args.split(',')[0]}].Port({args.partition(',')[2]})\n"
+                              for name, args in factories.items()))
+    return port
+
+
 def test_cli_exit_codes_and_transfer(tmp_path: Path) -> None:
     """`python -m harness diff`: 0 for a correct port (weights carried across by --transfer-weights), 1 for a broken
     one with the culprit on its own line, 2 for a usage error."""
     _ports()
-    port = tmp_path / "port.py"
-    port.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests' / 'models')!r})\n"
-        "import ports\n"
-        "def good():\n    return ports.PORTS['mobilenet_v2'].Port()\n"
-        "def relu():\n    return ports.PORTS['mobilenet_v2'].Port(bug='relu_not_relu6')\n")
+    port = _port_file(tmp_path, {"good": "'mobilenet_v2'", "relu": "'mobilenet_v2', bug='relu_not_relu6'"})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -135,12 +138,7 @@ def test_cli_repro_of_a_failing_conv_runs_as_a_case(tmp_path: Path) -> None:
     """--repro writes the failing layer as a case (its Keras input and weights): valid, and the harness's own
     engines agree on it (the fault is the port's, not the layer's)."""
     _ports()
-    port = tmp_path / "port.py"
-    port.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests' / 'models')!r})\n"
-        "import ports\n"
-        "def nobias():\n    return ports.PORTS['efficientnet_b0'].Port(bug='missing_bias')\n")
+    port = _port_file(tmp_path, {"nobias": "'efficientnet_b0', bug='missing_bias'"})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def harness(*args: str) -> subprocess.CompletedProcess[str]:
