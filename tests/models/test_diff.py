@@ -181,3 +181,22 @@ def test_batch_norm_folded_into_the_conv_is_judged_as_the_fold() -> None:
     assert result.passed, [(d.name, d.cause) for d in result.failed]
     first = next(d for d in result.layers if d.modules)
     assert first.kind == "Conv2D+BatchNormalization" and "folded" in first.note, (first.kind, first.note)
+
+
+def test_map_overrides_a_pair_and_names_what_it_cannot_find() -> None:
+    """--map (overrides): the swapped blocks' port passes once each Keras layer is mapped to the module that holds
+    its weights; a name on either side that does not exist is an error naming it."""
+    from harness import api
+
+    ports = _ports()
+    model = _keras("mobilenet_v2")
+    port = ports.build("mobilenet_v2", model, bug="blocks_swapped")
+    swapped = {"block_4_expand": ["blocks.5.expand"], "block_5_expand": ["blocks.4.expand"]}
+    result = api.diff(model, port, _input("mobilenet_v2"), overrides=swapped)
+    pairs = {d.name: d.modules for d in result.layers if d.name in swapped}
+    assert pairs == swapped, pairs
+    assert not any(d.name in swapped for d in result.failed), [(d.name, d.cause) for d in result.failed]
+    with pytest.raises(ValueError, match="'block_99' is not a layer of the Keras model"):
+        api.diff(model, port, _input("mobilenet_v2"), overrides={"block_99": ["blocks.4.expand"]})
+    with pytest.raises(ValueError, match="no torch module of that name"):
+        api.diff(model, port, _input("mobilenet_v2"), overrides={"block_4_expand": ["blocks.99"]})
