@@ -16,6 +16,7 @@ import numpy as np
 from . import convert, keras_layer
 from .cases.schema import Case
 from .cases.selection import load_cases
+from .diagnosis.diagnose import Diagnoser
 from .engines.base import Engine, EngineOption, EngineOutput, Inputs, Request
 from .errors import CaseError, EngineRejected, EngineSkip
 from .judge import runner
@@ -93,9 +94,11 @@ build_keras_layer = _checked(
     weights=(lambda w: w is None or _mapping(w), "None or a mapping of weight names to arrays"))
 
 
-def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
+def run_one(case: Case, engine_name: str, check: str = "forward", diagnose: bool = True) -> Result:
     """Run and judge one check of ``case`` (from load_cases) in engine ``engine_name``: "forward" (the output)
-    or "backward" (the gradients); never raises for an engine's failure: every outcome is a Result."""
+    or "backward" (the gradients); never raises for an engine's failure: every outcome is a Result. A failure
+    carries its findings (which known mistake reproduces it, ...) as the CLI's and pytest's do; ``diagnose=False``
+    skips that search."""
     if not isinstance(case, Case):
         raise TypeError(f"run_one: case must be a harness.api.Case (from load_cases), got {type(case).__name__} "
                         f"{repr(case)[:60]}")
@@ -104,7 +107,7 @@ def run_one(case: Case, engine_name: str, check: str = "forward") -> Result:
                         f"{type(engine_name).__name__} {repr(engine_name)[:60]}")
     if check not in ("forward", "backward"):
         raise ValueError(f"run_one: check must be 'forward' or 'backward', not {check!r}")
-    return runner.run_one(case, engine_name, check)
+    return runner.run_one(case, engine_name, check, Diagnoser() if diagnose else None)
 
 
 def build_torch_module(layer: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], *,

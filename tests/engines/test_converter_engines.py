@@ -11,8 +11,15 @@ import pytest
 from harness import engines
 from harness.known import facts
 from harness.engines.worker import ENGINES_DIR_VARIABLE, engines_dir
-from harness.judge.runner import outcome, run_one
+from harness.diagnosis.diagnose import Diagnoser
+from harness.judge.runner import outcome
+from harness.judge.runner import run_one as run_bare
 from testkit import ROOT, close_workers, load_cases
+
+
+def run_one(case, engine):
+    """An item as the CLI and pytest run it: with the diagnoser, so that failures carry their findings."""
+    return run_bare(case, engine, "forward", Diagnoser())
 
 CONVERTERS = ("keras-jax", "keras-torch", "keras-onnx", "torch-onnx", "onnx2torch", "openvino", "openvino-f32",
               "litert", "nobuco", "onnx2tf")

@@ -52,9 +52,10 @@ def error_of(spec: str) -> str:
     ("tests.plugins_for_test:flipped",
      "--engine 'tests.plugins_for_test:flipped': ModuleNotFoundError: no module named 'tests.plugins_for_test'; "
      "did you mean 'tests.plugins_for_tests'"),
+    # Which other close names are offered depends on what the current directory holds (it is on sys.path).
     ("harnes.detection.mutants:flipped_kernel",
      "--engine 'harnes.detection.mutants:flipped_kernel': ModuleNotFoundError: no module named 'harnes'; "
-     "did you mean 'harness'?"),
+     "did you mean "),
     ("mine=harness.mutation.mutants:MUTANTS",
      "--engine 'mine=harness.mutation.mutants:MUTANTS': harness.mutation.mutants:MUTANTS is not callable "
      "(a dict)"),
@@ -73,7 +74,10 @@ def error_of(spec: str) -> str:
                                               "name 'keras' clashes with a built-in engine"),
 ])
 def test_a_typo_in_a_plugin_spec_is_one_error_that_says_what_failed(spec, said, modules):
-    assert error_of(spec).startswith(said)
+    error = error_of(spec)
+    assert error.startswith(said), error
+    if spec.startswith("harnes."):
+        assert "'harness'" in error.split("did you mean", 1)[1].split("?")[0], error
 
 
 def test_a_missing_attribute_without_a_close_match_lists_the_module_callables():
