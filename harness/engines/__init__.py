@@ -179,7 +179,10 @@ def _missing_module(spec: str, module: str, missing: str) -> str:
         where = f"not in package {parent}"
     else:
         folders, cwd_on_path = _user_folders()
-        hint = did_you_mean(last, sorted({m.name for m in pkgutil.iter_modules(folders)}), listed=False)
+        # The user's folders, and this package (installed editable it is on no folder: harness.mutation is what a
+        # plug-in most often names).
+        near = {m.name for m in pkgutil.iter_modules(folders)} | {__name__.partition(".")[0]}
+        hint = did_you_mean(last, sorted(near), listed=False)
         where = "looked in " + (f"{', '.join(folders)} and " if folders else "") + "the installed packages"
         if not cwd_on_path:
             where += f"; the current directory {os.getcwd()} is not on the path"
