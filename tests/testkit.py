@@ -7,6 +7,7 @@ the checkout, or its own folder, is on that process's path.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from harness import engines
 from harness.cases.schema import Case, load_file
@@ -53,3 +54,23 @@ def close_workers(*names: str) -> None:
         worker = engines._loaded.pop(name, None)
         if isinstance(worker, WorkerEngine):
             worker.close()
+
+
+def hand_ports() -> Any:
+    """tests/models/ports (the hand-written PyTorch ports), imported on tests/models's path; skips the test where
+    torch or keras is missing. Call it inside a test or fixture: importing it imports torch."""
+    import os
+    import sys
+
+    import pytest
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    folder = str(Path(__file__).resolve().parent / "models")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import ports
+
+    return ports

@@ -12,9 +12,9 @@ import numpy as np
 from ..engines import resolve
 from ..keras_layer import import_keras
 from ..models import streams
-from ..models.capture import capture_keras, capture_torch
+from ..models.capture import KerasNode, capture_keras, capture_torch
 from ..models.checks import split
-from ..models.diff import DiffResult, diff, flat_origin
+from ..models.diff import DiffResult, diff_captured, flat_origin
 from ..models.mapping import align
 from ..models.weights_check import expected_params
 from .extract import (
@@ -52,13 +52,16 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
     module = load_port(port, torch_weights)
     torch_first = torch_layout == "channels_first"
     moved = 0
+    # The Keras model runs once: the transfer maps on its capture, and the diff judges on the same capture.
+    nodes = capture_keras(keras, loaded.keras_model, x)
     if transfer_weights:
-        moved = len(transfer(loaded.keras_model, module, x, torch_first, overrides or {}))
+        moved = len(transfer(nodes, module, x, torch_first, overrides or {}))
         if save_weights:
             import torch
 
             torch.save(module.state_dict(), save_weights)
-    result = diff(loaded.keras_model, module, x, torch_first=torch_first, overrides=overrides)
+    calls, port_out = capture_torch(module, np.ascontiguousarray(streams.channels_first(x) if torch_first else x))
+    result = diff_captured(nodes, calls, port_out, torch_first, overrides)
     return Diffed(result, loaded.name, moved)
 
 
@@ -107,12 +110,12 @@ def randomise_statistics(keras_model: Any, seed: int, x: np.ndarray) -> None:
             layer.momentum = momentum
 
 
-def transfer(keras_model: Any, module: Any, x: np.ndarray, torch_first: bool,
+def transfer(nodes: Sequence[KerasNode], module: Any, x: np.ndarray, torch_first: bool,
              overrides: Mapping[str, Sequence[str]]) -> list[str]:
-    """Copy the Keras weights into the mapped torch modules (the harness's converters); the lines it says."""
+    """Copy the Keras weights into the mapped torch modules (the harness's converters), given the Keras model's
+    capture; the pairs it filled."""
     import torch
 
-    nodes = capture_keras(import_keras(), keras_model, x)
     calls, _ = capture_torch(module, streams.channels_first(x) if torch_first else x)
     mapping = align(nodes, calls, overrides)
     said = []

@@ -7,9 +7,6 @@ from typing import Any
 
 import numpy as np
 
-# A Keras node's operand that is not a tensor of the graph (the 3.0 of `x + 3.0`): kept as a 0-d float64 array.
-Operand = np.ndarray
-
 
 @dataclass
 class KerasNode:

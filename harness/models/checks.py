@@ -79,7 +79,7 @@ def torch_pads(span: Span, inferred: tuple[tuple[int, int], ...] | None) -> tupl
     the shapes it was called on) and the conv's own symmetric padding, per spatial axis."""
     conv = span.body[0].module
     r = len(conv.kernel_size)
-    own = conv.padding if not isinstance(conv.padding, str) else _string_pads(conv, span.body[0].inputs[0])
+    own = conv.padding if not isinstance(conv.padding, str) else _string_pads(conv)
     total = [[int(p), int(p)] for p in own]
     if span.pad is not None:
         p = span.pad.module.padding
@@ -94,7 +94,7 @@ def torch_pads(span: Span, inferred: tuple[tuple[int, int], ...] | None) -> tupl
     return tuple((b, a) for b, a in total)
 
 
-def _string_pads(conv: Any, x: np.ndarray) -> tuple[int, ...]:
+def _string_pads(conv: Any) -> tuple[int, ...]:
     if conv.padding == "valid":
         return (0,) * len(conv.kernel_size)
     # torch's 'same' (stride 1 only) puts the odd pixel at the end like TensorFlow; counted as symmetric here only

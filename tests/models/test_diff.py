@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testkit import hand_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,16 +31,7 @@ EXPECTED = {
 
 
 def _ports() -> Any:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import ports
-
-    return ports
+    return hand_ports()
 
 
 @cache

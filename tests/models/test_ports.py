@@ -18,9 +18,11 @@ import copy
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from testkit import hand_ports
 
 NAMES = ("mobilenet_v2", "small_net", "efficientnet_b0", "mobilenet_v3_small", "xception")
 BUG_NAMES = (
@@ -30,17 +32,8 @@ BUG_NAMES = (
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def _ports():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    pytest.importorskip("torch")
-    pytest.importorskip("keras")
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import ports
-
-    return ports
+def _ports() -> Any:
+    return hand_ports()
 
 
 class Reference:
