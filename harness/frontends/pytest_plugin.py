@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
 
 from ..cases.schema import Case
 from ..cases.selection import select_engines
-from ..cases.sharding import case_cost
 from ..cases.stacks import StackCase
 from ..cases.suite import load_suite_file, looks_like_case_file
 from ..diagnosis.diagnose import Diagnoser
@@ -19,6 +17,7 @@ from ..judge.runner import Result, item_label, outcome, run_one
 from ..known.facts import request_onednn
 from ..tensors.files import TensorSource
 from .model_item import ModelItem
+from .xdist_scheduling import CASE_SCHEDULED_DIST, case_scheduler_class, longest_first
 
 # Deterministic sharding (--shard I/N) lives in its own module; loaded with this plugin.
 pytest_plugins = ["harness.frontends.shard"]
@@ -168,91 +167,14 @@ class CaseFile(pytest.File):
 
 
 # ---------------------------------------------------------------- xdist: one case per worker, longest first
-
-# The oracle reference (and the inputs) of a case is computed once per process (harness.judge.runner.reference), and is
-# most of the cost of an oracle or torch item: the items of one case must run in one worker. xdist's `--dist
-# loadgroup` with an xdist_group marker did not keep a group on one worker under pytest 9.2 / xdist 3.8, so the
-# plugin gives xdist its own scheduler (pytest_xdist_make_scheduler, below): xdist's LoadScopeScheduling, whose
-# work unit is a case (file::id, the engine suffix dropped) instead of a module. tests/frontends/test_xdist_grouping.py
-# proves it on a run.
-
-# A case item's node id: FILE.yaml::CASE_ID[ENGINE] (or [schema]), the file's path before the first '::';
-# group 1 is the case.
-_CASE_NODEID = re.compile(r"^((?:(?!::).)+\.ya?ml::.+)\[[A-Za-z0-9_.-]+(?::[a-z]+)?\]$", re.DOTALL)
-# Cases estimated (harness.cases.sharding.case_cost, the cost model sharding splits by) above this many seconds are
-# scheduled before every other item, tests included: about 1e7 multiply-adds. The shipped suite has one
-# (depthwise-big-same, 2.1e9) against 7e5 for the next.
-BIG_CASE_S = 0.05
-# The --dist modes that get case scheduling: xdist's default under -n (load), and loadgroup (what `make test` ran
-# when it relied on xdist_group markers). each, loadscope, loadfile and worksteal are left to xdist.
-CASE_SCHEDULED_DIST = ("load", "loadgroup")
-
-
-def case_scope(nodeid: str) -> str | None:
-    """The case (FILE::ID) of a case item's node id, or None for any other item."""
-    m = _CASE_NODEID.match(nodeid)
-    return m.group(1) if m else None
-
-
-def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The items reordered for a parallel run: the cases estimated big (BIG_CASE_S) first, largest first, then
-    every other item in collection order. xdist's schedulers hand out work in collection order, so the big case
-    starts at once instead of last, when the other workers would idle while it runs. One case's items stay
-    together, in their order."""
-    big: dict[str, list[CaseItem]] = {}
-    rest: list[pytest.Item] = []
-    for item in items:
-        if isinstance(item, CaseItem) and case_cost(item.case) >= BIG_CASE_S:
-            big.setdefault(case_scope(item.nodeid) or item.nodeid, []).append(item)
-        else:
-            rest.append(item)
-    if not big:
-        return items
-    units = sorted(big.values(), key=lambda unit: -case_cost(unit[0].case))   # stable: ties keep their order
-    return [item for unit in units for item in unit] + rest
-
+# (the scheduler and its crash recovery: harness/frontends/xdist_scheduling.py)
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # Only in xdist workers (each collects the same items and orders them the same way, as xdist requires): a
     # serial run keeps the order of the files.
     if hasattr(config, "workerinput"):
-        items[:] = _longest_first(items)
-
-
-_scheduler_class: type | None = None
-
-
-def case_scheduler_class() -> type:
-    """xdist's LoadScopeScheduling with a case as its work unit (imported from xdist on first use)."""
-    global _scheduler_class
-    if _scheduler_class is None:
-        from xdist.scheduler import LoadScopeScheduling
-
-        class CaseScheduling(LoadScopeScheduling):
-            """The items of one case go to one worker, in one work unit; every other item is a unit of its own
-            (as under --dist load), or of its xdist_group under --dist loadgroup. Units go out in collection
-            order (the workers put the big cases first), not reordered by size as LoadScopeScheduling does."""
-
-            def _split_scope(self, nodeid: str) -> str:
-                scope = case_scope(nodeid)
-                if scope is not None:
-                    return scope
-                if self.config.getoption("dist") == "loadgroup" and "@" in nodeid:
-                    return nodeid.rsplit("@", 1)[-1]   # xdist's own loadgroup suffix
-                return nodeid
-
-            def schedule(self) -> None:
-                option = self.config.option
-                reorder = getattr(option, "loadscopereorder", True)
-                option.loadscopereorder = False   # keep collection order: longest first, then as collected
-                try:
-                    super().schedule()
-                finally:
-                    option.loadscopereorder = reorder
-
-        _scheduler_class = CaseScheduling
-    return _scheduler_class
+        items[:] = longest_first(items, lambda item: item.case if isinstance(item, CaseItem) else None)
 
 
 @pytest.hookimpl(optionalhook=True)
