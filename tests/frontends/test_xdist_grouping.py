@@ -9,11 +9,11 @@ import json
 import os
 
 import pytest
+from testkit import CASES, TESTS
 
+from harness.cases.schema import load_file
 from harness.cases.sharding import case_cost
 from harness.frontends.xdist_scheduling import BIG_CASE_S, case_scope
-from harness.cases.schema import load_file
-from testkit import CASES, TESTS
 
 PLUGINS = (TESTS / "plugins_for_tests.py").read_text()
 
