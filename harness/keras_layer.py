@@ -8,11 +8,29 @@ from typing import Any
 import numpy as np
 
 
+def torch_before_tensorflow() -> None:
+    """Import torch, where it is installed, before TensorFlow is first loaded in this process.
+
+    torch's C++ runtime loaded after TensorFlow's crashes or hangs in some processes (pytorch/pytorch#93884,
+    #101152, tensorflow/tensorflow#60109; seen here: a SIGSEGV in ``import torch._C`` in an xdist worker that had
+    run Keras first, and one in the garbage collector after); the other order is the one known to work. Any
+    process of the harness may run both (the keras and torch engines, the model diff, pytest's workers), in an
+    order that depends on its items: this fixes the order. Nothing where torch is not installed."""
+    import importlib.util
+    import sys
+
+    if "torch" in sys.modules or "tensorflow" in sys.modules or importlib.util.find_spec("torch") is None:
+        return
+    import torch  # noqa: F401
+
+
 def import_keras() -> Any:
-    """Import keras on the TensorFlow backend unless KERAS_BACKEND already names another (the harness's default)."""
+    """Import keras on the TensorFlow backend unless KERAS_BACKEND already names another (the harness's default);
+    torch first where it is installed (torch_before_tensorflow)."""
     # Both must be set before keras (and through it TensorFlow) is first imported; setdefault keeps a user's choice.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    torch_before_tensorflow()
     import keras
 
     return keras

@@ -25,6 +25,17 @@ for folder in (ROOT, TESTS):
 pytest_plugins = ["pytester"]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Tests import keras directly (pytest.importorskip("keras")), not through harness.keras_layer.import_keras:
+    # torch goes first in every test process all the same, once collection is over (collecting loads no framework,
+    # test_no_framework_import.py). harness.keras_layer.torch_before_tensorflow says why.
+    if "tensorflow" not in sys.modules:
+        from harness.keras_layer import torch_before_tensorflow
+
+        torch_before_tensorflow()
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """torch on one thread for the test, its count restored after: tiny convolutions spend far longer in intra-op

@@ -92,6 +92,44 @@ def _end_workers_with_pytest() -> None:
         end_with_parent()
 
 
+# The pids of this controller's xdist workers (pytest_xdist_newgateway).
+_XDIST_WORKERS: set[int] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_newgateway(gateway) -> None:
+    # execnet's popen gateway keeps its subprocess.Popen; another transport (ssh, socket) has no local pid.
+    pid = getattr(getattr(getattr(gateway, "_io", None), "popen", None), "pid", None)
+    if isinstance(pid, int):
+        _XDIST_WORKERS.add(pid)
+    if len(_XDIST_WORKERS) == 1:
+        _interrupt_ends_xdist_workers()
+
+
+def _interrupt_ends_xdist_workers() -> None:
+    """SIGINT to the controller alone (`kill -INT`, a supervisor) ends its xdist workers at once (SIGTERM: each
+    kills its engine workers and dies), then interrupts the controller as usual. xdist would instead ask each
+    worker to finish and wait 10 s for one stuck in an engine call before killing it, orphaning the engine's
+    children until their parent-watch saw it. Ctrl-C in a terminal signals the workers too: nothing changes."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return   # someone else's handler: theirs to keep
+
+    def interrupt(signum: int, frame) -> None:
+        for pid in list(_XDIST_WORKERS):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                _XDIST_WORKERS.discard(pid)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+    except ValueError:   # not the main thread
+        pass
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _limit_worker_threads(config)
     _end_workers_with_pytest()
