@@ -100,6 +100,17 @@ def _spatial_height(case: Case) -> int:
     return shape[2] if case.geometry.channels_first else shape[1]
 
 
+def _same_pad_below_minus_one(case: Case) -> bool:
+    """Some spatial axis of a 'same' layer where TensorFlow's pad total (ceil(n/s) - 1) s + ek - n is -2 or less:
+    where a negative total must be clamped at 0."""
+    g = case.geometry
+    if g.padding != "same":
+        return False
+    spatial = case.input_shape[2:] if g.channels_first else case.input_shape[1:-1]
+    return any((-(-n // s) - 1) * s + (k - 1) * d + 1 - n <= -2
+               for n, k, s, d in zip(spatial, g.kernel_size, g.strides, g.dilation))
+
+
 REGISTRY: dict[str, Known] = {k.id: k for k in (
     Known(
         id="keras-bias-add-guessed-nhwc", engine="keras", kind="bug",
@@ -110,8 +121,9 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         repro="import numpy as np, keras; keras.ops.add(np.zeros((1, 3, 2, 3)), "
               "np.arange(3.).reshape(1, 3, 1, 1))[0, 0]   # [[0, 1, 2], [0, 1, 2]], should be zeros",
         touches="every layer with a bias that runs channels_first: DepthwiseConv1D/2D and SeparableConv1D/2D "
-                "always, Conv1D/Conv2D where TensorFlow runs them in NCHW (oneDNN on) or through XLA (groups > 1); "
-                "only when the output's last axis is as long as the bias",
+                "always, Conv1D/Conv2D where TensorFlow runs them in NCHW (oneDNN on) or through XLA (groups > 1), "
+                "Conv3D always (Keras runs channels_first Conv3D through XLA on both paths); only when the output's "
+                "last axis is as long as the bias",
         when={"keras": "==3.15.1", "keras_backend": "tensorflow", "keras_layer_format": "channels_first"},
         applies=_bias_on_last_axis, mutant="bias_add_format_guessed",
         seen="Keras 3.15.1, TensorFlow 2.21.0, both CPU kernel paths; not on the jax or torch backends",
@@ -157,6 +169,19 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                               and _spatial_width(case) == 1),
         seen="TensorFlow 2.21.0 with oneDNN on (Intel Xeon with AMX and AVX512_BF16; AMD EPYC with AVX512_BF16); "
              "found by make fuzz",
+        tensors=(OUTPUT,), pre_activation=True),
+    Known(
+        id="tf-conv3d-same-negative-padding-not-clamped", engine="keras", kind="bug",
+        summary="TensorFlow's Conv3D does not clamp a negative 'same' pad total at zero: where (ceil(n/s) - 1) s + "
+                "ek - n <= -2 on an axis, the window starts late (in float64 always; in float32 with oneDNN off; "
+                "float32 with oneDNN on is right, as is Conv2D)",
+        repro="python -c \"import numpy as np, tensorflow as tf; print(tf.nn.conv3d(np.arange(3.).reshape(1, 3, 1, "
+              "1, 1), np.ones((1, 1, 1, 1, 1)), [1, 3, 1, 1, 1], 'SAME').numpy().ravel())\"   # [1.], should be [0.]",
+        touches="Conv3D with padding 'same' and an axis where the pad total is -2 or less (stride larger than the "
+                "kernel's reach past the input's end)",
+        when={"tensorflow": "==2.21.0", "any": [{"onednn": False}, {"dtype": "float64"}]},
+        applies=lambda case: case.layer == "Conv3D" and _same_pad_below_minus_one(case),
+        seen="TensorFlow 2.21.0, both kernel paths (probed in float32 and float64); issue 20's note",
         tensors=(OUTPUT,), pre_activation=True),
     Known(
         id="tf-onednn-conv2d-column-stride-past-width-wrong", engine="keras", kind="bug",
@@ -233,12 +258,12 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         tensors=(GRADIENTS,)),
     Known(
         id="keras-conv-strides-with-dilation-refused", engine="keras", kind="refusal",
-        summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D (ValueError at "
+        summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D/Conv3D (ValueError at "
                 "construction)",
         repro="python -c \"import keras; keras.layers.Conv2D(2, 3, strides=2, dilation_rate=2)\"",
-        touches="Conv1D and Conv2D with any stride > 1 and any dilation > 1",
+        touches="the conv family (Conv1D, Conv2D, Conv3D) with any stride > 1 and any dilation > 1",
         when={"keras": "==3.15.1"},
-        applies=lambda case: case.layer in ("Conv1D", "Conv2D") and max(case.geometry.strides) > 1
+        applies=lambda case: case.layer in ("Conv1D", "Conv2D", "Conv3D") and max(case.geometry.strides) > 1
         and max(case.geometry.dilation) > 1,
         seen="Keras 3.15.1 (the depthwise and separable layers accept it)"),
     Known(

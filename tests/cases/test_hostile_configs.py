@@ -18,9 +18,8 @@ from harness.cases.schema import load_file
 from testkit import ROOT, load_cases
 
 SIZES = ("filters", "kernel_size", "strides", "dilation_rate", "groups", "depth_multiplier")
-BASE = {"Conv1D": {"filters": 4, "kernel_size": 3}, "Conv2D": {"filters": 4, "kernel_size": 3},
-        "DepthwiseConv1D": {"kernel_size": 3}, "DepthwiseConv2D": {"kernel_size": 3},
-        "SeparableConv1D": {"filters": 4, "kernel_size": 3}, "SeparableConv2D": {"filters": 4, "kernel_size": 3}}
+# Each kind's smallest valid config: the arguments its family requires (filters 4, kernel_size 3).
+BASE = {name: {key: {"filters": 4, "kernel_size": 3}[key] for key in kind.requires} for name, kind in LAYERS.items()}
 
 
 def hostile_values(rank: int) -> list:

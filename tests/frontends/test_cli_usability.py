@@ -335,13 +335,13 @@ def test_the_readme_weight_table_is_what_the_families_say() -> None:
         layer = kind if kind in LAYERS else layer
         table.setdefault(layer, {})[weight] = (keras_shape, torch_shape)
     assert set(table) == set(LAYERS), f"the README's weight table lists {sorted(table)}"
-    sizes = {"C": 6, "F": 10, "G": 2, "M": 3, "k": 5, "kh": 5, "kw": 7}
-    for name in LAYERS:
-        two = name.endswith("2D")
-        config: dict = {"kernel_size": [5, 7] if two else 5}
+    sizes = {"C": 6, "F": 10, "G": 2, "M": 3, "k": 5, "kd": 4, "kh": 5, "kw": 7}
+    kernels = {1: [5], 2: [5, 7], 3: [4, 5, 7]}
+    for name, kind in LAYERS.items():
+        config: dict = {"kernel_size": kernels[kind.rank]}
         config.update({"Conv": {"filters": 10, "groups": 2}, "Depthwise": {"depth_multiplier": 3},
                        "Separable": {"filters": 10, "depth_multiplier": 3}}[re.match(r"[A-Z][a-z]+", name)[0]])
-        g = geometry(name, config, (1, 11, 13, 6) if two else (1, 11, 6))
+        g = geometry(name, config, (1, *(11, 13, 17)[:kind.rank], 6))
         keras, torch = g.weight_shapes(), g.kind.family.torch_weight_shapes(g)
         assert set(table[name]) == set(keras), f"{name}: the README lists {sorted(table[name])}, not {sorted(keras)}"
         for weight, (keras_text, torch_text) in table[name].items():

@@ -344,7 +344,7 @@ def test_layer_and_dtype_filters_restrict_the_configurations():
 
 
 @pytest.mark.parametrize("option, value, said", [
-    ("--layer", "Conv3D", "--layer Conv3D: no such layer kind (did you mean Conv2D?); known: Conv1D, Conv2D, "),
+    ("--layer", "Conv4D", "--layer Conv4D: no such layer kind (did you mean Conv3D?); known: Conv1D, Conv2D, "),
     ("--dtype", "float8", "--dtype float8: no such dtype (did you mean float64?); known: float32, float64, "),
 ])
 def test_an_unknown_layer_or_dtype_is_an_error_listing_the_known_ones(option, value, said, capsys):

@@ -162,6 +162,8 @@ def _cases(keras):
     return [
         ("Conv1D", "Conv1D", lambda: L.Conv1D(4, 3, padding="same", activation="relu"), [(2, 9, 3)], ()),
         ("Conv2D", "Conv2D", lambda: L.Conv2D(6, 3, strides=2, padding="same", groups=2), [(2, 9, 8, 4)], ()),
+        ("Conv3D", "Conv3D", lambda: L.Conv3D(4, (3, 2, 2), strides=(1, 2, 1), padding="same", activation="elu"),
+         [(2, 5, 6, 4, 3)], ()),
         ("DepthwiseConv1D", "DepthwiseConv1D", lambda: L.DepthwiseConv1D(3, depth_multiplier=2), [(2, 9, 3)], ()),
         ("DepthwiseConv2D", "DepthwiseConv2D", lambda: L.DepthwiseConv2D(3, padding="same", activation="relu6"),
          [(2, 8, 8, 5)], ()),

@@ -50,7 +50,7 @@ def _torch_gradients(g, x, weights, dy) -> dict[str, np.ndarray]:
     import torch.nn.functional as F
 
     r = g.kind.rank
-    convnd = (F.conv1d, F.conv2d)[r - 1]
+    convnd = (F.conv1d, F.conv2d, F.conv3d)[r - 1]
     leaves = {"x": torch.tensor(x, requires_grad=True),
               **{k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}}
     xt = leaves["x"] if g.channels_first else leaves["x"].movedim(-1, 1)
@@ -82,6 +82,12 @@ def _torch_gradients(g, x, weights, dy) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- the grid
 
+# Per rank: a kernel with an even side (its 'same' padding is asymmetric) and an input whose odd and even lengths
+# give 'same' at stride 2 both an even and an odd pad total.
+KERNEL = {1: 3, 2: (3, 2), 3: (3, 2, 2)}
+SPATIAL = {1: (8,), 2: (6, 7), 3: (5, 4, 3)}
+
+
 def _geometries():
     """Every layer x strides {1, 2} x dilation {1, 2} x its paddings x groups {1, 2} (Conv) or depth_multiplier
     {1, 3} (Depthwise, Separable). Keras refuses strides > 1 with dilation > 1 for some layers; the math is
@@ -89,7 +95,7 @@ def _geometries():
     for name, kind in LAYERS.items():
         family = kind.family.name
         for s, d, padding, extra in itertools.product((1, 2), (1, 2), kind.paddings, (1, 2)):
-            config = {"kernel_size": 3 if kind.rank == 1 else (3, 2), "strides": s, "dilation_rate": d,
+            config = {"kernel_size": KERNEL[kind.rank], "strides": s, "dilation_rate": d,
                       "padding": padding}
             if family == "conv":
                 config.update(filters=6, groups=extra)
@@ -118,10 +124,10 @@ def _grid_id(item) -> str:
 
 
 def _case(name: str, config: dict, seed: int = 0):
-    """A small input (N=2, C=4; 1D length 8, 2D 6x7: 'same' with stride 2 on 8 pads (0, 1), the 2D kernel's
-    width 2 pads (0, 1): the asymmetric cases), its weights, dy, and the Geometry."""
+    """A small input (N=2, C=4; SPATIAL[rank]: 'same' with stride 2 on 8 pads (0, 1), a kernel side 2 pads (0, 1):
+    the asymmetric cases), its weights, dy, and the Geometry."""
     kind = LAYERS[name]
-    spatial = (8,) if kind.rank == 1 else (6, 7)
+    spatial = SPATIAL[kind.rank]
     shape = (2, 4, *spatial) if config.get("data_format") == "channels_first" else (2, *spatial, 4)
     g = geometry(name, config, shape)
     rng = np.random.default_rng(seed)

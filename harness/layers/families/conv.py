@@ -111,4 +111,5 @@ CONV = ConvFamily()
 KINDS = (
     LayerKind("Conv1D", 1, CONV, paddings=("valid", "same", "causal")),
     LayerKind("Conv2D", 2, CONV),
+    LayerKind("Conv3D", 3, CONV),
 )
