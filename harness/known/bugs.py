@@ -257,6 +257,22 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         seen="PyTorch 2.13.0+cpu; found measuring the activations' derivatives",
         tensors=(GRADIENTS,)),
     Known(
+        id="tf-selu-gradient-from-rounded-output", engine="keras", kind="bug",
+        summary="TensorFlow's selu gradient for negative inputs is computed from the layer's rounded output as "
+                "(y + scale*alpha) instead of scale*alpha*exp(z): the sum cancels, so in float16 the derivative "
+                "at z = -7 is 0.001953 instead of 0.001603 (22% off; 1% at z = -5), and dx moves with it",
+        repro="python -c \"import tensorflow as tf; x = tf.constant([-7.0], tf.float16); "
+              "t = tf.GradientTape(); t.__enter__(); t.watch(x); y = tf.nn.selu(x); t.__exit__(None, None, None); "
+              "print(t.gradient(y, x).numpy())\"   # [0.001953], exact 0.0016032",
+        touches="layers with activation selu in float16 or bfloat16, backward check, where a pre-activation is "
+                "well below 0",
+        when={"tensorflow": "==2.21.0"},
+        applies=lambda case: case.geometry.activation == "selu" and "backward" in case.check
+        and case.dtype in ("float16", "bfloat16"),
+        seen="TensorFlow 2.21.0 on both CPU kernel paths; found by make fuzz (Conv3D, float16, groups 4); the same "
+             "in Conv1D and Conv2D",
+        tensors=(GRADIENTS,)),
+    Known(
         id="keras-conv-strides-with-dilation-refused", engine="keras", kind="refusal",
         summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D/Conv3D (ValueError at "
                 "construction)",
