@@ -96,14 +96,25 @@ def _end_workers_with_pytest() -> None:
 _XDIST_WORKERS: set[int] = set()
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_newgateway(gateway) -> None:
+def _local_pid(gateway) -> int | None:
     # execnet's popen gateway keeps its subprocess.Popen; another transport (ssh, socket) has no local pid.
     pid = getattr(getattr(getattr(gateway, "_io", None), "popen", None), "pid", None)
-    if isinstance(pid, int):
+    return pid if isinstance(pid, int) else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_newgateway(gateway) -> None:
+    pid = _local_pid(gateway)
+    if pid is not None:
         _XDIST_WORKERS.add(pid)
     if len(_XDIST_WORKERS) == 1:
         _interrupt_ends_xdist_workers()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    # A worker that ended (or crashed and was replaced) is forgotten: its pid may be reused by another process.
+    _XDIST_WORKERS.discard(_local_pid(getattr(node, "gateway", None)) or -1)
 
 
 def _interrupt_ends_xdist_workers() -> None:
