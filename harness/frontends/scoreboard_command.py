@@ -187,6 +187,7 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     for name in engines:
         engine_row = installed.describe(name)
         engine_row["totals"] = board.totals(name)
+        engine_row["timing"] = board.timing(name)
         described.append(engine_row)
     return {
         "schema_version": SCHEMA_VERSION, "created": created, "command": command_line(args),
@@ -219,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         t = row["totals"]
         top = "; ".join(f"{c['count']} {c['cause']}" for c in t["causes"][:3])
         print(f"{row['name']:>16}: {t['pass']} pass, {t['fail']} fail, {t['xfail']} known bugs, {t['error']} error, "
-              f"{t['skip']} skip, {t['rejected']} rejected" + (f"  [{row['versions']}]" if row["versions"] else "")
+              f"{t['skip']} skip, {t['rejected']} rejected" + page.timing_text(row.get("timing"), ", ")
+              + (f"  [{row['versions']}]" if row["versions"] else "")
               + (f"\n{'':>18}{top}" if top else ""))
     for m in doc["not_installed"]:
         print(f"{m['engine']:>16}: {m['reason']}")

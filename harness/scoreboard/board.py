@@ -78,8 +78,10 @@ class Board:
     engines: list[str]
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)   # the columns some case counted in
+    durations: dict[str, list[float]] = field(default_factory=dict)   # engine -> seconds of each of its items
 
     def add(self, case: Case, result: Result) -> None:
+        self.durations.setdefault(result.engine, []).append(result.duration_s)
         row = self.cells.setdefault(result.engine, {})
         for column in columns_of(case):
             self.used.add(column)
@@ -97,6 +99,17 @@ class Board:
         ids = [c["id"] for c in self.columns()]
         return {engine: {column: self.cells.get(engine, {}).get(column, Cell()).as_dict() for column in ids}
                 for engine in self.engines}
+
+    def timing(self, engine: str) -> dict[str, Any]:
+        """An engine's seconds per item (run_one's wall time: conversion, the engine's run, judging): the median,
+        the slowest (a first item pays its worker's start) and the sum, so that a regression shows on the board."""
+        seconds = sorted(self.durations.get(engine, []))
+        if not seconds:
+            return {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0}
+        mid = len(seconds) // 2
+        median = seconds[mid] if len(seconds) % 2 else (seconds[mid - 1] + seconds[mid]) / 2
+        return {"items": len(seconds), "median_s": round(median, 4), "max_s": round(seconds[-1], 3),
+                "total_s": round(sum(seconds), 3)}
 
     def totals(self, engine: str) -> dict[str, Any]:
         """An engine's counts over its layer-kind x dtype cells (each item once) and its causes, merged."""

@@ -42,18 +42,28 @@ def render(doc: dict[str, Any]) -> str:
         css=Markup(static_text("report.css")))
 
 
+def timing_text(timing: dict[str, Any] | None, before: str = "") -> str:
+    """'0.021 s median, 2.9 s slowest' of an engine row's timing (Board.timing); '' where it has none (a board
+    written before timings, or an engine that ran nothing)."""
+    if not timing or timing.get("median_s") is None:
+        return ""
+    return f"{before}{timing['median_s']:.3g} s median, {timing['max_s']:.3g} s slowest"
+
+
 def markdown(doc: dict[str, Any], causes: int = 3) -> str:
     """scoreboard.md: the scoreboard as Markdown for a README (engines with versions and totals, their most
     frequent causes, and per layer kind the items passed of those judged)."""
     lines = [(f"Scoreboard of `{' '.join(doc['command'])}` ({doc['created']}; {doc['cases']['shipped']} shipped "
               f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine):"), "",
-             "| engine | versions | pass | fail | known bug | error | skip | rejected | most frequent causes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             ("| engine | versions | pass | fail | known bug | error | skip | rejected | most frequent causes | "
+              "s per item (median, slowest) |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in doc["engines"]:
         t = row["totals"]
         top = "; ".join(f"{c['count']} {c['cause']}" for c in t["causes"][:causes]) or "-"
         lines.append(f"| {row['name']} | {row['versions'] or '-'} | {t['pass']} | {t['fail']} | {t['xfail']} | "
-                     f"{t['error']} | {t['skip']} | {t['rejected']} | {top} |")
+                     f"{t['error']} | {t['skip']} | {t['rejected']} | {top} | "
+                     f"{timing_text(row.get('timing')) or '-'} |")
     kinds = list(dict.fromkeys(c["layer"] for c in doc["columns"] if c["kind"] == "layer-dtype"))
     lines += ["", ("Per layer kind (all dtypes): items passed / items judged (pass + fail + known bug + error; "
                    "skips and refusals apart)."), "",

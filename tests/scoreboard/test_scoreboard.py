@@ -209,6 +209,18 @@ def test_the_markdown_summary_has_a_row_per_engine_with_its_totals(scoreboard):
     assert "mutant flipped_kernel" in text   # the flipped plug-in's cause
 
 
+def test_each_engine_row_times_its_items(scoreboard):
+    doc, _, out = scoreboard
+    text = (out / "scoreboard.md").read_text()
+    for row in doc["engines"]:
+        t, timing = row["totals"], row["timing"]
+        items = sum(t[o] for o in ("pass", "fail", "xfail", "xpass", "error", "skip", "rejected"))
+        assert timing["items"] == items, f"{row['name']}: timed {timing['items']} items, but ran {items}"
+        assert 0 <= timing["median_s"] <= timing["max_s"] <= timing["total_s"], timing
+        assert f"| {timing['median_s']:.3g} s median, {timing['max_s']:.3g} s slowest |" in text, row["name"]
+    assert board.Board(["x"]).timing("x") == {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0}
+
+
 def test_versions_are_read_from_framework_facts_and_from_a_converters_package_table():
     assert installed.versions_line({"keras": {"version": "3.15.1", "loaded": True},
                                     "torch-onnx": {"onnx": "1.23.2", "onnxruntime": "1.32.0", "note": "x"}}) \
