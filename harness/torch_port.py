@@ -111,6 +111,7 @@ class _FromKeras(_Module):
     port_family: Family    # the family it ports (set from the family's torch_port declaration: _MIXINS)
     port_stem: str         # the torch-style class name before the rank ("Conv" -> Conv3d), for port_class
     spatial_rank: int      # its spatial axes (Conv2d: 2): the family's constructor builds at that rank
+    torch_base = "Conv"    # the torch module a derived port subclasses, at its rank (nn.Conv3d; "ConvTranspose")
 
     @classmethod
     def _from_geometry(cls, g: Any, in_channels: int, depthwise_bias: bool, common: dict[str, Any]) -> nn.Module:
@@ -327,12 +328,17 @@ CLASSES: dict[str, type[nn.Module]] = {vars(cls)["keras_name"]: cls for cls in _
 _DERIVED: dict[tuple[type, int], type[nn.Module]] = {}
 
 
+def _torch_module(stem: str, rank: int) -> type[nn.Module]:
+    """torch's nn.{stem}{rank}d (nn.Conv2d, nn.ConvTranspose3d)."""
+    module = getattr(nn, f"{stem}{rank}d", None)
+    if module is None:
+        raise ValueError(f"torch has no nn.{stem}{rank}d: no port for {rank} spatial axes")
+    return module
+
+
 def _torch_conv(rank: int) -> type[nn.Module]:
     """torch's nn.Conv{rank}d."""
-    conv = getattr(nn, f"Conv{rank}d", None)
-    if conv is None:
-        raise ValueError(f"torch has no nn.Conv{rank}d: no port for {rank} spatial axes")
-    return conv
+    return _torch_module("Conv", rank)
 
 
 def port_class(mixin: type[_FromKeras], rank: int) -> type[nn.Module]:
@@ -346,7 +352,8 @@ def port_class(mixin: type[_FromKeras], rank: int) -> type[nn.Module]:
     if (mixin, rank) not in _DERIVED:
         name = f"{mixin.port_stem}{rank}d"
         kind = next((k for k in LAYERS.values() if k.family is mixin.port_family and k.rank == rank), None)
-        bases = (mixin,) if issubclass(mixin, nn.Module) else (mixin, _torch_conv(rank))
+        # A mixin that is no nn.Module is completed by torch's module of its torch_base (nn.Conv3d by default).
+        bases = (mixin,) if issubclass(mixin, nn.Module) else (mixin, _torch_module(mixin.torch_base, rank))
         attrs: dict[str, Any] = {
             "__module__": __name__, "__qualname__": name, "spatial_rank": rank,
             "__doc__": f"{'Keras ' + kind.name if kind else f'A {rank}D {mixin.port_family.name} layer'} as "

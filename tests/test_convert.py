@@ -28,7 +28,7 @@ def keras_weights(draw, layers=tuple(LAYERS), dtype=np.float64):
     }
     if LAYERS[layer].family.name == "conv":
         config["groups"] = groups
-    else:
+    elif LAYERS[layer].family.name in ("depthwise", "separable"):
         config["depth_multiplier"] = draw(st.integers(1, 3))
     g = geometry(layer, config, (1, *(5,) * rank, c))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -53,6 +53,7 @@ def test_round_trip_keras_torch_keras_is_exact(case, dtype):
     want = {
         "conv": {"weight": (f, c // g.groups, *k), "bias": (f,)},
         "depthwise": {"weight": (c * m, 1, *k), "bias": (c * m,)},
+        "conv_transpose": {"weight": (c, f, *k), "bias": (f,)},   # nn.ConvTransposeNd: (in, out, *k)
         "separable": {"depthwise.weight": (c * m, 1, *k), "pointwise.weight": (f, c * m, *ones),
                       "pointwise.bias": (f,)},
     }[g.kind.family.name]

@@ -37,6 +37,10 @@ def cases(draw, layers=tuple(LAYERS)):
     if kind.family.name == "conv":
         groups = draw(st.integers(1, 3))
         config["groups"] = groups
+    elif kind.family.name == "conv_transpose":
+        strides = config["strides"] if isinstance(config["strides"], tuple) else (config["strides"],) * rank
+        if draw(st.booleans()):   # output_padding below the strides, or Keras's default None
+            config["output_padding"] = [draw(st.integers(0, s - 1)) for s in strides]
     else:
         config["depth_multiplier"] = draw(st.integers(1, 3))
     if kind.family.name != "depthwise":

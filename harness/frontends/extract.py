@@ -1,4 +1,5 @@
-"""python -m harness extract: one case per convolution layer of a real Keras model, with its weights and input."""
+"""python -m harness extract: one case per convolution layer of a real Keras model (every kind of the harness's
+layer families: Conv, DepthwiseConv, SeparableConv, ConvTranspose), with its weights and input."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ class Model:
 
 @dataclass
 class Extracted:
-    """The outcome for one layer of the six families: a case entry, or the reason it was skipped."""
+    """The outcome for one layer of the conv families: a case entry, or the reason it was skipped."""
 
     layer: Any
     node: Any = None   # the layer's call in the model's graph: its input and output tensors
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write a case file from a Keras model, one case per Conv, Depthwise and Separable layer.
+    """Write a case file from a Keras model, one case per Conv, Depthwise, Separable and transposed conv layer.
 
     MODEL is a .keras file or a keras.applications name; each case holds the layer's config, its weights and the
     activation that reaches it (in tensors.npz)."""
@@ -99,7 +100,7 @@ def command_line(model: str, out: Path, input_size: int | None, seed: int, image
 
 def extract(model: str, out: Path, input_size: int | None = None, seed: int = 0, image: str | None = None,
             batch: int = 1) -> Path:
-    """Extract every layer of the six families of ``model`` into ``out``; returns the case file's path."""
+    """Extract every layer of the conv families of ``model`` into ``out``; returns the case file's path."""
     if image is not None and input_size is not None:
         raise ValueError("--image sets the input's size: give --image or --input-size, not both")
     keras = import_keras()
@@ -163,7 +164,7 @@ def sanitise(name: str) -> str:
 
 
 def family_of(keras: Any, layer: Any) -> str | None:
-    """The harness layer kind of a Keras layer of the six families (or a subclass of one), else None."""
+    """The harness layer kind of a Keras layer of the conv families (or a subclass of one), else None."""
     for cls in type(layer).__mro__:
         if cls.__name__ in LAYERS and getattr(keras.layers, cls.__name__, None) is cls:
             return cls.__name__
@@ -172,7 +173,7 @@ def family_of(keras: Any, layer: Any) -> str | None:
 
 def walk(keras: Any, model: Any, prefix: str = "") -> list[tuple[Any, str, Any, str]]:
     """(layer, kind, its call in the model's graph, reason it cannot be extracted or '') for every layer of the
-    six families, nested models' included (those are skipped: their inputs live in the nested model's graph)."""
+    conv families, nested models' included (those are skipped: their inputs live in the nested model's graph)."""
     found = []
     graph = graph_of(keras, model)
     for layer in model.layers:
@@ -333,7 +334,7 @@ def header_lines(keras: Any, loaded: Model, x: np.ndarray, seed: int, image: str
     cases = [e.entry for e in extracted if e.entry is not None]
     source = f"the image {image}" if image else f"seeded normal(0, 1) (numpy default_rng({seed}))"
     return [
-        "Cases extracted from a real model: one per layer of the six families, with the layer's own config and",
+        "Cases extracted from a real model: one per layer of the conv families, with the layer's own config and",
         f"weights and the activation that reaches it ({TENSOR_FILE}, Keras layout). pytest on this file is the",
         "layer-by-layer verdict of a port. Written by the command below; do not edit.",
         f"model: {loaded.name}",

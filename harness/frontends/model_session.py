@@ -147,9 +147,9 @@ def transfer(nodes: Sequence[KerasNode], module: Any, x: np.ndarray, torch_first
 
 def write_repros(result: DiffResult, folder: str) -> list[str]:
     """Each failing layer as a standalone repro in ``folder``: LAYER.npz with the Keras layer's input, its Keras
-    weights (``keras/NAME``) and the port's module state (``torch/MODULE.NAME``); for a layer of the six conv
-    families also LAYER.yaml, a case with that input and those weights (`python -m harness run LAYER.yaml --engine
-    myport=...` runs it in any engine). Returns the files written."""
+    weights (``keras/NAME``) and the port's module state (``torch/MODULE.NAME``); for a layer of the conv families
+    (transposed convs included) also LAYER.yaml, a case with that input and those weights (`python -m harness run
+    LAYER.yaml --engine myport=...` runs it in any engine). Returns the files written."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     keras = import_keras()
@@ -168,7 +168,7 @@ def write_repros(result: DiffResult, folder: str) -> list[str]:
         digest = write_npz(npz, tensors)
         written.append(str(npz))
         kind = family_of(keras, head.layer) if head.layer is not None and not head.is_op else None
-        config, why = config_of(head.layer, kind) if kind else ({}, "not a layer of the six conv families")
+        config, why = config_of(head.layer, kind) if kind else ({}, "not a layer of the conv families")
         if kind and not why:
             entry: dict[str, Any] = {"id": name, "layer": kind, "input_shape": list(head.inputs[0].shape),
                      "dtype": str(head.output.dtype), "config": config, "input": "input",

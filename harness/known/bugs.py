@@ -100,6 +100,29 @@ def _spatial_height(case: Case) -> int:
     return shape[2] if case.geometry.channels_first else shape[1]
 
 
+TRANSPOSED = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+
+
+def _transposed(case: Case) -> bool:
+    return case.layer in TRANSPOSED
+
+
+def _transpose_same_size_mismatch(case: Case) -> bool:
+    """A 'same' transposed conv with an output_padding that makes TensorFlow's conv of the output back to the input
+    one position short on some axis: (ek % 2) + output_padding == 0, i.e. an even dilated kernel and padding 0."""
+    g = case.geometry
+    paddings = g.arg("output_padding")
+    return (_transposed(case) and g.padding == "same" and paddings is not None
+            and any(((k - 1) * d + 1) % 2 + op == 0 for k, d, op in zip(g.kernel_size, g.dilation, paddings)))
+
+
+def _transpose_crop_below_minus_one(case: Case) -> bool:
+    """A 'same' transposed conv whose output is 2 or more positions longer than the full scatter on some axis:
+    TensorFlow's gradient is then a 'same' conv with a pad total of -2 or less (tf-conv3d-same-negative-...)."""
+    g = case.geometry
+    return _transposed(case) and g.padding == "same" and any(a <= -2 for _, a in g.pad_widths(()))
+
+
 def _same_pad_below_minus_one(case: Case) -> bool:
     """Some spatial axis of a 'same' layer where TensorFlow's pad total (ceil(n/s) - 1) s + ek - n is -2 or less:
     where a negative total must be clamped at 0."""
@@ -122,8 +145,9 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
               "np.arange(3.).reshape(1, 3, 1, 1))[0, 0]   # [[0, 1, 2], [0, 1, 2]], should be zeros",
         touches="every layer with a bias that runs channels_first: DepthwiseConv1D/2D and SeparableConv1D/2D "
                 "always, Conv1D/Conv2D where TensorFlow runs them in NCHW (oneDNN on) or through XLA (groups > 1), "
-                "Conv3D always (Keras runs channels_first Conv3D through XLA on both paths); only when the output's "
-                "last axis is as long as the bias",
+                "Conv3D always (Keras runs channels_first Conv3D through XLA on both paths), Conv1D/2D/3DTranspose "
+                "where TensorFlow runs them in NCHW (oneDNN on); only when the output's last axis is as long as the "
+                "bias",
         when={"keras": "==3.15.1", "keras_backend": "tensorflow", "keras_layer_format": "channels_first"},
         applies=_bias_on_last_axis, mutant="bias_add_format_guessed",
         seen="Keras 3.15.1, TensorFlow 2.21.0, both CPU kernel paths; not on the jax or torch backends",
@@ -183,6 +207,46 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         applies=lambda case: case.layer == "Conv3D" and _same_pad_below_minus_one(case),
         seen="TensorFlow 2.21.0, both kernel paths (probed in float32 and float64); issue 20's note",
         tensors=(OUTPUT,), pre_activation=True),
+    Known(
+        id="tf-conv3d-transpose-same-negative-padding-dx-wrong", engine="keras", kind="bug",
+        summary="TensorFlow's Conv3DTranspose input gradient is a Conv3D of dy with 'SAME' padding, and inherits its "
+                "unclamped negative pad (tf-conv3d-same-negative-padding-not-clamped): where the output is 2 or more "
+                "positions longer than the scatter (a kernel reaching 2 or more short of the stride), dx reads dy "
+                "from the wrong positions; the forward is right",
+        repro="import numpy as np, tensorflow as tf; x = tf.Variable(np.ones((1, 1, 1, 1, 1)))\n"
+              "with tf.GradientTape() as t: y = tf.nn.conv3d_transpose(x, np.ones((1, 1, 1, 1, 1)), [1, 3, 1, 1, 1], "
+              "[1, 3, 1, 1, 1], 'SAME'); loss = tf.reduce_sum(y * np.arange(1., 4.).reshape(1, 3, 1, 1, 1))\n"
+              "print(t.gradient(loss, x).numpy().ravel())   # [2.], should be [1.] (y = [1, 0, 0])",
+        touches="Conv3DTranspose with padding 'same' and an axis where the output is 2 or more positions longer than "
+                "the full scatter (stride at least the dilated kernel + 2, or a large output_padding)",
+        when={"tensorflow": "==2.21.0", "any": [{"onednn": False}, {"dtype": "float64"}]},
+        applies=lambda case: case.layer == "Conv3DTranspose" and _transpose_crop_below_minus_one(case),
+        seen="TensorFlow 2.21.0, both kernel paths (float32 right with oneDNN on, as for Conv3D); issue 20",
+        tensors=("dx",)),
+    Known(
+        id="tf-conv-transpose-dilation-refused-without-onednn", engine="keras", kind="refusal",
+        summary="TensorFlow's Eigen CPU kernels refuse a transposed conv with dilation_rate > 1 (\"Current CPU "
+                "implementations do not yet support dilation rates larger than 1\", at call); oneDNN's run it, right",
+        repro="TF_ENABLE_ONEDNN_OPTS=0 python -c \"import numpy as np, tensorflow as tf; tf.nn.conv2d_transpose("
+              "np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)), [1, 4, 4, 1], 1, 'SAME', dilations=2)\"",
+        touches="Conv1DTranspose, Conv2DTranspose and Conv3DTranspose with any dilation > 1 (at stride 1: Keras "
+                "refuses strides > 1 with it)",
+        when={"tensorflow": "==2.21.0", "onednn": False},
+        applies=lambda case: _transposed(case) and max(case.geometry.dilation) > 1,
+        seen="TensorFlow 2.21.0 with oneDNN off; issue 20"),
+    Known(
+        id="tf-conv-transpose-same-output-size-refused", engine="keras", kind="refusal",
+        summary="Keras accepts a 'same' transposed conv whose output_padding is 0 with an even kernel, and "
+                "TensorFlow refuses it at call (\"Size of out_backprop doesn't match computed\"; oneDNN: \"could not "
+                "create a primitive descriptor\"): Keras's output length is one short of what TensorFlow's 'SAME' "
+                "conv maps back onto the input",
+        repro="python -c \"import numpy as np, keras; keras.layers.Conv2DTranspose(1, 2, strides=2, "
+              "padding='same', output_padding=0)(np.ones((1, 3, 3, 1)))\"",
+        touches="Conv1DTranspose, Conv2DTranspose and Conv3DTranspose with padding 'same' and an axis where the "
+                "dilated kernel is even and output_padding is 0",
+        when={"keras": "==3.15.1", "keras_backend": "tensorflow"},
+        applies=_transpose_same_size_mismatch,
+        seen="Keras 3.15.1, TensorFlow 2.21.0, both kernel paths; issue 20"),
     Known(
         id="tf-onednn-conv2d-column-stride-past-width-wrong", engine="keras", kind="bug",
         summary="TensorFlow's oneDNN Conv2D computes wrong values (sometimes changing from run to run) for one "
@@ -274,13 +338,14 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         tensors=(GRADIENTS,)),
     Known(
         id="keras-conv-strides-with-dilation-refused", engine="keras", kind="refusal",
-        summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/Conv2D/Conv3D (ValueError at "
-                "construction)",
+        summary="Keras refuses strides > 1 together with dilation_rate > 1 in Conv1D/2D/3D and Conv1D/2D/3DTranspose "
+                "(ValueError at construction)",
         repro="python -c \"import keras; keras.layers.Conv2D(2, 3, strides=2, dilation_rate=2)\"",
-        touches="the conv family (Conv1D, Conv2D, Conv3D) with any stride > 1 and any dilation > 1",
+        touches="the conv and transposed conv families (Conv1D ... Conv3DTranspose) with any stride > 1 and any "
+                "dilation > 1",
         when={"keras": "==3.15.1"},
-        applies=lambda case: case.layer in ("Conv1D", "Conv2D", "Conv3D") and max(case.geometry.strides) > 1
-        and max(case.geometry.dilation) > 1,
+        applies=lambda case: case.layer in ("Conv1D", "Conv2D", "Conv3D", *TRANSPOSED)
+        and max(case.geometry.strides) > 1 and max(case.geometry.dilation) > 1,
         seen="Keras 3.15.1 (the depthwise and separable layers accept it)"),
     Known(
         id="keras-argument-checks-refused", engine="keras", kind="refusal",

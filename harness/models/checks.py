@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..layers.padding import pad_amounts
+from . import crops
 from .mapping import PADDED_ROLES, Pair, Unit, torch_activation, torch_role
 
 # A fix rewrites the span's modules (deep copies) so that the pair can be judged again: (modules, pads) in, out.
@@ -24,6 +25,8 @@ class Fix:
     apply: Callable[[Modules], Modules]              # copies in, corrected copies out
     pads: tuple[tuple[int, int], ...] | None = None  # a pad to apply before the first module (padding fixes)
     drop_pads: bool = False                          # the port's own pad (module or functional) replaced
+    crop: crops.Crop | None = None                   # a crop to apply after the modules (a transposed conv's)
+    drop_crop: bool = False                          # the port's own crop after its module replaced by ``crop``
 
 
 @dataclass
@@ -127,6 +130,8 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
             issues.append(_bias_issue(pair, span))
         elif unit.role == "separable" and span.body[0].module.bias is not None:
             issues.append(_separable_bias_issue(pair, span))
+    if unit.role == "conv_transpose":
+        issues += _transpose_issues(pair, span)
     if unit.role == "dense":
         lin = span.body[0].module
         if bool(c.get("use_bias", True)) != (lin.bias is not None):
@@ -167,6 +172,67 @@ def config_issues(pair: Pair, span: Span, inferred: tuple[tuple[int, int], ...] 
         issues.append(Issue("config", "activation", f"activation: Keras {want_act}, the port {have_act}",
                             _activation_fix(want_act, k, span)))
     return issues
+
+
+def _transpose_issues(pair: Pair, span: Span) -> list[Issue]:
+    """A Conv{N}DTranspose against the port's nn.ConvTransposeNd: stride, dilation, the crop off the full scatter
+    (Keras's 'same'/'valid' and output_padding against the module's padding and output_padding plus what the port
+    crops after it in its forward), the bias."""
+    unit, conv = pair.unit, span.body[0].module
+    c, r = unit.head.config, len(conv.kernel_size)
+    issues = []
+    for arg, theirs, label in (("strides", conv.stride, "stride"), ("dilation_rate", conv.dilation, "dilation")):
+        if _tuple(c.get(arg, 1), r) != tuple(theirs):
+            issues.append(Issue("config", label, f"{label}: Keras {list(_tuple(c.get(arg, 1), r))}, the port "
+                                f"{list(theirs)}"))
+    need: crops.Crop = ()
+    have: crops.Crop = ()
+    try:
+        need = crops.keras_crops(unit)
+    except ValueError:   # a config the harness's geometry refuses: no crop to compare (the reference says why)
+        pass
+    else:
+        have = crops.port_crops(conv, pair.crop, pair.output_padding)
+    if need != have:
+        issues.append(_crop_issue(pair, span, need, have))
+    if bool(c.get("use_bias", True)) != (conv.bias is not None):
+        issues.append(_bias_issue(pair, span))
+    return issues
+
+
+def _crop_issue(pair: Pair, span: Span, need: crops.Crop, have: crops.Crop) -> Issue:
+    """The crop difference of a transposed conv, with the fix: the module's own padding and output_padding where
+    they express Keras's crop, else padding=0 and Keras's crop done after the module."""
+    c, conv, call = pair.unit.head.config, span.body[0].module, span.body[0]
+    r = len(need)
+    axes = ("rows", "columns") if r == 2 else tuple(f"axis {i}" for i in range(r))
+    say = ", ".join(f"{a} {list(p)}" for a, p in zip(axes, need))
+    says = ", ".join(f"{a} {list(p)}" for a, p in zip(axes, have))
+    called = pair.output_padding is not None
+    output_paddings = conv.output_padding if pair.output_padding is None else pair.output_padding
+    own = (f"padding={tuple(int(p) for p in conv.padding)}, output_padding="
+           f"{tuple(int(p) for p in output_paddings)}")
+    own += " (from its output_size argument)" if called else ""
+    own += f", then {crops.spelled(pair.crop)}" if pair.crop else ""
+    op = c.get("output_padding")
+    text = (f"padding: Keras '{c.get('padding')}' at strides {c.get('strides')}"
+            + (f", output_padding {op}" if op is not None else "")
+            + f" crops {say} off the full scatter (before, after), the port ({own}) crops {says}")
+    if crops.native(need, conv.stride, conv.dilation):
+        padding, output_padding = tuple(b for b, _ in need), tuple(b - a for b, a in need)
+        fix_text = f"nn.{call.kind}(..., padding={padding}, output_padding={output_padding})"
+        after = None
+    else:
+        padding = output_padding = (0,) * r
+        fix_text = f"nn.{call.kind}(..., padding=0, output_padding=0), then {crops.spelled(need)} in the forward"
+        after = need
+    fix_text += ", called without output_size" if called else ""
+
+    def apply(modules: Modules) -> Modules:
+        modules[0].padding, modules[0].output_padding = padding, output_padding
+        return modules
+    return Issue("config", "padding", text, Fix(fix_text, apply, crop=after, drop_crop=True),
+                 {"keras": need, "port": have})
 
 
 def _pool_issues(unit: Unit, span: Span, inferred: tuple[tuple[int, int], ...] | None) -> list[Issue]:

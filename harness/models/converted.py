@@ -8,7 +8,7 @@ import numpy as np
 
 from . import streams
 from .checks import split
-from .mapping import LayerMapping, Unit, torch_activation
+from .mapping import CONV_ROLES, LayerMapping, Unit, torch_activation
 from .weights_check import expected_params, same
 
 FOLD_ULPS = 16   # a converter's rounding of each folded weight, in float32 ulps (relative 2^-20)
@@ -24,7 +24,10 @@ def fold_batch_norm(conv: Unit, bn: Unit) -> Unit:
     a = w.get("gamma", 1.0) / np.sqrt(w["moving_variance"] + eps)
     kernel_name = "pointwise_kernel" if conv.role == "separable" else "kernel"
     kernel = c.weights[kernel_name].astype(np.float64)
-    scale = a.reshape(kernel.shape[-2:]) if conv.role == "depthwise" else a
+    # The output channels are the kernel's last axis, a depthwise kernel's last two, a transposed conv's second to
+    # last ((*k, filters, in)).
+    scale = a.reshape(kernel.shape[-2:]) if conv.role == "depthwise" else a[:, None] if conv.role == "conv_transpose" \
+        else a
     bias = c.weights["bias"].astype(np.float64) if "bias" in c.weights else 0.0
     folded = {k: v.astype(np.float64) for k, v in c.weights.items()}
     folded.update({kernel_name: kernel * scale, "bias": (bias - w["moving_mean"]) * a + w.get("beta", 0.0)})
@@ -45,7 +48,7 @@ def fold_where_converted(mapping: LayerMapping) -> dict[int, str]:
                if u.head.kind == "BatchNormalization" and len(u.head.sources) == 1 and u.head.sources[0] is not None}
     for pair in mapping.pairs:
         unit = pair.unit
-        if unit.role not in ("conv", "depthwise", "separable") or len(unit.nodes) != 1:
+        if unit.role not in CONV_ROLES or len(unit.nodes) != 1:
             continue
         nxt = readers.get(unit.head.index)
         if nxt is None or sum(1 for n in unmapped.values() if unit.head.index in n[0].head.sources) > 1:

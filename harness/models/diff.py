@@ -10,12 +10,12 @@ import numpy as np
 
 from ..keras_layer import import_keras
 from ..reference.agreement import format_ratio
-from . import layer_refs, streams
+from . import crops, layer_refs, streams
 from .capture import KerasNode, TorchCall, capture_keras, capture_torch
 from .checks import Issue, Span, config_issues, copies, split
 from .converted import FOLD_ULPS, fold_where_converted, unpair_composed_activations
 from .functional import judge_functional
-from .mapping import PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_role
+from .mapping import CONV_ROLES, PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_role
 from .unit_refs import keras_side, ratio
 from .weights_check import weight_issues
 
@@ -116,9 +116,11 @@ def runnable(call: TorchCall) -> Any:
     return BaseForward(call.module, call.kind) if call.nested else call.module
 
 
-def _run(modules: Sequence[Any], x: np.ndarray, pre: Any) -> np.ndarray:
+def _run(modules: Sequence[Any], x: np.ndarray, pre: Any, crop: crops.Crop | None = None) -> np.ndarray:
     """The modules in turn on ``x``, after ``pre``: zeros around the spatial axes ((before, after) per axis: a pad
-    the port does in its forward, or a fix's), or the port's own pad module (a -inf pad before a max pool)."""
+    the port does in its forward, or a fix's), or the port's own pad module (a -inf pad before a max pool); then
+    ``crop`` off the result (a transposed conv's crop the port does after its module: an activation after it is
+    elementwise, so the crop goes last)."""
     import torch
 
     if isinstance(pre, tuple):
@@ -130,7 +132,7 @@ def _run(modules: Sequence[Any], x: np.ndarray, pre: Any) -> np.ndarray:
         for m in modules:
             m.eval()
             t = m(t)
-    return t.detach().numpy()
+    return crops.apply(t.detach().numpy(), crop)
 
 
 @dataclass
@@ -198,12 +200,15 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
         return out
     out.layout = fed.layout.name + (f", padded {[list(p) for p in fed.inferred]} in its forward"
                                     if fed.inferred else "") + (", the Keras pad layer's input (the module pads)"
-                                                                if fed.padded_inside else "")
+                                                                if fed.padded_inside else "") + (
+        f", its output cropped {[list(p) for p in pair.crop]} in its forward" if pair.crop else "")
     flat_spatial = tuple(flat[1:]) if flat is not None and fed.layout.name.startswith("flattened") else None
     out.issues = config_issues(pair, span, fed.inferred) + weight_issues(pair, span, units, flat_spatial)
     modules = [runnable(c) for c in span.body] + ([runnable(span.act)] if span.act is not None else [])
+    if unit.role == "conv_transpose":   # called with an output_size: run as called
+        modules[0] = crops.with_output_padding(modules[0], pair.output_padding)
     pads: Any = (None if fed.prepadded else fed.inferred) if span.pad is None else span.pad.module
-    last_out = pair.calls[-1].output
+    last_out = crops.output(pair)
     y_keras = unit.last.output
     origin = tuple(unit.head.operands[0].shape) if unit.role == "flatten" else None
     out_layout = streams.match(y_keras, last_out, torch_first, origin) if last_out is not None else None
@@ -213,14 +218,18 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
         out.drift = gap / scale if scale else gap
     if expected is not None:
         y, bound = expected
-        out.isolated = _judged(modules, fed.x, pads, y, bound, y_keras, torch_first, origin)
+        out.isolated = _judged(modules, fed.x, pads, y, bound, y_keras, torch_first, origin, pair.crop)
         if out.isolated is None:
             out.note = "the port's output does not take the Keras layer's shape under any layout"
+            if unit.role == "conv_transpose" and last_out is not None:
+                out.note += (f" (its module gives {list(last_out.shape[2:])}, Keras {list(y_keras.shape[1:-1])}, and "
+                             "no later tensor of the port holds a crop of it)")
     if out.isolated is not None and out.isolated <= 1.0:
-        for issue in out.issues:   # static padding attributes, but the module pads in its forward (Conv2dSame)
-            if issue.kind == "config" and issue.id == "padding" and unit.role in ("conv", "depthwise", "separable"):
+        for issue in out.issues:   # static padding attributes, but the module pads (or crops) in its forward
+            if issue.kind == "config" and issue.id == "padding" and unit.role in CONV_ROLES:
                 issue.kind, issue.fix = "info", None
-                issue.text += "; yet its output agrees here: it pads in its forward"
+                issue.text += ("; yet its output agrees here: it " +
+                               ("crops" if unit.role == "conv_transpose" else "pads") + " in its forward")
     failing = [i for i in out.issues if i.kind != "info"]
     if failing or (out.isolated is not None and out.isolated > 1.0) or (expected is not None and out.isolated is None):
         out.verdict = "fail"
@@ -230,22 +239,24 @@ def judge_pair(pair: Pair, nodes: Sequence[KerasNode], units: Sequence[Unit], re
     fixes = [i.fix for i in failing if i.fix is not None]
     if fixes and expected is not None:
         fixed_modules = copies(modules)
-        fixed_pads = pads
+        fixed_pads, fixed_crop = pads, pair.crop
         for f in fixes:
             fixed_modules = f.apply(fixed_modules)
             if f.drop_pads:
                 fixed_pads = f.pads
+            if f.drop_crop:
+                fixed_crop = f.crop
         out.fix = "; ".join(f.text for f in fixes)
         out.fixed = _judged(fixed_modules, fed.x, fixed_pads, expected[0], expected[1], y_keras, torch_first,
-                            origin)
+                            origin, fixed_crop)
     return out
 
 
 def _judged(modules: Sequence[Any], x: np.ndarray, pads: Any, y: np.ndarray,
             bound: np.ndarray, y_keras: np.ndarray, torch_first: bool,
-            origin: tuple[int, ...] | None = None) -> float | None:
+            origin: tuple[int, ...] | None = None, crop: crops.Crop | None = None) -> float | None:
     try:
-        got = _run(modules, x, pads)
+        got = _run(modules, x, pads, crop)
     except Exception:   # noqa: BLE001 -- a module that cannot take the Keras input fails the pair, not the run
         return None
     layout = streams.match(y_keras, got, torch_first, origin)
@@ -281,6 +292,7 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     mapping = mapping or align(nodes, calls, overrides)
     folded = fold_where_converted(mapping)
     unpair_composed_activations(mapping, torch_first)
+    crops.infer_crops(mapping.pairs, calls, port_out)
     units = [p.unit for p in mapping.pairs] + [u for u, _ in mapping.keras_unmapped]
     dtype = str(nodes[-1].output.dtype)
     by_unit: dict[int, LayerDiff] = {}

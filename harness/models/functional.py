@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..reference.agreement import format_ratio
-from . import layer_refs, streams
+from . import crops, layer_refs, streams
 from .capture import KerasNode
 from .mapping import LayerMapping, Pair
 from .unit_refs import ratio, reference_of
@@ -32,7 +32,7 @@ def judge_functional(mapping: LayerMapping, nodes: Sequence[KerasNode], port_out
     values: dict[int, np.ndarray] = {}   # Keras node index -> the port's tensor there, Keras layout
     readers: dict[int, tuple[Pair, int]] = {}
     for pair in mapping.pairs:
-        got = port_value(pair.unit.last.output, pair.calls[-1].output, torch_first)
+        got = port_value(pair.unit.last.output, crops.output(pair), torch_first)
         if got is not None:
             values[pair.unit.last.index] = got
         for k, src in enumerate(pair.unit.head.sources):

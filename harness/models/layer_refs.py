@@ -1,5 +1,6 @@
-"""Float64 references and error-bound ingredients for the nodes of a Keras conv net: the conv families (through the
-oracle), Dense and BatchNormalization here, the other kinds in node_refs; LayerRef and bound in ref_base."""
+"""Float64 references and error-bound ingredients for the nodes of a Keras conv net: the conv families, transposed
+convs included (through the oracle), Dense and BatchNormalization here, the other kinds in node_refs; LayerRef and
+bound in ref_base."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -29,8 +30,9 @@ __all__ = ["LayerRef", "NoReference", "bound", "reference", "KINDS"]
 
 
 def _conv(kind: str, config: Mapping[str, Any], weights: Weights, n: int) -> LayerRef:
-    """The six conv families, by the harness oracle (K: Geometry.reduction_length, G: oracle.gauge, H:
-    oracle.underflow_count), from the get_config() as harness.frontends.extract.config_of reads it."""
+    """The conv families (every kind of harness.layers.families.LAYERS: Conv, Depthwise, Separable, the transposed
+    convs), by the harness oracle (K: Geometry.reduction_length, G: oracle.gauge, H: oracle.underflow_count), from the
+    get_config() as harness.frontends.extract.config_of reads it."""
     lk = LAYERS[kind]
     cfg: dict[str, Any] = {}
     for key, value in config.items():

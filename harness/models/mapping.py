@@ -30,7 +30,11 @@ KERAS_ROLES = {
     "GlobalAveragePooling2D": "gap", "GlobalMaxPooling1D": "gmp", "GlobalMaxPooling2D": "gmp",
     "Flatten": "flatten", "Reshape": "reshape", "ReLU": "act", "Activation": "act", "Softmax": "act",
     "LeakyReLU": "act", "ELU": "act", "HardSigmoid": "act",
+    # Conv{N}DTranspose with nn.ConvTranspose{N}d (groups 1): the same rank (_Scorer), weight (in, filters, *k).
+    **{f"Conv{r}DTranspose": "conv_transpose" for r in (1, 2, 3)},
 }
+# The roles of the conv families: a fused activation, stride, dilation, padding (or a transposed conv's crop), bias.
+CONV_ROLES = frozenset({"conv", "depthwise", "separable", "conv_transpose"})
 # Roles whose TensorFlow 'same' padding a port may do with a pad module just before (belonging to the layer).
 PADDED_ROLES = frozenset({"conv", "depthwise", "separable", "maxpool", "avgpool"})
 # Roles a port usually computes in its forward without a module (x + y, x * s, torch.cat, a reshape).
@@ -69,6 +73,13 @@ class Pair:
     unit: Unit
     calls: list[TorchCall]
     by: str = "order"               # order (the aligner) | map (the user's --map)
+    # What the port crops off its transposed conv's output in its forward (x[..., :-1, :-1], F.pad with negative
+    # amounts, a pad module after it), (before, after) per spatial axis, read from the port's own tensors
+    # (harness.models.crops.infer_crops); None where it crops nothing after the module.
+    crop: tuple[tuple[int, int], ...] | None = None
+    # The output_padding its transposed conv was called with where not the module's own (an output_size argument,
+    # the U-Net idiom up(x, output_size=skip.shape)): the isolated run and the config check use it.
+    output_padding: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -132,6 +143,8 @@ def torch_role(call: TorchCall) -> str:
         if m.groups == m.in_channels:
             return "depthwise" if m.in_channels > 1 else "conv"
         return "conv"
+    if call.kind in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"):
+        return "conv_transpose" if m.groups == 1 else "other"   # Keras's transposed convs have no groups
     return TORCH_ROLES.get(call.kind, "other")
 
 
@@ -141,6 +154,18 @@ def pointwise_on_a_point(unit: Unit) -> bool:
     x = unit.head.inputs[0] if unit.head.inputs else None
     return (unit.role == "conv" and kernel is not None and x is not None and all(d == 1 for d in kernel.shape[:-2])
             and all(d == 1 for d in x.shape[1:-1]))
+
+
+def transpose_signature(unit: Unit, module: object) -> float:
+    """How a torch transposed conv's weight fits a Keras Conv{N}DTranspose kernel (*k, filters, in): 0 of another
+    rank (Conv2DTranspose is nn.ConvTranspose2d); 1 the shape torch gives it, (in, filters, *k); 0.5 any other shape
+    (in and filters swapped, the kernel's axes permuted: the weights check names which)."""
+    kernel = unit.head.weights.get("kernel")
+    weight = getattr(module, "weight", None)
+    if kernel is None or weight is None or weight.ndim != kernel.ndim:
+        return 0.0
+    want = (kernel.shape[-1], kernel.shape[-2], *kernel.shape[:-2])
+    return 1.0 if tuple(weight.shape) == want else 0.5
 
 
 def _fuse_idioms(nodes: Sequence[KerasNode]) -> list[Unit]:
@@ -162,8 +187,7 @@ def _fuse_idioms(nodes: Sequence[KerasNode]) -> list[Unit]:
             i += 3
             continue
         role = keras_role(n)
-        units.append(Unit([n], role, keras_activation(n) if role in ("act", "conv", "depthwise", "separable",
-                                                                      "dense") else "linear"))
+        units.append(Unit([n], role, keras_activation(n) if role in CONV_ROLES | {"act", "dense"} else "linear"))
         i += 1
     return units
 
@@ -217,9 +241,15 @@ class _Scorer:
             return 0.0
         keras_sizes = self.keras_sizes.setdefault(id(unit), sorted(int(np.size(w)) for w in unit.head.weights.values()))
         torch_sizes = sorted(s for k in range(lo, hi) for s in self.sizes[k])
+        signature = 1.0
+        if unit.role == "conv_transpose":
+            signature = transpose_signature(unit, self.calls[lo].module)
+            if not signature:
+                return 0.0
         # All weight sizes equal: 1; the largest equal (a bias missing or extra): 0.5.
         bonus = 1.0 if keras_sizes == torch_sizes else (
             0.5 if keras_sizes and torch_sizes and keras_sizes[-1] == torch_sizes[-1] else 0.0)
+        bonus = min(bonus, signature)
         return 2.0 + bonus + 0.1 * (stop - start - 1)
 
 

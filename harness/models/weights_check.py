@@ -20,7 +20,7 @@ def expected_params(unit: Unit, flat_spatial: tuple[int, ...] | None = None) -> 
     module); a Dense reading a channels-first flatten wants its columns in that order (``flat_spatial`` (H, W, C))."""
     node, w = unit.head, unit.head.weights
     kind = node.kind
-    if unit.role in ("conv", "depthwise"):
+    if unit.role in ("conv", "depthwise", "conv_transpose"):
         return [keras_to_torch(kind, {k: w[k] for k in ("kernel", "bias") if k in w})]
     if unit.role == "separable":
         state = keras_to_torch(kind, {k: w[k] for k in ("depthwise_kernel", "pointwise_kernel", "bias") if k in w})
@@ -73,6 +73,8 @@ def alternatives(unit: Unit, name: str, want: np.ndarray,
     if name == "weight" and unit.role in ("conv", "separable") and want.ndim >= 3 and want.shape[0] == want.shape[1]:
         out.append(("in_out_swapped", "input and output channels swapped", np.swapaxes(want, 0, 1),
                     "weight = weight.transpose(0, 1)"))
+    if name == "weight" and unit.role == "conv_transpose":
+        out += _transpose_alternatives(want)
     if name == "weight" and unit.role in ("depthwise", "separable") and want.shape[1] == 1:
         kernel = unit.head.weights.get("kernel", unit.head.weights.get("depthwise_kernel"))
         if kernel is not None and kernel.shape[-1] > 1 and want.shape[0] == kernel.shape[-2] * kernel.shape[-1]:
@@ -99,6 +101,29 @@ def alternatives(unit: Unit, name: str, want: np.ndarray,
         other = "moving_variance" if name == "running_mean" else "moving_mean"
         out.append(("bn_statistics_swapped", "the moving mean and variance swapped", unit.head.weights[other],
                     "running_mean, running_var = running_var, running_mean"))
+    return out
+
+
+def _transpose_alternatives(want: np.ndarray) -> list[tuple[str, str, np.ndarray, str]]:
+    """What a port gets wrong in a transposed conv's weight, torch's (in, filters, *k): the in and out channels
+    swapped ((filters, in, *k), a conv's order, where the two counts are equal), the kernel flipped (the taps of the
+    equivalent convolution), both (the weight of the equivalent convolution), rows and columns swapped."""
+    spatial = tuple(range(2, want.ndim))
+    flip = ", ".join(map(str, spatial))
+    flipped = np.flip(want, axis=spatial)
+    out = [("kernel_flipped", ("the kernel flipped on every spatial axis (the taps of the equivalent convolution; a "
+                                "transposed conv scatters with the kernel as Keras holds it)"),
+            flipped, f"weight = weight.flip({flip})")]
+    if want.shape[0] == want.shape[1]:
+        out.append(("in_out_swapped", ("input and output channels swapped (torch's ConvTranspose weight is (in, out, "
+                                       "*k), a Conv's (out, in, *k))"),
+                    np.swapaxes(want, 0, 1), "weight = weight.transpose(0, 1)"))
+        out.append(("conv_equivalent", ("the weight of the equivalent convolution (in and out channels swapped and "
+                                        "the kernel flipped)"),
+                    np.swapaxes(flipped, 0, 1), f"weight = weight.transpose(0, 1).flip({flip})"))
+    if want.ndim == 4:
+        out.append(("kernel_transposed", "the kernel's rows and columns swapped (kh and kw)", np.swapaxes(want, 2, 3),
+                    "weight = weight.transpose(2, 3)"))
     return out
 
 

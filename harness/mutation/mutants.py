@@ -53,6 +53,13 @@ from .mutants_steps import (
     Relu6AsRelu,
 )
 from .mutants_steps import round_mantissa as round_mantissa  # re-exported: callers round as TF32 does
+from .mutants_transpose import (
+    TransposeInOutSwapped,
+    TransposeOutputPaddingBefore,
+    TransposeSameCropMirrored,
+    TransposeStridesDilationSwapped,
+    TransposeTorchRecipe,
+)
 from .mutants_weights import (
     ConvKernelReshaped,
     DepthwiseAsFullConv,
@@ -79,7 +86,8 @@ CLASSES: tuple[type[Port], ...] = (
     MultiplierChannelsMMajor, DepthwiseBiasMMajor, DepthwiseAsFullConv, PointwiseNotTransposed, GroupsInterleaved,
     LayoutPermutationMissing, SeparableBiasAfterDepthwise, DepthwiseBiasDropped, SeparableActivationAfterDepthwise,
     SeparableStrideTwice, BiasDropped, BiasAddFormatGuessed, ActivationDropped, ActivationBeforeBias, Relu6AsRelu,
-    TF32, Float32Internal,
+    TF32, Float32Internal, TransposeSameCropMirrored, TransposeOutputPaddingBefore, TransposeTorchRecipe,
+    TransposeInOutSwapped, TransposeStridesDilationSwapped,
 )
 MUTANTS: dict[str, Port] = {cls.name: cls() for cls in CLASSES}
 # The backward mutants: run on the backward items of the cases with `check: [..., backward]`, killed there.

@@ -8,7 +8,7 @@ from ..layers.layouts import conv_k2t
 from ..layers.padding import pad_amounts
 from ..tensors.values import generate, round_to
 from .gradient_port import GradientPort
-from .mutants_geometry import replace_geometry
+from .mutants_geometry import PADDED, replace_geometry
 from .mutants_weights import DW
 
 # ---------------------------------------------------------------- backward: the forward right, the gradients wrong
@@ -72,6 +72,7 @@ class GradDepthwiseBiasFolded(GradientPort):
 
 class GradPadSplitMirrored(GradientPort):
     name = "grad_pad_split_mirrored"
+    families = PADDED   # a transposed conv pads no input
     bug = ("the backward pass of a 'same' or 'causal' padded conv pads the other way round (a hand-written backward "
            "that recomputes the pads with the split mirrored: the odd 'same' pixel before instead of after, the "
            "causal padding after); the forward pads right")

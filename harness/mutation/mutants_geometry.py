@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from ..layers.families import FAMILIES
 from ..layers.geometry import Geometry
 from ..layers.padding import effective_kernel, pad_amounts
 from .port import Port
+
+# The families that pad their input (a transposed conv crops its output instead: mutants_transpose breaks that).
+PADDED = tuple(name for name, family in FAMILIES.items() if not family.pads_crop_output)
 
 
 def replace_geometry(g: Geometry, **changes: Any) -> Geometry:
@@ -22,6 +26,7 @@ def replace_geometry(g: Geometry, **changes: Any) -> Geometry:
 
 class SameSymmetric(Port):
     name = "same_symmetric"
+    families = PADDED
     bug = "'same' as symmetric k//2 padding on both sides (PyTorch's padding=k//2 habit)"
     diagnosis = "'same' padded symmetrically with k//2 on both sides instead of TensorFlow's split"
     source = "https://github.com/gmalivenko/pytorch2keras/issues/2"
@@ -35,6 +40,7 @@ class SameSymmetric(Port):
 
 class SameExtraBefore(Port):
     name = "same_extra_before"
+    families = PADDED
     bug = "'same' with the odd padding pixel on top/left (Caffe/SAME_LOWER) instead of bottom/right"
     diagnosis = "the extra 'same' padding pixel on top/left instead of bottom/right"
     source = "https://github.com/mil-tokyo/webdnn/issues/796"
@@ -46,6 +52,7 @@ class SameExtraBefore(Port):
 
 class SameNoClamp(Port):
     name = "same_no_clamp"
+    families = PADDED
     bug = "'same' pad total computed without its clamp at zero: a negative total crops (k=1 or k<s, stride > 1)"
     diagnosis = "the 'same' pad total not clamped at zero (a negative pad crops the input)"
 
@@ -58,6 +65,7 @@ class SameNoClamp(Port):
 
 class SamePadFromK(Port):
     name = "same_pad_from_k"
+    families = PADDED
     bug = "'same' pad computed from k instead of the dilated extent (k-1)*d+1"
     diagnosis = "the 'same' padding computed from k instead of the dilated kernel (k-1)*d+1"
     source = "https://github.com/onnx/tensorflow-onnx/pull/1046"
@@ -68,6 +76,7 @@ class SamePadFromK(Port):
 
 class SameOutputFloor(Port):
     name = "same_output_floor"
+    families = PADDED
     bug = "'same' pad sized for floor(n/s) outputs instead of ceil(n/s)"
     diagnosis = "the 'same' padding sized for floor(n/s) outputs instead of ceil(n/s)"
 
@@ -80,6 +89,7 @@ class SameOutputFloor(Port):
 
 class SameAsValid(Port):
     name = "same_as_valid"
+    families = PADDED
     bug = "padding='same' dropped in conversion (auto_pad lost): the layer runs 'valid'"
     diagnosis = "'same' padding dropped (run as 'valid')"
 
@@ -89,6 +99,7 @@ class SameAsValid(Port):
 
 class PadsHWSwapped(Port):
     name = "pads_hw_swapped"
+    families = PADDED
     bug = "the height padding applied to the width and vice versa"
     diagnosis = "the padding amounts of height and width swapped"
     ranks = (2,)
@@ -100,6 +111,7 @@ class PadsHWSwapped(Port):
 
 class CausalRight(Port):
     name = "causal_right"
+    families = PADDED
     bug = "causal padding put on the right (the future) instead of the left"
     diagnosis = "causal padding on the right instead of the left"
     ranks = (1,)
@@ -111,6 +123,7 @@ class CausalRight(Port):
 
 class CausalNoDilation(Port):
     name = "causal_no_dilation"
+    families = PADDED
     bug = "causal left padding k-1 instead of d*(k-1): dilation ignored"
     diagnosis = "causal padding of k-1 that ignores the dilation (should be d*(k-1))"
     ranks = (1,)
@@ -121,6 +134,7 @@ class CausalNoDilation(Port):
 
 class CausalAsSame(Port):
     name = "causal_as_same"
+    families = PADDED
     bug = "causal padding converted as 'same' (centred instead of left)"
     diagnosis = "causal padding converted as 'same'"
     ranks = (1,)

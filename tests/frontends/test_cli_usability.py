@@ -339,8 +339,9 @@ def test_the_readme_weight_table_is_what_the_families_say() -> None:
     kernels = {1: [5], 2: [5, 7], 3: [4, 5, 7]}
     for name, kind in LAYERS.items():
         config: dict = {"kernel_size": kernels[kind.rank]}
-        config.update({"Conv": {"filters": 10, "groups": 2}, "Depthwise": {"depth_multiplier": 3},
-                       "Separable": {"filters": 10, "depth_multiplier": 3}}[re.match(r"[A-Z][a-z]+", name)[0]])
+        config.update({"conv": {"filters": 10, "groups": 2}, "depthwise": {"depth_multiplier": 3},
+                       "separable": {"filters": 10, "depth_multiplier": 3},
+                       "conv_transpose": {"filters": 10}}[kind.family.name])
         g = geometry(name, config, (1, *(11, 13, 17)[:kind.rank], 6))
         keras, torch = g.weight_shapes(), g.kind.family.torch_weight_shapes(g)
         assert set(table[name]) == set(keras), f"{name}: the README lists {sorted(table[name])}, not {sorted(keras)}"

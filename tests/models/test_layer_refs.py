@@ -136,6 +136,7 @@ def test_no_reference_says_why():
     ("DepthwiseConv1D", {"kernel_size": 3, "depth_multiplier": 2}, {"kernel": (3, 4, 2)}),
     ("SeparableConv2D", {"filters": 3, "kernel_size": 2, "strides": 2}, {"depthwise_kernel": (2, 2, 4, 1),
                                                                          "pointwise_kernel": (1, 1, 4, 3)}),
+    ("Conv2DTranspose", {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"}, {"kernel": (3, 3, 3, 4)}),
 ])
 def test_conv_bound_is_the_single_layer_bound(kind, config, shapes):
     rng = np.random.default_rng(1)
@@ -170,6 +171,12 @@ def _cases(keras):
         ("SeparableConv1D", "SeparableConv1D", lambda: L.SeparableConv1D(4, 3, activation="tanh"), [(2, 9, 3)], ()),
         ("SeparableConv2D", "SeparableConv2D", lambda: L.SeparableConv2D(5, 3, padding="same", activation="swish"),
          [(2, 7, 7, 4)], ()),
+        ("Conv1DTranspose", "Conv1DTranspose", lambda: L.Conv1DTranspose(3, 3, strides=2, output_padding=1,
+                                                                          activation="relu"), [(2, 7, 4)], ()),
+        ("Conv2DTranspose", "Conv2DTranspose", lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same"),
+         [(2, 5, 6, 3)], ()),
+        ("Conv3DTranspose", "Conv3DTranspose", lambda: L.Conv3DTranspose(2, (2, 3, 2), strides=(2, 1, 1),
+                                                                          padding="same"), [(2, 3, 4, 3, 2)], ()),
         ("Dense", "Dense", lambda: L.Dense(7, activation="sigmoid"), [(3, 40)], ()),
         ("Dense-4d", "Dense", lambda: L.Dense(5), [(2, 3, 4, 6)], ()),
         ("Dense-softmax", "Dense", lambda: L.Dense(100, activation="softmax"), [(3, 64)], ()),

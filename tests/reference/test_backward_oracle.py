@@ -28,6 +28,19 @@ def _tf_pads(padding: str, n: int, k: int, s: int, d: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _keras_transpose_crop(padding: str, n: int, k: int, s: int, d: int, op: int | None) -> tuple[int, int]:
+    """What Keras keeps of a transposed conv's full scatter ((n-1)*s + ek long), restated here: its output length
+    (keras deconv_output_length) from the position TensorFlow's 'SAME' gives the conv it is the gradient of."""
+    ek = (k - 1) * d + 1
+    full = (n - 1) * s + ek
+    if op is None:
+        length = n * s + max(ek - s, 0) if padding == "valid" else n * s
+    else:
+        length = (n - 1) * s + ek - 2 * (ek // 2 if padding == "same" else 0) + op
+    before = max(full - length, 0) // 2 if padding == "same" else 0
+    return before, full - length - before
+
+
 def _hard_sigmoid_float64(y):
     """relu6(y + 3) / 6, Keras's definition: torch 2.13's float64 hardsigmoid backward multiplies by float32's 1/6
     (0.1666666716337204, 3e-8 relative off; harness/layers/activations.py), which this comparison at rtol 1e-10 would
@@ -65,7 +78,14 @@ def _torch_gradients(g, x, weights, dy) -> dict[str, np.ndarray]:
 
     xp = F.pad(xt, pads)
     c = xt.shape[1]
-    if "depthwise_kernel" in leaves:                     # separable: depthwise, then a 1x1 conv
+    if g.kind.family.name == "conv_transpose":           # the scatter (torch's, uncropped), then Keras's crop
+        transposed = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[r - 1]
+        y = transposed(xt, leaves["kernel"].permute(r + 1, r, *range(r)), **conv)
+        ops = g.arg("output_padding") or (None,) * r
+        crop = [_keras_transpose_crop(g.padding, n, k, s, d, op)
+                for n, k, s, d, op in zip(spatial, g.kernel_size, g.strides, g.dilation, ops)]
+        y = F.pad(y, [-v for b, a in reversed(crop) for v in (b, a)])
+    elif "depthwise_kernel" in leaves:                     # separable: depthwise, then a 1x1 conv
         z = convnd(xp, depthwise_weight(leaves["depthwise_kernel"]), groups=c, **conv)
         y = convnd(z, leaves["pointwise_kernel"].permute(r + 1, r, *range(r)))
     elif g.kind.family.name == "depthwise":
@@ -101,6 +121,8 @@ def _geometries():
                 config.update(filters=6, groups=extra)
             elif family == "depthwise":
                 config["depth_multiplier"] = (1, 3)[extra - 1]
+            elif family == "conv_transpose":
+                config.update(filters=5, output_padding=(None, s - 1)[extra - 1])
             else:
                 config.update(filters=5, depth_multiplier=(1, 3)[extra - 1])
             yield name, config
@@ -117,7 +139,8 @@ GRID = [(name, {**config, "data_format": fmt, "activation": _PAIRS[i % len(_PAIR
 
 def _grid_id(item) -> str:
     name, c = item
-    extra = f"g{c['groups']}" if "groups" in c else f"m{c['depth_multiplier']}"
+    extra = (f"g{c['groups']}" if "groups" in c else f"op{c['output_padding']}" if "output_padding" in c
+             else f"m{c['depth_multiplier']}")
     fmt = "cf" if c["data_format"] == "channels_first" else "cl"
     return (f"{name}-s{c['strides']}-d{c['dilation_rate']}-{c['padding']}-{extra}-{fmt}-{c['activation']}-"
             f"{'b' if c['use_bias'] else 'nb'}")

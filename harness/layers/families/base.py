@@ -226,6 +226,9 @@ class Family:
     # returning one): a name, so that importing a family imports no torch. harness.torch_port derives the port of
     # every Keras kind of the family, at any rank, from it.
     torch_port: str = ""
+    # What pad_widths says: False, the zeros padded onto each end of the input (a convolution); True, the positions
+    # cropped off each end of the output (a transposed conv, whose output is the full scatter of every input pixel).
+    pads_crop_output: bool = False
     # The NumPy port's steps for this family (a PortSteps subclass: harness.mutation.port.Port inherits every
     # family's), each one a step a mutant may override by its name. `port_stages` composes them.
     port_steps: type | None = None
