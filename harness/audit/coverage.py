@@ -17,6 +17,15 @@ def _axes(values: tuple[int, ...]) -> str:
     return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
 
 
+def _output_padding(g: Geometry) -> tuple[int, ...] | None:
+    """A transposed conv's output_padding (None: Keras's default); None for a kind without it."""
+    return g.arg("output_padding") if "output_padding" in g.kind.config_keys else None
+
+
+def _takes_output_padding(kind: LayerKind) -> bool:
+    return "output_padding" in kind.config_keys
+
+
 def _spatial(c: Case, g: Geometry) -> tuple[int, ...]:
     return spatial_shape(g, c.input_shape)
 
@@ -30,6 +39,7 @@ VALUES: dict[str, tuple[Callable[[Case, Geometry], Any], Callable[[LayerKind], b
     "depth_multiplier": (lambda c, g: g.depth_multiplier, lambda k: "depth_multiplier" in k.config_keys),
     "groups": (lambda c, g: g.groups, lambda k: "groups" in k.config_keys),
     "filters": (lambda c, g: g.filters, lambda k: "filters" in k.config_keys),
+    "output_padding": (lambda c, g: _output_padding(g), lambda k: "output_padding" in k.config_keys),
     "in_channels": (lambda c, g: g.in_channels, lambda k: True),
     "data_format": (lambda c, g: "channels_first" if g.channels_first else "channels_last", lambda k: True),
     "dtype": (lambda c, g: c.dtype, lambda k: True),
@@ -85,6 +95,11 @@ BUCKETS: dict[str, list[tuple[str, Callable[[LayerKind], bool], Pred]]] = {
     "groups": [("1", _any, lambda c, g: g.groups == 1),
                ("1 < groups < C", _any, lambda c, g: 1 < g.groups < g.in_channels),
                ("groups = C > 1", _any, lambda c, g: g.groups == g.in_channels > 1)],
+    "output_padding": [("none", _takes_output_padding, lambda c, g: _output_padding(g) is None),
+                       ("0", _takes_output_padding, lambda c, g: 0 in (_output_padding(g) or ())),
+                       ("> 0", _takes_output_padding, lambda c, g: max(_output_padding(g) or (0,)) > 0),
+                       ("> 0 with same", _takes_output_padding,
+                        lambda c, g: g.padding == "same" and max(_output_padding(g) or (0,)) > 0)],
     "filters": [("1", _any, lambda c, g: g.filters == 1), ("> 1", _any, lambda c, g: (g.filters or 0) > 1),
                 ("!= input channels", _any, lambda c, g: g.filters != g.in_channels)],
     "in_channels": [("1", _any, lambda c, g: g.in_channels == 1), ("> 1", _any, lambda c, g: g.in_channels > 1)],

@@ -20,6 +20,8 @@ NOTABLE: tuple[tuple[str, str, Callable[[Geometry], bool]], ...] = (
      lambda g: max(g.strides) > 1 and max(g.dilation) > 1),
     ("same padding", "padding 'same'", lambda g: g.padding == "same"),
     ("channels_first", "data_format channels_first", lambda g: g.channels_first),
+    ("output_padding", "a transposed conv's output_padding > 0 on some axis",
+     lambda g: "output_padding" in g.kind.config_keys and max(g.arg("output_padding") or (0,)) > 0),
 )
 
 
