@@ -87,9 +87,10 @@ def _run_cases(cases: list[Case], engines: list[str], stream: TextIO, label: str
 
 
 def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | None, specs: list[str],
-                index: int, count: int) -> dict[str, list[Result]]:
+                index: int, count: int) -> tuple[dict[str, list[Result]], dict[str, dict[str, Any]]]:
     """One process of --jobs: the cases of shard ``index`` of ``count`` (loaded here as the parent loaded them),
-    every engine (plug-ins registered again from their specs): case key -> its results."""
+    every engine (plug-ins registered again from their specs): (case key -> its results, and from the first job
+    each engine's environment, read from the workers that ran its items: the parent starts none to ask)."""
     names = [registry.register_plugin(s) if ":" in s else s for s in specs]
     cases = select_suite(load_suite(paths), selected, paths).cases   # as the parent selected them (suite_from)
     if fuzz_path:
@@ -98,11 +99,12 @@ def _shard_main(paths: list[str], selected: list[str] | None, fuzz_path: str | N
     # converter's item costs about the same whatever the case (its conversion), so equal counts balance best.
     mine = cases[index - 1::count]
     rows = _run_cases(mine, names, sys.stderr, f" [job {index}/{count}]")
-    return {sharding.case_key(case): row for case, row in zip(mine, rows)}
+    environments = {name: installed.environment_of(name) for name in names} if index == 1 else {}
+    return {sharding.case_key(case): row for case, row in zip(mine, rows)}, environments
 
 
 def _run_parallel(args: argparse.Namespace, cases: list[Case], engines: list[str], fuzz_path: Path | None
-                  ) -> list[list[Result]]:
+                  ) -> tuple[list[list[Result]], dict[str, dict[str, Any]]]:
     """The items split over --jobs processes (started fresh: a framework loaded here is not forked)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -114,15 +116,18 @@ def _run_parallel(args: argparse.Namespace, cases: list[Case], engines: list[str
         futures = [pool.submit(_shard_main, list(args.paths), args.case, str(fuzz_path) if fuzz_path else None,
                                specs, i, jobs) for i in range(1, jobs + 1)]
         by_key: dict[str, list[Result]] = {}
+        environments: dict[str, dict[str, Any]] = {}
         for future in futures:
-            by_key.update(future.result())
+            rows, found = future.result()
+            by_key.update(rows)
+            environments = environments or found
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM) or a job failed: the jobs end now, with their engine workers; leaving
         # the pool by `with` would wait for every running job to finish.
         _stop_jobs(pool)
         raise
     pool.shutdown()
-    return [by_key[sharding.case_key(case)] for case in cases]
+    return [by_key[sharding.case_key(case)] for case in cases], environments
 
 
 def _job_start() -> None:
@@ -175,8 +180,9 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     board, start = Board(engines), time.perf_counter()
     everything = [*cases, *fuzzed]
+    environments: dict[str, dict[str, Any]] = {}   # per engine, where the items ran elsewhere (--jobs)
     if getattr(args, "jobs", 1) > 1 and len(everything) > 1:
-        rows = _run_parallel(args, everything, engines, fuzz_path)
+        rows, environments = _run_parallel(args, everything, engines, fuzz_path)
     else:
         rows = _run_cases(everything, engines, stream)
     for case, row in zip(everything, rows):
@@ -185,7 +191,7 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     stacks = _run_stacks(suite.stacks, engines)
     described = []
     for name in engines:
-        engine_row = installed.describe(name)
+        engine_row = installed.describe(name, environments.get(name))
         engine_row["totals"] = board.totals(name)
         engine_row["timing"] = board.timing(name)
         described.append(engine_row)

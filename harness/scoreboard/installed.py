@@ -40,17 +40,23 @@ def choose(specs: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
     return run, missing
 
 
-def describe(name: str) -> dict[str, Any]:
-    """A scoreboard row's engine: what it is, its versions (as its own environment reports them: a worker
-    engine's from its venv) and the options a case may give it."""
-    cls = engines.engine_class(name)
-    environment: dict[str, Any] = {}
+def environment_of(name: str) -> dict[str, Any]:
+    """An engine's environment as it reports it (a worker engine's from its venv, asked of its running worker: ask
+    in the process that ran its items, or it starts one only to answer)."""
     try:
         instance = engines.get(name)
         ask = getattr(instance, "worker_environment", None)
-        environment = ask() if callable(ask) else type(instance).environment()
+        return ask() if callable(ask) else type(instance).environment()
     except Exception as exc:  # noqa: BLE001 - a row without versions still shows its verdicts
-        environment = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def describe(name: str, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A scoreboard row's engine: what it is, its versions (``environment``, as environment_of read it where the
+    items ran; asked here where not given) and the options a case may give it."""
+    cls = engines.engine_class(name)
+    if environment is None:
+        environment = environment_of(name)
     plugin = name not in engines.BUILTIN
     return {
         "name": name,

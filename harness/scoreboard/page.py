@@ -32,14 +32,65 @@ def groups(columns: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return out
 
 
+JUDGED = ("pass", "fail", "xfail", "xpass", "error")   # the outcomes with a verdict on values (a share's denominator)
+FOLD_CHARS = 80   # an engine's runtime-limit text longer than this is folded behind its first line
+
+
+def matrix_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """One engine x layer kind cell of the matrix: its dtype cells merged (counts added, causes merged by name,
+    most frequent first, each with its first example), the share passed of the items judged, and the hue."""
+    counts = {s: sum(c[s] for c in cells) for s in SHOWN}
+    causes: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        for cause in cell["causes"]:
+            mine = causes.setdefault(cause["cause"], {"cause": cause["cause"], "count": 0, "example": cause["example"]})
+            mine["count"] += cause["count"]
+    judged = sum(counts[s] for s in JUDGED)
+    share = counts["pass"] / judged if judged else None
+    return {**counts, "judged": judged, "share": share, "tone": share_tone(share, counts),
+            "causes": sorted(causes.values(), key=lambda c: (-c["count"], c["cause"]))}
+
+
+def share_tone(share: float | None, counts: dict[str, int]) -> str:
+    """A matrix cell's background: green at all passed, through amber, to red at none; grey where nothing was
+    judged (only skips and refusals) and white where the engine ran no item of the kind."""
+    if share is None:
+        return "#f0f1f3" if any(counts.values()) else "#ffffff"
+    return f"hsl({round(120 * share)}, 55%, {round(88 - 6 * (1 - share))}%)"
+
+
+def matrix(doc: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(layer kinds in column order, a row per engine: {engine, cells: [matrix_cell per kind]}): the page's lead."""
+    kinds = list(dict.fromkeys(c["layer"] for c in doc["columns"] if c["kind"] == "layer-dtype"))
+    rows = []
+    for engine in doc["engines"]:
+        cells = doc["cells"][engine["name"]]
+        rows.append({"engine": engine, "cells": [
+            matrix_cell([cell for column, cell in cells.items()
+                         if any(c["id"] == column and c.get("layer") == kind for c in doc["columns"])])
+            for kind in kinds]})
+    return kinds, rows
+
+
+def folded(text: str) -> tuple[str, str]:
+    """(what shows, what folds behind it): a long text shows its first sentence."""
+    if len(text) <= FOLD_CHARS:
+        return text, ""
+    cut = text.find(". ", 0, FOLD_CHARS)
+    cut = cut + 1 if cut > 0 else text.rfind(" ", 0, FOLD_CHARS)
+    return text[:cut] + " ...", text
+
+
 def render(doc: dict[str, Any]) -> str:
     """The page as one string (templates/scoreboard.html.j2 of the report package, its stylesheet inlined)."""
     rows = [{"engine": e, "cells": [(c, doc["cells"][e["name"]][c["id"]], tone(doc["cells"][e["name"]][c["id"]]))
-                                    for c in doc["columns"]]}
+                                    for c in doc["columns"]],
+             "limits": [(dtype, *folded(why)) for dtype, why in e["dtype_limits"].items()]}
             for e in doc["engines"]]
+    kinds, lead = matrix(doc)
     return template("scoreboard.html.j2").render(
         doc=doc, rows=rows, groups=groups(doc["columns"]), shown=SHOWN, command=" ".join(doc["command"]),
-        css=Markup(static_text("report.css")))
+        kinds=kinds, lead=lead, css=Markup(static_text("report.css")))
 
 
 def timing_text(timing: dict[str, Any] | None, before: str = "") -> str:

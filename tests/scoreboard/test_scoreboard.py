@@ -177,10 +177,16 @@ def test_a_cell_counts_outcomes_and_groups_failures_by_cause(tmp_path):
     assert cell == b.as_dict()["e"]["same padding"], "a notable column counts the same items"
 
 
-def test_jobs_split_the_cases_over_processes_and_give_the_same_board(scoreboard, tmp_path):
-    """--jobs 2: whole cases per process (a plug-in registered again there); every cell as with one process."""
+def test_jobs_split_the_cases_over_processes_and_give_the_same_board(scoreboard, tmp_path, monkeypatch):
+    """--jobs 2: whole cases per process (a plug-in registered again there); every cell as with one process; the
+    versions come from the first job's engines (issue 21: the parent restarted every worker only to read them)."""
     doc, _, out = scoreboard
     folder = out.parent
+
+    def not_here(name):
+        raise AssertionError(f"the parent asked {name}'s environment itself")
+
+    monkeypatch.setattr(installed, "environment_of", not_here)   # the jobs are spawned: theirs is the real one
     rc = cli.main(["scoreboard", str(folder / "small.yaml"), "--engine", "oracle", "--engine", "torch",
                    "--engine", FLIPPED, "--fuzz", "3", "--jobs", "2", "--out", str(tmp_path)])
     # the flipped plug-in fails: the board is written, and the exit code says an item failed
@@ -194,6 +200,9 @@ def test_jobs_split_the_cases_over_processes_and_give_the_same_board(scoreboard,
         causes = {c: [(x["cause"], x["count"]) for x in cell["causes"]] for c, cell in parallel["cells"][engine].items()}
         assert causes == {c: [(x["cause"], x["count"]) for x in cell["causes"]]
                           for c, cell in doc["cells"][engine].items()}
+    versions = {row["name"]: row["versions"] for row in parallel["engines"]}
+    assert versions == {row["name"]: row["versions"] for row in doc["engines"] if row["name"] in versions}, versions
+    assert "torch" in versions["torch"], versions
 
 
 def test_the_markdown_summary_has_a_row_per_engine_with_its_totals(scoreboard):
@@ -225,3 +234,43 @@ def test_versions_are_read_from_framework_facts_and_from_a_converters_package_ta
     assert installed.versions_line({"keras": {"version": "3.15.1", "loaded": True},
                                     "torch-onnx": {"onnx": "1.23.2", "onnxruntime": "1.32.0", "note": "x"}}) \
         == "keras 3.15.1, onnx 1.23.2, onnxruntime 1.32.0"
+
+
+def test_the_page_leads_with_one_engine_by_layer_kind_matrix(scoreboard):
+    """Issue 21: the page opens on engine x layer kind, each cell the share passed with its count and its
+    failures (cause and repro) a click away; the per-dtype board follows, folded."""
+    doc, html, _ = scoreboard
+    assert html.index('id="matrix"') < html.index('id="engines"') < html.index('id="scoreboard"')
+    lead = html[html.index('id="matrix"'):html.index('id="engines"')]
+    kinds = list(dict.fromkeys(c["layer"] for c in doc["columns"] if c["kind"] == "layer-dtype"))
+    for kind in ("Conv2D", "Conv1D", "DepthwiseConv1D"):
+        assert f"<th>{kind}</th>" in lead, f"the matrix has no {kind} column"
+    oracle = lead[lead.index('data-engine="oracle"'):lead.index("</tr>", lead.index('data-engine="oracle"'))]
+    assert oracle.count('data-share="1.000"') == len(kinds), "the oracle passes every kind it judged"
+    wrong = lead[lead.index('data-engine="wrong"'):lead.index("</tr>", lead.index('data-engine="wrong"'))]
+    shares = [float(v) for v in re.findall(r'data-share="([0-9.]+)"', wrong)]
+    assert shares and min(shares) < 1, f"the flipped plug-in's shares={shares}, but some should be below 1"
+    assert "mutant flipped_kernel" in wrong and f"--engine {FLIPPED}" in wrong, "a failing cell opens its causes"
+
+
+def test_a_matrix_cell_merges_its_dtypes_and_colours_by_the_share_passed():
+    from harness.scoreboard import page
+
+    def cell(**counts):
+        causes = counts.pop("causes", [])
+        return {**dict.fromkeys(page.SHOWN, 0), **counts, "causes": causes}
+
+    example = {"repro": "python -m harness run c.yaml --case c --engine e", "message": "m"}
+    merged = page.matrix_cell([cell(**{"pass": 3, "fail": 1, "causes": [{"cause": "mutant x", "count": 1,
+                                                                         "example": example}]}),
+                               cell(**{"pass": 1, "xfail": 2, "skip": 4, "causes": [
+                                   {"cause": "known bug: b", "count": 2, "example": example},
+                                   {"cause": "mutant x", "count": 0, "example": example}]})])
+    assert (merged["pass"], merged["judged"], merged["skip"]) == (4, 7, 4), merged
+    assert merged["share"] == 4 / 7, merged["share"]
+    assert [(c["cause"], c["count"]) for c in merged["causes"]] == [("known bug: b", 2), ("mutant x", 1)]
+    assert page.share_tone(1.0, {}) .startswith("hsl(120,") and page.share_tone(0.0, {}).startswith("hsl(0,")
+    assert page.matrix_cell([cell(skip=2)])["share"] is None, "only skips: nothing judged, no share"
+    shown, full = page.folded("LiteRT cannot compute float64. " + "x " * 60)
+    assert shown == "LiteRT cannot compute float64. ..." and full.startswith("LiteRT"), shown
+    assert page.folded("short") == ("short", "")
