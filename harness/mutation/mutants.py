@@ -54,6 +54,7 @@ from .mutants_steps import (
 )
 from .mutants_steps import round_mantissa as round_mantissa  # re-exported: callers round as TF32 does
 from .mutants_transpose import (
+    GradTransposeCropMirrored,
     TransposeInOutSwapped,
     TransposeOutputPaddingBefore,
     TransposeSameCropMirrored,
@@ -93,7 +94,7 @@ MUTANTS: dict[str, Port] = {cls.name: cls() for cls in CLASSES}
 # The backward mutants: run on the backward items of the cases with `check: [..., backward]`, killed there.
 BACKWARD_CLASSES: tuple[type[GradientPort], ...] = (
     GradKernelForwardPermutation, GradDepthwiseBiasFolded, GradPadSplitMirrored, GradBiasStopped,
-    GradDxTimesMultiplier,
+    GradDxTimesMultiplier, GradTransposeCropMirrored,
 )
 BACKWARD_MUTANTS: dict[str, GradientPort] = {cls.name: cls() for cls in BACKWARD_CLASSES}
 CATALOGUE: dict[str, Port] = {**MUTANTS, **BACKWARD_MUTANTS}   # every mutant by name, forward and backward

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers.families.transpose import crops, gather, kernel_gradient
 from ..layers.padding import effective_kernel
+from .gradient_port import GradientPort
 from .mutants_geometry import replace_geometry
 from .port import Port
 
@@ -76,3 +78,18 @@ class TransposeStridesDilationSwapped(Port):
 
     def transpose_stage(self, x, w, g):
         return super().transpose_stage(x, w, replace_geometry(g, strides=g.dilation, dilation=g.strides))
+
+
+class GradTransposeCropMirrored(GradientPort):
+    name = "grad_transpose_crop_mirrored"
+    bug = ("the backward pass of a 'same' transposed conv uncrops dy on the wrong side (a hand-written backward "
+           "that recomputes the crop with its odd position at the start); the forward crops right")
+    diagnosis = ("the gradients computed with the 'same' crop mirrored: dy placed back into the full scatter one "
+                 "position off, so dx and dkernel read it shifted")
+    families = TRANSPOSED
+
+    def layer_backward(self, x_cl, kernels, g, dz):
+        cut = [(a, b) if g.padding == "same" and a >= 0 else (b, a) for b, a in crops(g)]
+        kernel = kernels["kernel"]
+        return {"x": gather(dz, kernel, tuple(x_cl.shape[1:-1]), g.strides, g.dilation, cut),
+                "kernel": kernel_gradient(x_cl, dz, kernel.shape, g.strides, g.dilation, cut)}

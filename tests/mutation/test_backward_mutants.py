@@ -45,7 +45,8 @@ def make_case(layer, shape, config, **more):
 
 def test_the_issue_list_is_in_the_catalogue_with_its_metadata():
     assert set(BACKWARD) == {"grad_kernel_forward_permutation", "grad_depthwise_bias_folded",
-                             "grad_pad_split_mirrored", "grad_bias_stopped", "grad_dx_times_multiplier"}
+                             "grad_pad_split_mirrored", "grad_bias_stopped", "grad_dx_times_multiplier",
+                             "grad_transpose_crop_mirrored"}
     assert not set(BACKWARD) & set(mutants.MUTANTS), "backward mutants must not run on forward items"
     for name, m in mutants.BACKWARD_MUTANTS.items():
         assert m.name == name and m.bug and m.diagnosis and m.families, f"mutant {name}: metadata missing"
@@ -324,6 +325,11 @@ cases:
     input_shape: [2, 7, 2]
     config: {filters: 3, kernel_size: 2, depth_multiplier: 2, padding: same}
     check: [forward, backward]
+  - id: up
+    layer: Conv1DTranspose
+    input_shape: [2, 4, 2]
+    config: {filters: 2, kernel_size: 3, strides: 2, padding: same}
+    check: [forward, backward]
 """
 
 
@@ -332,13 +338,13 @@ def test_harness_mutants_lists_the_backward_mutants_killed(tmp_path, capsys):
     rc = cli.main(["mutants", str(path), *itertools.chain.from_iterable(("--mutant", n) for n in BACKWARD)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert out.startswith("backward mutation score: 5/5 backward mutants killed (100%); (mutant, layer kind) pairs "
-                          "killed: 7/7; 2 cases with a backward check"), out
+    assert out.startswith("backward mutation score: 6/6 backward mutants killed (100%); (mutant, layer kind) pairs "
+                          "killed: 9/9; 3 cases with a backward check"), out
     for name in BACKWARD:
         assert any(line.split()[:1] == [name] and "killing cases" in line for line in out.splitlines()), (name, out)
     assert "SURVIVES" not in out and "mutation score: 0/0" not in out
-    assert "control gradient_port (backward items): 2 pass, 0 skip, 0 fail/error" in out
-    assert "control torch (backward items): 2 pass, 0 skip, 0 fail/error" in out
+    assert "control gradient_port (backward items): 3 pass, 0 skip, 0 fail/error" in out
+    assert "control torch (backward items): 3 pass, 0 skip, 0 fail/error" in out
     assert cli.main(["mutants", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(f"{n}" in listed for n in BACKWARD)
