@@ -70,15 +70,7 @@ class ConvFamily(Family):
 
     def torch_to_keras(self, kind: LayerKind, state: Mapping[str, np.ndarray], what: str, *,
                        in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
-        check_names(state, ("weight",), ("bias",), what)
-        weight = as_array("weight", state["weight"], kind.rank + 2, what)
-        bias = state.get("bias")
-        bias = None if bias is None else as_array("bias", bias, 1, what)
-        check_bias(bias, weight.shape[0], what)
-        out = {"kernel": copy(weight.transpose(conv_t2k(kind.rank)))}
-        if bias is not None:
-            out["bias"] = copy(bias)
-        return out
+        return single_weight_keras(kind, state, what, out_axis=0)
 
     def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
         return super().in_channels_from(weights, config) * int(config.get("groups", 1))
@@ -105,6 +97,21 @@ def single_weight_state(weight: np.ndarray, bias: np.ndarray | None, out_channel
     if bias is not None:
         state["bias"] = copy(bias)
     return state
+
+
+def single_weight_keras(kind: LayerKind, state: Mapping[str, np.ndarray], what: str, out_axis: int
+                        ) -> dict[str, np.ndarray]:
+    """The Keras weights of one torch conv's state dict (weight, and bias of the length of the weight's
+    ``out_axis``): the kernel by conv_t2k, which also takes a transposed conv's (in, out, *k) to (*k, out, in)."""
+    check_names(state, ("weight",), ("bias",), what)
+    weight = as_array("weight", state["weight"], kind.rank + 2, what)
+    bias = state.get("bias")
+    bias = None if bias is None else as_array("bias", bias, 1, what)
+    check_bias(bias, weight.shape[out_axis], what)
+    out = {"kernel": copy(weight.transpose(conv_t2k(kind.rank)))}
+    if bias is not None:
+        out["bias"] = copy(bias)
+    return out
 
 
 CONV = ConvFamily()

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..conv_ops import one_blas_thread, pad_or_crop
-from ..layouts import as_array, check_bias, check_names, conv_k2t, conv_t2k, copy
+from ..layouts import as_array, conv_k2t
 from ..padding import effective_kernel
 from .base import COUNT, SIZES, Arg, Family, Geometry, LayerKind, PortSteps, batch_positions, taps
-from .conv import single_weight_state
+from .conv import single_weight_keras, single_weight_state
 
 # A transposed conv scatters input pixel i, times kernel tap t, to position i*s + t*d of a "full" output of length
 # (n - 1)*s + ek (ek the dilated kernel); Keras (TensorFlow's conv_transpose, the gradient of the conv that maps
@@ -184,15 +184,7 @@ class ConvTransposeFamily(Family):
 
     def torch_to_keras(self, kind: LayerKind, state: Mapping[str, np.ndarray], what: str, *,
                        in_channels: int | None, depth_multiplier: int | None) -> dict[str, np.ndarray]:
-        check_names(state, ("weight",), ("bias",), what)
-        weight = as_array("weight", state["weight"], kind.rank + 2, what)
-        bias = state.get("bias")
-        bias = None if bias is None else as_array("bias", bias, 1, what)
-        check_bias(bias, weight.shape[1], what)
-        out = {"kernel": copy(weight.transpose(conv_t2k(kind.rank)))}
-        if bias is not None:
-            out["bias"] = copy(bias)
-        return out
+        return single_weight_keras(kind, state, what, out_axis=1)   # torch's (in, out, *k): out is axis 1
 
     def in_channels_from(self, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> int:
         if "kernel" not in weights:
