@@ -21,7 +21,7 @@ from ..judge.stacks import StackCase, load_suite, run_stack, select_suite
 from ..report import environment
 from ..report.results_json import finite
 from ..report.write import write_all
-from ..scoreboard import fuzzcases, installed, page
+from ..scoreboard import fuzzcases, installed, merge, page
 from ..scoreboard.board import OUTCOMES, Board
 from .cli_options import exit_code, suite_from
 
@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run the cases in N processes (each with its own engine workers; every N-th case per "
                              "process); the scoreboard is the same as with 1")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only shard I of N of the cases and the fuzz budget (a deterministic split, whole "
+                             "cases; the stacks in shard 1): one job of a CI matrix, merged with --merge")
+    parser.add_argument("--merge", nargs="+", metavar="SHARD/scoreboard.json",
+                        help="run nothing: merge the scoreboards of a CI matrix's jobs (sharded by --engine, by "
+                             "--shard, or both) into one scoreboard.json, .html and .md under --out")
 
 
 def command_line(args: argparse.Namespace) -> list[str]:
@@ -50,6 +56,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         line += ["--fuzz", str(args.fuzz)]
     if getattr(args, "jobs", 1) > 1:
         line += ["--jobs", str(args.jobs)]
+    if getattr(args, "shard", None):
+        line += ["--shard", args.shard]
     return [*line, "--out", args.out]
 
 
@@ -173,10 +181,17 @@ def _run_stacks(stacks: list[StackCase], engines: list[str]) -> dict[str, Any]:
 def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, Any]:
     """Run every (case, engine) and return the scoreboard document; writes only the fuzz case file."""
     stream = stream or sys.stderr
+    shard = sharding.parse(args.shard) if getattr(args, "shard", None) else None   # a typo fails before the run
     engines, missing = installed.choose(args.engine or [])
     suite = suite_from(args)
     cases, errors = suite.cases, suite.errors
     fuzzed, fuzz_errors, fuzz_path = _fuzz_cases(args.fuzz, Path(args.out))
+    if shard is not None:   # whole cases, by the same cost model as report's shards; the stacks in the first
+        cases, _ = sharding.select(cases, *shard)
+        fuzzed, _ = sharding.select(fuzzed, *shard)
+        if shard[0] != 1:
+            suite.stacks = []
+        errors = errors if shard[0] == 1 else []   # an invalid case counts once, in the first shard
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     board, start = Board(engines), time.perf_counter()
     everything = [*cases, *fuzzed]
@@ -197,7 +212,8 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
         described.append(engine_row)
     return {
         "schema_version": SCHEMA_VERSION, "created": created, "command": command_line(args),
-        "paths": list(args.paths), "duration_s": round(time.perf_counter() - start, 3),
+        "paths": list(args.paths), "shard": getattr(args, "shard", None) or None,
+        "duration_s": round(time.perf_counter() - start, 3),
         "cases": {"shipped": len(cases), "fuzz": len(fuzzed), "invalid": len(errors) + len(fuzz_errors)},
         "fuzz": {"examples": args.fuzz, "drawn": len(fuzzed), "file": str(fuzz_path)} if fuzz_path else None,
         "environment": environment.capture(),
@@ -209,6 +225,24 @@ def build(args: argparse.Namespace, stream: TextIO | None = None) -> dict[str, A
     }
 
 
+def _merged(args: argparse.Namespace) -> dict[str, Any]:
+    """--merge: the shards' boards joined (harness.scoreboard.merge); options that choose what to run make no sense."""
+    given = [opt for opt, value in (("--case", args.case), ("--engine", args.engine), ("--shard", args.shard),
+                                    ("--fuzz", args.fuzz)) if value]
+    if given or list(args.paths) != ["cases"]:
+        raise ValueError(f"--merge reads the shards' scoreboard.json files and runs nothing: drop "
+                         f"{', '.join(given) or 'the case paths'} (each shard's run chose its cases)")
+    docs = []
+    for name in args.merge:
+        try:
+            docs.append(json.loads(Path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--merge {name}: not a readable scoreboard.json ({exc})") from None
+        if not isinstance(docs[-1], dict) or docs[-1].get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"--merge {name}: not a scoreboard.json of schema {SCHEMA_VERSION}")
+    return merge.merge(docs, ["python", "-m", "harness", "scoreboard", "--merge", *args.merge, "--out", args.out])
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the cases (and --fuzz N configurations) in every installed engine; write scoreboard.json/.html under --out.
 
@@ -216,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     dilation with stride, same padding, channels_first); each cell counts outcomes and groups its failures by
     diagnosed cause, with a repro command each (docs/scoreboard.md). Stacks run in every engine and are counted
     apart. Exit 1 on any unexpected outcome (fail, xpass, error) or invalid case or stack, as run and report."""
-    doc = build(args)
+    doc = _merged(args) if getattr(args, "merge", None) else build(args)
     out = Path(args.out)
     json_path, html_path, md_path = out / "scoreboard.json", out / "scoreboard.html", out / "scoreboard.md"
     text = json.dumps(finite(doc), indent=1, allow_nan=False, default=str) + "\n"

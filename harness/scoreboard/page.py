@@ -6,6 +6,7 @@ from typing import Any
 from markupsafe import Markup  # jinja2's own dependency
 
 from ..report.assets import static_text, template
+from .merge import merge_cells
 
 SHOWN = ("pass", "fail", "xfail", "error", "skip", "rejected", "xpass")
 
@@ -39,16 +40,11 @@ FOLD_CHARS = 80   # an engine's runtime-limit text longer than this is folded be
 def matrix_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """One engine x layer kind cell of the matrix: its dtype cells merged (counts added, causes merged by name,
     most frequent first, each with its first example), the share passed of the items judged, and the hue."""
-    counts = {s: sum(c[s] for c in cells) for s in SHOWN}
-    causes: dict[str, dict[str, Any]] = {}
-    for cell in cells:
-        for cause in cell["causes"]:
-            mine = causes.setdefault(cause["cause"], {"cause": cause["cause"], "count": 0, "example": cause["example"]})
-            mine["count"] += cause["count"]
-    judged = sum(counts[s] for s in JUDGED)
-    share = counts["pass"] / judged if judged else None
-    return {**counts, "judged": judged, "share": share, "tone": share_tone(share, counts),
-            "causes": sorted(causes.values(), key=lambda c: (-c["count"], c["cause"]))}
+    merged = merge_cells(cells)
+    judged = sum(merged[s] for s in JUDGED)
+    share = merged["pass"] / judged if judged else None
+    return {**merged, "judged": judged, "share": share,
+            "tone": share_tone(share, {s: merged[s] for s in SHOWN})}
 
 
 def share_tone(share: float | None, counts: dict[str, int]) -> str:

@@ -51,7 +51,7 @@ def scoreboard(tmp_path_factory):
 
 def test_the_document_has_its_documented_shape(scoreboard):
     doc, _, out = scoreboard
-    assert set(doc) == {"schema_version", "created", "command", "paths", "duration_s", "cases", "fuzz",
+    assert set(doc) == {"schema_version", "created", "command", "paths", "shard", "duration_s", "cases", "fuzz",
                         "environment", "engines", "not_installed", "columns", "cells"}, sorted(doc)
     assert doc["cases"] == {"shipped": 3, "fuzz": 3, "invalid": 0}, doc["cases"]
     assert doc["fuzz"]["file"] == str(out / fuzzcases.FILE_NAME)
@@ -274,3 +274,58 @@ def test_a_matrix_cell_merges_its_dtypes_and_colours_by_the_share_passed():
     shown, full = page.folded("LiteRT cannot compute float64. " + "x " * 60)
     assert shown == "LiteRT cannot compute float64. ..." and full.startswith("LiteRT"), shown
     assert page.folded("short") == ("short", "")
+
+
+def _counts(doc):
+    """Every engine's cells and totals without the causes' examples (which shard's example is kept differs)."""
+    def strip(cell):
+        return {**{k: v for k, v in cell.items() if k != "causes"},
+                "causes": [(c["cause"], c["count"], c["outcomes"]) for c in cell["causes"]]}
+    return ({e: {c: strip(cell) for c, cell in cells.items()} for e, cells in doc["cells"].items()},
+            {row["name"]: strip(row["totals"]) for row in doc["engines"]})
+
+
+def _differences(ours, theirs):
+    """(engine, column or 'totals', what differs) between two boards' counts."""
+    (cells_a, totals_a), (cells_b, totals_b) = _counts(ours), _counts(theirs)
+    out = [(e, c, cells_a.get(e, {}).get(c), cell) for e, cells in cells_b.items() for c, cell in cells.items()
+           if cells_a.get(e, {}).get(c) != cell]
+    return out + [(e, "totals", totals_a.get(e), t) for e, t in totals_b.items() if totals_a.get(e) != t]
+
+
+def test_a_ci_matrix_of_shards_merges_into_the_unsharded_board(scoreboard, tmp_path, capsys):
+    """Issue 21: the scoreboard sharded by case (--shard I/N) and by engine (--engine), one CI job each, and merged
+    (--merge): the same cells, totals and exit code as one run."""
+    doc, _, out = scoreboard
+    small = str(out.parent / "small.yaml")
+    engines = ["--engine", "oracle", "--engine", "keras", "--engine", "torch", "--engine", FLIPPED]
+    parts = []
+    for i in (1, 2):
+        folder = tmp_path / f"case-shard-{i}"
+        rc = cli.main(["scoreboard", small, *engines, "--fuzz", "3", "--shard", f"{i}/2", "--out", str(folder)])
+        assert rc in (0, 1), rc
+        parts.append(str(folder / "scoreboard.json"))
+    shard_docs = [json.loads(open(p).read()) for p in parts]
+    assert sum(d["cases"]["shipped"] + d["cases"]["fuzz"] for d in shard_docs) == \
+        doc["cases"]["shipped"] + doc["cases"]["fuzz"], "every case in exactly one shard"
+    merged_dir = tmp_path / "merged"
+    assert cli.main(["scoreboard", "--merge", *parts, "--out", str(merged_dir)]) == 1, "the flipped plug-in fails"
+    merged = json.loads((merged_dir / "scoreboard.json").read_text())
+    assert _differences(merged, doc) == [], "the merged board differs from the unsharded one"
+    assert [row["name"] for row in merged["engines"]] == [row["name"] for row in doc["engines"]]
+    assert (merged_dir / "scoreboard.html").read_text().startswith("<!DOCTYPE html>")
+    # By engine: each job its own engines, the whole case list.
+    by_engine = []
+    for name, spec in (("ref", ["--engine", "oracle", "--engine", "keras"]),
+                       ("plugin", ["--engine", "torch", "--engine", FLIPPED])):
+        folder = tmp_path / name
+        cli.main(["scoreboard", small, *spec, "--fuzz", "3", "--out", str(folder)])
+        by_engine.append(str(folder / "scoreboard.json"))
+    assert cli.main(["scoreboard", "--merge", *by_engine, "--out", str(tmp_path / "m2")]) == 1
+    assert _differences(json.loads((tmp_path / "m2" / "scoreboard.json").read_text()), doc) == []
+    capsys.readouterr()
+    assert cli.main(["scoreboard", "--merge", *parts, "--engine", "torch", "--out", str(tmp_path / "m3")]) == 2
+    assert "--merge reads the shards' scoreboard.json files and runs nothing: drop --engine" in capsys.readouterr().err
+    # The same engine twice outside one split (a job run twice, engine shards that overlap): refused, not doubled.
+    assert cli.main(["scoreboard", "--merge", by_engine[0], by_engine[0], "--out", str(tmp_path / "m4")]) == 2
+    assert "engine oracle is in 2 of the scoreboards, which are not distinct shards" in capsys.readouterr().err
