@@ -6,6 +6,7 @@ Nothing here imports a framework at import time; Keras (and TensorFlow) load on 
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import EngineRejected, EngineSkip
@@ -141,5 +142,14 @@ def run_converted(model: Any, feed: Any, layer_dtype: str, notes: list[str]) -> 
         notes.append(f"the converted model takes {want} where the layer takes {layer_dtype}: the converter changed "
                      f"the dtype; the input was fed as {want}")
         feed = feed.astype(np.float32).astype(want) if layer_dtype == "bfloat16" else feed.astype(want)
-    y = model(np.ascontiguousarray(feed), training=False)
+    try:
+        y = model(np.ascontiguousarray(feed), training=False)
+    except Exception as exc:
+        if not any(cls.__name__ == "OpError" for cls in type(exc).__mro__):
+            raise
+        # A TensorFlow kernel's own check refuses the converted graph at call ("Current CPU implementations do not
+        # yet support dilation rates larger than 1"), as the keras engine reads TensorFlow's refusals at call.
+        found = re.search(r"\}\} ([^\[]+)", str(exc))
+        raise EngineRejected(f"TensorFlow refused the converted model at call: {type(exc).__name__}: "
+                             f"{found.group(1).strip() if found else first_line(exc)}") from exc
     return np.asarray(y.numpy() if hasattr(y, "numpy") else y)

@@ -62,9 +62,14 @@ class LiteRtEngine(Engine):
             interp = self.interpreter.Interpreter(model_path=path)
         try:
             interp.allocate_tensors()
-        except RuntimeError as exc:   # ops the converter kept from TensorFlow: this runtime has no kernel for them
+        except RuntimeError as exc:   # ops the converter kept from TensorFlow (no kernel here), or a kernel's refusal
             if "Select TensorFlow op" not in str(exc):
-                raise
+                if _PREPARE_FAILED not in str(exc):
+                    raise
+                # A builtin kernel's own checks of its tensors refuse the model (TRANSPOSE_CONV: the output shape
+                # does not map back onto the input), as TensorFlow's kernel refuses the layer at call.
+                raise EngineRejected(f"the LiteRT interpreter refused the TFLite model of {request.layer} "
+                                     f"({request.dtype}): {' '.join(str(exc).split())[:300]}", facts) from exc
             flex = sorted(set(re.findall(r"\((Flex\w+)\)", str(exc))))
             raise EngineSkip(f"the TFLite model keeps TensorFlow ops ({', '.join(flex) or 'Flex'}) that the LiteRT "
                              "interpreter cannot run (no Flex delegate)") from exc
@@ -97,6 +102,10 @@ def _ops(interp: Any) -> list[dict[str, Any]]:
         return []
 
 
+# What the interpreter says where a builtin kernel's Prepare refuses the model's tensors ("tflite/kernels/
+# transpose_conv.cc:315 computed_input_height != SizeOfDimension(input, 1) (2 != 3)Node number 0 (TRANSPOSE_CONV)
+# failed to prepare.").
+_PREPARE_FAILED = "failed to prepare"
 # What the converter says when it cannot express an op (as opposed to failing its own checks on a valid graph).
 _REFUSALS = ("neither a custom op nor a flex op", "failed to legalize", "is not supported", "not supported by")
 

@@ -13,7 +13,7 @@ import io
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,6 +29,9 @@ class NobucoEngine(Engine):
     framework = "tensorflow"
     isolation = Isolation(env=(("TF_CPP_MIN_LOG_LEVEL", "2"),), venv="nobuco")
     inherits = "torch"   # converts the torch port: the port's refusals (and torch's known bugs) are inherited
+    dtype_limits: ClassVar[dict[str, str]] = {
+        "bfloat16": "nobuco cannot convert a bfloat16 module: it reads the port's tensors through NumPy, which has no "
+                    "bfloat16 (TypeError: Got unsupported ScalarType BFloat16)"}
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -11,7 +11,7 @@ import contextlib
 import io
 import os
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,10 @@ class Onnx2TfEngine(Engine):
     framework = "tensorflow"
     isolation = Isolation(env=(("TF_CPP_MIN_LOG_LEVEL", "2"),), venv="onnx2tf")
     inherits = "torch"   # converts the torch port: the port's refusals (and torch's known bugs) are inherited
+    dtype_limits: ClassVar[dict[str, str]] = {
+        "bfloat16": "onnx2tf cannot convert a bfloat16 ONNX graph: it makes the graph's bfloat16 input a quint16 "
+                    "tensor, which TensorFlow's convolution refuses next to bfloat16 weights (TypeError: ... has type "
+                    "quint16 that does not match type bfloat16 of argument 'filter')"}
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -32,6 +32,9 @@ from .keras_graph import (
 ONNX_VENV = "onnx"
 ORT_NO_FLOAT64 = ("onnxruntime has no float64 (tensor(double)) Conv kernel on its CPU execution provider "
                   "(NOT_IMPLEMENTED: Could not find an implementation for Conv)")
+ORT_NO_BFLOAT16 = ("onnxruntime refuses a bfloat16 convolution graph on load: Conv and ConvTranspose take no "
+                   "tensor(bfloat16) input at the opset the exporters write (INVALID_GRAPH: Type 'tensor(bfloat16)' of "
+                   "input parameter ... of operator (Conv) is invalid)")
 # ONNX elem types onnxruntime reports as 'tensor(...)' -> NumPy dtype names
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(bfloat16)": "bfloat16"}
@@ -41,7 +44,15 @@ class OnnxGraphInvalid(RuntimeError):
     """A converter produced an ONNX graph that onnxruntime cannot load (its checker calls it invalid)."""
 
 
-def _ort_session(model: bytes | str) -> Any:
+# What onnxruntime says where an op's shape inference refuses an attribute value at load ("[ShapeInferenceError]
+# Attribute pads must not contain negative values"): a refusal of the configuration, not a malformed graph.
+_SHAPE_CHECK = "[ShapeInferenceError]"
+# How torch words a refusal of an argument its kernels do not take ("negative padding is not supported"), as opposed
+# to a crash of the module a converter built.
+_TORCH_REFUSES = "is not supported"
+
+
+def _ort_session(model: bytes | str, facts: dict[str, Any] | None = None) -> Any:
     import onnxruntime as ort
 
     try:
@@ -53,21 +64,28 @@ def _ort_session(model: bytes | str) -> Any:
                              f"{_ort_message(exc)}") from exc
         if kind in ("InvalidGraph", "InvalidArgument"):
             raise OnnxGraphInvalid(f"the exported ONNX graph is invalid for onnxruntime: {_ort_message(exc)}") from exc
+        if _SHAPE_CHECK in str(exc):
+            # An op's shape inference refuses an attribute value of this configuration (a transposed conv's
+            # negative pads): the runtime's own argument check, as a framework refuses at call.
+            raise EngineRejected(f"onnxruntime {ort.__version__} refused the exported graph at load: "
+                                 f"{_ort_message(exc)}", facts) from exc
         raise
 
 
 def _ort_message(exc: BaseException) -> str:
-    """onnxruntime's sentence without the temporary path it names (so that equal causes read equal)."""
+    """onnxruntime's sentence without the temporary path and the graph's node names it names (so that equal causes
+    read equal)."""
     import re
 
-    return re.sub(r"Load model from \S+ failed:\s*", "", first_line(exc))
+    return re.sub(r"Load model from \S+ failed:\s*|Node \([^()]*\) ", "", first_line(exc))
 
 
-def ort_run(model: bytes | str, x: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def ort_run(model: bytes | str, x: np.ndarray, facts: dict[str, Any] | None = None) -> tuple[np.ndarray, list[str]]:
     """Run an ONNX model with one input in onnxruntime (CPU). Where the graph's input dtype differs from x's (a
-    converter changed it), x is fed in the graph's dtype and a note says so; the output is as the graph gives it."""
+    converter changed it), x is fed in the graph's dtype and a note says so; the output is as the graph gives it.
+    ``facts``: the run's, carried by a refusal at load."""
     notes: list[str] = []
-    session = _ort_session(model)
+    session = _ort_session(model, facts)
     (inp,) = session.get_inputs()
     want = _ORT_TYPES.get(inp.type)
     if want is None:
@@ -117,7 +135,7 @@ class KerasOnnxEngine(Engine):
     framework = "onnxruntime"
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "keras"
-    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64}
+    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64, "bfloat16": ORT_NO_BFLOAT16}
 
     def __init__(self) -> None:
         import onnxruntime  # noqa: F401 - fail here (an error of the first item) if the venv lacks it
@@ -126,7 +144,7 @@ class KerasOnnxEngine(Engine):
 
     def run(self, request: Request) -> EngineOutput:
         model_bytes, model = keras_onnx(request)
-        y, notes = ort_run(model_bytes, request.inputs.x)
+        y, notes = ort_run(model_bytes, request.inputs.x, keras_facts(request))
         params, shapes = _keras_shapes(model)
         notes.append("ONNX ops: " + " ".join(_ops(model_bytes)))
         return EngineOutput(y=np.ascontiguousarray(y), params=params, weight_shapes=shapes, notes=notes,
@@ -146,7 +164,7 @@ class TorchOnnxEngine(Engine):
     framework = "onnxruntime"
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "torch"   # built from the torch port: the port's refusals (and torch's known bugs) are its own
-    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64}
+    dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64, "bfloat16": ORT_NO_BFLOAT16}
 
     def __init__(self) -> None:
         import onnxruntime  # noqa: F401 - fail here (an error of the first item) if the venv lacks it
@@ -195,6 +213,12 @@ class Onnx2TorchEngine(Engine):
     framework = "torch"
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "keras"
+    # onnx2torch turns every initializer into a tensor with torch.from_numpy, which takes no ml_dtypes.bfloat16
+    # array ("can't convert np.ndarray of type ml_dtypes.bfloat16"): no bfloat16 graph converts.
+    dtype_limits: ClassVar[dict[str, str]] = {
+        "bfloat16": "onnx2torch cannot convert a bfloat16 ONNX graph: it reads each initializer with torch.from_numpy, "
+                    "which refuses ml_dtypes.bfloat16 arrays (TypeError: can't convert np.ndarray of type "
+                    "ml_dtypes.bfloat16)"}
 
     def __init__(self) -> None:
         import onnx
@@ -221,8 +245,14 @@ class Onnx2TorchEngine(Engine):
             notes.append(f"the ONNX graph takes {want} where the layer takes {x.dtype}: the converter changed the "
                          f"dtype; the input was fed as {want}")
         xt = torch.from_numpy(np.ascontiguousarray(x.astype(np.float32) if str(x.dtype) == "bfloat16" else x))
-        with torch.no_grad():
-            yt = module(xt.to(tdtype))
+        try:
+            with torch.no_grad():
+                yt = module(xt.to(tdtype))
+        except RuntimeError as exc:   # torch's own argument checks ("negative padding is not supported")
+            if _TORCH_REFUSES not in str(exc):
+                raise
+            raise EngineRejected(f"torch refused the module onnx2torch built from the ONNX of {request.layer}: "
+                                 f"{first_line(exc)}", keras_facts(request)) from exc
         y = yt.float().numpy().astype(_bfloat16()) if yt.dtype == torch.bfloat16 else yt.numpy()
         params, shapes = _keras_shapes(model)
         return EngineOutput(y=np.ascontiguousarray(y), params=params, weight_shapes=shapes, notes=notes,

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from ..layers.families import FAMILIES
 from ..layers.geometry import ConfigProblem, Geometry, output_shape
+from . import bugs_converters
+from .bugs_converters import TRANSPOSED, transposed
 
 
 class Case(Protocol):
@@ -100,19 +102,12 @@ def _spatial_height(case: Case) -> int:
     return shape[2] if case.geometry.channels_first else shape[1]
 
 
-TRANSPOSED = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
-
-
-def _transposed(case: Case) -> bool:
-    return case.layer in TRANSPOSED
-
-
 def _transpose_same_size_mismatch(case: Case) -> bool:
     """A 'same' transposed conv with an output_padding that makes TensorFlow's conv of the output back to the input
     one position short on some axis: (ek % 2) + output_padding == 0, i.e. an even dilated kernel and padding 0."""
     g = case.geometry
     paddings = g.arg("output_padding")
-    return (_transposed(case) and g.padding == "same" and paddings is not None
+    return (transposed(case) and g.padding == "same" and paddings is not None
             and any(((k - 1) * d + 1) % 2 + op == 0 for k, d, op in zip(g.kernel_size, g.dilation, paddings)))
 
 
@@ -120,7 +115,7 @@ def _transpose_crop_below_minus_one(case: Case) -> bool:
     """A 'same' transposed conv whose output is 2 or more positions longer than the full scatter on some axis:
     TensorFlow's gradient is then a 'same' conv with a pad total of -2 or less (tf-conv3d-same-negative-...)."""
     g = case.geometry
-    return _transposed(case) and g.padding == "same" and any(a <= -2 for _, a in g.pad_widths(()))
+    return transposed(case) and g.padding == "same" and any(a <= -2 for _, a in g.pad_widths(()))
 
 
 def _same_pad_below_minus_one(case: Case) -> bool:
@@ -226,14 +221,16 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
     Known(
         id="tf-conv-transpose-dilation-refused-without-onednn", engine="keras", kind="refusal",
         summary="TensorFlow's Eigen CPU kernels refuse a transposed conv with dilation_rate > 1 (\"Current CPU "
-                "implementations do not yet support dilation rates larger than 1\", at call); oneDNN's run it, right",
+                "implementations do not yet support dilation rates larger than 1\", at call); oneDNN's run it, right, "
+                "except in float64 (which they leave to Eigen)",
         repro="TF_ENABLE_ONEDNN_OPTS=0 python -c \"import numpy as np, tensorflow as tf; tf.nn.conv2d_transpose("
               "np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)), [1, 4, 4, 1], 1, 'SAME', dilations=2)\"",
         touches="Conv1DTranspose, Conv2DTranspose and Conv3DTranspose with any dilation > 1 (at stride 1: Keras "
                 "refuses strides > 1 with it)",
-        when={"tensorflow": "==2.21.0", "onednn": False},
-        applies=lambda case: _transposed(case) and max(case.geometry.dilation) > 1,
-        seen="TensorFlow 2.21.0 with oneDNN off; issue 20"),
+        # oneDNN has no float64 transposed conv: float64 falls back to Eigen and is refused on both paths.
+        when={"tensorflow": "==2.21.0", "any": [{"onednn": False}, {"dtype": "float64"}]},
+        applies=lambda case: transposed(case) and max(case.geometry.dilation) > 1,
+        seen="TensorFlow 2.21.0 with oneDNN off, and in float64 with it on; issue 20"),
     Known(
         id="tf-conv-transpose-same-output-size-refused", engine="keras", kind="refusal",
         summary="Keras accepts a 'same' transposed conv whose output_padding is 0 with an even kernel, and "
@@ -246,7 +243,9 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
                 "dilated kernel is even and output_padding is 0",
         when={"keras": "==3.15.1", "keras_backend": "tensorflow"},
         applies=_transpose_same_size_mismatch,
-        seen="Keras 3.15.1, TensorFlow 2.21.0, both kernel paths; issue 20"),
+        seen="Keras 3.15.1, TensorFlow 2.21.0, both kernel paths; LiteRT 2.3.0's TRANSPOSE_CONV refuses the TFLite "
+             "model the same way (\"computed_input_height != SizeOfDimension(input, 1)\", failed to prepare), "
+             "inherited; issue 20"),
     Known(
         id="tf-onednn-conv2d-column-stride-past-width-wrong", engine="keras", kind="bug",
         summary="TensorFlow's oneDNN Conv2D computes wrong values (sometimes changing from run to run) for one "
@@ -370,4 +369,5 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
         applies=lambda case: case.layer in ("DepthwiseConv1D", "SeparableConv1D")
         and case.geometry.padding == "causal",
         seen="Keras 3.15.1"),
+    *bugs_converters.entries(Known),   # the converter engines' (tf2onnx, onnx2torch, OpenVINO, nobuco, onnx2tf)
 )}

@@ -14,6 +14,7 @@ from harness.engines.worker import ENGINES_DIR_VARIABLE, engines_dir
 from harness.diagnosis.diagnose import Diagnoser
 from harness.judge.runner import outcome
 from harness.judge.runner import run_one as run_bare
+from harness.cases.schema import load_paths
 from testkit import ROOT, close_workers, load_cases
 
 
@@ -194,3 +195,24 @@ def test_versions_are_recorded_from_the_engine_venv():
     env = engines.get("keras-onnx").worker_environment()
     info = env.get("keras-onnx", {})
     assert info.get("tf2onnx") and info.get("onnxruntime"), f"keras-onnx environment={env}"
+
+
+# ---------------------------------------------------------------- transposed convs: the runtime's own checks refuse
+@pytest.mark.parametrize("name, case_id, known", [
+    # onnxruntime's shape inference refuses tf2onnx's negative ConvTranspose pads at load.
+    ("keras-onnx", "converters-ct-output-padding-two-past", "tf2onnx-conv-transpose-negative-pads-refused"),
+    # torch refuses the padding=-1 onnx2torch builds from them, at call.
+    ("onnx2torch", "converters-ct-output-padding-two-past", "onnx2torch-conv-transpose-negative-pads-refused"),
+    # LiteRT's TRANSPOSE_CONV refuses at prepare what TensorFlow refuses at call: Keras's refusal, inherited.
+    ("litert", "conv2d-transpose-same-even-kernel-no-output-padding-rejected",
+     "tf-conv-transpose-same-output-size-refused"),
+])
+def test_a_runtime_check_that_refuses_a_transposed_conv_is_its_pinned_refusal(name, case_id, known):
+    _require(name)
+    cases, errors = load_paths([ROOT / "cases" / f for f in ("conv_transpose_converters.yaml",
+                                                             "conv_transpose.yaml")])
+    assert not errors, errors
+    (case,) = [c for c in cases if c.id == case_id]
+    r = run_one(case, name)
+    assert r.verdict == "pass" and "rejected, as the case expects" in r.message and known in r.message, \
+        f"{name} on {case_id}: verdict={r.verdict}, but should be the refusal {known} [{r.message}]"
