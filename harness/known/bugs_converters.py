@@ -267,6 +267,18 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
             seen="onnx2tf 1.29.24, torch.onnx 2.13.0, TensorFlow 2.19.0 (engines/onnx2tf.txt); issue 20",
             tensors=(OUTPUT,)),
         known(
+            id="onnx2tf-float16-returned-as-float32", engine="onnx2tf", kind="bug",
+            summary="onnx2tf builds the TensorFlow graph of a float16 ONNX model in float32: the converted model takes "
+                    "and returns float32 (its values right to float16's precision)",
+            repro="import numpy as np, torch, onnx2tf; torch.onnx.export(torch.nn.ConvTranspose1d(1, 1, 1).half()"
+                  ".eval(), (torch.ones(1, 1, 2, dtype=torch.float16),), 'm.onnx'); print(onnx2tf.convert('m.onnx', "
+                  "disable_model_save=True, non_verbose=True)(np.ones((1, 2, 1), np.float16)).dtype)   # float32, "
+                  "should be float16",
+            touches="every layer in float16 that onnx2tf converts (the float16 cases of every family show it)",
+            when={"torch": "==2.13.0", "dtype": "float16"}, applies=lambda case: True,
+            seen="onnx2tf 1.29.24, TensorFlow 2.19.0 (engines/onnx2tf.txt); issue 20",
+            tensors=(OUTPUT,)),
+        known(
             id="onnx2tf-conv-transpose3d-bias-dropped", engine="onnx2tf", kind="bug",
             summary="onnx2tf drops the bias of a 3-D ONNX ConvTranspose: the converted model computes the scatter "
                     "alone (the kernel is right)",
