@@ -359,6 +359,8 @@ def finding_label(f: Finding) -> str:
         return f"gradient mutant {f.id}"
     if f.kind == "inherited":
         return f"inherited from {f.evidence.get('engine', '?')}: {f.id}"
+    if f.kind == "known_bug":
+        return f"registered bug: {f.id}"
     return f"{f.kind.replace('_', ' ')}: {f.id}"
 
 

@@ -14,7 +14,7 @@ from ..judge.findings import Finding
 from ..judge.forward import Reference
 from ..judge.gradients import BackwardReference
 from ..known import facts
-from ..known.registry import lineage, matching_bug
+from ..known.registry import matching_bug
 from ..layers.geometry import Geometry
 from ..mutation.mutants import MUTANTS
 from ..reference import oracle
@@ -213,7 +213,9 @@ def _findings(case: Case, engine: str, out: EngineOutput, ref: Reference, bound:
         if bound is None:
             bound = error_bound(k, case.dtype, gauge, ref.y, g.activation)
         parts += _value_patterns(case, y, ref, bound, gauge, k)
-    parts += _inherited(case, engine, out, names)
+    known = _known_bug(case, engine, out, names)
+    # An engine's own registered bug is the closest explanation (the registry's sentence, its repro): first.
+    parts = known + parts if known and known[0].kind == "known_bug" else parts + known
     parts += stage_verdicts(case, out, x64, w64)
     return parts
 
@@ -244,16 +246,18 @@ def _value_patterns(case: Case, y: np.ndarray, ref: Reference, bound: Bound, gau
     return [rounded] if rounded is not None else []
 
 
-def _inherited(case: Case, engine: str, out: EngineOutput, names: list[str]) -> list[Finding]:
-    """For an engine built from another's graph (Engine.inherits): the known bug of that engine that explains
-    the output here (its condition holds on this run's facts, the case triggers it, its mutant named first), as
-    an inherited finding (id: the registry id)."""
-    if len(lineage(engine)) < 2:
-        return []
+def _known_bug(case: Case, engine: str, out: EngineOutput, names: list[str]) -> list[Finding]:
+    """The registered bug that explains the output here (its condition holds on this run's facts, the case
+    triggers it, its mutant named first): the engine's own (a known_bug finding, so that a scoreboard names the
+    registry entry and not only the symptom, on cases that do not pin it), or, for an engine built from another's
+    graph (Engine.inherits), that engine's (an inherited finding); id: the registry id."""
     seen = {**facts.process_facts(), "dtype": case.dtype, "layer": case.layer, **out.facts}
     bug = matching_bug(engine, case, seen, names[0] if names else None)
-    if bug is None or bug.engine == engine:
+    if bug is None:
         return []
+    if bug.engine == engine:
+        return [Finding("known_bug", bug.id, f"{engine}'s known bug {bug.id} (harness/known: its condition holds "
+                        "here and the case triggers it)")]
     return [Finding("inherited", bug.id, f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, carried "
                     "through the conversion; not a bug of the converter)", {"engine": bug.engine})]
 

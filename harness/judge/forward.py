@@ -35,6 +35,8 @@ class Reference:
     # H: how many underflow etas an output element may hold (harness.reference.oracle.underflow_count; a number, or per
     # output channel where a stored intermediate stage is multiplied on)
     underflow: float | np.ndarray = 0.0
+    # D: what reading subnormal operands as zero may change (harness.reference.oracle.flushed_operands); None: none
+    flushed: np.ndarray | None = None
 
     @property
     def y(self) -> np.ndarray:
@@ -109,7 +111,7 @@ def check_values(j: Judging) -> Outcome:
     j.gauge = gauge = ref.gauge if out.gauge_extra is None else lazy_sum(ref.gauge, out.gauge_extra)
     bound_dtype = "float64" if engines.is_reference(j.engine) else case.dtype
     j.bound = bound = error_bound(g.reduction_length() + out.extra_roundings, bound_dtype, gauge, ref.y, g.activation,
-                                  underflow=ref.underflow)
+                                  underflow=ref.underflow, flushed=ref.flushed)
     if bound.vacuous:
         return "skip", (f"{j.engine}: no usable error bound for K={bound.k} terms at u={bound.u:.3g} "
                         f"(gamma_K >= 1 would accept an all-zero output) {tag(case)}")

@@ -49,7 +49,7 @@ from ..layers.activations import get_activation
 from ..layers.conv_ops import from_channels_last, to_channels_last
 from ..layers.geometry import Geometry, output_shape
 from ..reference import oracle
-from ..reference.agreement import Bound, Metrics, gamma, measure, underflow_eta, usable
+from ..reference.agreement import Bound, Metrics, gamma, measure, rounding_eta, underflow_eta, usable
 from ..reference.gradients import reference_gradients
 from ..tensors.values import generate, numpy_dtype, round_to, unit_roundoff
 from .forward import mismatch, over_bound, tag
@@ -136,7 +136,7 @@ def allowance_dz(case: Case, inputs: Inputs, dy64: np.ndarray) -> np.ndarray | N
     gauge = oracle.pre_activation(np.abs(x_cl), {n: np.abs(v) for n, v in inputs.weights64.items()}, g)
     # The forward bound of the pre-activation, its underflow term included (harness.reference.agreement.error_bound).
     h = oracle.underflow_count(g, x_cl, inputs.weights64, channels_last=True)
-    eta = underflow_eta(case.dtype) + underflow_eta("float64")
+    eta = rounding_eta(case.dtype) + underflow_eta("float64")
     e = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * np.asarray(h) * eta
     per_dy = act.curvature * e + act.derivative_ulps * u
     if act.kinks:
@@ -228,7 +228,7 @@ def _bound(expected: tuple[dict, dict, dict, dict], underflow: dict[str, np.ndar
     value, gauge, k = values[name], gauges[name], lengths[name]
     engine_dtype = "float64" if reference_engine else dtype
     u, u64 = unit_roundoff(engine_dtype), unit_roundoff("float64")
-    eta = underflow_eta(engine_dtype) + underflow_eta("float64")
+    eta = rounding_eta(engine_dtype) + underflow_eta("float64")
     bound = (gamma(k, u) + gamma(k, u64)) * gauge + (1.0 + gamma(k, u)) * underflow[name] * eta
     if not reference_engine:
         bound = bound + (1.0 + gamma(k, u) + gamma(k, u64)) * allowance[name]

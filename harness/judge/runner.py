@@ -60,6 +60,7 @@ def reference(case: Case) -> Reference:
             oracle=engines.get(engines.REFERENCE).run(request(case, engines.REFERENCE, inputs)),
             gauge=oracle.lazy_gauge(case.layer, case.config, inputs.x64, inputs.weights64),
             underflow=oracle.underflow_count(case.geometry, inputs.x64, inputs.weights64),
+            flushed=oracle.flushed_operands(case.layer, case.config, inputs.x64, inputs.weights64, case.dtype),
         )
     return _cache[key]
 

@@ -43,7 +43,7 @@ from ..cases.stacks import StackCase, StackLayer, slope
 from ..engines.base import SequenceRequest, Step
 from ..layers.activations import ACTIVATION_TABLE
 from ..reference import oracle
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, rounding_eta, underflow_eta
 from ..tensors.values import generate, round_to, unit_roundoff
 
 
@@ -108,7 +108,7 @@ def layer_reference(layer: StackLayer, dtype: str, z: np.ndarray, carried: np.nd
     # E: the pre-activation's error, its own rounding on the engine's actual input and the error it was given.
     # Underflow (harness.reference.agreement.error_bound): H etas of the layer's own roundings, each through the rest of
     # its sum's roundings; and, where the activation's evaluation rounds, one for its output.
-    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    eta = rounding_eta(dtype) + underflow_eta(ORACLE_DTYPE)
     underflow = (1.0 + gamma(k, u)) * np.asarray(oracle.underflow_count(g, z, w)) * eta
     pre_error = SAFETY * ((gamma(k, u) + gamma(k, u64)) * reach + underflow)
     if carried is not None:

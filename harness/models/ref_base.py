@@ -22,7 +22,7 @@ import numpy as np
 
 from ..judge.stack_reference import through
 from ..layers.activations import ACTIVATION_TABLE
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, rounding_eta, underflow_eta
 from ..tensors.values import round_to, unit_roundoff
 
 Arrays = list[np.ndarray]
@@ -92,7 +92,7 @@ class LayerRef:
         xs = _f64(xs)
         k = self.reduction_length(xs) + sum(1 for x in xs if x.ndim == 0 and float(round_to(x, dtype)) != float(x))
         u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
-        eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+        eta = rounding_eta(dtype) + underflow_eta(ORACLE_DTYPE)
         under = (1.0 + gamma(k, u)) * np.asarray(self.etas(xs)) * eta
         return SAFETY * ((gamma(k, u) + gamma(k, u64)) * self.gauge(xs) + under)
 

@@ -118,6 +118,23 @@ def flush_eta(dtype: str) -> float:
             "float64": float(np.finfo(np.float64).tiny)}[dtype]
 
 
+def flush_threshold(dtype: str) -> float:
+    """The smallest normal of the format a correct engine computes ``dtype``'s products and sums in: float32's for
+    float16, bfloat16 and float32 (x86 computes them in float32 arithmetic), float64's for float64. TensorFlow's CPU
+    kernels run with the MXCSR's flush-to-zero and denormals-are-zero bits set, on both kernel paths (measured: a
+    float32 Conv2D of x = 1e-20 by w = 1e-20 gives 0 for 1.8e-39, of x = 1e-39 by w = 1 gives 0 for 1.8e-38), and
+    torch's bfloat16 conv does the same: a product, or a partial sum, below it may come out as 0."""
+    return float(np.finfo(np.float64).tiny) if dtype == "float64" else 2.0**-126
+
+
+def rounding_eta(dtype: str) -> float:
+    """The absolute error one product of a sum may carry under either underflow model a correct engine may follow:
+    gradual underflow (underflow_eta), or flush-to-zero, where the product and the partial sum it goes into may each
+    be flushed, off by less than flush_threshold(dtype). For float16 the flush term is negligible (no product or
+    sum of float16 values lies below float32's smallest normal but 0); for float32 it makes each eta 2^-125."""
+    return underflow_eta(dtype) + 2.0 * flush_threshold(dtype)
+
+
 def format_ratio(ratio: float) -> str:
     """error/bound for a message or a table: 3 significant digits, more where those would round a ratio over 1
     down to one that reads as passing (1.0000000136 -> '1.00000001', never '1')."""
@@ -157,7 +174,8 @@ def usable(k: int, u: float) -> bool:
 
 
 def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.ndarray | LazyArray,
-                activation: str, underflow: float | np.ndarray | None = None) -> Bound:
+                activation: str, underflow: float | np.ndarray | None = None,
+                flushed: np.ndarray | None = None) -> Bound:
     """c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a (u_e + u_64) |y| + (L (1 + gamma_K(u_e)) H + r) (eta_e + eta_64)).
 
     The oracle itself rounds in float64, so its own gamma_K(u_64) is added: negligible for float32, but
@@ -172,6 +190,9 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     (linear, relu and relu6 are exact), as the dtype's smallest normal (flush_eta: a flushed subnormal result).
     Where no value comes near the subnormal range the term is negligible (float32: 2^-150 per rounding, 2^-126
     for the activation's result).
+    Each eta is rounding_eta: a correct engine may also flush an underflowing product or partial sum to zero.
+    ``flushed`` (harness.reference.oracle.flushed_operands, None where no operand is subnormal): what treating the
+    subnormal inputs and weights as zero changes, added through the sum's roundings and the activation's slope.
     An array for arrays; a LazyArray, computed per block on demand, where the gauge (or y_oracle) is lazy.
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
@@ -180,11 +201,11 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
     act = ACTIVATION_TABLE[activation]
     ulps, slope, absolute = act.ulps, act.slope, act.absolute_ulps
     count = np.asarray(float(k + 1) if underflow is None else underflow, dtype=np.float64)
-    eta = underflow_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    eta = rounding_eta(dtype) + underflow_eta(ORACLE_DTYPE)
     # An activation whose evaluation rounds may also flush an underflowing result to zero (flush_eta).
     rounds = 1.0 if ulps or absolute else 0.0
-    flushed = flush_eta(dtype) + underflow_eta(ORACLE_DTYPE)
-    absolute_eta = slope * (1.0 + gamma(k, u)) * count * eta + rounds * flushed
+    flushed_result = flush_eta(dtype) + underflow_eta(ORACLE_DTYPE)
+    absolute_eta = slope * (1.0 + gamma(k, u)) * count * eta + rounds * flushed_result
 
     def values(g: np.ndarray, y: np.ndarray | None, index: Index = ()) -> np.ndarray:
         # The pre-activation's error reaches the output scaled by at most sup |f'| (harness.layers.activations: slope).
@@ -195,6 +216,8 @@ def error_bound(k: int, dtype: str, gauge: np.ndarray | LazyArray, y_oracle: np.
         if absolute:   # the evaluation's absolute part, absolute_ulps u max(1, |pre|), with G >= |pre|
             per_element = per_element + absolute * (u + u64) * np.maximum(1.0, g)
         under = absolute_eta if absolute_eta.ndim == 0 else np.broadcast_to(absolute_eta, gauge.shape)[index]
+        if flushed is not None:
+            under = under + slope * (1.0 + gamma(k, u)) * flushed[index]
         return SAFETY * (per_element + under)
 
     if not (is_lazy(gauge) or is_lazy(y_oracle)) or (ulps and gauge.shape != y_oracle.shape):

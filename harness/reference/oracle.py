@@ -21,10 +21,10 @@ import numpy as np
 from ..layers.activations import ACTIVATION_TABLE
 from ..layers.conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
 from ..layers.geometry import Geometry, geometry, output_shape
-from .agreement import Index, LazyArray
+from .agreement import Index, LazyArray, flush_threshold
 
 __all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
-           "pre_activation", "run", "to_channels_last", "underflow_count"]
+           "pre_activation", "run", "to_channels_last", "underflow_count", "flushed_operands"]
 
 # Outputs computed at once: a chunk is this many output elements' worth of whole images (at least one image).
 CHUNK_ELEMENTS = 1 << 22
@@ -111,6 +111,37 @@ def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[
     shape, chunk = _prepared(x, weights, g, magnitudes=True)
     chunked = _Chunked(shape, chunk, g.channels_first)
     return LazyArray((chunked.n, *chunked.tail), chunked.values)
+
+
+def flushed_operands(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray],
+                     dtype: str) -> np.ndarray | None:
+    """D: what a correct engine that reads subnormal operands as zero (TensorFlow's denormals-are-zero,
+    agreement.flush_threshold) may change in the output: the layer on magnitudes with each operand in turn (the input,
+    each kernel, the bias) reduced to its part below the threshold, the others whole and the bias left out, summed
+    (a term with two such operands counted twice: an upper bound). None where no operand has such a part, which is
+    every case but those that ask for subnormal values (the scan is cheap; the layer runs only then)."""
+    tiny = flush_threshold(dtype)
+
+    def below(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        return np.where(np.abs(v) < tiny, v, 0.0)
+
+    operands = {"input": np.asarray(x, dtype=np.float64),
+                **{n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}}
+    total: np.ndarray | None = None
+    for name, value in operands.items():
+        part = below(value)
+        if not np.any(part):
+            continue
+        others = {n: (np.zeros_like(v) if n == "bias" else v) for n, v in weights.items()}
+        if name == "bias":
+            term = gauge(layer, config, np.zeros_like(operands["input"]), {**others, "bias": part})
+        elif name == "input":
+            term = gauge(layer, config, part, others)
+        else:
+            term = gauge(layer, config, operands["input"], {**others, name: part})
+        total = term if total is None else total + term
+    return total
 
 
 def underflow_count(g: Geometry, x: np.ndarray, weights: dict[str, np.ndarray], channels_last: bool = False

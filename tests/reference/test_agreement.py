@@ -47,8 +47,10 @@ def test_error_bound_values():
     gauge = np.array([1.0, 2.0, 0.0])
     y = np.array([0.5, -3.0, 0.0])
     g = 10 * U32 / (1 - 10 * U32) + 10 * U64 / (1 - 10 * U64)
-    # Underflow: K + 1 = 11 etas by default (agreement.underflow_eta), each through the sum's other roundings.
-    eta = 2.0**-150 + 2.0**-1074
+    # Underflow: K + 1 = 11 etas by default, each through the sum's other roundings; an eta covers gradual underflow
+    # (half float32's subnormal spacing, 2^-150) and a flush to zero of the product and of the partial sum it goes
+    # into (2 x float32's smallest normal: agreement.rounding_eta); the oracle's own float64 eta beside it.
+    eta = 2.0**-150 + 2 * 2.0**-126 + 2.0**-1074
     e = (1 + 10 * U32 / (1 - 10 * U32)) * 11 * eta
     b = error_bound(10, "float32", gauge, y, "linear")
     assert (b.k, b.u) == (10, U32), f"(k, u)={(b.k, b.u)}, but should be {(10, U32)}"
@@ -63,7 +65,7 @@ def test_error_bound_values():
                                [g + t * 0.5 + e + flushed, 2 * g + t * 3.0 + e + flushed, e + flushed], rtol=1e-14)
     # A float64 case: the engine's and the oracle's share are the same size (float64's eta is 2^-1074, rounded up).
     g64 = 2 * (10 * U64 / (1 - 10 * U64))
-    e64 = (1 + 10 * U64 / (1 - 10 * U64)) * 11 * 2 * 2.0**-1074
+    e64 = (1 + 10 * U64 / (1 - 10 * U64)) * 11 * (2 * 2.0**-1074 + 2 * 2.0**-1022)
     np.testing.assert_allclose(error_bound(10, "float64", gauge, y, "linear").bound, [g64 + e64, 2 * g64 + e64, e64],
                                rtol=1e-14)
     # A count given per element (a separable layer's, harness.reference.oracle.underflow_count) replaces the default.
@@ -156,3 +158,22 @@ def test_an_activation_result_flushed_to_zero_is_within_the_bound():
     assert 0 < abs(y[0]) < 2.0**-126
     b = error_bound(1, "float32", np.abs(pre), y, "silu")
     assert np.abs(0.0 - y[0]) <= b.bound[0], (y, b.bound)
+
+
+def test_a_flushed_operand_is_within_the_bound_and_a_wrong_value_is_not():
+    """TensorFlow reads subnormal operands as zero (denormals-are-zero) and flushes underflowing products: a Conv2D
+    of x = 1e-39 by w in [0.5, 1] gives 0. The bound covers that (oracle.flushed_operands), and nothing much larger."""
+    from harness.reference import oracle
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1e-39, 1.1e-38, (1, 4, 4, 2)).astype(np.float32).astype(np.float64)
+    w = {"kernel": rng.uniform(0.5, 1.0, (3, 3, 2, 2)), "bias": np.zeros(2)}
+    config = {"filters": 2, "kernel_size": 3}
+    y = oracle.run("Conv2D", config, x, w)
+    flushed = oracle.flushed_operands("Conv2D", config, x, w, "float32")
+    assert flushed is not None and np.all(flushed >= np.abs(y)), "D should cover the whole output: every x is flushed"
+    b = error_bound(18, "float32", oracle.gauge("Conv2D", config, x, w), y, "linear", flushed=flushed).bound
+    assert np.all(np.abs(0.0 - y) <= b), "an all-zero output (TensorFlow's) should be within the bound"
+    assert np.all(np.abs(1e-30 - y) > b), "an output 1e-30 off should not be"
+    # Normal operands: no such term, and the scan is all it costs.
+    assert oracle.flushed_operands("Conv2D", config, x * 1e10, w, "float32") is None
