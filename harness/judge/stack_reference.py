@@ -110,6 +110,9 @@ def layer_reference(layer: StackLayer, dtype: str, z: np.ndarray, carried: np.nd
     # its sum's roundings; and, where the activation's evaluation rounds, one for its output.
     eta = rounding_eta(dtype) + underflow_eta(ORACLE_DTYPE)
     underflow = (1.0 + gamma(k, u)) * np.asarray(oracle.underflow_count(g, z, w)) * eta
+    daz = oracle.flushed_operands(name, config, z, w, dtype)   # subnormal operands read as 0 (TensorFlow)
+    if daz is not None:
+        underflow = underflow + (1.0 + gamma(k, u)) * daz
     pre_error = SAFETY * ((gamma(k, u) + gamma(k, u64)) * reach + underflow)
     if carried is not None:
         without_bias = {n: (np.zeros_like(v) if n == "bias" else v) for n, v in w.items()}

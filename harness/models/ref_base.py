@@ -22,7 +22,7 @@ import numpy as np
 
 from ..judge.stack_reference import through
 from ..layers.activations import ACTIVATION_TABLE
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, gamma, rounding_eta, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, flush_threshold, gamma, rounding_eta, underflow_eta
 from ..tensors.values import round_to, unit_roundoff
 
 Arrays = list[np.ndarray]
@@ -93,8 +93,27 @@ class LayerRef:
         k = self.reduction_length(xs) + sum(1 for x in xs if x.ndim == 0 and float(round_to(x, dtype)) != float(x))
         u, u64 = unit_roundoff(dtype), unit_roundoff(ORACLE_DTYPE)
         eta = rounding_eta(dtype) + underflow_eta(ORACLE_DTYPE)
-        under = (1.0 + gamma(k, u)) * np.asarray(self.etas(xs)) * eta
+        under = (1.0 + gamma(k, u)) * (np.asarray(self.etas(xs)) * eta + self.flushed(xs, dtype))
         return SAFETY * ((gamma(k, u) + gamma(k, u64)) * self.gauge(xs) + under)
+
+    def flushed(self, xs: Sequence[np.ndarray], dtype: str) -> float | np.ndarray:
+        """D: what an engine that reads subnormal operands as zero (TensorFlow: harness.reference.agreement.
+        flush_threshold) may change, as for a conv (harness.reference.oracle.flushed_operands): G less G with the
+        subnormal parts of the inputs and weights cut, exact for the sums and products these layers are (G is
+        monotone in each magnitude); 0 where no operand has such a part (the scan is all it costs)."""
+        tiny = flush_threshold(dtype)
+
+        def cut(v: np.ndarray) -> np.ndarray:
+            v = np.abs(np.asarray(v, dtype=np.float64))
+            return np.where(v < tiny, 0.0, v)
+
+        xs = _f64(xs)
+        operands = [*xs, *(np.asarray(v, dtype=np.float64) for v in self.weights.values())]
+        if not any(np.any((v != 0) & (np.abs(v) < tiny)) for v in operands):
+            return 0.0
+        kept = [cut(x) for x in xs]
+        weights = {n: cut(v) for n, v in self.weights.items()}
+        return np.maximum(self.gauge(xs) - np.asarray(self.op(kept, weights, True)), 0.0)
 
 
 def bound(ref: LayerRef, xs: Sequence[np.ndarray], dtype: str) -> tuple[np.ndarray, np.ndarray]:
