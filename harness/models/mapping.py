@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..layers.families import FAMILIES, LAYERS
 from .capture import IDENTITIES_KERAS, IDENTITIES_TORCH, KerasNode, TorchCall
 
 # Keras activation names as the harness's table spells them (aliases folded).
@@ -13,28 +14,28 @@ ALIASES = {"swish": "silu", "hard_swish": "hard_silu", None: "linear"}
 
 # A torch leaf module class -> the role it plays. Conv modules are told apart by their groups (conv_role).
 TORCH_ROLES = {
-    "BatchNorm1d": "bn", "BatchNorm2d": "bn", "BatchNorm3d": "bn", "SyncBatchNorm": "bn",
-    "Linear": "dense", "ZeroPad1d": "pad", "ZeroPad2d": "pad", "ConstantPad1d": "pad", "ConstantPad2d": "pad",
-    "MaxPool1d": "maxpool", "MaxPool2d": "maxpool", "AvgPool1d": "avgpool", "AvgPool2d": "avgpool",
-    "AdaptiveAvgPool1d": "gap", "AdaptiveAvgPool2d": "gap", "AdaptiveMaxPool1d": "gmp", "AdaptiveMaxPool2d": "gmp",
+    "BatchNorm1d": "bn", "BatchNorm2d": "bn", "BatchNorm3d": "bn", "SyncBatchNorm": "bn", "Linear": "dense",
+    **{f"ZeroPad{r}d": "pad" for r in (1, 2, 3)}, **{f"ConstantPad{r}d": "pad" for r in (1, 2, 3)},
+    **{f"MaxPool{r}d": "maxpool" for r in (1, 2, 3)}, **{f"AvgPool{r}d": "avgpool" for r in (1, 2, 3)},
+    **{f"AdaptiveAvgPool{r}d": "gap" for r in (1, 2, 3)}, **{f"AdaptiveMaxPool{r}d": "gmp" for r in (1, 2, 3)},
     "Flatten": "flatten", "Unflatten": "reshape",
     "ReLU": "act", "ReLU6": "act", "Hardtanh": "act", "Hardswish": "act", "Hardsigmoid": "act", "SiLU": "act",
     "Sigmoid": "act", "Tanh": "act", "GELU": "act", "ELU": "act", "SELU": "act", "Softplus": "act",
     "Softsign": "act", "LeakyReLU": "act", "Softmax": "act",
 }
 KERAS_ROLES = {
-    "Conv1D": "conv", "Conv2D": "conv", "DepthwiseConv1D": "depthwise", "DepthwiseConv2D": "depthwise",
-    "SeparableConv1D": "separable", "SeparableConv2D": "separable", "BatchNormalization": "bn", "Dense": "dense",
-    "ZeroPadding1D": "pad", "ZeroPadding2D": "pad", "MaxPooling1D": "maxpool", "MaxPooling2D": "maxpool",
-    "AveragePooling1D": "avgpool", "AveragePooling2D": "avgpool", "GlobalAveragePooling1D": "gap",
-    "GlobalAveragePooling2D": "gap", "GlobalMaxPooling1D": "gmp", "GlobalMaxPooling2D": "gmp",
+    # The conv families' kinds play their family's role (conv, depthwise, separable, conv_transpose: Conv3D and
+    # Conv{N}DTranspose included): a new family's kinds are mapped by its module, not by this table.
+    **{name: kind.family.name for name, kind in LAYERS.items()},
+    "BatchNormalization": "bn", "Dense": "dense",
+    **{f"ZeroPadding{r}D": "pad" for r in (1, 2, 3)}, **{f"MaxPooling{r}D": "maxpool" for r in (1, 2, 3)},
+    **{f"AveragePooling{r}D": "avgpool" for r in (1, 2, 3)}, **{f"GlobalAveragePooling{r}D": "gap" for r in (1, 2, 3)},
+    **{f"GlobalMaxPooling{r}D": "gmp" for r in (1, 2, 3)},
     "Flatten": "flatten", "Reshape": "reshape", "ReLU": "act", "Activation": "act", "Softmax": "act",
     "LeakyReLU": "act", "ELU": "act", "HardSigmoid": "act",
-    # Conv{N}DTranspose with nn.ConvTranspose{N}d (groups 1): the same rank (_Scorer), weight (in, filters, *k).
-    **{f"Conv{r}DTranspose": "conv_transpose" for r in (1, 2, 3)},
 }
 # The roles of the conv families: a fused activation, stride, dilation, padding (or a transposed conv's crop), bias.
-CONV_ROLES = frozenset({"conv", "depthwise", "separable", "conv_transpose"})
+CONV_ROLES = frozenset(FAMILIES)
 # Roles whose TensorFlow 'same' padding a port may do with a pad module just before (belonging to the layer).
 PADDED_ROLES = frozenset({"conv", "depthwise", "separable", "maxpool", "avgpool"})
 # Roles a port usually computes in its forward without a module (x + y, x * s, torch.cat, a reshape).

@@ -113,7 +113,11 @@ class LayerRef:
             return 0.0
         kept = [cut(x) for x in xs]
         weights = {n: cut(v) for n, v in self.weights.items()}
-        return np.maximum(self.gauge(xs) - np.asarray(self.op(kept, weights, True)), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = self.gauge(xs) - np.asarray(self.op(kept, weights, True))
+        # A divisor read as zero makes no finite allowance: that element keeps the rest of its bound (a division
+        # by a subnormal is a difference the diff then shows, not one it hides behind an infinite bound).
+        return np.where(np.isfinite(d), np.maximum(d, 0.0), 0.0)
 
 
 def bound(ref: LayerRef, xs: Sequence[np.ndarray], dtype: str) -> tuple[np.ndarray, np.ndarray]:
