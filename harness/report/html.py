@@ -5,27 +5,19 @@ import json
 from html import escape
 from typing import Any
 
-import yaml
 from markupsafe import Markup  # jinja2's own dependency
 
 from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
-from .results_json import finite, item_key, unexpected
-
-# Record fields the page's matrix needs up front; the heavy ones load per case when it is opened.
-LAZY_FIELDS = ("worst_elements", "ratio_histogram", "details")
-CASE_FIELDS_IN_RECORD = ("case_id", "file", "layer", "dtype", "seed", "input_shape")
+from .page_data import items, page_data
+from .results_json import finite, unexpected
 
 
 def embed(value: Any) -> str:
     """JSON that is safe inside <script>: no '<', '>' or '&' can end the element or start a comment."""
     text = json.dumps(finite(value), separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-def case_yaml(source: dict[str, Any]) -> str:
-    return yaml.safe_dump(source, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip()
 
 
 def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -43,49 +35,6 @@ def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str
         if a != b:
             out.append((".".join(path), a, b))
     return out
-
-
-def _check(rec: dict[str, Any]) -> str:
-    return rec.get("check") or "forward"   # a record of schema 1.3 or older is a forward one
-
-
-def items(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """The page's columns: per engine its forward item and, where the run has any, its backward item beside it
-    (``key``: results_json.item_key, which keys a case's records and pictures on the page)."""
-    backward = {r["engine"] for r in doc["results"] if _check(r) == "backward"}
-    out = []
-    for e in doc["engines"]:
-        out.append({"key": e, "engine": e, "check": "forward", "label": e})
-        if e in backward:
-            out.append({"key": item_key(e, "backward"), "engine": e, "check": "backward",
-                        "label": f"{e} \u00b7 backward"})
-    return out
-
-
-def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
-    """(what the page parses at load, one lazily parsed blob per case); a case's records and pictures are keyed by
-    item (results_json.item_key: the engine, or "ENGINE:backward")."""
-    by_case: dict[str, dict[str, dict]] = {}
-    for rec in doc["results"]:
-        by_case.setdefault(rec["case_id"], {})[item_key(rec["engine"], _check(rec))] = rec
-    cases, lazy = [], []
-    for info in doc["cases"]:
-        recs = by_case.get(info["id"], {})
-        slim = {e: {k: v for k, v in r.items() if k not in LAZY_FIELDS and k not in CASE_FIELDS_IN_RECORD}
-                for e, r in recs.items()}
-        cases.append({k: info.get(k) for k in ("id", "file", "line", "layer", "dtype", "seed", "input_shape",
-                                               "swept", "description", "stack")} | {"r": slim})
-        pics = pictures.get(info["id"], {})
-        lazy.append({
-            "yaml": case_yaml(info.get("source") or {}), "config": info.get("config"),
-            "e": {e: {"pics": pics.get(e), **{k: r.get(k) for k in LAZY_FIELDS}} for e, r in recs.items()},
-        })
-    baseline = doc.get("baseline")
-    meta = {k: doc.get(k)
-            for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
-    meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
-    meta["items"] = items(doc)
-    return {"meta": meta, "cases": cases}, lazy
 
 
 def _summary_html(doc: dict[str, Any]) -> str:
