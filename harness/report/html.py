@@ -10,6 +10,8 @@ from markupsafe import Markup  # jinja2's own dependency
 from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
+from .model_runs import unexpected as models_unexpected
+from .models_html import models_html
 from .page_data import items, page_data
 from .results_json import finite, unexpected
 
@@ -39,7 +41,9 @@ def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str
 
 def _summary_html(doc: dict[str, Any]) -> str:
     summary, engines = doc["summary"], doc["engines"]
-    bad = sum(unexpected(summary[e]) for e in engines)
+    models = doc.get("models") or []
+    bad_models = models_unexpected(models)
+    bad = sum(unexpected(summary[e]) for e in engines) + bad_models
     known = sum(summary[e].get("xfail", 0) for e in engines)
     xpass = sum(summary[e].get("xpass", 0) for e in engines)
     total = sum(summary[e]["total"] for e in engines)
@@ -48,16 +52,19 @@ def _summary_html(doc: dict[str, Any]) -> str:
     # With backward items a case has two items per engine: the counts are of (case, engine, check) items.
     backward = any((summary[e].get("backward") or {}).get("total") for e in engines)
     unit = "(case, engine, check) items" if backward else "(case, engine) pairs"
+    of_models = (f"{bad_models} of {len(models)} model entries fail or error" if bad_models
+                 else f"all {len(models)} model entries pass") if models else ""
     if bad or invalid:
-        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad} of {total} {unit} '
-                  f'fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
-                  + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text + '</div>')
+        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad - bad_models} of {total} '
+                  f'{unit} fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
+                  + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text
+                  + (f"; {of_models}" if of_models else "") + '</div>')
     else:
         passed = sum(summary[e]["pass"] for e in engines)
         other = sum(summary[e]["skip"] + summary[e]["rejected"] for e in engines)
         banner = (f'<div class="banner good" id="verdict-banner" data-bad="0">No unexpected failure: of {total} '
                   f'{unit} {passed} pass, {other} skip or are rejected by the framework with the '
-                  f'reason{known_text}</div>')
+                  f'reason{known_text}' + (f"; {of_models}" if of_models else "") + '</div>')
     cols = ("pass", "fail", "xfail", "skip", "rejected", "error") + (("xpass",) if xpass else ())
     head = "".join(f'<th class="num"><span class="pill v-{c}">{c}</span></th>' for c in cols)
     rows = []
@@ -104,6 +111,8 @@ def _summary_html(doc: dict[str, Any]) -> str:
             + (f"<div>Environment changes:<ul>{env_items}</ul></div>" if env_items else "")
             + "</div>")
     parts.append("</div></div>")
+    if models:
+        parts.append(models_html(models))
     return "".join(parts)
 
 

@@ -46,7 +46,7 @@ def test_exit_code_says_there_are_failures(report):
 
 def test_json_is_versioned_and_strict(report):
     doc = report["doc"]
-    assert doc["schema_version"] == "1.5", f"schema_version={doc['schema_version']}, but should be 1.5"
+    assert doc["schema_version"] == "1.6", f"schema_version={doc['schema_version']}, but should be 1.6"
     assert doc["engines"] == ["oracle", FLIP_NAME, ONLY_2D_NAME], f"engines={doc['engines']}"
     want = ["python", "-m", "harness", "report", str(report["cases"]), "--engine", "oracle", "--engine", FLIP]
     assert doc["command"][:len(want)] == want, f"command={doc['command']}, but should start with {want}"

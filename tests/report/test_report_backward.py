@@ -58,7 +58,7 @@ def decode(enc):
 def test_every_check_of_a_case_is_an_item_in_run_order(bw):
     doc = bw["doc"]
     assert bw["rc"] == 1, f"exit code={bw['rc']}, but should be 1 (the plug-in's gradients are wrong) {TAG}"
-    assert doc["schema_version"] == "1.5", f"schema_version={doc['schema_version']}, but should be 1.5"
+    assert doc["schema_version"] == "1.6", f"schema_version={doc['schema_version']}, but should be 1.6"
     got = [(r["case_id"], r["engine"], r["check"]) for r in doc["results"]]
     want = [(case, engine, check) for case, checks in (("bw-conv2d", BOTH), ("bw-dw1d-cf", BOTH), ("fw-only", BOTH[:1]))
             for check in checks for engine in ("oracle", BW)]
