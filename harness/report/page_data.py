@@ -5,8 +5,10 @@ one per case when it is opened (the lazy blob: the case as written, each item's 
 elements and the pattern sentence's data). Cut, each for a reason a reader would not miss:
 - fields the page never reads (the case's fields repeated in each record, the findings and decided_by that the
   message already renders, the engine and check that key the record) and empty values (null, "", [], {});
-- metric floats to 6 significant digits (the page shows 3), but for the ratio that decides (max_ratio) and the worst
-  element's values, shown at 9 digits by the page: those are kept as results.json has them;
+- metrics (a record's, each gradient tensor's) as a row of values in the order of meta's ``metric_keys`` (the
+  keys, repeated in every record, were half their bytes), their floats to 6 significant digits (the page shows 3),
+  but the ratio that decides (max_ratio) kept as results.json has it and the worst element's values at 9 digits
+  (as the page shows them); an item's time to 3; its outcome where it differs from its verdict (a known bug);
 - a ratio histogram's edges (the same for every item: once in meta) and its empty bins outside the filled span;
 - an item's worst elements, where it has no maps (pictures.budget_for: a pass far under its bound), as the metrics
   table shows its worst element; a pattern with no element over the bound (the page says "all within" from the
@@ -29,6 +31,9 @@ RECORD_FIELDS = ("verdict", "outcome", "message", "xfail", "tensor", "metrics", 
                  "gradients", "duration_s")
 LAZY_FIELDS = ("repro", "details")
 CASE_FIELDS = ("id", "file", "line", "layer", "dtype", "seed", "input_shape", "swept", "description", "stack")
+# A metrics row's columns (case.js reads `m.FIELD` of these alone; worst_bound is not shown).
+METRIC_KEYS = ("max_abs", "max_rel", "max_ratio", "n_over", "share_over", "worst_index", "worst_value",
+               "worst_oracle", "k", "u", "n_elements", "shape")
 KEPT_DIGITS = {"max_ratio": None, "worst_value": 9, "worst_oracle": 9}   # None: kept as results.json has it
 DIGITS = 6
 
@@ -64,11 +69,12 @@ def _short(value: Any, digits: int | None = DIGITS) -> Any:
     return float(f"{value:.{digits}g}")
 
 
-def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not m:
-        return m
-    return {k: ([_short(x) for x in v] if isinstance(v, list) else _short(v, KEPT_DIGITS.get(k, DIGITS)))
-            for k, v in m.items() if k != "worst_bound"}   # the page shows no worst_bound
+def _metrics(m: dict[str, Any]) -> list[Any]:
+    """A metrics object as a row of METRIC_KEYS (a key it lacks: null; trailing nulls left out)."""
+    row = [_short(m.get(k), KEPT_DIGITS.get(k, DIGITS)) for k in METRIC_KEYS]
+    while row and row[-1] is None:
+        row.pop()
+    return row
 
 
 def slim_record(rec: dict[str, Any]) -> dict[str, Any]:
@@ -78,8 +84,12 @@ def slim_record(rec: dict[str, Any]) -> dict[str, Any]:
         value: Any = rec.get(key)
         if _empty(value):
             continue
+        if key == "outcome" and value == rec.get("verdict"):
+            continue   # the page reads a missing outcome as the verdict
         if key == "metrics":
             value = _metrics(value)
+        elif key == "duration_s":
+            value = _short(value, 3)
         elif key == "gradients":
             value = {name: _metrics(m) for name, m in value.items()}
         elif key == "layer_ratios":
@@ -150,5 +160,6 @@ def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple
     meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
     meta["items"] = items(doc)
     meta["hist_edges"] = HIST_LOG10_EDGES
+    meta["metric_keys"] = METRIC_KEYS
     meta["near_bound"] = NEAR_BOUND
     return {"meta": meta, "cases": cases}, lazy

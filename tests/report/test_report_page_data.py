@@ -46,15 +46,21 @@ def test_compact_histogram_keeps_every_count(counts):
 def test_slim_record_drops_empties_and_shortens_floats_but_the_deciding_ratio():
     rec = {"verdict": "pass", "outcome": "pass", "message": "", "notes": [], "xfail": None, "engine": "keras",
            "findings": [], "repro": "python -m harness run x.yaml", "worst_elements": [{"ratio": 0.1}],
+           "duration_s": 0.0123456,
            "metrics": {"max_ratio": 0.123456789012, "max_abs": 1.23456789012e-7, "worst_value": 1.2345678901234,
                        "worst_bound": 3.0, "worst_index": [0, 1], "n_over": 0},
            "layer_ratios": [0.111111111111]}
     slim = page_data.slim_record(rec)
-    assert set(slim) == {"verdict", "outcome", "metrics", "layer_ratios"}, f"slim fields={sorted(slim)}"
-    m = slim["metrics"]
+    assert set(slim) == {"verdict", "metrics", "layer_ratios", "duration_s"}, \
+        f"slim fields={sorted(slim)}: the outcome equal to the verdict, empties and unread fields should be out"
+    m = dict(zip(page_data.METRIC_KEYS, slim["metrics"]))   # as report.js metricsOf reads the row back
     assert m["max_ratio"] == rec["metrics"]["max_ratio"], "the ratio that decides is kept exactly"
-    assert (m["max_abs"], m["worst_value"], slim["layer_ratios"]) == (1.23457e-7, 1.23456789, [0.111111]), m
-    assert "worst_bound" not in m and m["worst_index"] == [0, 1]
+    assert (m["max_abs"], m["worst_value"], slim["layer_ratios"], slim["duration_s"]) == \
+        (1.23457e-7, 1.23456789, [0.111111], 0.0123), f"metrics={m}"
+    assert m["worst_index"] == [0, 1] and m["n_over"] == 0 and m["max_rel"] is None and "worst_bound" not in m
+    assert len(slim["metrics"]) == page_data.METRIC_KEYS.index("worst_value") + 1, "trailing empty columns are left out"
+    known = page_data.slim_record({**rec, "verdict": "fail", "outcome": "xfail"})
+    assert known["outcome"] == "xfail", "an outcome other than the verdict (a known bug) is kept"
 
 
 def test_the_scripts_read_only_the_record_fields_the_page_keeps():
@@ -64,3 +70,6 @@ def test_the_scripts_read_only_the_record_fields_the_page_keeps():
     read = set(re.findall(r"\b(?:r|pick\(e\)|c\.r\[[^\]]+\])\.([a-z_]+)", text))
     missing = read - set(page_data.RECORD_FIELDS)
     assert read and not missing, f"the scripts read record fields {sorted(missing)} that page_data drops"
+    metrics = set(re.findall(r"\bm\.([a-z_]+)", text))
+    assert metrics and not metrics - set(page_data.METRIC_KEYS), \
+        f"the scripts read metrics {sorted(metrics - set(page_data.METRIC_KEYS))} that page_data drops"
