@@ -62,7 +62,8 @@ models-small: $(STAMP)
 models: $(STAMP)
 	$(call model-suites,$(MODELS_FULL),build/models-full)
 
-## make report: run the cases (CASES=path...) in every engine and write reports/ (BASELINE=old/results.json marks changes)
+## make report: run the cases (CASES=path...) in every engine and the files' `models:` entries (each model page under
+## reports/models/), and write reports/ (BASELINE=old/results.json marks changes)
 report: $(STAMP)
 	$(BIN)/python -m harness report $(CASES) $(if $(BASELINE),--baseline $(BASELINE))
 

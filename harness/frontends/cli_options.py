@@ -83,11 +83,11 @@ def suite_from(args: argparse.Namespace) -> Suite:
         print(f"invalid model entry: {error}", file=sys.stderr)
     selected = select_suite(suite, args.case, args.paths)
     command = getattr(args, "command", "run")
-    if selected.models and command not in ("validate", "run"):
-        # Only run and pytest diff a `models:` entry: any other command would leave it out and read as green.
-        print(f"note: {len(selected.models)} `models:` entries are diffed by `python -m harness run` and pytest, not "
-              f"by {command}", file=sys.stderr)
+    if selected.models and command not in ("validate", "run", "report"):
+        # Only run, report and pytest diff a `models:` entry: any other command would leave it out and read as green.
+        print(f"note: {len(selected.models)} `models:` entries are diffed by `python -m harness run`, `report` and "
+              f"pytest, not by {command}", file=sys.stderr)
         if not selected.cases and not selected.stacks:
             raise ValueError(f"{command}: the files hold only `models:` entries, which it does not judge: "
-                             "run them with `python -m harness run FILE` or pytest")
+                             "run them with `python -m harness run FILE`, `report FILE` or pytest")
     return selected

@@ -12,7 +12,7 @@ from ..cases import sharding
 from ..cases.selection import select_engines
 from ..diagnosis.diagnose import Diagnoser
 from ..report import baseline as baseline_mod
-from ..report import environment, html, merge, results_json
+from ..report import environment, html, merge, model_runs, results_json
 from ..report.collect import collect
 from ..report.write import write_all
 from .cli_options import exit_code, suite_from
@@ -55,35 +55,41 @@ def merge_command_line(args: argparse.Namespace) -> list[str]:
 
 
 def build(args: argparse.Namespace) -> tuple[dict, dict]:
-    """Run everything and return (results document, heatmap data); writes nothing."""
+    """Run everything and return (results document, heatmap data); writes nothing (no model page either)."""
     doc, pictures, _ = build_with_shard(args)
     return doc, pictures
 
 
-def build_with_shard(args: argparse.Namespace) -> tuple[dict, dict, dict | None]:
-    """build(), and with --shard the content of shard.json (else None)."""
+def build_with_shard(args: argparse.Namespace, staging: model_runs.Staging | None = None
+                     ) -> tuple[dict, dict, dict | None]:
+    """build(), and with --shard the content of shard.json (else None); the `models:` entries' pages and repros
+    go under ``staging`` where given (model_runs.run_entry)."""
     shard = sharding.parse(args.shard) if getattr(args, "shard", None) else None   # a typo fails before the run
     old = results_json.load(args.baseline) if args.baseline else None   # a bad baseline fails before the run
     engines = select_engines(args.engine)
     suite = suite_from(args)
-    cases, stacks, errors = suite.cases, suite.stacks, suite.errors
+    cases, stacks, errors, models = suite.cases, suite.stacks, suite.errors, suite.models
     selection = cases
     if shard is not None:
         cases, positions = sharding.select(selection, *shard)
-        # The stacks run in the first shard, after its cases (sharding's cost model prices one layer).
+        # The stacks and model entries run in the first shard, after its cases (sharding's cost model prices one
+        # layer).
         stacks = stacks if shard[0] == 1 else []
+        models = models if shard[0] == 1 else []
         positions = positions + [len(selection) + i for i in range(len(stacks))]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # Every failure's findings in its record; a stack's records beside the cases' (no heatmap: one per layer would
     # be), its culprit and every layer's error/bound in them.
     collected = collect([*cases, *stacks], engines, diagnoser=Diagnoser())
+    # Each model entry once, whatever the engines: the Keras model against its port (python -m harness diff).
+    model_records = model_runs.run_entries(models, staging, lambda said: print(said, file=sys.stderr))
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
     doc = results_json.document(
         cases=collected.cases, records=collected.records, engines=engines,
         invalid=[{"file": e.file, "case": e.case, "field": e.field, "message": e.message} for e in errors],
         environment=environment.capture(), created=created, paths=list(args.paths),
         command=command_line(args),
-        duration_s=collected.duration_s, baseline=section, coverage=coverage_table(cases))
+        duration_s=collected.duration_s, baseline=section, coverage=coverage_table(cases), models=model_records)
     side = None
     if shard is not None:
         side = merge.sidecar(index=shard[0], count=shard[1], selection=[*selection, *suite.stacks], positions=positions,
@@ -109,16 +115,28 @@ def _merged(args: argparse.Namespace) -> tuple[dict, dict, None]:
 def run(args: argparse.Namespace) -> int:
     """Run cases in every engine; write results.json and a self-contained index.html under --out."""
     start = time.perf_counter()
-    doc, pictures, side = _merged(args) if getattr(args, "merge", None) else build_with_shard(args)
     out = Path(args.out)
-    json_path, html_path = out / "results.json", out / "index.html"
-    files = {json_path: results_json.dumps(doc), html_path: html.render(doc, pictures)}
-    if side is not None:
-        files[out / merge.SIDECAR] = merge.sidecar_text(side)
-        print(f"shard {side['index']}/{side['count']}: {len(doc['cases'])} of {side['selection']['cases']} cases "
-              f"(estimated {side['estimated_s']:.1f} s)")
-    # Every text is complete in memory before any file is touched.
-    write_all(files)
+    # The model entries' pages and repros are written as they run, into a folder of --out that replaces models/
+    # only once everything else is written.
+    staging = None if getattr(args, "merge", None) else model_runs.Staging(out)
+    try:
+        if staging is None:
+            doc, pictures, side = _merged(args)
+        else:
+            doc, pictures, side = build_with_shard(args, staging)
+        json_path, html_path = out / "results.json", out / "index.html"
+        files = {json_path: results_json.dumps(doc), html_path: html.render(doc, pictures)}
+        if side is not None:
+            files[out / merge.SIDECAR] = merge.sidecar_text(side)
+            print(f"shard {side['index']}/{side['count']}: {len(doc['cases'])} of {side['selection']['cases']} "
+                  f"cases (estimated {side['estimated_s']:.1f} s)")
+        # Every text is complete in memory before any file is touched.
+        write_all(files)
+        if staging is not None:
+            staging.replace()
+    finally:
+        if staging is not None:
+            staging.discard()
     stale = out / merge.SIDECAR
     if side is None and stale.exists():   # a shard's sidecar beside a whole report would make it look like a shard
         stale.unlink()
@@ -136,6 +154,18 @@ def run(args: argparse.Namespace) -> int:
     if stacks:   # counted above with the cases: one record per (stack, engine)
         print(f"{'':>10}  of the items, {stacks * len(doc['engines'])} are of {stacks} stacks (each layer's "
               "error/bound in its record's layer_ratios; no heatmaps)")
+    models = doc.get("models") or []
+    bad += model_runs.unexpected(models)
+    if models:
+        counts = {v: sum(1 for m in models if m["verdict"] == v) for v in ("pass", "fail", "error")}
+        print(f"{'models':>10}: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error (each entry's "
+              f"page under {out / model_runs.MODELS_DIR})")
+        for m in models:
+            if m["verdict"] == "fail":
+                print(f"{'':>10}  {m['id']}: fail: {m['failed']} of {m['mapped']} mapped layers; first {m['culprit']}: "
+                      f"{m['cause']}")
+            elif m["verdict"] == "error":
+                print(f"{'':>10}  {m['id']}: error: {m['message']}")
     if doc["baseline"]:
         ch = doc["baseline"]["changed"]
         print(f"vs baseline {doc['baseline']['path']}: {ch['verdict']} verdict changes, {ch['ratio']} ratio changes, "

@@ -15,7 +15,7 @@ from ..engines import is_reference
 from ..judge.diagnoser import Diagnoser
 from ..judge.runner import Result, reference, run_one
 from ..judge.sequence import culprit_of
-from .pictures import engine_pictures, gradient_pictures
+from .pictures import budget_for, engine_pictures, gradient_pictures
 from .results_json import case_info, deciding_tensor, item_key, record
 
 
@@ -64,21 +64,25 @@ class Collected:
 def _forward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | None]:
     if result.output is None or result.bound is None or result.metrics is None:
         return None, None
+    budget = budget_for(result.verdict != "pass", result.metrics.max_ratio)
     return engine_pictures(result.output.y, reference(case).y, result.bound.bound, case.geometry.channels_first,
-                           failing=result.verdict != "pass")
+                           budget)
 
 
 def _backward_pictures(case: Case, result: Result) -> tuple[dict | None, dict | None]:
-    """Per gradient tensor judged, the pictures of |g_engine - g_oracle| / bound; the record's histogram, worst
-    elements and pattern are those of its deciding tensor (results_json.deciding_tensor)."""
+    """Per gradient tensor judged, its histogram, worst elements, pattern and (pictures.budget_for: a failing item's
+    tensors, a passing one's near its bound) the pictures of |g_engine - g_oracle| / bound; the record's histogram,
+    worst elements and pattern are those of its deciding tensor (results_json.deciding_tensor)."""
     got = (result.output.gradients or {}) if result.output is not None else {}
     tensors: dict[str, Any] = {}
     extras: dict[str, Any] = {}
     for name, (value, bound) in result.gradient_arrays.items():
         if name not in got:
             continue
-        extra, pics = gradient_pictures(name, got[name], value, bound, case.geometry.channels_first,
-                                        failing=result.verdict != "pass", layer=case.layer)
+        judged = result.gradient_metrics.get(name)
+        budget = budget_for(result.verdict != "pass", judged.max_ratio if judged is not None else None)
+        extra, pics = gradient_pictures(name, got[name], value, bound, case.geometry.channels_first, budget,
+                                        layer=case.layer)
         extras[name] = extra
         tensors[name] = {"pics": pics, **extra}
     if not tensors:

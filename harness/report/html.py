@@ -5,27 +5,21 @@ import json
 from html import escape
 from typing import Any
 
-import yaml
 from markupsafe import Markup  # jinja2's own dependency
 
 from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
-from .results_json import finite, item_key, unexpected
-
-# Record fields the page's matrix needs up front; the heavy ones load per case when it is opened.
-LAZY_FIELDS = ("worst_elements", "ratio_histogram", "details")
-CASE_FIELDS_IN_RECORD = ("case_id", "file", "layer", "dtype", "seed", "input_shape")
+from .model_runs import unexpected as models_unexpected
+from .models_html import models_html
+from .page_data import items, page_data
+from .results_json import finite, unexpected
 
 
 def embed(value: Any) -> str:
     """JSON that is safe inside <script>: no '<', '>' or '&' can end the element or start a comment."""
     text = json.dumps(finite(value), separators=(",", ":"), allow_nan=False, default=str)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-def case_yaml(source: dict[str, Any]) -> str:
-    return yaml.safe_dump(source, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip()
 
 
 def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -45,52 +39,11 @@ def _env_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str
     return out
 
 
-def _check(rec: dict[str, Any]) -> str:
-    return rec.get("check") or "forward"   # a record of schema 1.3 or older is a forward one
-
-
-def items(doc: dict[str, Any]) -> list[dict[str, str]]:
-    """The page's columns: per engine its forward item and, where the run has any, its backward item beside it
-    (``key``: results_json.item_key, which keys a case's records and pictures on the page)."""
-    backward = {r["engine"] for r in doc["results"] if _check(r) == "backward"}
-    out = []
-    for e in doc["engines"]:
-        out.append({"key": e, "engine": e, "check": "forward", "label": e})
-        if e in backward:
-            out.append({"key": item_key(e, "backward"), "engine": e, "check": "backward",
-                        "label": f"{e} \u00b7 backward"})
-    return out
-
-
-def page_data(doc: dict[str, Any], pictures: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
-    """(what the page parses at load, one lazily parsed blob per case); a case's records and pictures are keyed by
-    item (results_json.item_key: the engine, or "ENGINE:backward")."""
-    by_case: dict[str, dict[str, dict]] = {}
-    for rec in doc["results"]:
-        by_case.setdefault(rec["case_id"], {})[item_key(rec["engine"], _check(rec))] = rec
-    cases, lazy = [], []
-    for info in doc["cases"]:
-        recs = by_case.get(info["id"], {})
-        slim = {e: {k: v for k, v in r.items() if k not in LAZY_FIELDS and k not in CASE_FIELDS_IN_RECORD}
-                for e, r in recs.items()}
-        cases.append({k: info.get(k) for k in ("id", "file", "line", "layer", "dtype", "seed", "input_shape",
-                                               "swept", "description", "stack")} | {"r": slim})
-        pics = pictures.get(info["id"], {})
-        lazy.append({
-            "yaml": case_yaml(info.get("source") or {}), "config": info.get("config"),
-            "e": {e: {"pics": pics.get(e), **{k: r.get(k) for k in LAZY_FIELDS}} for e, r in recs.items()},
-        })
-    baseline = doc.get("baseline")
-    meta = {k: doc.get(k)
-            for k in ("created", "command", "paths", "duration_s", "schema_version", "engines", "reference")}
-    meta["baseline"] = ({k: v for k, v in baseline.items() if k != "environment"} if baseline else None)
-    meta["items"] = items(doc)
-    return {"meta": meta, "cases": cases}, lazy
-
-
 def _summary_html(doc: dict[str, Any]) -> str:
     summary, engines = doc["summary"], doc["engines"]
-    bad = sum(unexpected(summary[e]) for e in engines)
+    models = doc.get("models") or []
+    bad_models = models_unexpected(models)
+    bad = sum(unexpected(summary[e]) for e in engines) + bad_models
     known = sum(summary[e].get("xfail", 0) for e in engines)
     xpass = sum(summary[e].get("xpass", 0) for e in engines)
     total = sum(summary[e]["total"] for e in engines)
@@ -99,16 +52,19 @@ def _summary_html(doc: dict[str, Any]) -> str:
     # With backward items a case has two items per engine: the counts are of (case, engine, check) items.
     backward = any((summary[e].get("backward") or {}).get("total") for e in engines)
     unit = "(case, engine, check) items" if backward else "(case, engine) pairs"
+    of_models = (f"{bad_models} of {len(models)} model entries fail or error" if bad_models
+                 else f"all {len(models)} model entries pass") if models else ""
     if bad or invalid:
-        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad} of {total} {unit} '
-                  f'fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
-                  + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text + '</div>')
+        banner = (f'<div class="banner bad" id="verdict-banner" data-bad="{bad}">{bad - bad_models} of {total} '
+                  f'{unit} fail or error' + (f" ({xpass} of them known bugs that no longer fail)" if xpass else "")
+                  + (f", {len(invalid)} invalid case(s)" if invalid else "") + known_text
+                  + (f"; {of_models}" if of_models else "") + '</div>')
     else:
         passed = sum(summary[e]["pass"] for e in engines)
         other = sum(summary[e]["skip"] + summary[e]["rejected"] for e in engines)
         banner = (f'<div class="banner good" id="verdict-banner" data-bad="0">No unexpected failure: of {total} '
                   f'{unit} {passed} pass, {other} skip or are rejected by the framework with the '
-                  f'reason{known_text}</div>')
+                  f'reason{known_text}' + (f"; {of_models}" if of_models else "") + '</div>')
     cols = ("pass", "fail", "xfail", "skip", "rejected", "error") + (("xpass",) if xpass else ())
     head = "".join(f'<th class="num"><span class="pill v-{c}">{c}</span></th>' for c in cols)
     rows = []
@@ -155,6 +111,8 @@ def _summary_html(doc: dict[str, Any]) -> str:
             + (f"<div>Environment changes:<ul>{env_items}</ul></div>" if env_items else "")
             + "</div>")
     parts.append("</div></div>")
+    if models:
+        parts.append(models_html(models))
     return "".join(parts)
 
 

@@ -136,5 +136,7 @@ def merge(paths: list[str], command: list[str], baseline_path: str | None = None
         environment=first["environment"], created=min(str(d.get("created")) for _, d, _ in loaded),
         paths=first["paths"], command=command,
         duration_s=sum(float(d.get("duration_s") or 0.0) for _, d, _ in loaded), baseline=section,
-        coverage=first_side["coverage"])
+        coverage=first_side["coverage"],
+        # the model entries ran in the first shard (their pages and repros are in its folder)
+        models=[m for _, d, _ in loaded for m in d.get("models") or []])
     return doc, pictures, warnings

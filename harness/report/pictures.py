@@ -30,6 +30,20 @@ class Budget:
 
 FAILING = Budget(worst_channels=4, side_2d=64, side_1d=512, all_cells=32768)
 PASSING = Budget(worst_channels=2, side_2d=16, side_1d=128, all_cells=1024)
+# A pass is drawn only when it used at least this share of its error budget. The bound is a rigorous worst case:
+# a correct engine's error is far under it (the shipped suite's passes use under half of it), so one at half its
+# budget is the pass a change of kernel path or CPU may push over, the one a reader would look at; the maps of
+# every other pass (most of a page's bytes) would show a uniform pale field. Its ratio, histogram and worst
+# element are kept (results.json holds its worst elements and pattern in full).
+NEAR_BOUND = 0.5
+
+
+def budget_for(failing: bool, max_ratio: float | None) -> Budget | None:
+    """The picture budget of an item (or of one gradient tensor): FAILING for an item that fails (a known bug
+    included), PASSING for a pass at NEAR_BOUND or more of its budget, None (no maps) for every other pass."""
+    if failing:
+        return FAILING
+    return PASSING if max_ratio is not None and max_ratio >= NEAR_BOUND else None
 
 
 def _channels_to_front(a: np.ndarray, channels_first: bool) -> np.ndarray:
@@ -147,9 +161,9 @@ def _top_of(flat: np.ndarray, k: int) -> np.ndarray:
 
 
 def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | LazyArray, channels_first: bool,
-                    failing: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(data for the results file: histogram, worst elements, pattern; heatmaps for the page)."""
-    budget = FAILING if failing else PASSING
+                    budget: Budget | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(data for the results file: histogram, worst elements, pattern; heatmaps for the page within ``budget``,
+    None where it is None: budget_for)."""
     n = y.shape[0]
     per_sample = max(1, int(np.prod(y.shape[1:])))
     step = max(1, CHUNK_ELEMENTS // per_sample)
@@ -176,6 +190,21 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | Laz
         ratio_max = rmax if ratio_max is None else np.maximum(ratio_max, rmax)
         over_any = omax if over_any is None else over_any | omax
     assert err_max is not None and ratio_max is not None and over_any is not None and hist is not None
+    worst = _worst(top, y, y_oracle, bound)
+    c = ratio_max.shape[0]
+    spatial_shape = tuple(y.shape[2:] if channels_first else y.shape[1:-1])
+    over_hw = np.asarray(over_any.any(axis=0))
+    if len(spatial_shape) > 2:
+        over_hw = over_hw.reshape(spatial_shape)   # the border of the layer's own grid, not of the folded picture
+    pattern = _pattern(np.asarray(over_any.reshape(c, -1).any(axis=1)), over_hw, n_over, int(y.size))
+    extra = {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}
+    if budget is None:
+        return extra, None
+    return extra, _maps(err_max, ratio_max, worst, spatial_shape, int(n), channels_first, budget)
+
+
+def _worst(top: list[tuple[float, int]], y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | LazyArray
+           ) -> list[dict[str, Any]]:
     worst: list[dict[str, Any]] = []
     for value, flat_i in top:
         idx = np.unravel_index(flat_i, y.shape)
@@ -183,8 +212,13 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | Laz
         ye = float(np.asarray(y[idx], dtype=np.float64))
         worst.append({"index": [int(i) for i in idx], "value": ye, "oracle": yo, "abs_err": abs(ye - yo),
                       "bound": float(bound[idx]), "ratio": value})
+    return worst
+
+
+def _maps(err_max: np.ndarray, ratio_max: np.ndarray, worst: list[dict[str, Any]], spatial_shape: tuple[int, ...],
+          n: int, channels_first: bool, budget: Budget) -> dict[str, Any]:
+    """The heatmaps of one output (C, H, W maxima over the batch) within ``budget``."""
     c, h, w = ratio_max.shape
-    spatial_shape = tuple(y.shape[2:] if channels_first else y.shape[1:-1])
     per_channel = ratio_max.reshape(c, -1).max(axis=1)
     order = sorted(range(c), key=lambda i: (-per_channel[i], i))
     side_h, side_w = (1, budget.side_1d) if h == 1 else (budget.side_2d, budget.side_2d)
@@ -212,11 +246,7 @@ def engine_pictures(y: np.ndarray, y_oracle: np.ndarray, bound: np.ndarray | Laz
         spatial = wi[2:] if channels_first else wi[1:-1]
         pictures["worst_at"] = {"channel": int(ch), "pos": [0, int(spatial[0])] if len(spatial) == 1 else
                                 [int(np.ravel_multi_index(spatial[:-1], spatial_shape[:-1])), int(spatial[-1])]}
-    over_hw = np.asarray(over_any.any(axis=0))
-    if len(spatial_shape) > 2:
-        over_hw = over_hw.reshape(spatial_shape)   # the border of the layer's own grid, not of the folded picture
-    pattern = _pattern(np.asarray(over_any.reshape(c, -1).any(axis=1)), over_hw, n_over, int(y.size))
-    return {"ratio_histogram": hist, "worst_elements": worst, "pattern": pattern}, pictures
+    return pictures
 
 
 # ---- gradient tensors (the backward check): each drawn with the same maps, in a 2-D view that fits it
@@ -244,19 +274,21 @@ def gradient_view(name: str, shape: tuple[int, ...], channels_first: bool, layer
 
 
 def gradient_pictures(name: str, g: np.ndarray, g_oracle: np.ndarray, bound: np.ndarray, channels_first: bool,
-                      failing: bool, layer: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+                      budget: Budget | None, layer: str = "") -> tuple[dict[str, Any], dict[str, Any] | None]:
     """engine_pictures of one gradient tensor in its gradient_view; worst-element indices are the tensor's own
-    (Keras layout for kernels), the pictures carry the view's labels as ``view``."""
+    (Keras layout for kernels), the pictures carry the view's labels as ``view`` (None: no maps, as there)."""
     shape = tuple(np.shape(g_oracle))
     view, cf, labels = gradient_view(name, shape, channels_first, layer)
     bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), shape)
     extra, pics = engine_pictures(np.asarray(g).reshape(view), np.asarray(g_oracle).reshape(view),
-                                  bound.reshape(view), cf, failing)
+                                  bound.reshape(view), cf, budget)
     for w in extra["worst_elements"]:   # the same flat (C-order) index, in the tensor's own shape
         flat = int(np.ravel_multi_index(tuple(w["index"]), view))
         w["index"] = [int(i) for i in np.unravel_index(flat, shape)]
     if not labels["border"]:
         extra["pattern"]["border_only"] = False   # a kernel or bias has no padding border
+    if pics is None:
+        return extra, None
     pics["view"] = labels
     pics["shape"] = [int(s) for s in shape]
     return extra, pics

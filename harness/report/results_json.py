@@ -15,7 +15,7 @@ from ..judge.runner import VERDICTS, Result, outcome
 from ..reference.agreement import SAFETY
 
 # MAJOR.MINOR: a reader of major M reads every M.x file; MINOR grows when fields are only added.
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 TOLERANCE_MODEL = (
     "An engine agrees with the float64 NumPy oracle when every output element satisfies "
     "|y_engine - y_oracle| <= c * ((gamma_K(u_e) + gamma_K(u_64)) * G + a * (u_e + u_64) * |y_oracle| "
@@ -159,7 +159,7 @@ def summary(records: list[dict[str, Any]], engines: list[str]) -> dict[str, dict
 def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engines: list[str],
              invalid: list[dict[str, Any]], environment: dict[str, Any], created: str, paths: list[str],
              command: list[str], duration_s: float, baseline: dict[str, Any] | None,
-             coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+             coverage: dict[str, Any] | None = None, models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "generator": "conv-equivalence-harness report",
@@ -177,6 +177,7 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
         "results": records,
         "baseline": baseline,
         "coverage": coverage,  # since 1.1: harness.audit.coverage.coverage_table of this run's cases
+        "models": models or [],  # since 1.6: the `models:` entries, harness.report.model_runs.record each
     }
 
 

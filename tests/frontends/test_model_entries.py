@@ -1,5 +1,6 @@
 """A case file's `models:` entries: validated with the file, the case and the field named; diffed by pytest and `run`
-(a broken port fails its item with the culprit's line); refused by the commands that do not judge them."""
+(a broken port fails its item with the culprit's line) and by `report` (tests/report/test_report_models.py); refused
+by the commands that do not judge them."""
 from __future__ import annotations
 
 import os
@@ -44,9 +45,10 @@ def test_validate_names_file_entry_and_field(tmp_path: Path) -> None:
     assert "models.yaml::typo: input_sise: unknown key; did you mean 'input_size'?" in done.stderr
 
 
-def test_report_refuses_a_file_of_models_alone(tmp_path: Path) -> None:
+def test_scoreboard_refuses_a_file_of_models_alone(tmp_path: Path) -> None:
+    # `report` runs them (tests/report/test_report_models.py); the scoreboard does not judge them
     f = _write(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "harness", "report", str(f), "--engine", "oracle"],
+    done = subprocess.run([sys.executable, "-m", "harness", "scoreboard", str(f), "--engine", "oracle"],
                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "only `models:` entries" in done.stderr, done.stderr
 

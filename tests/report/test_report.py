@@ -46,7 +46,7 @@ def test_exit_code_says_there_are_failures(report):
 
 def test_json_is_versioned_and_strict(report):
     doc = report["doc"]
-    assert doc["schema_version"] == "1.5", f"schema_version={doc['schema_version']}, but should be 1.5"
+    assert doc["schema_version"] == "1.6", f"schema_version={doc['schema_version']}, but should be 1.6"
     assert doc["engines"] == ["oracle", FLIP_NAME, ONLY_2D_NAME], f"engines={doc['engines']}"
     want = ["python", "-m", "harness", "report", str(report["cases"]), "--engine", "oracle", "--engine", FLIP]
     assert doc["command"][:len(want)] == want, f"command={doc['command']}, but should start with {want}"
@@ -259,7 +259,7 @@ def test_border_error_in_one_channel_is_described_and_survives_downsampling():
     y = y_o.copy()
     y[0, 0, :, 1] = 2.0          # top row of channel 1 only
     y[0, 77, 35, 2] = 0.5        # one interior element of channel 2, under the bound
-    extra, pics = pictures.engine_pictures(y.astype(np.float32), y_o, np.ones_like(y_o), False, failing=True)
+    extra, pics = pictures.engine_pictures(y.astype(np.float32), y_o, np.ones_like(y_o), False, pictures.FAILING)
     p = extra["pattern"]
     assert (p["n_over"], p["channels_over"], p["border_only"]) == (70, [1], True), f"pattern={p}"
     assert pics["worst"]["channels"][0] == 1 and pics["worst"]["cell"] == [3, 2] and pics["worst"]["shape"] == [44, 35], \

@@ -88,6 +88,23 @@ def test_page_loads_shows_summary_and_draws_failing_heatmap(built, tmp_path):
     assert "are over the bound, in 6 of 6 output channels" in pics[1], "the failure pattern sentence is missing"
 
 
+def test_a_pass_far_under_its_bound_shows_its_histogram_without_maps(built, tmp_path):
+    r = next(r for r in built["doc"]["results"] if (r["case_id"], r["engine"]) == ("wide", ONLY_2D.split("=")[0]))
+    assert r["verdict"] == "pass" and float(r["metrics"]["max_ratio"]) < 0.5, f"wide [report-2d]: {r['verdict']}"
+    dom = chromium(case_url(built["page"], "wide", ONLY_2D.split("=")[0]), tmp_path / "profile",
+                   "--virtual-time-budget=5000", "--dump-dom")
+    attrs = html_attrs(dom)
+    assert attrs.get("data-state") == "ready" and "data-error" not in attrs, f"page error={attrs.get('data-error')}"
+    body = dom.split('class="case-detail" data-case="wide"', 1)[1].split('class="mrow case-row', 1)[0]
+    pics = body.split(f'<div class="pics" data-engine="{ONLY_2D.split("=")[0]}">', 1)
+    assert len(pics) == 2, "the passing item's tab was not the one opened by the URL"
+    shown = pics[1].split("</button>")[0]
+    drawn = len(re.findall(r'<canvas[^>]*class="map"[^>]*data-drawn="1"', shown))
+    assert drawn == 1, f"drawn canvases of a pass far under its bound={drawn}, but should be 1 (its histogram)"
+    assert "All 720 elements are within the bound" in shown and 'class="small nomaps"' in shown, \
+        "the pass should say all elements are within the bound and why it has no maps"
+
+
 def test_screenshot_of_a_failing_case(built, tmp_path):
     shot = ROOT / "reports" / "screenshot.png"
     shot.parent.mkdir(exist_ok=True)

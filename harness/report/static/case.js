@@ -35,7 +35,8 @@ function renderCase(i, key) {
   }
   box.appendChild(el("h3", {text: "Metrics against the float64 oracle (on every element, never downsampled)"}));
   box.appendChild(metricsTable(c));
-  const withPics = ITEMS.filter(it => L.e[it.key] && L.e[it.key].pics).map(it => it.key);
+  // a tab per item compared element by element: its maps where drawn (page_data), else its histogram
+  const withPics = ITEMS.filter(it => L.e[it.key] && (L.e[it.key].pics || L.e[it.key].ratio_histogram)).map(it => it.key);
   if (withPics.length) {
     const current = withPics.includes(key) ? key : withPics[0];
     const tabs = el("div", {class: "tabs"});
@@ -67,7 +68,7 @@ function renderCase(i, key) {
        el("h3", {text: "Input"}), el("div", {class: "mono", text: shape(c.input_shape) + " " + c.dtype + ", seed " + c.seed})),
     el("div", null, el("h3", {text: "Shapes and parameters, each engine in its own layout"}), shapesTable(c))));
   box.appendChild(el("h3", {text: "Repro"}));
-  box.appendChild(el("pre", {text: ITEMS.filter(it => c.r[it.key]).map(it => c.r[it.key].repro).join("\n")}));
+  box.appendChild(el("pre", {text: ITEMS.filter(it => L.e[it.key] && L.e[it.key].repro).map(it => L.e[it.key].repro).join("\n")}));
   for (const it of ITEMS) {
     const det = L.e[it.key] && L.e[it.key].details;
     if (det) box.appendChild(el("details", null, el("summary", {text: it.label + ": traceback"}), el("pre", {text: det})));
@@ -278,7 +279,17 @@ function channelBars(P) {
     text: "max error/bound per " + (viewOf(P).channel || "channel") + " (log scale; dashed: the bound)"}), cv);
 }
 
+function histOf(H) {
+  // page_data.compact_histogram: the edges once in meta, the counts of the filled span from bin H.from on
+  if (H.log10_edges) return H;
+  const E = DATA.meta.hist_edges, counts = new Array(E.length - 1).fill(0);
+  H.counts.forEach((n, j) => { counts[H.from + j] = n; });
+  return {log10_edges: E, counts: counts, zero: H.zero || 0, below: H.below || 0, above: H.above || 0,
+          nonfinite: H.nonfinite || 0};
+}
+function allWithin(n) { return {n_over: 0, size: n}; }   // page_data drops a pattern with no element over the bound
 function histogram(H, n) {
+  H = histOf(H);
   const E = H.log10_edges, counts = H.counts, bins = [];
   if (H.zero) bins.push({label: "0", n: H.zero, v: 0});
   if (H.below) bins.push({label: "<1e" + E[0], n: H.below, v: Math.pow(10, E[0] - 1)});
@@ -325,8 +336,25 @@ function worstTable(rows) {
 }
 
 function renderItemPics(c, key, L) {
-  // a forward item: the output's pictures; a backward item: a picker of its gradient tensors
-  return L.pics.tensors ? renderGradients(c, key, L) : renderPics(c, key, L);
+  // a forward item: the output's pictures (or, a pass far under its bound, its histogram); a backward item: a picker
+  // of its gradient tensors
+  return L.pics && L.pics.tensors ? renderGradients(c, key, L) : L.pics ? renderPics(c, key, L) : renderPlain(c, key, L);
+}
+function noMaps(maxRatio) {
+  return el("div", {class: "small nomaps", text: "No maps: this pass used " + fmt(maxRatio) + " of its error budget; maps are "
+    + "drawn for fails, known bugs and passes at " + DATA.meta.near_bound + " of the budget or more. Its worst element is in "
+    + "the metrics table, its five worst and the error pattern in results.json."});
+}
+function plainBody(box, pattern, maxRatio, V, hist, n) {
+  box.appendChild(el("div", {class: "pattern" + (pattern.n_over ? " warn" : ""), text: patternText(pattern, maxRatio, V)}));
+  box.appendChild(noMaps(maxRatio));
+  if (hist) box.appendChild(el("div", {class: "cols", style: "margin-top:12px"}, histogram(hist, n)));
+}
+function renderPlain(c, key, L) {
+  const r = c.r[key], it = itemOf(key), n = r.metrics ? r.metrics.n_elements : "?";
+  const box = el("div", {class: "pics", "data-engine": it.engine});
+  plainBody(box, L.pattern || allWithin(n), ratioOf(r), OUTPUT_VIEW, L.ratio_histogram, n);
+  return box;
 }
 function renderPics(c, key, L) {
   const P = L.pics, r = c.r[key], it = itemOf(key);
@@ -338,8 +366,8 @@ function renderPics(c, key, L) {
       + (P.rank === 1 ? gw + "-long sequence" : P.spatial && P.spatial.length > 2 ? P.spatial.join("\u00d7")
          + " grid (drawn as " + gh + "\u00d7" + gw + ")" : gh + "\u00d7" + gw + " grid") + "; each map shows the maximum over the batch of " + P.batch + down
       + ". The magenta box marks the worst element. Hover a map for values.";
-  picsBody(box, P, r.pattern, ratioOf(r), text, r.ratio_histogram || L.ratio_histogram,
-           r.metrics ? r.metrics.n_elements : "?", L.worst_elements);
+  const n = r.metrics ? r.metrics.n_elements : "?";
+  picsBody(box, P, L.pattern || allWithin(n), ratioOf(r), text, L.ratio_histogram, n, L.worst_elements);
   return box;
 }
 function picsBody(box, P, pattern, maxRatio, text, hist, n, worst) {
@@ -422,8 +450,15 @@ function gradientTable(grads, decided) {
   return t;
 }
 function tensorPics(name, T, m) {
+  const box = el("div", {class: "tensor-pics", "data-tensor": name}), n = m ? m.n_elements : "?";
+  if (!T.pics) {   // a passing tensor far under its bound: its sentence and histogram
+    const V = {tensor: "d" + name, channel: null, positions: null, border: false};
+    box.appendChild(el("h3", {text: "d" + name + ": max error/bound " + fmt(m ? m.max_ratio : null)
+      + (m ? ", max |diff| " + fmt(m.max_abs) : "")}));
+    plainBody(box, T.pattern || allWithin(n), m ? num(m.max_ratio) : null, V, T.ratio_histogram, n);
+    return box;
+  }
   const P = T.pics, V = viewOf(P), [gh, gw] = P.grid;
-  const box = el("div", {class: "tensor-pics", "data-tensor": name});
   const down = P.worst.cell[0] * P.worst.cell[1] > 1 ? "; downsampled for the picture: 1 cell = max of "
     + P.worst.cell.join("\u00d7") + " elements" : "";
   const text = name === "x"
@@ -436,9 +471,8 @@ function tensorPics(name, T, m) {
       : V.tensor + " " + shape(P.shape) + ": its " + gw + " elements in one strip";
   box.appendChild(el("h3", {text: V.tensor + ": max error/bound " + fmt(m ? m.max_ratio : null)
     + (m ? ", max |diff| " + fmt(m.max_abs) : "")}));
-  picsBody(box, P, T.pattern, m ? num(m.max_ratio) : null, text + down
-    + ". The magenta box marks the worst element. Hover a map for values.", T.ratio_histogram,
-    m ? m.n_elements : "?", T.worst_elements);
+  picsBody(box, P, T.pattern || allWithin(n), m ? num(m.max_ratio) : null, text + down
+    + ". The magenta box marks the worst element. Hover a map for values.", T.ratio_histogram, n, T.worst_elements);
   return box;
 }
 function mapsOfQ(set, P, q) {
