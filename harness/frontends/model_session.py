@@ -114,35 +114,52 @@ def transfer(nodes: Sequence[KerasNode], module: Any, x: np.ndarray, torch_first
              overrides: Mapping[str, Sequence[str]]) -> list[str]:
     """Copy the Keras weights into the mapped torch modules (the harness's converters), given the Keras model's
     capture; the pairs it filled."""
-    import torch
 
-    calls, _ = capture_torch(module, streams.channels_first(x) if torch_first else x)
+    xt = streams.channels_first(x) if torch_first else x
+    calls, _ = capture_torch(module, xt)
     mapping = align(nodes, calls, overrides)
-    said = []
+    said: list[str] = []
+    # A layer after a Flatten learns the port's flatten order from the port's values (every order has one shape),
+    # which mean something only once the layers before it carry the Keras weights: those go first, then the port
+    # runs again and the rest is read from that run (read from the first, the order was a coin toss per process).
+    deferred = []
     for pair in mapping.pairs:
-        span = split(pair)
-        flat = flat_origin(pair.unit.head, nodes)
-        flat_spatial = None
-        if flat is not None:
-            layout = streams.match(pair.unit.head.inputs[0], span.body[0].inputs[0], torch_first, flat)
-            flat_spatial = tuple(flat[1:]) if layout is not None and layout.name.startswith("flattened") else None
-        for call, want in zip(span.body, expected_params(pair.unit, flat_spatial)):
-            for name, value in want.items():
-                current = getattr(call.module, name, None)
-                if current is None:   # a bias the module lacks: the diff names it (config: missing_bias)
-                    continue
-                if tuple(current.shape) != value.shape and current.numel() == value.size \
-                        and all(d == 1 for d in value.shape[2:]):
-                    value = value.reshape(tuple(current.shape))   # a 1x1 conv's kernel into a Linear
-                if tuple(current.shape) != value.shape:
-                    raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
-                                     f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")
-                with torch.no_grad():
-                    current.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(current.dtype))
-        said.append(f"{pair.unit.name} -> {', '.join(c.path for c in span.body)}")
+        if flat_origin(pair.unit.head, nodes) is not None:
+            deferred.append(pair)
+        else:
+            said.append(_carry(pair, None))
+    if deferred:
+        again, _ = capture_torch(module, xt)
+        for pair in deferred:
+            flat = flat_origin(pair.unit.head, nodes)
+            assert flat is not None
+            index = split(pair).body[0].index   # the same modules run in the same order
+            first = next(c for c in again if c.index == index)
+            layout = streams.match(pair.unit.head.inputs[0], first.inputs[0], torch_first, flat)
+            named = layout is not None and layout.name.startswith("flattened")
+            said.append(_carry(pair, tuple(flat[1:]) if named else None))
     return said
 
 
+def _carry(pair: Any, flat_spatial: tuple[int, ...] | None) -> str:
+    """One pair's Keras weights copied into its torch modules; ValueError naming both where a shape cannot hold."""
+    import torch
+
+    span = split(pair)
+    for call, want in zip(span.body, expected_params(pair.unit, flat_spatial)):
+        for name, value in want.items():
+            current = getattr(call.module, name, None)
+            if current is None:   # a bias the module lacks: the diff names it (config: missing_bias)
+                continue
+            if tuple(current.shape) != value.shape and current.numel() == value.size \
+                    and all(d == 1 for d in value.shape[2:]):
+                value = value.reshape(tuple(current.shape))   # a 1x1 conv's kernel into a Linear
+            if tuple(current.shape) != value.shape:
+                raise ValueError(f"--transfer-weights: Keras layer {pair.unit.name!r} gives {name} "
+                                 f"{list(value.shape)}, torch module {call.path!r} holds {list(current.shape)}")
+            with torch.no_grad():
+                current.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(current.dtype))
+    return f"{pair.unit.name} -> {', '.join(c.path for c in span.body)}"
 
 
 def write_repros(result: DiffResult, folder: str) -> list[str]:

@@ -192,3 +192,30 @@ def test_map_overrides_a_pair_and_names_what_it_cannot_find() -> None:
         api.diff(model, port, _input("mobilenet_v2"), overrides={"block_99": ["blocks.4.expand"]})
     with pytest.raises(ValueError, match="no torch module of that name"):
         api.diff(model, port, _input("mobilenet_v2"), overrides={"block_4_expand": ["blocks.99"]})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transfer_reads_the_flatten_order_after_carrying_the_layers_before_it(seed: int) -> None:
+    """--transfer-weights into a freshly built port: the Dense after small_net's Flatten (6 x 6 x 6: every order has
+    one shape) gets its rows in the port's flatten order, read from the port's values once the layers before it
+    carry the Keras weights. Read from the untransferred port, the order depended on its random init (the same
+    entry passed or failed from one process to the next)."""
+    import torch
+
+    from harness.frontends.model_session import transfer
+    from harness.keras_layer import import_keras
+    from harness.models import streams
+    from harness.models.capture import capture_keras, capture_torch
+    from harness.models.diff import diff_captured
+
+    ports = _ports()
+    model, x = _keras("small_net"), _input("small_net")
+    torch.manual_seed(seed)
+    port = ports.PORTS["small_net"].Port(ports.TEST_SIZES["small_net"]).eval()
+    nodes = capture_keras(import_keras(), model, x)
+    transfer(nodes, port, x, True, {})
+    calls, out = capture_torch(port, streams.channels_first(x))
+    result = diff_captured(nodes, calls, out, True)
+    dense = next(d for d in result.layers if d.name == "dense")
+    assert result.passed, [(d.name, d.cause) for d in result.failed]
+    assert dense.verdict == "pass" and dense.layout.startswith("flattened"), (dense.verdict, dense.layout)
