@@ -61,6 +61,7 @@ def model_from_entry(shown: str, folder: Path, entry: Any, label: str) -> ModelE
 
     if not isinstance(entry, dict):
         raise fail(None, f"a model entry is a mapping, got {type(entry).__name__}")
+    line = entry.get("__line__")
     entry = {k: v for k, v in entry.items() if k != "__line__"}
     for key in entry:
         if key not in MODEL_KEYS:
@@ -100,7 +101,8 @@ def model_from_entry(shown: str, folder: Path, entry: Any, label: str) -> ModelE
             ints[key] = value
     return ModelEntry(id=entry["id"], file=shown, keras=keras, port=port, torch_weights=weights,
                       transfer_weights=transfer, overrides=overrides, input_size=ints.get("input_size"),
-                      seed=ints.get("seed", 0), image=image, batch=ints.get("batch", 1), torch_layout=layout)
+                      seed=ints.get("seed", 0), image=image, batch=ints.get("batch", 1), torch_layout=layout,
+                      line=line if isinstance(line, int) else None)
 
 
 def _string(entry: dict[str, Any], key: str, fail: Any) -> str:

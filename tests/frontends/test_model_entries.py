@@ -65,3 +65,14 @@ def test_pytest_diffs_each_entry(tmp_path: Path) -> None:
     assert "3 failed, 1 passed" in out, out[-3000:]
     assert "FAIL (culprit) Conv1_relu" in out and "nn.ReLU6()" in out, out[-3000:]
     assert "invalid case: models.yaml::missing: port: no such file" in out, out[-3000:]
+
+
+def test_a_model_entry_knows_its_line(tmp_path) -> None:
+    """The entry's line reaches the ModelEntry (results.json's models records and messages name it)."""
+    from harness.cases.suite import load_suite_file
+
+    path = tmp_path / "m.yaml"
+    path.write_text("# a comment\nmodels:\n  - id: first\n    keras: mobilenet_v2\n    port: pkg.mod:make\n"
+                    "  - id: second\n    keras: mobilenet_v2\n    port: pkg.mod:make\n")
+    lines = [m.line for m in load_suite_file(str(path)).models]
+    assert lines == [3, 6], f"lines={lines}, but should be [3, 6]"
