@@ -12,9 +12,10 @@ from ..cases import sharding
 from ..cases.selection import select_engines
 from ..diagnosis.diagnose import Diagnoser
 from ..report import baseline as baseline_mod
-from ..report import environment, html, merge, model_runs, results_json
+from ..report import environment, html, merge, models_html, results_json
 from ..report.collect import collect
 from ..report.write import write_all
+from . import report_models
 from .cli_options import exit_code, suite_from
 
 
@@ -60,10 +61,10 @@ def build(args: argparse.Namespace) -> tuple[dict, dict]:
     return doc, pictures
 
 
-def build_with_shard(args: argparse.Namespace, staging: model_runs.Staging | None = None
+def build_with_shard(args: argparse.Namespace, staging: report_models.Staging | None = None
                      ) -> tuple[dict, dict, dict | None]:
     """build(), and with --shard the content of shard.json (else None); the `models:` entries' pages and repros
-    go under ``staging`` where given (model_runs.run_entry)."""
+    go under ``staging`` where given (report_models.run_entry)."""
     shard = sharding.parse(args.shard) if getattr(args, "shard", None) else None   # a typo fails before the run
     old = results_json.load(args.baseline) if args.baseline else None   # a bad baseline fails before the run
     engines = select_engines(args.engine)
@@ -82,7 +83,7 @@ def build_with_shard(args: argparse.Namespace, staging: model_runs.Staging | Non
     # be), its culprit and every layer's error/bound in them.
     collected = collect([*cases, *stacks], engines, diagnoser=Diagnoser())
     # Each model entry once, whatever the engines: the Keras model against its port (python -m harness diff).
-    model_records = model_runs.run_entries(models, staging, lambda said: print(said, file=sys.stderr))
+    model_records = report_models.run_entries(models, staging, lambda said: print(said, file=sys.stderr))
     section = baseline_mod.compare(collected.records, old, args.baseline) if old is not None else None
     doc = results_json.document(
         cases=collected.cases, records=collected.records, engines=engines,
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     # The model entries' pages and repros are written as they run, into a folder of --out that replaces models/
     # only once everything else is written.
-    staging = None if getattr(args, "merge", None) else model_runs.Staging(out)
+    staging = None if getattr(args, "merge", None) else report_models.Staging(out)
     try:
         if staging is None:
             doc, pictures, side = _merged(args)
@@ -155,11 +156,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'':>10}  of the items, {stacks * len(doc['engines'])} are of {stacks} stacks (each layer's "
               "error/bound in its record's layer_ratios; no heatmaps)")
     models = doc.get("models") or []
-    bad += model_runs.unexpected(models)
+    bad += models_html.unexpected(models)
     if models:
         counts = {v: sum(1 for m in models if m["verdict"] == v) for v in ("pass", "fail", "error")}
         print(f"{'models':>10}: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error (each entry's "
-              f"page under {out / model_runs.MODELS_DIR})")
+              f"page under {out / report_models.MODELS_DIR})")
         for m in models:
             if m["verdict"] == "fail":
                 print(f"{'':>10}  {m['id']}: fail: {m['failed']} of {m['mapped']} mapped layers; first {m['culprit']}: "

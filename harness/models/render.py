@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 
 from ..reference.agreement import format_ratio
 from .diff import DiffResult, LayerDiff
@@ -42,15 +43,21 @@ def _row(d: LayerDiff) -> str:
             f"drift {'-' if d.drift is None else f'{d.drift:.2g}'}{extra}")
 
 
-def render_html(result: DiffResult, model: str, port: str) -> str:
+def render_html(result: DiffResult, model: str, port: str, repros: Mapping[str, Sequence[str]] | None = None) -> str:
     """The model page: layers in order with their module, verdict, ratios (isolated, Keras), the stream's drift;
-    the culprit highlighted; each failing layer's cause and fix."""
+    the culprit highlighted; each failing layer's cause and fix, and its repro files where ``repros`` (Keras layer
+    name -> links relative to the page) has them."""
     rows = []
     for d in result.layers:
         cls = "culprit" if d.name == result.culprit else d.verdict
         cause = html.escape(d.cause or d.note)
         if d.fix:
             cause += f"<br><b>fix</b>: <code>{html.escape(d.fix)}</code> (error/bound with it: {_r(d.fixed)})"
+        links = (repros or {}).get(d.name, [])
+        if links:
+            cause += "<br><b>repro</b>: " + ", ".join(
+                f"<a href='{html.escape(link, quote=True)}'>{html.escape(link.rsplit('/', 1)[-1])}</a>"
+                for link in links)
         rows.append(f"<tr class='{cls}'><td>{html.escape(d.name)}</td><td>{html.escape(d.kind)}</td>"
                     f"<td>{html.escape(', '.join(d.modules) or '-')}</td><td>{d.verdict}</td>"
                     f"<td>{_r(d.isolated)}</td><td>{_r(d.keras)}</td>"

@@ -10,8 +10,8 @@ from markupsafe import Markup  # jinja2's own dependency
 from .assets import SCRIPT_PARTS, static_text, template
 from .coverage_html import coverage_html
 from .environment import one_line
-from .model_runs import unexpected as models_unexpected
 from .models_html import models_html
+from .models_html import unexpected as models_unexpected
 from .page_data import items, page_data
 from .results_json import finite, unexpected
 

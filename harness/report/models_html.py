@@ -49,3 +49,8 @@ def models_html(models: list[dict[str, Any]]) -> str:
             'error/bound.</p><table id="models-table"><tr><th>entry</th><th>model</th><th>port</th><th>verdict</th>'
             '<th class="num" title="Keras layers mapped to torch modules, of all">mapped</th>'
             '<th>culprit and cause</th><th>files</th></tr>' + rows + '</table></div>')
+
+
+def unexpected(models: list[dict[str, Any]]) -> int:
+    """Model entries that make the run fail: every one that does not pass (a fail or an error)."""
+    return sum(1 for m in models if m.get("verdict") != "pass")

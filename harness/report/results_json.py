@@ -177,7 +177,7 @@ def document(*, cases: list[dict[str, Any]], records: list[dict[str, Any]], engi
         "results": records,
         "baseline": baseline,
         "coverage": coverage,  # since 1.1: harness.audit.coverage.coverage_table of this run's cases
-        "models": models or [],  # since 1.6: the `models:` entries, harness.report.model_runs.record each
+        "models": models or [],  # since 1.6: the `models:` entries, harness.frontends.report_models.record each
     }
 
 

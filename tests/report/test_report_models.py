@@ -104,6 +104,8 @@ def test_model_page_and_repros_are_written_beside_the_report(mixed):
     assert bias["page"] == "models/bias.html" and "FAIL: first divergence at sep" in (out / bias["page"]).read_text()
     assert "PASS" in (out / "models" / "good.html").read_text()
     assert sorted(bias["repros"]) == ["models/bias/sep.npz", "models/bias/sep.yaml"], f"repros={bias['repros']}"
+    page = (out / bias["page"]).read_text()   # the failing layer's row links its repro (relative to the page)
+    assert "<a href='bias/sep.yaml'>sep.yaml</a>" in page and "<a href='bias/sep.npz'>sep.npz</a>" in page
     repro = load_suite_file(out / "models" / "bias" / "sep.yaml")
     assert len(repro.cases) == 1 and not repro.errors, f"the repro is not a valid case file: {repro.errors}"
     assert not list(out.glob(".models.*")), "the staging folder should be gone"

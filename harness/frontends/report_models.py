@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..cases.model_entries import ModelEntry
-from ..frontends.model_session import diff_model, write_repros  # Keras and torch load only when diff_model runs
 from ..models.render import render_html
+from .extract import sanitise
+from .model_session import diff_model, write_repros  # Keras and torch load only when diff_model runs
 
 MODELS_DIR = "models"   # under the report's --out: ENTRY.html, and ENTRY/LAYER.yaml + LAYER.npz per failing layer
 
@@ -97,11 +98,14 @@ def run_entry(entry: ModelEntry, staging: Staging | None) -> dict[str, Any]:
     page, repros = None, []
     if staging is not None:
         folder = staging.folder()
-        (folder / f"{name}.html").write_text(render_html(result, diffed.model, entry.port), encoding="utf-8")
+        written = write_repros(result, str(folder / name)) if not result.passed else []
+        repros = [f"{MODELS_DIR}/{name}/{Path(p).name}" for p in written]
+        # Each failing layer's files, linked from its row of the model page (which sits beside the folder).
+        by_layer = {d.name: [f"{name}/{Path(p).name}" for p in written if Path(p).stem == sanitise(d.name)]
+                    for d in result.failed}
+        (folder / f"{name}.html").write_text(render_html(result, diffed.model, entry.port, by_layer),
+                                             encoding="utf-8")
         page = f"{MODELS_DIR}/{name}.html"
-        if not result.passed:
-            written = write_repros(result, str(folder / name))
-            repros = [f"{MODELS_DIR}/{name}/{Path(p).name}" for p in written]
     diff = result.to_json()
     return record(entry, verdict="pass" if result.passed else "fail", model=diffed.model, diff=diff,
                   transferred=diffed.transferred, page=page, repros=repros, duration_s=time.perf_counter() - start)
@@ -116,8 +120,3 @@ def run_entries(entries: list[ModelEntry], staging: Staging | None,
         if step:
             step(f"model {entry.id}: {out[-1]['verdict']}")
     return out
-
-
-def unexpected(models: list[dict[str, Any]]) -> int:
-    """Model entries that make the run fail: every one that does not pass (a fail or an error)."""
-    return sum(1 for m in models if m.get("verdict") != "pass")
