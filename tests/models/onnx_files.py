@@ -1,0 +1,95 @@
+"""Writes the ONNX ports of tests/models/test_onnx_port.py into a folder: a small Keras model (conv 'same' at stride
+2, BatchNorm, relu6, depthwise, BatchNorm, relu6, pooling, dense), its ONNX by Keras's own export (tf2onnx), and
+three files broken by editing that graph. Run in a Python with tf2onnx and onnx (the engines' onnx venv):
+``python tests/models/onnx_files.py FOLDER``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SIZE = 32
+
+
+def build(folder: Path) -> None:
+    import keras
+    import onnx
+    from onnx import helper, numpy_helper
+
+    layers = keras.layers
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(6.0, name="relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.BatchNormalization(name="dw_bn")(x)
+    x = layers.ReLU(6.0, name="dw_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(5, activation="softmax", name="dense")(x)
+    model = keras.Model(inp, x)
+    # Drawn weights and statistics (a fresh model's zeros and ones hide a bias or an eps bug; tf2onnx drops them).
+    rng = np.random.default_rng(7)
+    for v in model.weights:
+        name = v.path.rsplit("/", 1)[-1]
+        shape = tuple(v.shape)
+        value = {"gamma": rng.uniform(0.5, 2.0, shape), "moving_variance": rng.uniform(0.05, 2.0, shape),
+                 "moving_mean": rng.normal(0.0, 0.5, shape), "beta": rng.normal(0.0, 0.25, shape),
+                 "bias": rng.normal(0.0, 0.25, shape)}.get(name, rng.normal(0.0, 0.5, shape))
+        v.assign(np.asarray(value, np.float32))
+    model.save(folder / "small.keras")
+    path = folder / "small.onnx"
+    model.export(str(path), format="onnx", verbose=False,
+                 input_signature=[keras.InputSpec(shape=(1, SIZE, SIZE, 3), dtype="float32", name="x")])
+    good = onnx.load(str(path))
+    convs = [n for n in good.graph.node if n.op_type == "Conv"]
+    inits = {t.name: t for t in good.graph.initializer}
+
+    def save(model: onnx.ModelProto, name: str) -> None:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / name))
+
+    # 1. The stride-2 conv padded symmetrically (a port's padding=1): TensorFlow's 'same' pads only the end here.
+    broken = onnx.ModelProto()
+    broken.CopyFrom(good)
+    conv = next(n for n in broken.graph.node if n.name == convs[0].name)
+    pads = next(a for a in conv.attribute if a.name == "pads")
+    assert list(pads.ints) == [0, 0, 1, 1], list(pads.ints)
+    pads.ints[:] = [1, 1, 1, 1]
+    save(broken, "pads_symmetric.onnx")
+    # 2. The depthwise kernel's rows and columns swapped (its initializer transposed).
+    broken = onnx.ModelProto()
+    broken.CopyFrom(good)
+    w = next(t for t in broken.graph.initializer if t.name == convs[1].input[1])
+    w.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(numpy_helper.to_array(w), 2, 3)), w.name))
+    save(broken, "kernel_transposed.onnx")
+    # 3. The depthwise conv's BatchNorm (tf2onnx writes it as Mul then Add) as a BatchNormalization node with
+    # torch's default epsilon 1e-5 instead of Keras's 1e-3, as torch.onnx would export a port that kept it.
+    broken = onnx.ModelProto()
+    broken.CopyFrom(good)
+    mul = next(n for n in broken.graph.node if n.op_type == "Mul" and convs[1].output[0] in n.input)
+    add = next(n for n in broken.graph.node if n.op_type == "Add" and mul.output[0] in n.input)
+    weights = {v.path.rsplit("/", 1)[-1]: np.asarray(v.numpy()) for v in model.get_layer("dw_bn").weights}
+    names = []
+    for key in ("gamma", "beta", "moving_mean", "moving_variance"):
+        names.append(f"dw_bn_{key}")
+        broken.graph.initializer.append(numpy_helper.from_array(weights[key], names[-1]))
+    bn = helper.make_node("BatchNormalization", [mul.input[0], *names], [add.output[0]], name="dw_bn_node",
+                          epsilon=1e-5)
+    nodes = list(broken.graph.node)
+    at = nodes.index(mul)
+    nodes = [n for n in nodes if n is not mul and n is not add]
+    nodes.insert(at, bn)
+    del broken.graph.node[:]
+    broken.graph.node.extend(nodes)
+    del inits
+    save(broken, "bn_eps.onnx")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    build(out)
+    print("written:", " ".join(sorted(p.name for p in out.iterdir())))
