@@ -1,9 +1,14 @@
 """Writes the ONNX ports of tests/models/test_onnx_port.py into a folder: a small Keras model (conv 'same' at stride
 2, BatchNorm, relu6, depthwise, BatchNorm, relu6, pooling, dense), its ONNX by Keras's own export (tf2onnx), and
-three files broken by editing that graph. Run in a Python with tf2onnx and onnx (the engines' onnx venv):
-``python tests/models/onnx_files.py FOLDER``."""
+three files broken by editing that graph; then runs `python -m harness diff` on each (and on the converter PORTs),
+all in this one process (a process imports TensorFlow, torch and onnxruntime once): each run's exit code and output
+in FOLDER/runs.json, its verdicts in FOLDER/RUN.json. Run in a Python with tf2onnx, onnxruntime and onnx2torch
+(the engines' onnx venv): ``python tests/models/onnx_files.py FOLDER``."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -87,9 +92,35 @@ def build(folder: Path) -> None:
     save(broken, "bn_eps.onnx")
 
 
+# run -> PORT and extra arguments of `python -m harness diff small.keras PORT`
+RUNS = {
+    "small": ["small.onnx"],
+    "pads_symmetric": ["pads_symmetric.onnx"],
+    "kernel_transposed": ["kernel_transposed.onnx"],
+    "bn_eps": ["bn_eps.onnx"],
+    "tf2onnx": ["converter:tf2onnx", "--save-onnx", "saved_tf2onnx.onnx"],
+    "onnx2torch": ["converter:onnx2torch"],
+}
+
+
+def diff_all(folder: Path) -> None:
+    from harness.frontends import cli
+
+    runs = {}
+    for name, (port, *extra) in RUNS.items():
+        port = str(folder / port) if port.endswith(".onnx") else port
+        extra = [str(folder / e) if e.endswith(".onnx") else e for e in extra]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = cli.main(["diff", str(folder / "small.keras"), port, "--json", str(folder / f"{name}.json"), *extra])
+        runs[name] = {"rc": rc, "stdout": out.getvalue()}
+    (folder / "runs.json").write_text(json.dumps(runs, indent=1))
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     build(out)
+    diff_all(out)
     print("written:", " ".join(sorted(p.name for p in out.iterdir())))

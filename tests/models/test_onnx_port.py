@@ -1,0 +1,124 @@
+"""`python -m harness diff MODEL PORT` with an ONNX PORT: a file run by onnxruntime (its nodes presented as the torch.nn
+modules they are equivalent to) and the converters the harness has (converter:tf2onnx, converter:onnx2torch). The
+files are written and diffed (the CLI's main, one process: tests/models/onnx_files.py) in a Python with
+onnxruntime, tf2onnx and onnx2torch: this one where it has them, else the engines' onnx venv (`make engine-onnx`);
+without either the tests skip and say so. The usage errors (onnxruntime missing: simulated) run here, in any
+Python."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engines.worker import engines_dir
+from harness.frontends import cli
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+# file -> (the Keras layer that must be the culprit, the cause as (kind, id) of its issues)
+BROKEN = {
+    "pads_symmetric.onnx": ("conv", ("config", "padding")),
+    "kernel_transposed.onnx": ("dw", ("weights", "kernel_transposed")),
+    "bn_eps.onnx": ("dw_bn", ("config", "bn_eps")),
+}
+
+
+def _onnx_python() -> str:
+    """A Python that has onnxruntime, onnx, tf2onnx and onnx2torch: this one, or the engines' onnx venv."""
+    if all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx", "tf2onnx", "onnx2torch")):
+        return sys.executable
+    python = engines_dir() / "onnx" / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"onnxruntime is not importable here and the onnx venv {python.parent.parent} is missing: run "
+                    "`make engine-onnx`")
+    return str(python)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small model, its ONNX export and the broken files, each diffed (tests/models/onnx_files.py), once."""
+    python = _onnx_python()
+    out = tmp_path_factory.mktemp("onnx")
+    done = subprocess.run([python, str(HERE / "onnx_files.py"), str(out)], env=_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return out
+
+
+def _diff(files: Path, run: str) -> tuple[int, str, dict[str, Any]]:
+    """A run's exit code, its terminal output and its verdicts (--json)."""
+    ran = json.loads((files / "runs.json").read_text())[run]
+    return ran["rc"], ran["stdout"], json.loads((files / f"{run}.json").read_text())
+
+
+def _mapped(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in result["layers"] if d["modules"]]
+
+
+def test_exported_file_passes_every_mapped_node(files: Path) -> None:
+    rc, stdout, result = _diff(files, "small")
+    assert rc == 0 and result["passed"], stdout[-3000:]
+    mapped = {d["name"]: d for d in _mapped(result)}
+    # tf2onnx folds bn into the conv before it: one unit; the depthwise BN (Mul, Add) is judged on the file's tensors.
+    assert set(mapped) == {"conv", "relu", "dw", "dw_relu", "gap", "dense"}, sorted(mapped)
+    assert mapped["conv"]["kind"] == "Conv2D+BatchNormalization" and "folded" in mapped["conv"]["note"]
+    assert all(d["isolated"] is not None and d["isolated"] <= 1.0 for d in mapped.values()), mapped
+    functional = next(d for d in result["layers"] if d["name"] == "dw_bn")
+    assert functional["verdict"] == "pass" and functional["isolated"] is not None, functional
+    reasons = {m["kind"]: m["reason"] for m in result["torch_unmapped"]}
+    assert "layout change" in reasons["onnx Transpose"] and "functional point" in reasons["onnx Add"], reasons
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_file_is_named_at_its_layer_and_the_fix_passes(files: Path, name: str) -> None:
+    layer, cause = BROKEN[name]
+    rc, stdout, result = _diff(files, name.removesuffix(".onnx"))
+    assert rc == 1 and result["culprit"] == layer, (result["culprit"], stdout[-3000:])
+    culprit = next(d for d in result["layers"] if d["name"] == layer)
+    issues = [(i["kind"], i["id"]) for i in culprit["issues"]]
+    assert cause in issues, f"issues={issues}, but should hold {cause} [{name}]"
+    assert culprit["isolated"] > 1.0, culprit
+    assert culprit["fix"] and culprit["fixed"] is not None and culprit["fixed"] <= 1.0, culprit
+    assert [d["name"] for d in result["layers"] if d["verdict"] == "fail"] == [layer], stdout[-3000:]
+    assert any(line.startswith(f"FAIL (culprit) {layer} ") and "with it the layer passes" in line
+               for line in stdout.splitlines()), stdout[-3000:]
+
+
+@pytest.mark.parametrize("converter", ["tf2onnx", "onnx2torch"])
+def test_converter_port_passes(files: Path, converter: str) -> None:
+    rc, stdout, result = _diff(files, converter)
+    assert rc == 0 and result["passed"], stdout[-3000:]
+    mapped = _mapped(result)
+    assert len(mapped) >= 5 and all(d["isolated"] is not None and d["isolated"] <= 1.0 for d in mapped), mapped
+    if converter == "tf2onnx":   # --save-onnx: the harness's export, which diffs as the file does
+        assert (files / "saved_tf2onnx.onnx").stat().st_size > 0 and "saved the exported ONNX file" in stdout
+
+
+@pytest.mark.parametrize("port", ["model.onnx", "converter:onnx2torch"])
+def test_missing_onnxruntime_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str], port: str) -> None:
+    """Without onnxruntime (simulated: its import fails) an ONNX PORT is one line saying how to run it, exit 2,
+    before any model loads."""
+    (tmp_path / "model.onnx").write_bytes(b"not read")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert cli.main(["diff", "no_such_model.keras", port]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "make engine-onnx" in err[0] and ".engines/onnx/bin/python -m harness diff" in err[0], err
+
+
+def test_torch_weights_with_an_onnx_port_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["diff", "no_such_model.keras", "converter:tf2onnx", "--transfer-weights"]) == 2
+    assert cli.main(["diff", "no_such_model.keras", "converter:nothing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "holds its own weights" in err[0] and "unknown converter 'nothing'" in err[1], err
