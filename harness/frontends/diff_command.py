@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repro", metavar="DIR", help="write each failing layer as a standalone repro into DIR "
                                                        "(LAYER.npz; a case LAYER.yaml for the conv families)")
     parser.add_argument("--save-onnx", metavar="FILE.onnx",
-                        help="with PORT converter:NAME: save the ONNX file the harness exported (diff it again as PORT)")
+                        help="with PORT converter:NAME: save the ONNX file the harness exported (diff it again as "
+                             "PORT)")
 
 
 def read_map(path: str | None) -> dict[str, list[str]]:

@@ -159,7 +159,8 @@ def classes() -> dict[str, type]:
             value = float(getattr(m, "value", 0.0))
             if self.runtime.opset < 11:
                 return [Step("Pad", ["x"], {"pads": [0, 0, *begins, 0, 0, *ends], "value": value})], {}
-            consts = {"pads": np.array([0, 0, *begins, 0, 0, *ends], np.int64), "value": np.array(value, np.float32)}
+            consts: dict[str, np.ndarray] = {"pads": np.array([0, 0, *begins, 0, 0, *ends], np.int64),
+                                             "value": np.array(value, np.float32)}
             return [Step("Pad", ["x", "pads", "value"])], consts
 
     out: dict[str, type] = {}

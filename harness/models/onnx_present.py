@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .capture import TorchCall
+from .capture import TorchCall, nn_kind
 from .onnx_modules import Runtime, Step, make, replay, set_params
 
 FUNCTIONAL = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Max", "Min", "Mean", "Sum"})
@@ -77,8 +77,6 @@ class Presenter:
         return name
 
     def call(self, path: str, module: Any, x: np.ndarray, y: np.ndarray, op: str) -> None:
-        from .capture import nn_kind
-
         self.calls.append(TorchCall(index=len(self.calls), path=path, kind=nn_kind(module), module=module,
                                     inputs=[np.array(x, copy=True)], output=np.array(y, copy=True),
                                     cls=f"onnx {op}"))
