@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                         batch=args.batch, torch_layout=args.torch_layout, save_onnx=args.save_onnx)
     if args.save_onnx:
         print(f"saved the exported ONNX file to {args.save_onnx}")
+    for note in diffed.notes:
+        print(note)
     if args.transfer_weights:
         print(f"transferred the weights of {diffed.transferred} layers"
               + (f"; saved the state dict to {args.save_weights}" if args.save_weights else ""))

@@ -3,7 +3,7 @@ port, its weights, the input, then the diff."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Diffed:
     result: DiffResult
     model: str            # the model's name (applications name or the .keras file's stem)
     transferred: int      # layers whose weights --transfer-weights copied (0 without it)
+    notes: list[str] = field(default_factory=list)   # how an ONNX port was run, one line each
 
 
 def diff_model(model: str, port: str, *, torch_weights: str | None = None, transfer_weights: bool = False,
@@ -57,8 +58,9 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
     # The Keras model runs once: the transfer maps on its capture, and the diff judges on the same capture.
     nodes = capture_keras(keras, loaded.keras_model, x)
     if kind != "torch":
-        return Diffed(diff_onnx(nodes, loaded.keras_model, x, port, kind, overrides, torch_layout, save_onnx),
-                      loaded.name, 0)
+        notes: list[str] = []
+        result = diff_onnx(nodes, loaded.keras_model, x, port, kind, overrides, torch_layout, save_onnx, notes)
+        return Diffed(result, loaded.name, 0, notes)
     module = load_port(port, torch_weights)
     torch_first = (torch_layout or "channels_first") == "channels_first"
     moved = 0
@@ -95,7 +97,7 @@ def port_kind(port: str, torch_weights: str | None, transfer_weights: bool, save
 
 def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port: str, kind: str,
               overrides: Mapping[str, Sequence[str]] | None, torch_layout: str | None,
-              save_onnx: str | None) -> DiffResult:
+              save_onnx: str | None, notes: list[str]) -> DiffResult:
     """The diff of an ONNX port: the file (or the harness's own export of the Keras model) run by onnxruntime with
     its nodes presented as modules, or onnx2torch's module of it. The graph's input layout is fed (detected from
     its input's shape); its nodes compute channels first (ONNX's Conv, pools and BatchNormalization are NCHW), so
@@ -108,6 +110,7 @@ def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port:
     if kind == "onnx2torch":
         assert isinstance(source, bytes)
         layout = input_layout(graph_dims(source, port), tuple(x.shape), torch_layout, port)
+        notes.append(f"fed the graph's input {layout}")
         module = onnx2torch_module(source, port)
         calls, port_out = capture_torch(module, np.ascontiguousarray(
             streams.channels_first(x) if layout == "channels_first" else x))
@@ -115,6 +118,7 @@ def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port:
     captured = capture_onnx(source, x, torch_layout, port)
     result = diff_captured(nodes, captured.calls, captured.output, True, overrides)
     result.torch_unmapped += captured.unlisted
+    notes += captured.notes
     return result
 
 

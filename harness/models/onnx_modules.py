@@ -82,6 +82,12 @@ def classes() -> dict[str, type]:
             steps, consts = self.steps()
             return torch.from_numpy(run_steps(steps, consts, _array(x), self.runtime))
 
+        def activation_like(self, name: str) -> Any:
+            """The activation ``name`` (the harness's name) as a module running its ONNX node in onnxruntime: what
+            an activation fix puts in this module's place (checks._activation_fix), None where ONNX has no node
+            for it (torch's module is used then)."""
+            return activation_module(name, self.runtime)
+
     class Replay(OrtModule):
         """An activation or reshape: no attribute a fix edits; its original node(s) run as they were."""
 
@@ -175,6 +181,37 @@ def classes() -> dict[str, type]:
         base = getattr(nn, name)
         out[name] = type(f"Ort{name}", (Replay, base), {"__module__": __name__})
     return out
+
+
+# The harness's activation names -> (torch.nn kind and its arguments, the ONNX node(s) computing it).
+_ACTIVATION_STEPS: dict[str, tuple[str, dict[str, Any], list[Step]]] = {
+    "relu": ("ReLU", {}, [Step("Relu", ["x"])]),
+    "hard_sigmoid": ("Hardsigmoid", {}, [Step("HardSigmoid", ["x"], {"alpha": 1.0 / 6.0, "beta": 0.5})]),
+    "hard_silu": ("Hardswish", {}, [Step("HardSwish", ["x"])]),
+    "silu": ("SiLU", {}, [Step("Sigmoid", ["x"]), Step("Mul", ["x", "@"])]),
+    "sigmoid": ("Sigmoid", {}, [Step("Sigmoid", ["x"])]),
+    "tanh": ("Tanh", {}, [Step("Tanh", ["x"])]),
+    "elu": ("ELU", {}, [Step("Elu", ["x"])]),
+    "selu": ("SELU", {}, [Step("Selu", ["x"])]),
+    "softplus": ("Softplus", {}, [Step("Softplus", ["x"])]),
+    "softsign": ("Softsign", {}, [Step("Softsign", ["x"])]),
+    "softmax": ("Softmax", {"dim": -1}, [Step("Softmax", ["x"], {"axis": -1})]),
+    "linear": ("Identity", {}, [Step("Identity", ["x"])]),
+}
+
+
+def activation_module(name: str, runtime: Runtime) -> Any:
+    """A module computing the activation ``name`` by its ONNX node(s) in onnxruntime; None where there is none."""
+    if name == "relu6":
+        consts = {"lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
+        steps = [Step("Clip", ["x", "lo", "hi"])] if runtime.opset >= 11 else \
+            [Step("Clip", ["x"], {"min": 0.0, "max": 6.0})]
+        return replay("Hardtanh", runtime, "Clip(0, 6)", steps, consts if runtime.opset >= 11 else {},
+                      min_val=0.0, max_val=6.0)
+    if name not in _ACTIVATION_STEPS or (name == "softmax" and runtime.opset < 13):
+        return None
+    kind, kwargs, steps = _ACTIVATION_STEPS[name]
+    return replay(kind, runtime, " + ".join(s.op for s in steps), steps, {}, **kwargs)
 
 
 def make(kind: str, runtime: Runtime, onnx_node: str, *args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """Writes the ONNX ports of tests/models/test_onnx_port.py into a folder: a small Keras model (conv 'same' at stride
 2, BatchNorm, relu6, depthwise, BatchNorm, relu6, pooling, dense), its ONNX by Keras's own export (tf2onnx), and
-three files broken by editing that graph; then runs `python -m harness diff` on each (and on the converter PORTs),
+four files broken by editing that graph; then runs `python -m harness diff` on each (and on the converter PORTs),
 all in this one process (a process imports TensorFlow, torch and onnxruntime once): each run's exit code and output
 in FOLDER/runs.json, its verdicts in FOLDER/RUN.json. Run in a Python with tf2onnx, onnxruntime and onnx2torch
 (the engines' onnx venv): ``python tests/models/onnx_files.py FOLDER``."""
@@ -49,7 +49,6 @@ def build(folder: Path) -> None:
                  input_signature=[keras.InputSpec(shape=(1, SIZE, SIZE, 3), dtype="float32", name="x")])
     good = onnx.load(str(path))
     convs = [n for n in good.graph.node if n.op_type == "Conv"]
-    inits = {t.name: t for t in good.graph.initializer}
 
     def save(model: onnx.ModelProto, name: str) -> None:
         onnx.checker.check_model(model)
@@ -88,8 +87,14 @@ def build(folder: Path) -> None:
     nodes.insert(at, bn)
     del broken.graph.node[:]
     broken.graph.node.extend(nodes)
-    del inits
     save(broken, "bn_eps.onnx")
+    # 4. The first relu6 (Clip 0..6) a Relu: Keras's ReLU(6.0) unclipped.
+    broken = onnx.ModelProto()
+    broken.CopyFrom(good)
+    clip = next(n for n in broken.graph.node if n.op_type == "Clip")
+    clip.op_type = "Relu"
+    del clip.input[1:]
+    save(broken, "relu_not_relu6.onnx")
 
 
 # run -> PORT and extra arguments of `python -m harness diff small.keras PORT`
@@ -98,6 +103,7 @@ RUNS = {
     "pads_symmetric": ["pads_symmetric.onnx"],
     "kernel_transposed": ["kernel_transposed.onnx"],
     "bn_eps": ["bn_eps.onnx"],
+    "relu_not_relu6": ["relu_not_relu6.onnx"],
     "tf2onnx": ["converter:tf2onnx", "--save-onnx", "saved_tf2onnx.onnx"],
     "onnx2torch": ["converter:onnx2torch"],
 }

@@ -26,6 +26,7 @@ BROKEN = {
     "pads_symmetric.onnx": ("conv", ("config", "padding")),
     "kernel_transposed.onnx": ("dw", ("weights", "kernel_transposed")),
     "bn_eps.onnx": ("dw_bn", ("config", "bn_eps")),
+    "relu_not_relu6.onnx": ("relu", ("config", "activation")),
 }
 
 
@@ -68,6 +69,7 @@ def _mapped(result: dict[str, Any]) -> list[dict[str, Any]]:
 def test_exported_file_passes_every_mapped_node(files: Path) -> None:
     rc, stdout, result = _diff(files, "small")
     assert rc == 0 and result["passed"], stdout[-3000:]
+    assert "fed the graph's input channels_last" in stdout, stdout[:2000]
     mapped = {d["name"]: d for d in _mapped(result)}
     # tf2onnx folds bn into the conv before it: one unit; the depthwise BN (Mul, Add) is judged on the file's tensors.
     assert set(mapped) == {"conv", "relu", "dw", "dw_relu", "gap", "dense"}, sorted(mapped)
