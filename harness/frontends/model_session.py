@@ -17,7 +17,7 @@ from ..models.checks import split
 from ..models.diff import DiffResult, diff_captured, flat_origin
 from ..models.mapping import align
 from ..models.onnx_convert import converter_of, keras_onnx, onnx2torch_module
-from ..models.onnx_port import capture_onnx, graph_dims, input_layout, require_onnx
+from ..models.onnx_port import capture_onnx, graph_dims, input_layout, prepare, require_onnx
 from ..models.weights_check import expected_params
 from .extract import (
     APPLICATIONS,
@@ -108,10 +108,10 @@ def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port:
         if save_onnx:
             Path(save_onnx).write_bytes(source)
     if kind == "onnx2torch":
-        assert isinstance(source, bytes)
-        layout = input_layout(graph_dims(source, port), tuple(x.shape), torch_layout, port)
-        notes.append(f"fed the graph's input {layout}")
-        module = onnx2torch_module(source, port)
+        model, pruned = prepare(source, port)
+        layout = input_layout(graph_dims(model, port), tuple(x.shape), torch_layout, port)
+        notes += [*pruned, f"fed the graph's input {layout}"]
+        module = onnx2torch_module(model, port)
         calls, port_out = capture_torch(module, np.ascontiguousarray(
             streams.channels_first(x) if layout == "channels_first" else x))
         return diff_captured(nodes, calls, port_out, True, overrides)

@@ -44,11 +44,9 @@ def keras_onnx(keras_model: Any, x: np.ndarray, port: str) -> bytes:
             return fh.read()
 
 
-def onnx2torch_module(model_bytes: bytes, port: str) -> Any:
+def onnx2torch_module(model: Any, port: str) -> Any:
     """onnx2torch's nn.Module of the ONNX model (torchvision's stand-in where the real one cannot load: onnx2torch
     imports it for its detection ops only)."""
-    import onnx
-
     torchvision_standin.install()
     try:
         import onnx2torch
@@ -56,7 +54,7 @@ def onnx2torch_module(model_bytes: bytes, port: str) -> Any:
         raise ValueError(f"PORT {port}: onnx2torch is not importable in this Python ({exc}): run `make engine-onnx`, "
                          "then `.engines/onnx/bin/python -m harness diff MODEL PORT ...`") from None
     try:
-        return onnx2torch.convert(onnx.load_from_string(model_bytes)).eval()
+        return onnx2torch.convert(model).eval()
     except NotImplementedError as exc:   # onnx2torch's refusal: "Converter is not implemented (...)"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"PORT {port}: onnx2torch refused the exported ONNX: {first}") from None

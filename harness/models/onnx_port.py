@@ -63,9 +63,22 @@ def _dims(inp: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
 
 
-def graph_dims(source: str | bytes, port: str) -> list[int | None]:
-    """The static dims of the graph's one input (None where dynamic)."""
+def prepare(source: str | bytes, port: str) -> tuple[Any, list[str]]:
+    """The ONNX model with the graph inputs no node reads taken out (TensorFlow's grappler folds a Normalization
+    layer's mean and variance into constants, and Keras's export still lists them as inputs: EfficientNetB0's);
+    and a note saying which, where any."""
     model = load(source, port)
+    read = {name for node in model.graph.node for name in node.input}
+    outputs = {o.name for o in model.graph.output}
+    unread = [i for i in model.graph.input if i.name not in read and i.name not in outputs]
+    for i in unread:
+        model.graph.input.remove(i)
+    names = ", ".join(i.name for i in unread)
+    return model, [f"the graph's inputs {names} are read by no node: left out (not fed)"] if unread else []
+
+
+def graph_dims(model: Any, port: str) -> list[int | None]:
+    """The static dims of the graph's one input (None where dynamic)."""
     return _dims(graph_input(model, port))
 
 
@@ -93,7 +106,7 @@ def capture_onnx(source: str | bytes, x: np.ndarray, requested: str | None, port
     import onnxruntime as ort
     from onnx import ValueInfoProto, numpy_helper
 
-    model = load(source, port)
+    model, notes = prepare(source, port)
     inp = graph_input(model, port)
     layout = input_layout(_dims(inp), tuple(x.shape), requested, port)
     feed = np.ascontiguousarray(streams.channels_first(x) if layout == "channels_first" else x)
@@ -135,4 +148,4 @@ def capture_onnx(source: str | bytes, x: np.ndarray, requested: str | None, port
     note = (f"fed the graph's input {layout}; onnxruntime's run of the file as it is (free to fuse nodes) gives "
             + ("the same output as" if gap == 0 else f"an output off by {gap:.3g} of its scale from")
             + " its run with every node's output kept (the run the nodes are judged on)")
-    return OnnxCapture(presenter.calls, output, presenter.unlisted, layout, [note])
+    return OnnxCapture(presenter.calls, output, presenter.unlisted, layout, [*notes, note])

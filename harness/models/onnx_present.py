@@ -78,7 +78,7 @@ class Presenter:
 
     def call(self, path: str, module: Any, x: np.ndarray, y: np.ndarray, op: str) -> None:
         self.calls.append(TorchCall(index=len(self.calls), path=path, kind=nn_kind(module), module=module,
-                                    inputs=[np.array(x, copy=True)], output=np.array(y, copy=True),
+                                    inputs=[x], output=y,   # onnxruntime's own arrays: nothing writes them
                                     cls=f"onnx {op}"))
 
     def run(self) -> None:

@@ -97,15 +97,32 @@ def build(folder: Path) -> None:
     save(broken, "relu_not_relu6.onnx")
 
 
-# run -> PORT and extra arguments of `python -m harness diff small.keras PORT`
+def build_sigmoid(folder: Path) -> None:
+    """A sigmoid of inputs down to about -30 (the seeded normal input, times 10), and its ONNX export: onnxruntime's
+    CPU Sigmoid is accurate to about 2^-24 absolute, not relative, so its small outputs are off (x < -10: relative
+    error above 1e-3; x < -17: above 100%)."""
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(10.0, name="scale")(inp)
+    x = keras.layers.Activation("sigmoid", name="sig")(x)
+    model = keras.Model(inp, x)
+    model.save(folder / "sig.keras")
+    model.export(str(folder / "sig.onnx"), format="onnx", verbose=False,
+                 input_signature=[keras.InputSpec(shape=(1, 8, 8, 3), dtype="float32", name="x")])
+
+
+# run -> MODEL, PORT and extra arguments of `python -m harness diff MODEL PORT`
 RUNS = {
-    "small": ["small.onnx"],
-    "pads_symmetric": ["pads_symmetric.onnx"],
-    "kernel_transposed": ["kernel_transposed.onnx"],
-    "bn_eps": ["bn_eps.onnx"],
-    "relu_not_relu6": ["relu_not_relu6.onnx"],
-    "tf2onnx": ["converter:tf2onnx", "--save-onnx", "saved_tf2onnx.onnx"],
-    "onnx2torch": ["converter:onnx2torch"],
+    "small": ["small.keras", "small.onnx"],
+    "pads_symmetric": ["small.keras", "pads_symmetric.onnx"],
+    "kernel_transposed": ["small.keras", "kernel_transposed.onnx"],
+    "bn_eps": ["small.keras", "bn_eps.onnx"],
+    "relu_not_relu6": ["small.keras", "relu_not_relu6.onnx"],
+    "tf2onnx": ["small.keras", "converter:tf2onnx", "--save-onnx", "saved_tf2onnx.onnx"],
+    "onnx2torch": ["small.keras", "converter:onnx2torch"],
+    "sigmoid": ["sig.keras", "sig.onnx"],
+    "sigmoid_onnx2torch": ["sig.keras", "converter:onnx2torch"],
 }
 
 
@@ -113,12 +130,12 @@ def diff_all(folder: Path) -> None:
     from harness.frontends import cli
 
     runs = {}
-    for name, (port, *extra) in RUNS.items():
+    for name, (model, port, *extra) in RUNS.items():
         port = str(folder / port) if port.endswith(".onnx") else port
         extra = [str(folder / e) if e.endswith(".onnx") else e for e in extra]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            rc = cli.main(["diff", str(folder / "small.keras"), port, "--json", str(folder / f"{name}.json"), *extra])
+            rc = cli.main(["diff", str(folder / model), port, "--json", str(folder / f"{name}.json"), *extra])
         runs[name] = {"rc": rc, "stdout": out.getvalue()}
     (folder / "runs.json").write_text(json.dumps(runs, indent=1))
 
@@ -128,5 +145,6 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     build(out)
+    build_sigmoid(out)
     diff_all(out)
     print("written:", " ".join(sorted(p.name for p in out.iterdir())))

@@ -124,3 +124,16 @@ def test_torch_weights_with_an_onnx_port_is_a_usage_error(tmp_path: Path, capsys
     assert cli.main(["diff", "no_such_model.keras", "converter:nothing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "holds its own weights" in err[0] and "unknown converter 'nothing'" in err[1], err
+
+
+def test_onnxruntime_sigmoid_off_for_large_negative_inputs_is_named_numerics(files: Path) -> None:
+    """A finding, pinned: onnxruntime's CPU Sigmoid (1.32) is accurate to about 2^-24 absolute, not relative: at
+    x < -10 its outputs are off by more than 1e-3 of themselves (sigmoid(-17.95) gives 8.9e-8 for 1.6e-8), beyond
+    any bound on a correctly computed sigmoid. The diff names the layer, with Keras's own output within the bound
+    (the oracle is not the one off), and onnx2torch's module of the same file (torch's sigmoid) passes."""
+    rc, stdout, result = _diff(files, "sigmoid")
+    assert rc == 1 and result["culprit"] == "sig", stdout[-3000:]
+    sig = next(d for d in result["layers"] if d["name"] == "sig")
+    assert sig["cause"].startswith("numerics:") and sig["isolated"] > 10.0 and sig["keras"] <= 1.0, sig
+    rc, stdout, result = _diff(files, "sigmoid_onnx2torch")
+    assert rc == 0 and result["passed"], stdout[-3000:]
