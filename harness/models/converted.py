@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import streams
+from .capture import TorchCall
 from .checks import split
 from .mapping import CONV_ROLES, LayerMapping, Unit, torch_activation
 from .weights_check import expected_params, same
@@ -92,9 +93,12 @@ def unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> Non
 
 def compose_silu(mapping: LayerMapping, torch_first: bool) -> None:
     """A Sigmoid module paired with a Keras silu (an activation layer's, or a conv's fused one) whose output times its
-    input is the Keras output (within 1e-3 of its scale): the port computes x * sigmoid(x), the multiply in its
-    forward (onnx2torch's module of tf2onnx's graph). The call becomes that composition: the port's own Sigmoid
-    module, then the product with its input, as the port computes it."""
+    input is the Keras output (within 1e-3 of its scale), where a later module of the port reads that product: the
+    port computes x * sigmoid(x), the multiply in its forward (onnx2torch's module of tf2onnx's graph). The call
+    becomes that composition: the port's own Sigmoid module, then the product with its input, as the port computes
+    it. (A port that leaves the multiply out has no module reading the product: its Sigmoid stays a sigmoid.)"""
+    calls = sorted([c for p in mapping.pairs for c in p.calls] + [c for c, _ in mapping.torch_unmapped],
+                   key=lambda c: c.index)
     for pair in mapping.pairs:
         unit, span = pair.unit, split(pair)
         call = span.act if span.act is not None else (pair.calls[0] if unit.role == "act" and len(pair.calls) == 1
@@ -109,11 +113,21 @@ def compose_silu(mapping: LayerMapping, torch_first: bool) -> None:
         product = x * call.output.reshape(x.shape)   # float32, as the port's multiply rounds it
         y = layout.to_torch(unit.last.output).reshape(x.shape)
         scale = float(np.max(np.abs(y), initial=0.0)) or 1.0
-        if float(np.max(np.abs(product.astype(np.float64) - y), initial=0.0)) > 1e-3 * scale:
+        if float(np.max(np.abs(product.astype(np.float64) - y), initial=0.0)) > 1e-3 * scale \
+                or not _read_later(product, call.index, calls, scale):
             continue
         composed = replace(call, kind="SiLU", module=_silu_of()(call.module), output=product,
                            cls=f"{call.cls} times its input")
         pair.calls = [composed if c is call else c for c in pair.calls]
+
+
+def _read_later(value: np.ndarray, after: int, calls: list[TorchCall], scale: float) -> bool:
+    """Whether a call after index ``after`` reads ``value`` (of its size, within 1e-3 of ``scale``)."""
+    for c in calls:
+        if c.index > after and c.inputs and c.inputs[0].size == value.size and float(np.max(np.abs(
+                c.inputs[0].reshape(value.shape).astype(np.float64) - value), initial=0.0)) <= 1e-3 * scale:
+            return True
+    return False
 
 
 @functools.cache

@@ -95,6 +95,11 @@ def build(folder: Path) -> None:
     clip.op_type = "Relu"
     del clip.input[1:]
     save(broken, "relu_not_relu6.onnx")
+    # 5. Not broken: a second graph input that no node reads (as Keras's export of EfficientNetB0 leaves).
+    extra = onnx.ModelProto()
+    extra.CopyFrom(good)
+    extra.graph.input.append(helper.make_tensor_value_info("unread", onnx.TensorProto.FLOAT, [1, 1, 1, 3]))
+    save(extra, "unread_input.onnx")
 
 
 def build_sigmoid(folder: Path) -> None:
@@ -119,6 +124,7 @@ RUNS = {
     "kernel_transposed": ["small.keras", "kernel_transposed.onnx"],
     "bn_eps": ["small.keras", "bn_eps.onnx"],
     "relu_not_relu6": ["small.keras", "relu_not_relu6.onnx"],
+    "unread_input": ["small.keras", "unread_input.onnx"],
     "tf2onnx": ["small.keras", "converter:tf2onnx", "--save-onnx", "saved_tf2onnx.onnx"],
     "onnx2torch": ["small.keras", "converter:onnx2torch"],
     "sigmoid": ["sig.keras", "sig.onnx"],

@@ -81,6 +81,12 @@ def test_exported_file_passes_every_mapped_node(files: Path) -> None:
     assert "layout change" in reasons["onnx Transpose"] and "functional point" in reasons["onnx Add"], reasons
 
 
+def test_graph_input_no_node_reads_is_left_out_with_a_line(files: Path) -> None:
+    rc, stdout, result = _diff(files, "unread_input")
+    assert rc == 0 and result["passed"], stdout[-3000:]
+    assert "the graph's inputs unread are read by no node: left out (not fed)" in stdout.splitlines(), stdout[:2000]
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_file_is_named_at_its_layer_and_the_fix_passes(files: Path, name: str) -> None:
     layer, cause = BROKEN[name]
@@ -137,3 +143,50 @@ def test_onnxruntime_sigmoid_off_for_large_negative_inputs_is_named_numerics(fil
     assert sig["cause"].startswith("numerics:") and sig["isolated"] > 10.0 and sig["keras"] <= 1.0, sig
     rc, stdout, result = _diff(files, "sigmoid_onnx2torch")
     assert rc == 0 and result["passed"], stdout[-3000:]
+
+
+@pytest.mark.parametrize("multiplies", [True, False])
+def test_sigmoid_times_its_input_is_judged_as_silu(multiplies: bool) -> None:
+    """onnx2torch's module of tf2onnx's swish: a Sigmoid module, the multiply by its input in the forward. Judged as
+    that composition (the conv's fused swish, a swish layer) where a later module reads the product, it passes; a
+    port that leaves the multiply out fails at the first swish, named as the activation it computes."""
+    import keras
+    import numpy as np
+    import torch
+
+    from harness import api
+
+    inp = keras.Input((6, 6, 3))
+    y = keras.layers.Conv2D(4, 3, activation="swish", name="conv")(inp)
+    y = keras.layers.Activation("swish", name="act")(y)
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1, name="head")(y))
+
+    def conv(name: str, c_in: int, c_out: int, k: int) -> torch.nn.Conv2d:
+        module = torch.nn.Conv2d(c_in, c_out, k)
+        kernel, bias = model.get_layer(name).get_weights()
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+            module.bias.copy_(torch.from_numpy(bias))
+        return module
+
+    class Port(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = conv("conv", 3, 4, 3), conv("head", 4, 2, 1)
+            self.sig1, self.sig2 = torch.nn.Sigmoid(), torch.nn.Sigmoid()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            y = y * self.sig1(y) if multiplies else self.sig1(y)
+            y = y * self.sig2(y) if multiplies else self.sig2(y)
+            return self.head(y)
+
+    x = np.random.default_rng(0).standard_normal((1, 6, 6, 3)).astype(np.float32)
+    result = api.diff(model, Port().eval(), x)
+    if multiplies:
+        assert result.passed, [(d.name, d.cause) for d in result.failed]
+        assert {d.name: d.modules for d in result.layers} == {"conv": ["conv", "sig1"], "act": ["sig2"],
+                                                              "head": ["head"]}
+    else:
+        issues = [(i.kind, i.id) for i in result.failed[0].issues]
+        assert result.culprit == "conv" and ("config", "activation") in issues, (result.culprit, issues)
