@@ -15,7 +15,8 @@ from .model_session import diff_model, write_repros
 
 USAGE = ("python -m harness diff MODEL PORT [--torch-weights FILE.pt] [--transfer-weights] [--save-weights FILE.pt] "
          "[--map MAP.yaml] [--torch-layout channels_first|channels_last] [--input-size N] [--seed S] "
-         "[--image FILE.npy] [--json FILE] [--html FILE] [--repro DIR]")
+         "[--image FILE.npy] [--json FILE] [--html FILE] [--repro DIR] [--save-onnx FILE.onnx]; "
+         "PORT: FILE.py:factory | module:factory | FILE.onnx | converter:tf2onnx | converter:onnx2torch")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help=f"a .keras file or a keras.applications name: {', '.join(APPLICATIONS)}")
     parser.add_argument("port", nargs="?", metavar="PORT",
-                        help="the PyTorch port: path/to/file.py:factory or module:factory returning an nn.Module")
+                        help="the port: path/to/file.py:factory or module:factory returning an nn.Module; "
+                             "FILE.onnx, an ONNX file run by onnxruntime (each node judged as the torch.nn module it "
+                             "is equivalent to); converter:tf2onnx (the harness exports MODEL with Keras's ONNX export "
+                             "and diffs that file in onnxruntime) or converter:onnx2torch (that file converted by "
+                             "onnx2torch). The ONNX kinds run where onnxruntime is installed: `make engine-onnx`, then "
+                             ".engines/onnx/bin/python -m harness diff ...")
     parser.add_argument("--torch-weights", metavar="FILE.pt", help="a state dict loaded into the port (weights_only)")
     parser.add_argument("--transfer-weights", action="store_true",
                         help="copy the Keras weights into the mapped torch modules (the harness's converters), "
@@ -31,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-weights", metavar="FILE.pt", help="with --transfer-weights: save the state dict")
     parser.add_argument("--map", metavar="MAP.yaml",
                         help="Keras layer name -> torch module path (or a list of paths), overriding the mapping")
-    parser.add_argument("--torch-layout", choices=("channels_first", "channels_last"), default="channels_first",
-                        help="the layout the port takes its input in (default channels_first)")
+    parser.add_argument("--torch-layout", choices=("channels_first", "channels_last"), default=None,
+                        help="the layout the port takes its input in (default channels_first; an ONNX PORT's is read "
+                             "from its graph input's shape, this only where both layouts fit it)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N", help="square image side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights (applications) and input")
     parser.add_argument("--image", default=None, metavar="FILE.npy", help="input image (channels last)")
@@ -41,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", metavar="FILE", help="write the model page")
     parser.add_argument("--repro", metavar="DIR", help="write each failing layer as a standalone repro into DIR "
                                                        "(LAYER.npz; a case LAYER.yaml for the conv families)")
+    parser.add_argument("--save-onnx", metavar="FILE.onnx",
+                        help="with PORT converter:NAME: save the ONNX file the harness exported (diff it again as "
+                             "PORT)")
 
 
 def read_map(path: str | None) -> dict[str, list[str]]:
@@ -71,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
     diffed = diff_model(args.model, args.port, torch_weights=args.torch_weights,
                         transfer_weights=args.transfer_weights, save_weights=args.save_weights,
                         overrides=read_map(args.map), input_size=args.input_size, seed=args.seed, image=args.image,
-                        batch=args.batch, torch_layout=args.torch_layout)
+                        batch=args.batch, torch_layout=args.torch_layout, save_onnx=args.save_onnx)
+    if args.save_onnx:
+        print(f"saved the exported ONNX file to {args.save_onnx}")
+    for note in diffed.notes:
+        print(note)
     if args.transfer_weights:
         print(f"transferred the weights of {diffed.transferred} layers"
               + (f"; saved the state dict to {args.save_weights}" if args.save_weights else ""))

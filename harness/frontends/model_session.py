@@ -3,7 +3,7 @@ port, its weights, the input, then the diff."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from ..models.capture import KerasNode, capture_keras, capture_torch
 from ..models.checks import split
 from ..models.diff import DiffResult, diff_captured, flat_origin
 from ..models.mapping import align
+from ..models.onnx_convert import converter_of, keras_onnx, onnx2torch_module
+from ..models.onnx_port import capture_onnx, graph_dims, input_layout, prepare, require_onnx
 from ..models.weights_check import expected_params
 from .extract import (
     APPLICATIONS,
@@ -36,24 +38,32 @@ class Diffed:
     result: DiffResult
     model: str            # the model's name (applications name or the .keras file's stem)
     transferred: int      # layers whose weights --transfer-weights copied (0 without it)
+    notes: list[str] = field(default_factory=list)   # how an ONNX port was run, one line each
 
 
 def diff_model(model: str, port: str, *, torch_weights: str | None = None, transfer_weights: bool = False,
                save_weights: str | None = None, overrides: Mapping[str, Sequence[str]] | None = None,
                input_size: int | None = None, seed: int = 0, image: str | None = None, batch: int = 1,
-               torch_layout: str = "channels_first") -> Diffed:
-    """Load MODEL and PORT as `python -m harness diff` does, carry the weights across where asked, and diff."""
+               torch_layout: str | None = None, save_onnx: str | None = None) -> Diffed:
+    """Load MODEL and PORT as `python -m harness diff` does, carry the weights across where asked, and diff. PORT is
+    a torch port (FILE.py:factory, module:factory), an ONNX file (run by onnxruntime) or converter:NAME (the
+    harness exports the Keras model to ONNX itself: onnx_convert.CONVERTERS)."""
+    kind = port_kind(port, torch_weights, transfer_weights, save_onnx)
     keras = import_keras()
     pixels = np.load(image, allow_pickle=False) if image else None
     loaded = load_model(keras, model, input_size, seed, pixels)
     x = input_tensor(loaded.keras_model, input_size, seed, pixels, batch)
     if model in APPLICATIONS:
         randomise_statistics(loaded.keras_model, seed, x)
-    module = load_port(port, torch_weights)
-    torch_first = torch_layout == "channels_first"
-    moved = 0
     # The Keras model runs once: the transfer maps on its capture, and the diff judges on the same capture.
     nodes = capture_keras(keras, loaded.keras_model, x)
+    if kind != "torch":
+        notes: list[str] = []
+        result = diff_onnx(nodes, loaded.keras_model, x, port, kind, overrides, torch_layout, save_onnx, notes)
+        return Diffed(result, loaded.name, 0, notes)
+    module = load_port(port, torch_weights)
+    torch_first = (torch_layout or "channels_first") == "channels_first"
+    moved = 0
     if transfer_weights:
         moved = len(transfer(nodes, module, x, torch_first, overrides or {}))
         if save_weights:
@@ -63,6 +73,53 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
     calls, port_out = capture_torch(module, np.ascontiguousarray(streams.channels_first(x) if torch_first else x))
     result = diff_captured(nodes, calls, port_out, torch_first, overrides)
     return Diffed(result, loaded.name, moved)
+
+
+def port_kind(port: str, torch_weights: str | None, transfer_weights: bool, save_onnx: str | None) -> str:
+    """torch | onnx (a .onnx file) | tf2onnx | onnx2torch (converter:NAME); the ONNX kinds' requirements checked
+    before any model loads (a usage error, one line)."""
+    converter = converter_of(port)
+    kind = converter or ("onnx" if port.lower().endswith(".onnx") else "torch")
+    if kind == "torch":
+        if save_onnx:
+            raise ValueError("--save-onnx: only a converter:NAME PORT exports an ONNX file")
+        return kind
+    if torch_weights or transfer_weights:
+        raise ValueError(f"--torch-weights/--transfer-weights: PORT {port} holds its own weights (they are not a "
+                         "torch port's state dict)")
+    if kind == "onnx" and not Path(port).is_file():
+        raise ValueError(f"PORT {port}: no such file")
+    if kind == "onnx" and save_onnx:
+        raise ValueError("--save-onnx: only a converter:NAME PORT exports an ONNX file")
+    require_onnx(port)
+    return kind
+
+
+def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port: str, kind: str,
+              overrides: Mapping[str, Sequence[str]] | None, torch_layout: str | None,
+              save_onnx: str | None, notes: list[str]) -> DiffResult:
+    """The diff of an ONNX port: the file (or the harness's own export of the Keras model) run by onnxruntime with
+    its nodes presented as modules, or onnx2torch's module of it. The graph's input layout is fed (detected from
+    its input's shape); its nodes compute channels first (ONNX's Conv, pools and BatchNormalization are NCHW), so
+    tensors are matched channels first where both layouts fit."""
+    source: str | bytes = port
+    if kind in ("tf2onnx", "onnx2torch"):
+        source = keras_onnx(keras_model, x, port)
+        if save_onnx:
+            Path(save_onnx).write_bytes(source)
+    if kind == "onnx2torch":
+        model, pruned = prepare(source, port)
+        layout = input_layout(graph_dims(model, port), tuple(x.shape), torch_layout, port)
+        notes += [*pruned, f"fed the graph's input {layout}"]
+        module = onnx2torch_module(model, port)
+        calls, port_out = capture_torch(module, np.ascontiguousarray(
+            streams.channels_first(x) if layout == "channels_first" else x))
+        return diff_captured(nodes, calls, port_out, True, overrides)
+    captured = capture_onnx(source, x, torch_layout, port)
+    result = diff_captured(nodes, captured.calls, captured.output, True, overrides)
+    result.torch_unmapped += captured.unlisted
+    notes += captured.notes
+    return result
 
 
 def load_port(spec: str, weights: str | None) -> Any:

@@ -360,7 +360,9 @@ def _activation_fix(name: str, k: int, span: Span) -> Fix | None:
     def apply(modules: Modules) -> Modules:
         import torch
 
-        module = eval(f"torch.nn.{spelled}", {"torch": torch})
+        # An ONNX port's module runs the activation it is given in onnxruntime (models.onnx_modules).
+        like = getattr(modules[min(k, len(modules) - 1)], "activation_like", None)
+        module = (like(name) if like is not None else None) or eval(f"torch.nn.{spelled}", {"torch": torch})
         if k < len(modules):
             modules[k] = module
         else:

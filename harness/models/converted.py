@@ -2,11 +2,13 @@
 composed of several modules; the mapping adjusted so that neither is judged as a different function."""
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
 
 from . import streams
+from .capture import TorchCall
 from .checks import split
 from .mapping import CONV_ROLES, LayerMapping, Unit, torch_activation
 from .weights_check import expected_params, same
@@ -68,6 +70,7 @@ def unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> Non
     """An activation module of another function than the Keras activation it was paired with is a bug only where
     it reads the same tensor: a converter's hard_swish is x * relu6(x + 3) / 6, its Relu6 module reading x + 3. Such
     pairs (the module's input off the Keras activation's input by more than 1e-3 of its scale) are undone."""
+    compose_silu(mapping, torch_first)
     for pair in list(mapping.pairs):
         unit, call = pair.unit, pair.calls[0]
         if unit.role != "act" or len(pair.calls) != 1 or torch_activation(call) == unit.activation:
@@ -85,3 +88,59 @@ def unpair_composed_activations(mapping: LayerMapping, torch_first: bool) -> Non
                    "scale): the activation is composed of several operations in the port")
             mapping.keras_unmapped.append((unit, why))
             mapping.torch_unmapped.append((call, f"part of the port's composition of {unit.name}'s activation"))
+
+
+
+def compose_silu(mapping: LayerMapping, torch_first: bool) -> None:
+    """A Sigmoid module paired with a Keras silu (an activation layer's, or a conv's fused one) whose output times its
+    input is the Keras output (within 1e-3 of its scale), where a later module of the port reads that product: the
+    port computes x * sigmoid(x), the multiply in its forward (onnx2torch's module of tf2onnx's graph). The call
+    becomes that composition: the port's own Sigmoid module, then the product with its input, as the port computes
+    it. (A port that leaves the multiply out has no module reading the product: its Sigmoid stays a sigmoid.)"""
+    calls = sorted([c for p in mapping.pairs for c in p.calls] + [c for c, _ in mapping.torch_unmapped],
+                   key=lambda c: c.index)
+    for pair in mapping.pairs:
+        unit, span = pair.unit, split(pair)
+        call = span.act if span.act is not None else (pair.calls[0] if unit.role == "act" and len(pair.calls) == 1
+                                                      else None)
+        if call is None or unit.activation != "silu" or call.kind != "Sigmoid" or call.output is None \
+                or not call.inputs:
+            continue
+        x = call.inputs[0]
+        layout = streams.match(unit.last.output, x, torch_first)
+        if layout is None:
+            continue
+        product = x * call.output.reshape(x.shape)   # float32, as the port's multiply rounds it
+        y = layout.to_torch(unit.last.output).reshape(x.shape)
+        scale = float(np.max(np.abs(y), initial=0.0)) or 1.0
+        if float(np.max(np.abs(product.astype(np.float64) - y), initial=0.0)) > 1e-3 * scale \
+                or not _read_later(product, call.index, calls, scale):
+            continue
+        composed = replace(call, kind="SiLU", module=_silu_of()(call.module), output=product,
+                           cls=f"{call.cls} times its input")
+        pair.calls = [composed if c is call else c for c in pair.calls]
+
+
+def _read_later(value: np.ndarray, after: int, calls: list[TorchCall], scale: float) -> bool:
+    """Whether a call after index ``after`` reads ``value`` (of its size, within 1e-3 of ``scale``)."""
+    for c in calls:
+        if c.index > after and c.inputs and c.inputs[0].size == value.size and float(np.max(np.abs(
+                c.inputs[0].reshape(value.shape).astype(np.float64) - value), initial=0.0)) <= 1e-3 * scale:
+            return True
+    return False
+
+
+@functools.cache
+def _silu_of() -> type:
+    """nn.SiLU whose forward is a port's x * sigmoid_module(x) (built on first use: torch loads lazily)."""
+    import torch
+
+    class SiluOf(torch.nn.SiLU):
+        def __init__(self, sigmoid: torch.nn.Module) -> None:
+            super().__init__()
+            self.sigmoid = sigmoid
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.sigmoid(x)
+
+    return SiluOf
