@@ -14,7 +14,9 @@ FILE_KEY = "models"
 MODEL_KEYS = {
     "id": "unique name (shared with the cases and stacks), part of the pytest id",
     "keras": "a .keras file (relative to this file) or a keras.applications name",
-    "port": "the PyTorch port: FILE.py:factory (relative to this file) or module:factory",
+    "port": "the port: FILE.py:factory (relative to this file) or module:factory (a torch nn.Module), FILE.onnx (run "
+            "by onnxruntime, relative to this file) or converter:NAME (tf2onnx, onnx2torch: the harness converts the "
+            "Keras model)",
     "torch_weights": "a state dict (.pt, relative to this file) loaded into the port",
     "transfer_weights": "true: copy the Keras weights into the mapped torch modules first",
     "map": "Keras layer name -> torch module path or list of paths, overriding the mapping",
@@ -22,7 +24,8 @@ MODEL_KEYS = {
     "seed": "seed of the applications' weights and of the input",
     "image": "input image .npy (channels last, relative to this file)",
     "batch": "batch size of the seeded input",
-    "torch_layout": "channels_first (default) | channels_last: the layout the port takes",
+    "torch_layout": "channels_first | channels_last: the layout the port takes (default: channels_first for a torch "
+                    "port, the graph's own for an ONNX one)",
     "description": "free text",
 }
 REQUIRED = ("id", "keras", "port")
@@ -36,7 +39,7 @@ class ModelEntry:
     id: str
     file: str                       # the case file, as shown
     keras: str                      # a .keras path (absolute) or an applications name
-    port: str                       # FILE.py:factory (absolute file) or module:factory
+    port: str                       # FILE.py:factory (absolute file), module:factory, FILE.onnx or converter:NAME
     torch_weights: str | None = None
     transfer_weights: bool = False
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -44,7 +47,7 @@ class ModelEntry:
     seed: int = 0
     image: str | None = None
     batch: int = 1
-    torch_layout: str = "channels_first"
+    torch_layout: str | None = None  # None: channels_first for a torch port, the graph's own for an ONNX one
     line: int | None = None
 
 
@@ -77,17 +80,20 @@ def model_from_entry(shown: str, folder: Path, entry: Any, label: str) -> ModelE
     if not _APPLICATION.match(keras):
         keras = _existing(folder, keras, "keras", fail)
     port = _string(entry, "port", fail)
-    module, _, factory = port.rpartition(":")
-    if not module or not factory:
-        raise fail("port", f"must be FILE.py:factory or module:factory, got {port!r}")
-    if module.endswith(".py") or "/" in module:
-        port = f"{_existing(folder, module, 'port', fail)}:{factory}"
+    if port.lower().endswith(".onnx"):
+        port = _existing(folder, port, "port", fail)
+    elif not port.startswith("converter:"):   # converter:NAME is checked by the diff (its error is the entry's)
+        module, _, factory = port.rpartition(":")
+        if not module or not factory:
+            raise fail("port", f"must be FILE.py:factory, module:factory, FILE.onnx or converter:NAME, got {port!r}")
+        if module.endswith(".py") or "/" in module:
+            port = f"{_existing(folder, module, 'port', fail)}:{factory}"
     weights = _existing(folder, _string(entry, "torch_weights", fail), "torch_weights", fail) \
         if "torch_weights" in entry else None
     image = _existing(folder, _string(entry, "image", fail), "image", fail) if "image" in entry else None
     overrides = _map(entry.get("map", {}), fail)
-    layout = entry.get("torch_layout", "channels_first")
-    if layout not in ("channels_first", "channels_last"):
+    layout = entry.get("torch_layout")
+    if layout not in (None, "channels_first", "channels_last"):
         raise fail("torch_layout", f"must be channels_first or channels_last, got {layout!r}")
     transfer = entry.get("transfer_weights", False)
     if not isinstance(transfer, bool):

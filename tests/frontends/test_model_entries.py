@@ -76,3 +76,19 @@ def test_a_model_entry_knows_its_line(tmp_path) -> None:
                     "  - id: second\n    keras: mobilenet_v2\n    port: pkg.mod:make\n")
     lines = [m.line for m in load_suite_file(str(path)).models]
     assert lines == [3, 6], f"lines={lines}, but should be [3, 6]"
+
+
+def test_a_model_entry_takes_an_onnx_file_or_a_converter_as_its_port(tmp_path) -> None:
+    """port: FILE.onnx (resolved beside the case file; a missing one is the entry's error naming the field) or
+    converter:NAME; torch_layout left to the diff (the graph's own layout for an ONNX port)."""
+    from harness.cases.suite import load_suite_file
+
+    (tmp_path / "port.onnx").write_bytes(b"")
+    path = tmp_path / "m.yaml"
+    path.write_text("models:\n  - id: file\n    keras: mobilenet_v2\n    port: port.onnx\n"
+                    "  - id: conv\n    keras: mobilenet_v2\n    port: converter:onnx2torch\n"
+                    "  - id: gone\n    keras: mobilenet_v2\n    port: missing.onnx\n")
+    suite = load_suite_file(str(path))
+    ports = {m.id: (m.port, m.torch_layout) for m in suite.models}
+    assert ports == {"file": (str(tmp_path / "port.onnx"), None), "conv": ("converter:onnx2torch", None)}, ports
+    assert [(e.case, e.field) for e in suite.model_errors] == [("gone", "port")], suite.model_errors
