@@ -118,17 +118,28 @@ def torch_port_and_input(torch: Any, request: Request) -> tuple[Any, Any]:
     return module, xt
 
 
-def export_torch_onnx(torch: Any, module: Any, xt: Any, path: str, layer: str) -> None:
-    """torch.onnx.export of the port (its defaults; input "x", output "y"), its warnings silenced; the exporter's
-    refusal of an op is the engine's refusal (EngineRejected)."""
+# torch.onnx.export's two exporters: "dynamo" (torch.export + onnxscript, the default since torch 2.9) and "legacy"
+# (the TorchScript exporter, dynamo=False: what most tutorials and scripts call).
+EXPORTERS = ("dynamo", "legacy")
+
+
+def export_torch_onnx(torch: Any, module: Any, xt: Any, path: str, layer: str, exporter: str = "dynamo") -> None:
+    """torch.onnx.export of the port (its defaults but the exporter; input "x", output "y"), its warnings and
+    progress lines silenced; the exporter's refusal of an op is the engine's refusal (EngineRejected)."""
+    import contextlib
+    import io
     import warnings
 
-    with warnings.catch_warnings():
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False)
+            torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False,
+                              dynamo=exporter == "dynamo")
         except torch.onnx.errors.UnsupportedOperatorError as exc:   # the exporter's refusal
-            raise EngineRejected(f"torch.onnx.export refused the port of {layer}: {first_line(exc)}") from exc
+            raise EngineRejected(f"torch.onnx.export ({exporter}) refused the port of {layer}: "
+                                 f"{first_line(exc)}") from exc
 
 
 def run_converted(model: Any, feed: Any, layer_dtype: str, notes: list[str]) -> Any:
