@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import EngineRejected
 from . import port_variants
 from .base import Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import export_torch_onnx, run_converted, torch_port_and_input, versions
@@ -66,6 +67,15 @@ class Onnx2TfEngine(Engine):
             except SystemExit as exc:   # onnx2tf reports a failed conversion by exiting
                 raise RuntimeError(f"onnx2tf exited ({exc.code}) converting {request.layer}: "
                                    f"{_last_error(log.getvalue())}") from None
+            except Exception as exc:
+                op = _failed_op(log.getvalue())
+                if op is None:   # not onnx2tf's own report of an op it could not convert: a crash
+                    raise
+                # onnx2tf names the ONNX op whose conversion raised ("onnx_op_name: /1/Add") and re-raises: the
+                # converter's refusal of that op, with TensorFlow's (or tf_keras's) reason.
+                raise EngineRejected(f"onnx2tf {versions('onnx2tf')['onnx2tf']} could not convert {op} in the "
+                                     f"{self.exporter} exporter's ONNX of {request.layer}: {type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:300]}") from exc
         notes: list[str] = [*styled]
         # onnx2tf turns the NCHW graph into NHWC, its input and output included.
         y = run_converted(model, np.moveaxis(x_first, 1, -1), str(x.dtype), notes)
@@ -95,6 +105,16 @@ class Onnx2TfLegacyEngine(Onnx2TfEngine):
 def _offline_test_images() -> np.ndarray:
     """What onnx2tf's download_test_image_data returns (20 images 128x128x3, float32 in [0, 1]), made here."""
     return np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+
+
+def _failed_op(log: str) -> str | None:
+    """The ONNX op onnx2tf's log names as the one whose conversion failed ("onnx_op_name: /1/Add" -> "/1/Add"),
+    None where it names none."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    found = re.search(r"onnx_op_name: (\S+)", text)
+    return found.group(1) if found else None
 
 
 def _last_error(log: str) -> str:

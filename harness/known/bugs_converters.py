@@ -336,6 +336,52 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
                  "(engines/onnx2tf.txt); issue 21",
             tensors=(OUTPUT,)),
         known(
+            id="onnx2tf-strides-with-dilation-refused", engine="onnx2tf", kind="refusal",
+            summary="onnx2tf converts an ONNX Conv with a stride > 1 and a dilation > 1 into tf.nn.convolution, which "
+                    "refuses them together (\"`strides > 1` not supported in conjunction with `dilation_rate > 1`\") "
+                    "while onnx2tf runs its check inference: the conversion fails at that Conv (Keras refuses the "
+                    "layer alike; the torch port, which torch computes, is what onnx2tf converts); onnx2tf-legacy "
+                    "alike",
+            repro="import torch, onnx2tf; torch.onnx.export(torch.nn.Conv1d(1, 1, 2, stride=2, dilation=2).eval(), "
+                  "(torch.ones(1, 1, 9),), 'm.onnx'); onnx2tf.convert('m.onnx', disable_model_save=True, "
+                  "non_verbose=True)   # ValueError: `strides > 1` not supported in conjunction with "
+                  "`dilation_rate > 1`",
+            touches="Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D with some stride > 1 and some "
+                    "dilation > 1 (the torch port computes them; Keras refuses them)",
+            when={"torch": "==2.13.0"},
+            applies=lambda case: not transposed(case) and max(case.geometry.strides) > 1
+            and max(case.geometry.dilation) > 1,
+            seen="onnx2tf 1.29.24, TensorFlow 2.19.0 (engines/onnx2tf.txt), both torch.onnx exporters; an error of "
+                 "the converter until issue 21 read onnx2tf's report of the op it failed on"),
+        known(
+            id="nobuco-strides-with-dilation-refused", engine="nobuco", kind="refusal",
+            summary="nobuco converts a torch conv with a stride > 1 and a dilation > 1 into a Keras 2 conv layer, "
+                    "which refuses them together (\"`strides > 1` not supported in conjunction with "
+                    "`dilation_rate > 1`\"): the conversion fails at that node (Keras 3 refuses the layer alike)",
+            repro="import torch, nobuco; nobuco.pytorch_to_keras(torch.nn.Conv1d(1, 1, 2, stride=2, dilation=2)"
+                  ".eval(), args=[torch.ones(1, 1, 9)])   # Failed conversion: `strides > 1` not supported in "
+                  "conjunction with `dilation_rate > 1`",
+            touches="Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D with some stride > 1 and some "
+                    "dilation > 1 (the torch port computes them)",
+            when={"torch": "==2.13.0"},
+            applies=lambda case: not transposed(case) and max(case.geometry.strides) > 1
+            and max(case.geometry.dilation) > 1,
+            seen="nobuco 0.17.0, Keras 2.15.0 (engines/nobuco.txt); issue 21"),
+        known(
+            id="onnx2tf-legacy-softsign-add-refused", engine="onnx2tf-legacy", kind="refusal",
+            summary="onnx2tf fails converting the legacy exporter's softsign after a Conv (Abs, then an Add of the "
+                    "constant 1, then Div): its Add becomes the Python constant 1.0, which tf_keras refuses as a model "
+                    "output (\"Output tensors of a Functional model must be the output of a TensorFlow `Layer` ... "
+                    "Found: 1.0\"); softsign alone, and the dynamo exporter's graph, convert",
+            repro="import torch, onnx2tf; torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), "
+                  "torch.nn.Softsign()).eval(), (torch.ones(2, 2, 6, 6),), 'm.onnx', dynamo=False); "
+                  "onnx2tf.convert('m.onnx', disable_model_save=True, non_verbose=True)   # ValueError: Output "
+                  "tensors of a Functional model must be the output of a TensorFlow `Layer` ... Found: 1.0",
+            touches="every layer with activation softsign (F.softsign or nn.Softsign: the same graph)",
+            when={"torch": "==2.13.0"}, applies=lambda case: case.geometry.activation == "softsign",
+            seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter, TensorFlow 2.19.0 (engines/onnx2tf.txt); "
+                 "issue 21"),
+        known(
             id="nobuco-functional-relu6-refused", engine="nobuco", kind="refusal",
             summary="nobuco has no converter for F.relu6 (\"Unimplemented nodes\": relu6[torch.nn.functional]), "
                     "which the harness's torch port calls; nn.ReLU6 (F.hardtanh inside) converts, and is what the "

@@ -133,6 +133,6 @@ def test_the_pinned_cases_hold_in_each_port_engine(name):
     _require(name)
     for case in _cases():
         r = run_bare(case, name, "forward", Diagnoser())
-        got = outcome(r.verdict, r.xfail)
+        got = outcome(r.verdict, r.xfail)   # a pinned refusal is a pass ("rejected, as the case expects")
         want = "xfail" if name in case.xfail else "pass"
         assert got == want, f"{name} on {case.id}: outcome={got}, but should be {want} [{r.message}]"
