@@ -379,8 +379,7 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
                   "tensors of a Functional model must be the output of a TensorFlow `Layer` ... Found: 1.0",
             touches="every layer with activation softsign (F.softsign or nn.Softsign: the same graph)",
             when={"torch": "==2.13.0"}, applies=lambda case: case.geometry.activation == "softsign",
-            seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter, TensorFlow 2.19.0 (engines/onnx2tf.txt); "
-                 "issue 21"),
+            seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter, TensorFlow 2.19.0; issue 21"),
         known(
             id="nobuco-functional-relu6-refused", engine="nobuco", kind="refusal",
             summary="nobuco has no converter for F.relu6 (\"Unimplemented nodes\": relu6[torch.nn.functional]), "
@@ -389,8 +388,7 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
             repro="import torch, torch.nn.functional as F, nobuco; nobuco.pytorch_to_keras(type('M', "
                   "(torch.nn.Module,), {'forward': lambda self, x: F.relu6(x)})(), args=[torch.ones(1, 1, 2)])   "
                   "# Exception: Unimplemented nodes (relu6[torch.nn.functional])",
-            touches="every layer with activation relu6 whose port applies F.relu6 (engine_options: {nobuco: "
-                    "{port_activation: function}})",
+            touches="every layer with activation relu6 whose port applies F.relu6 (port_activation: function)",
             when={"torch": "==2.13.0"},
             applies=lambda case: case.geometry.activation == "relu6"
             and _port_option(case, "nobuco", "port_activation", "module") == "function",
