@@ -136,3 +136,52 @@ def test_the_pinned_cases_hold_in_each_port_engine(name):
         got = outcome(r.verdict, r.xfail)   # a pinned refusal is a pass ("rejected, as the case expects")
         want = "xfail" if name in case.xfail else "pass"
         assert got == want, f"{name} on {case.id}: outcome={got}, but should be {want} [{r.message}]"
+
+
+# ---------------------------------------------------------------- conversion work done once
+_MEMO = """\
+import hashlib, io, contextlib, sys, warnings
+import numpy as np, torch
+from torch.onnx._internal.exporter import _registration
+from harness import torch_port
+from harness.engines.keras_graph import export_torch_onnx, memoise_onnx_registry
+warnings.simplefilter("ignore")
+w = {"kernel": np.random.default_rng(0).normal(size=(3, 3, 4)), "bias": np.ones(4)}
+m = torch_port.from_keras("Conv1D", {"filters": 4, "kernel_size": 3, "padding": "same"}, w).eval()
+def digest(path):
+    export_torch_onnx(torch, m, torch.ones(2, 3, 9), path, "Conv1D")
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+first = digest(sys.argv[1] + "/a.onnx")   # memoised from its first call on: the registry it builds is kept
+again = digest(sys.argv[1] + "/b.onnx")
+print(memoise_onnx_registry(), first == again,
+      _registration.ONNXRegistry.from_torchlib() is _registration.ONNXRegistry().from_torchlib())
+"""
+
+
+def test_the_onnx_registry_is_built_once_and_the_export_is_unchanged(tmp_path):
+    import subprocess
+
+    _require("torch-onnx")
+    python = engines_dir() / engines.engine_class("torch-onnx").isolation.venv / "bin" / "python"
+    done = subprocess.run([str(python), "-c", _MEMO, str(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["True", "True", "True"], \
+        f"memoised, same bytes, one registry={done.stdout.split()[-3:]}, but should all be True"
+
+
+def test_a_keras_export_is_keyed_by_everything_that_decides_it(tmp_path):
+    from harness.engines.export_cache import key
+    from harness.judge.runner import make_inputs, request
+
+    text = ("cases:\n  - id: k\n    layer: Conv2D\n    input_shape: [1, 4, 4, 2]\n"
+            "    config: {filters: 2, kernel_size: 3}\n")
+    case = load_case(tmp_path, text)
+    a, b = request(case, "openvino", make_inputs(case)), request(case, "openvino-f32", make_inputs(case))
+    assert key(a, "openvino") == key(b, "openvino"), "openvino and openvino-f32 export the same IR for one item"
+    assert key(a, "openvino") != key(a, "onnx"), "another format is another export"
+    b.inputs.weights["kernel"] = b.inputs.weights["kernel"].copy()
+    b.inputs.weights["kernel"].flat[0] += 1
+    assert key(a, "onnx") != key(b, "onnx"), "another weight is another export"
+    other = load_case(tmp_path, text.replace("kernel_size: 3", "kernel_size: 3, padding: same"), "o.yaml")
+    assert key(a, "onnx") != key(request(other, "keras-onnx", make_inputs(other)), "onnx"), "another configuration"
