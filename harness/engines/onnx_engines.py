@@ -16,10 +16,9 @@ import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
 from ..tensors.values import numpy_dtype
-from . import port_variants, torchvision_standin
+from . import export_cache, port_variants, torchvision_standin
 from .base import CANONICAL_LAYOUT, Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import (
-    export,
     export_torch_onnx,
     first_line,
     import_keras_on,
@@ -100,17 +99,16 @@ def ort_run(model: bytes | str, x: np.ndarray, facts: dict[str, Any] | None = No
 
 def keras_onnx(request: Request) -> tuple[bytes, Any]:
     """The request's Keras layer (TensorFlow backend) exported by Keras to ONNX (model.export, format "onnx":
-    tf2onnx.convert.from_function) and the Keras model."""
+    tf2onnx.convert.from_function) and the Keras model. Exported once for keras-onnx and onnx2torch, which read the
+    same ONNX (export_cache)."""
     model = keras_model(request)
-    with tempfile.TemporaryDirectory(prefix="harness-onnx-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            export(model, path, "onnx", request)
-        except ValueError as exc:   # tf2onnx's refusals (an op it cannot convert) are ValueErrors
-            raise EngineRejected(f"Keras/tf2onnx refused to export {request.layer} to ONNX: {first_line(exc)}",
-                                 keras_facts(request)) from exc
-        with open(path, "rb") as fh:
-            return fh.read(), model
+    try:
+        path = export_cache.exported(model, request, "onnx", "model.onnx")
+    except ValueError as exc:   # tf2onnx's refusals (an op it cannot convert) are ValueErrors
+        raise EngineRejected(f"Keras/tf2onnx refused to export {request.layer} to ONNX: {first_line(exc)}",
+                             keras_facts(request)) from exc
+    with open(path, "rb") as fh:
+        return fh.read(), model
 
 
 def _ops(model: bytes | str) -> list[str]:
