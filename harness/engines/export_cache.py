@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,12 @@ import numpy as np
 from .. import keras_layer
 from . import keras_graph
 from .base import Request
+
+# Exports older than this are removed (every PRUNE_EVERY exports of a worker): the folder stays bounded over long
+# fuzz campaigns, and no worker is still reading an export that old (every engine reads it within its own item).
+MAX_AGE_S = 3600.0
+PRUNE_EVERY = 200
+_made = [0]   # exports this worker made
 
 # What else decides an export: the versions of the venv that exports it (engines/onnx.txt: Keras, TensorFlow,
 # tf2onnx, OpenVINO) and the harness code that builds and exports the model. Computed once per worker.
@@ -52,8 +59,14 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
     folder = os.path.join(root, key(request, fmt))
     path = os.path.join(folder, filename)
     if os.path.isfile(path):
-        return path
+        try:
+            os.utime(folder)   # in use: young again, so that _prune leaves it
+        except OSError:   # pruned between the two calls: export it again
+            pass
+        else:
+            return path
     os.makedirs(root, exist_ok=True)
+    _prune(root)
     tmp = tempfile.mkdtemp(prefix="export-", dir=root)
     try:
         keras_graph.export(model, os.path.join(tmp, filename), fmt, request)
@@ -64,3 +77,15 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _prune(root: str) -> None:
+    """Remove the exports in ``root`` older than MAX_AGE_S, once every PRUNE_EVERY exports of this worker."""
+    _made[0] += 1
+    if _made[0] % PRUNE_EVERY != 1:
+        return
+    cutoff = time.time() - MAX_AGE_S
+    with os.scandir(root) as entries:
+        old = [e.path for e in entries if e.is_dir(follow_symlinks=False) and e.stat().st_mtime < cutoff]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)

@@ -185,3 +185,19 @@ def test_a_keras_export_is_keyed_by_everything_that_decides_it(tmp_path):
     assert key(a, "onnx") != key(b, "onnx"), "another weight is another export"
     other = load_case(tmp_path, text.replace("kernel_size: 3", "kernel_size: 3, padding: same"), "o.yaml")
     assert key(a, "onnx") != key(request(other, "keras-onnx", make_inputs(other)), "onnx"), "another configuration"
+
+
+def test_exports_unused_for_an_hour_are_pruned_and_others_kept(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from harness.engines import export_cache
+
+    old, young = tmp_path / "old", tmp_path / "young"
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"x")
+    os.utime(old, (time.time() - 2 * export_cache.MAX_AGE_S,) * 2)
+    monkeypatch.setattr(export_cache, "_made", [export_cache.PRUNE_EVERY])   # the next export prunes
+    export_cache._prune(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["young"], list(tmp_path.iterdir())
