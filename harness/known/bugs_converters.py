@@ -329,8 +329,8 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
                   "np.float32)).shape)   # (4, 5, 3), should be (2, 7, 3)",
             touches="Conv1D, Conv2D, DepthwiseConv1D/2D, SeparableConv1D/2D (and Conv3D) with 'same' or 'causal' "
                     "padding that adds zeros on some axis, unless the port pads in the conv (port_padding 'same' at "
-                    "stride 1); transposed convs whose port crops by hand (the bias add after the crop then fails: an "
-                    "error, not this bug's wrong shape)",
+                    "stride 1); transposed convs whose port crops by hand (with a bias, onnx2tf then fails converting "
+                    "the bias Add after the crop: rejected, naming the op and the shapes)",
             when={"torch": "==2.13.0"}, applies=lambda case: _port_pads_in_graph(case, "onnx2tf-legacy"),
             seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter (opset 20), TensorFlow 2.19.0 "
                  "(engines/onnx2tf.txt); issue 21",
