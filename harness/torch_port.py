@@ -73,6 +73,13 @@ else:
     _Module = _Conv = object
 
 
+def _activate(module: Any, y: torch.Tensor) -> torch.Tensor:
+    """The port's activation function of ``y``; a variant's module (nn.ReLU6) where one was set on the port
+    (harness.engines.port_variants: the port as other porters write it)."""
+    styled = module._modules.get("activation_module")
+    return _ACTIVATIONS[module.activation](y) if styled is None else styled(y)
+
+
 class _KerasPadded(_Conv):
     """Mixin for an nn.ConvNd built with padding=0: pads like Keras at forward time, then activates.
 
@@ -93,8 +100,9 @@ class _KerasPadded(_Conv):
         return F.pad(x, pads) if any(pads) else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(self._keras_pad(x))
-        return _ACTIVATIONS[self.activation](y)
+        zero_pad = self._modules.get("zero_pad")   # a variant's nn.ZeroPadNd (harness.engines.port_variants)
+        y = super().forward(self._keras_pad(x) if zero_pad is None else zero_pad(x))
+        return _activate(self, y)
 
     def reset_parameters(self) -> None:
         if not _LOADING.get():   # from_keras loads every parameter next: nothing to draw
@@ -282,7 +290,7 @@ class _SeparableNd(_FromKeras, nn.Module):
         self.activation = _activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ACTIVATIONS[self.activation](self.pointwise(self.depthwise(x)))
+        return _activate(self, self.pointwise(self.depthwise(x)))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"

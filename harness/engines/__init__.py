@@ -38,12 +38,14 @@ BUILTIN: dict[str, str] = {
     "keras-torch": "harness.engines.keras_backends:KerasTorchEngine",
     "keras-onnx": "harness.engines.onnx_engines:KerasOnnxEngine",
     "torch-onnx": "harness.engines.onnx_engines:TorchOnnxEngine",
+    "torch-onnx-legacy": "harness.engines.onnx_engines:TorchOnnxLegacyEngine",
     "onnx2torch": "harness.engines.onnx_engines:Onnx2TorchEngine",
     "openvino": "harness.engines.openvino_engine:OpenVinoEngine",
     "openvino-f32": "harness.engines.openvino_engine:OpenVinoF32Engine",
     "litert": "harness.engines.litert_engine:LiteRtEngine",
     "nobuco": "harness.engines.nobuco_engine:NobucoEngine",
     "onnx2tf": "harness.engines.onnx2tf_engine:Onnx2TfEngine",
+    "onnx2tf-legacy": "harness.engines.onnx2tf_engine:Onnx2TfLegacyEngine",
 }
 DEFAULT_ENGINES = ("oracle", "keras", "torch")
 # The engine every other engine is judged against: the one built-in whose class says reference = True.

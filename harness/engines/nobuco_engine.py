@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import EngineRejected
-from . import torchvision_standin
-from .base import Engine, EngineOutput, Isolation, Request
+from . import port_variants, torchvision_standin
+from .base import Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import first_line, run_converted, torch_port_and_input, versions
 
 
@@ -32,6 +32,11 @@ class NobucoEngine(Engine):
     dtype_limits: ClassVar[dict[str, str]] = {
         "bfloat16": "nobuco cannot convert a bfloat16 module: it reads the port's tensors through NumPy, which has no "
                     "bfloat16 (TypeError: Got unsupported ScalarType BFloat16)"}
+
+    options: ClassVar[dict[str, EngineOption]] = port_variants.OPTIONS
+    # nobuco's users port their models to PyTorch and back with nn modules (nn.ReLU6); nobuco 0.17 has no converter
+    # for F.relu6 (nobuco-functional-relu6-refused): its port takes activation modules unless a case says otherwise.
+    port_defaults: ClassVar[dict[str, str]] = {"port_activation": "module"}
 
     def __init__(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +51,8 @@ class NobucoEngine(Engine):
         torch, nobuco = self.torch, self.nobuco
         g, x = request.geometry, request.inputs.x
         module, xt = torch_port_and_input(torch, request)
+        styled = port_variants.restyle(module, xt.shape[2:], **port_variants.chosen(request.options,
+                                                                                    self.port_defaults))
         order = nobuco.ChannelOrder.PYTORCH if g.channels_first else nobuco.ChannelOrder.TENSORFLOW
         log = io.StringIO()   # nobuco prints its trace (and the nodes it cannot convert) on stdout
         try:
@@ -68,7 +75,7 @@ class NobucoEngine(Engine):
                 raise EngineRejected(f"nobuco {version} could not convert the port of {request.layer}: "
                                      + "; ".join(refused)) from exc
             raise
-        notes: list[str] = []
+        notes: list[str] = [*styled]
         y = run_converted(model, x, str(x.dtype), notes)
         notes.append("Keras layers: " + " ".join(type(layer).__name__ for layer in model.layers))
         return EngineOutput(y=np.ascontiguousarray(y), params=int(model.count_params()),
@@ -77,7 +84,8 @@ class NobucoEngine(Engine):
 
     @classmethod
     def environment(cls) -> dict[str, dict[str, Any]]:
-        info: dict[str, Any] = versions("nobuco", "torch", "tensorflow-cpu", "keras")
+        info: dict[str, Any] = {**versions("nobuco", "torch", "tensorflow-cpu", "keras"),
+                                "port": ", ".join(f"{k}={v}" for k, v in cls.port_defaults.items())}
         standin = getattr(sys.modules.get("torchvision"), "__harness_standin__", None)
         if standin:
             info["torchvision_standin"] = standin

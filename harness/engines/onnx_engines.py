@@ -16,10 +16,9 @@ import numpy as np
 
 from ..errors import EngineRejected, EngineSkip
 from ..tensors.values import numpy_dtype
-from . import torchvision_standin
-from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
+from . import export_cache, port_variants, torchvision_standin
+from .base import CANONICAL_LAYOUT, Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import (
-    export,
     export_torch_onnx,
     first_line,
     import_keras_on,
@@ -100,17 +99,16 @@ def ort_run(model: bytes | str, x: np.ndarray, facts: dict[str, Any] | None = No
 
 def keras_onnx(request: Request) -> tuple[bytes, Any]:
     """The request's Keras layer (TensorFlow backend) exported by Keras to ONNX (model.export, format "onnx":
-    tf2onnx.convert.from_function) and the Keras model."""
+    tf2onnx.convert.from_function) and the Keras model. Exported once for keras-onnx and onnx2torch, which read the
+    same ONNX (export_cache)."""
     model = keras_model(request)
-    with tempfile.TemporaryDirectory(prefix="harness-onnx-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            export(model, path, "onnx", request)
-        except ValueError as exc:   # tf2onnx's refusals (an op it cannot convert) are ValueErrors
-            raise EngineRejected(f"Keras/tf2onnx refused to export {request.layer} to ONNX: {first_line(exc)}",
-                                 keras_facts(request)) from exc
-        with open(path, "rb") as fh:
-            return fh.read(), model
+    try:
+        path = export_cache.exported(model, request, "onnx", "model.onnx")
+    except ValueError as exc:   # tf2onnx's refusals (an op it cannot convert) are ValueErrors
+        raise EngineRejected(f"Keras/tf2onnx refused to export {request.layer} to ONNX: {first_line(exc)}",
+                             keras_facts(request)) from exc
+    with open(path, "rb") as fh:
+        return fh.read(), model
 
 
 def _ops(model: bytes | str) -> list[str]:
@@ -156,8 +154,9 @@ class KerasOnnxEngine(Engine):
 
 
 class TorchOnnxEngine(Engine):
-    """The harness's torch port (harness.torch_port.from_keras) -> torch.onnx.export (its defaults) ->
-    onnxruntime on CPU. The input is moved to channels-first outside the graph, as the torch engine does."""
+    """The harness's torch port (harness.torch_port.from_keras) -> torch.onnx.export (its defaults: the dynamo
+    exporter) -> onnxruntime on CPU. The input is moved to channels-first outside the graph, as the torch engine
+    does."""
 
     name = "torch-onnx"
     weight_layout = "torch"
@@ -165,6 +164,8 @@ class TorchOnnxEngine(Engine):
     isolation = Isolation(venv=ONNX_VENV)
     inherits = "torch"   # built from the torch port: the port's refusals (and torch's known bugs) are its own
     dtype_limits: ClassVar[dict[str, str]] = {"float64": ORT_NO_FLOAT64, "bfloat16": ORT_NO_BFLOAT16}
+    options: ClassVar[dict[str, EngineOption]] = port_variants.OPTIONS
+    exporter: ClassVar[str] = "dynamo"   # torch.onnx.export's exporter (keras_graph.EXPORTERS)
 
     def __init__(self) -> None:
         import onnxruntime  # noqa: F401 - fail here (an error of the first item) if the venv lacks it
@@ -177,23 +178,34 @@ class TorchOnnxEngine(Engine):
         torch = self.torch
         g, x = request.geometry, request.inputs.x
         module, xt = torch_port_and_input(torch, request)
+        styled = port_variants.restyle(module, xt.shape[2:], **port_variants.chosen(request.options, {}))
         x_first = x if g.channels_first else np.moveaxis(x, -1, 1)   # what the exported graph takes
         with tempfile.TemporaryDirectory(prefix="harness-onnx-") as tmp:
             path = os.path.join(tmp, "model.onnx")
-            export_torch_onnx(torch, module, xt, path, request.layer)
+            export_torch_onnx(torch, module, xt, path, request.layer, self.exporter)
             # From the file: the exporter may keep the weights next to it (model.onnx.data).
             y, notes = ort_run(path, x_first)   # the graph's input is channels-first
             ops = _ops(path)
         if not g.channels_first:
             y = np.moveaxis(y, 1, -1)
-        notes.append("ONNX ops: " + " ".join(ops))
+        notes += [*styled, f"ONNX ops ({self.exporter} exporter): " + " ".join(ops)]
         state = module.state_dict()
         return EngineOutput(y=np.ascontiguousarray(y), params=int(sum(p.numel() for p in module.parameters())),
                             weight_shapes={k: tuple(v.shape) for k, v in state.items()}, notes=notes)
 
     @classmethod
     def environment(cls) -> dict[str, dict[str, Any]]:
-        return {cls.name: versions("torch", "onnxscript", "onnx", "onnxruntime")}
+        return {cls.name: {**versions("torch", "onnxscript", "onnx", "onnxruntime"), "exporter": cls.exporter}}
+
+
+class TorchOnnxLegacyEngine(TorchOnnxEngine):
+    """torch-onnx fed by the legacy TorchScript exporter (torch.onnx.export(..., dynamo=False)), as most tutorials
+    and scripts call it: F.pad becomes a Pad whose pads are computed in the graph, relu6 a Clip."""
+
+    name = "torch-onnx-legacy"
+    exporter = "legacy"
+    # The same runtime on the same port: torch-onnx's known behaviour holds here where its condition does.
+    inherits = "torch-onnx"
 
 
 def _import_onnx2torch() -> Any:

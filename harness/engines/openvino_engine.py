@@ -8,15 +8,14 @@ OpenVINO's CPU plugin picks its own inference precision: on CPUs with AVX512_BF1
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import EngineRejected
+from . import export_cache
 from .base import CANONICAL_LAYOUT, Engine, EngineOption, EngineOutput, Isolation, Request
-from .keras_graph import export, first_line, import_keras_on, keras_facts, keras_model, versions
+from .keras_graph import first_line, import_keras_on, keras_facts, keras_model, versions
 
 # OpenVINO's names for the precisions its CPU plugin can be asked to infer in.
 PRECISIONS = ("f32", "bf16", "f16")
@@ -50,16 +49,14 @@ class OpenVinoEngine(Engine):
         model = keras_model(request)
         layer = model.layers[-1]
         config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-        with tempfile.TemporaryDirectory(prefix="harness-openvino-") as tmp:
-            path = os.path.join(tmp, "model.xml")
-            try:
-                export(model, path, "openvino", request)
-            except Exception as exc:   # the TensorFlow frontend's refusal: an op (or a dtype) it cannot convert
-                if "OpConversionFailure" not in type(exc).__name__:
-                    raise
-                raise EngineRejected(f"OpenVINO {versions('openvino')['openvino']} refused to convert "
-                                     f"{request.layer} ({request.dtype}): {_frontend_message(exc)}", facts) from exc
-            compiled = self.core.compile_model(path, "CPU", config)
+        try:
+            path = export_cache.exported(model, request, "openvino", "model.xml")
+        except Exception as exc:   # the TensorFlow frontend's refusal: an op (or a dtype) it cannot convert
+            if "OpConversionFailure" not in type(exc).__name__:
+                raise
+            raise EngineRejected(f"OpenVINO {versions('openvino')['openvino']} refused to convert "
+                                 f"{request.layer} ({request.dtype}): {_frontend_message(exc)}", facts) from exc
+        compiled = self.core.compile_model(path, "CPU", config)
         x = request.inputs.x
         notes: list[str] = []
         want = _DTYPES.get(compiled.inputs[0].get_element_type().to_string(), str(x.dtype))

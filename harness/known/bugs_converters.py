@@ -24,6 +24,7 @@ class Case(Protocol):
     """What these predicates read of a case (bugs.Case has it)."""
     layer: str
     dtype: str
+    input_shape: tuple[int, ...]
     @property
     def geometry(self) -> Geometry: ...
 
@@ -79,6 +80,25 @@ def _port_plain_short_kernel(case: Case) -> bool:
 def _port_output_padding(case: Case) -> bool:
     """The torch port's nn.ConvTransposeNd takes an output_padding > 0 on some axis (its native path)."""
     return transposed(case) and not _port_crops_by_hand(case) and any(b - a > 0 for b, a in _crops(case))
+
+
+def _port_option(case: Case, engine: str, option: str, default: str) -> str:
+    """A torch-port option (harness.engines.port_variants) the case gives ``engine``, else its default."""
+    return str(getattr(case, "engine_options", {}).get(engine, {}).get(option, default))
+
+
+def _port_pads_in_graph(case: Case, engine: str) -> bool:
+    """The torch port that ``engine`` exports pads with F.pad (or a variant's nn.ZeroPadNd) somewhere: a conv whose
+    'same' or 'causal' padding adds zeros on some axis (unless the case gives the engine port_padding 'same', which
+    torch takes at stride 1 in the conv itself), or a transposed conv that crops by hand."""
+    if transposed(case):
+        return _port_crops_by_hand(case)
+    g = case.geometry
+    spatial = tuple(case.input_shape[2:] if g.channels_first else case.input_shape[1:-1])
+    if not any(before or after for before, after in g.pad_widths(spatial)):
+        return False
+    return not (_port_option(case, engine, "port_padding", "pad") == "same" and g.padding == "same"
+                and all(s == 1 for s in g.strides))
 
 
 def entries(known: Callable[..., K]) -> tuple[K, ...]:
@@ -294,6 +314,85 @@ def entries(known: Callable[..., K]) -> tuple[K, ...]:
             and not _port_crops_by_hand(case),
             seen="onnx2tf 1.29.24, torch.onnx 2.13.0, TensorFlow 2.19.0 (engines/onnx2tf.txt); issue 20",
             tensors=(OUTPUT,)),
+        known(
+            id="onnx2tf-legacy-pad-on-batch-axis", engine="onnx2tf-legacy", kind="bug",
+            summary="onnx2tf misreads the Pad that torch.onnx's legacy exporter (dynamo=False) writes for F.pad or "
+                    "nn.ZeroPadNd (its pads computed in the graph: ConstantOfShape, Concat, Reshape, Slice, "
+                    "Transpose, Cast): the zeros of the last spatial axis land on the batch axis, so the output has "
+                    "a longer batch and that axis unpadded; the dynamo exporter's graph (the pad folded into the "
+                    "Conv's pads) converts right",
+            repro="import numpy as np, torch, torch.nn.functional as F, onnx2tf\n"
+                  "class M(torch.nn.Module):\n"
+                  "    def forward(self, x): return F.pad(x, [1, 1])\n"
+                  "torch.onnx.export(M(), (torch.ones(2, 3, 5),), 'm.onnx', dynamo=False)\n"
+                  "print(onnx2tf.convert('m.onnx', disable_model_save=True, non_verbose=True)(np.ones((2, 5, 3), "
+                  "np.float32)).shape)   # (4, 5, 3), should be (2, 7, 3)",
+            touches="Conv1D, Conv2D, DepthwiseConv1D/2D, SeparableConv1D/2D (and Conv3D) with 'same' or 'causal' "
+                    "padding that adds zeros on some axis, unless the port pads in the conv (port_padding 'same' at "
+                    "stride 1); transposed convs whose port crops by hand (with a bias, onnx2tf then fails converting "
+                    "the bias Add after the crop: rejected, naming the op and the shapes)",
+            when={"torch": "==2.13.0"}, applies=lambda case: _port_pads_in_graph(case, "onnx2tf-legacy"),
+            seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter (opset 20), TensorFlow 2.19.0 "
+                 "(engines/onnx2tf.txt); issue 21",
+            tensors=(OUTPUT,)),
+        known(
+            id="onnx2tf-strides-with-dilation-refused", engine="onnx2tf", kind="refusal",
+            summary="onnx2tf converts an ONNX Conv with a stride > 1 and a dilation > 1 into tf.nn.convolution, which "
+                    "refuses them together (\"`strides > 1` not supported in conjunction with `dilation_rate > 1`\") "
+                    "while onnx2tf runs its check inference: the conversion fails at that Conv (Keras refuses the "
+                    "layer alike; the torch port, which torch computes, is what onnx2tf converts); onnx2tf-legacy "
+                    "alike",
+            repro="import torch, onnx2tf; torch.onnx.export(torch.nn.Conv1d(1, 1, 2, stride=2, dilation=2).eval(), "
+                  "(torch.ones(1, 1, 9),), 'm.onnx'); onnx2tf.convert('m.onnx', disable_model_save=True, "
+                  "non_verbose=True)   # ValueError: `strides > 1` not supported in conjunction with "
+                  "`dilation_rate > 1`",
+            touches="Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D with some stride > 1 and some "
+                    "dilation > 1 (the torch port computes them; Keras refuses them)",
+            when={"torch": "==2.13.0"},
+            applies=lambda case: not transposed(case) and max(case.geometry.strides) > 1
+            and max(case.geometry.dilation) > 1,
+            seen="onnx2tf 1.29.24, TensorFlow 2.19.0 (engines/onnx2tf.txt), both torch.onnx exporters; an error of "
+                 "the converter until issue 21 read onnx2tf's report of the op it failed on"),
+        known(
+            id="nobuco-strides-with-dilation-refused", engine="nobuco", kind="refusal",
+            summary="nobuco converts a torch conv with a stride > 1 and a dilation > 1 into a Keras 2 conv layer, "
+                    "which refuses them together (\"`strides > 1` not supported in conjunction with "
+                    "`dilation_rate > 1`\"): the conversion fails at that node (Keras 3 refuses the layer alike)",
+            repro="import torch, nobuco; nobuco.pytorch_to_keras(torch.nn.Conv1d(1, 1, 2, stride=2, dilation=2)"
+                  ".eval(), args=[torch.ones(1, 1, 9)])   # Failed conversion: `strides > 1` not supported in "
+                  "conjunction with `dilation_rate > 1`",
+            touches="Conv1D/2D/3D, DepthwiseConv1D/2D and SeparableConv1D/2D with some stride > 1 and some "
+                    "dilation > 1 (the torch port computes them)",
+            when={"torch": "==2.13.0"},
+            applies=lambda case: not transposed(case) and max(case.geometry.strides) > 1
+            and max(case.geometry.dilation) > 1,
+            seen="nobuco 0.17.0, Keras 2.15.0 (engines/nobuco.txt); issue 21"),
+        known(
+            id="onnx2tf-legacy-softsign-add-refused", engine="onnx2tf-legacy", kind="refusal",
+            summary="onnx2tf fails converting the legacy exporter's softsign after a Conv (Abs, then an Add of the "
+                    "constant 1, then Div): its Add becomes the Python constant 1.0, which tf_keras refuses as a model "
+                    "output (\"Output tensors of a Functional model must be the output of a TensorFlow `Layer` ... "
+                    "Found: 1.0\"); softsign alone, and the dynamo exporter's graph, convert",
+            repro="import torch, onnx2tf; torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), "
+                  "torch.nn.Softsign()).eval(), (torch.ones(2, 2, 6, 6),), 'm.onnx', dynamo=False); "
+                  "onnx2tf.convert('m.onnx', disable_model_save=True, non_verbose=True)   # ValueError: Output "
+                  "tensors of a Functional model must be the output of a TensorFlow `Layer` ... Found: 1.0",
+            touches="every layer with activation softsign (F.softsign or nn.Softsign: the same graph)",
+            when={"torch": "==2.13.0"}, applies=lambda case: case.geometry.activation == "softsign",
+            seen="onnx2tf 1.29.24, torch.onnx 2.13.0's TorchScript exporter, TensorFlow 2.19.0; issue 21"),
+        known(
+            id="nobuco-functional-relu6-refused", engine="nobuco", kind="refusal",
+            summary="nobuco has no converter for F.relu6 (\"Unimplemented nodes\": relu6[torch.nn.functional]), "
+                    "which the harness's torch port calls; nn.ReLU6 (F.hardtanh inside) converts, and is what the "
+                    "nobuco engine's port uses unless a case gives it port_activation 'function'",
+            repro="import torch, torch.nn.functional as F, nobuco; nobuco.pytorch_to_keras(type('M', "
+                  "(torch.nn.Module,), {'forward': lambda self, x: F.relu6(x)})(), args=[torch.ones(1, 1, 2)])   "
+                  "# Exception: Unimplemented nodes (relu6[torch.nn.functional])",
+            touches="every layer with activation relu6 whose port applies F.relu6 (port_activation: function)",
+            when={"torch": "==2.13.0"},
+            applies=lambda case: case.geometry.activation == "relu6"
+            and _port_option(case, "nobuco", "port_activation", "module") == "function",
+            seen="nobuco 0.17.0, torch 2.13.0 (engines/nobuco.txt); issue 21"),
     )
 
 

@@ -22,8 +22,8 @@ def run_one(case, engine):
     """An item as the CLI and pytest run it: with the diagnoser, so that failures carry their findings."""
     return run_bare(case, engine, "forward", Diagnoser())
 
-CONVERTERS = ("keras-jax", "keras-torch", "keras-onnx", "torch-onnx", "onnx2torch", "openvino", "openvino-f32",
-              "litert", "nobuco", "onnx2tf")
+CONVERTERS = ("keras-jax", "keras-torch", "keras-onnx", "torch-onnx", "torch-onnx-legacy", "onnx2torch", "openvino",
+              "openvino-f32", "litert", "nobuco", "onnx2tf")
 # Built from the Keras layer (its graph, or the layer itself on another backend): Keras's known behaviour applies.
 HEIRS = ("keras-jax", "keras-torch", "keras-onnx", "onnx2torch", "openvino", "openvino-f32", "litert")
 
