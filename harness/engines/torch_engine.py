@@ -113,6 +113,8 @@ class TorchEngine(TorchThreads, Engine):
             extra_roundings=1 if depthwise_bias is not None else 0,
             intermediate=intermediate,
             gradients=gradients,
+            # What decides the kernel oneDNN runs (harness.known.conditions: torch_threads)
+            facts={"torch_threads": str(torch.get_num_threads())},
         )
 
     def run_sequence(self, request: SequenceRequest) -> SequenceOutput:

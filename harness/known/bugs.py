@@ -287,6 +287,21 @@ REGISTRY: dict[str, Known] = {k.id: k for k in (
              "by make fuzz (classified nondeterministic: the garbage differs between processes)",
         tensors=(OUTPUT,), pre_activation=True),
     Known(
+        id="torch-bf16-conv3d-stride2-one-thread-wrong", engine="torch", kind="bug",
+        summary="PyTorch's CPU bfloat16 conv3d (oneDNN's AMX kernel) run on ONE thread, at stride 2 with an output one "
+                "column wide, returns wrong values (in fresh processes also NaN, or values that change run to run); "
+                "two threads, float16/float32 or mkldnn off are right",
+        repro="python -c \"import torch; torch.set_num_threads(1); x = torch.arange(48.).reshape(1, 1, 4, 6, 2); "
+              "print(torch.nn.functional.conv3d(x.bfloat16(), torch.ones(1, 1, 2, 2, 2).bfloat16(), stride=2)"
+              ".flatten())\"   # 60 124 70 252 316 166, should be 60 92 124 252 284 316",
+        touches="Conv3D in bfloat16 through the torch port, a stride of 2 and an output width of 1, with torch on one "
+                "thread (as in pytest-xdist workers and the fuzzer)",
+        when={"torch": "==2.13.0", "dtype": "bfloat16", "cpu_has": ["amx_bf16"], "torch_threads": "1"},
+        applies=lambda case: (case.layer == "Conv3D" and 2 in case.geometry.strides and _spatial_width(case) == 1),
+        seen="PyTorch 2.13.0+cpu on an Intel Xeon with AMX (issue 8's fuzz run of Conv3D, the repro above); right on "
+             "an AMD EPYC with AVX512_BF16 and no AMX, on 1 and 2 threads (issue 20)",
+        tensors=(OUTPUT,), pre_activation=True),
+    Known(
         id="keras-float64-leaky-relu-float32-slope", engine="keras", kind="bug",
         summary="Keras's leaky_relu multiplies by its default negative_slope 0.2 as a float32 constant "
                 "(0.20000000298023224) in a float64 layer: negative outputs off by 1.5e-8 relative (1.3e8 u)",

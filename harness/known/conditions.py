@@ -34,6 +34,9 @@ FACTS: dict[str, tuple[str, str]] = {
                                     "natively, or channels_last when the engine transposed around it)")),
     "keras_xla": ("bool", ("run fact: Keras compiled the convolution with XLA (it does for grouped convs and for "
                            "channels_first Conv3D)")),
+    "torch_threads": ("text", ("run fact: torch's intra-op threads when the torch engine ran the item ('1', '2', "
+                               "...): oneDNN picks another kernel for one thread (xdist workers and the fuzzer run "
+                               "one)")),
 }
 ANY = "any"
 
