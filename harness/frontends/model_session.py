@@ -16,7 +16,7 @@ from ..models.capture import KerasNode, capture_keras, capture_torch
 from ..models.checks import split
 from ..models.diff import DiffResult, diff_captured, flat_origin
 from ..models.mapping import align
-from ..models.onnx_convert import converter_of, keras_onnx, onnx2torch_module
+from ..models.onnx_convert import CONVERTERS, TO_MODULE, converter_of, keras_onnx, onnx2torch_module
 from ..models.onnx_port import capture_onnx, graph_dims, input_layout, prepare, require_onnx
 from ..models.weights_check import expected_params
 from .extract import (
@@ -57,7 +57,7 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
         randomise_statistics(loaded.keras_model, seed, x)
     # The Keras model runs once: the transfer maps on its capture, and the diff judges on the same capture.
     nodes = capture_keras(keras, loaded.keras_model, x)
-    if kind != "torch":
+    if kind != MODULE:
         notes: list[str] = []
         result = diff_onnx(nodes, loaded.keras_model, x, port, kind, overrides, torch_layout, save_onnx, notes)
         return Diffed(result, loaded.name, 0, notes)
@@ -75,21 +75,25 @@ def diff_model(model: str, port: str, *, torch_weights: str | None = None, trans
     return Diffed(result, loaded.name, moved)
 
 
+# PORT kinds (a converter's kind is its name in onnx_convert.CONVERTERS).
+MODULE, ONNX_FILE = "nn.Module", ".onnx file"
+
+
 def port_kind(port: str, torch_weights: str | None, transfer_weights: bool, save_onnx: str | None) -> str:
-    """torch | onnx (a .onnx file) | tf2onnx | onnx2torch (converter:NAME); the ONNX kinds' requirements checked
-    before any model loads (a usage error, one line)."""
+    """MODULE (a torch port) | ONNX_FILE | the converter's name (converter:NAME, onnx_convert.CONVERTERS); the ONNX
+    kinds' requirements checked before any model loads (a usage error, one line). Not engine names: PORT kinds."""
     converter = converter_of(port)
-    kind = converter or ("onnx" if port.lower().endswith(".onnx") else "torch")
-    if kind == "torch":
+    kind = converter or (ONNX_FILE if port.lower().endswith(".onnx") else MODULE)
+    if kind == MODULE:
         if save_onnx:
             raise ValueError("--save-onnx: only a converter:NAME PORT exports an ONNX file")
         return kind
     if torch_weights or transfer_weights:
         raise ValueError(f"--torch-weights/--transfer-weights: PORT {port} holds its own weights (they are not a "
                          "torch port's state dict)")
-    if kind == "onnx" and not Path(port).is_file():
+    if kind == ONNX_FILE and not Path(port).is_file():
         raise ValueError(f"PORT {port}: no such file")
-    if kind == "onnx" and save_onnx:
+    if kind == ONNX_FILE and save_onnx:
         raise ValueError("--save-onnx: only a converter:NAME PORT exports an ONNX file")
     require_onnx(port)
     return kind
@@ -103,11 +107,11 @@ def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port:
     its input's shape); its nodes compute channels first (ONNX's Conv, pools and BatchNormalization are NCHW), so
     tensors are matched channels first where both layouts fit."""
     source: str | bytes = port
-    if kind in ("tf2onnx", "onnx2torch"):
+    if kind in CONVERTERS:   # the harness exports the Keras model itself
         source = keras_onnx(keras_model, x, port)
         if save_onnx:
             Path(save_onnx).write_bytes(source)
-    if kind == "onnx2torch":
+    if kind in TO_MODULE:
         model, pruned = prepare(source, port)
         layout = input_layout(graph_dims(model, port), tuple(x.shape), torch_layout, port)
         notes += [*pruned, f"fed the graph's input {layout}"]

@@ -14,6 +14,8 @@ PREFIX = "converter:"
 # converter name -> what the diff judges
 CONVERTERS = {"tf2onnx": "the ONNX file Keras's export (tf2onnx) writes, run by onnxruntime",
               "onnx2torch": "that ONNX file converted to an nn.Module by onnx2torch, run in PyTorch"}
+# The converters whose product is a torch module (captured by hooks); the others' is the ONNX file itself.
+TO_MODULE = frozenset({"onnx2torch"})
 
 
 def converter_of(port: str) -> str | None:
