@@ -74,3 +74,19 @@ def hand_ports() -> Any:
     import ports
 
     return ports
+
+
+def diff_cli(saved: dict[str, Path], factory: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    """`python -m harness diff saved['model'] saved['port']:FACTORY ARGS` in this process, its --json written under
+    saved['root']: (exit code, the JSON, stdout)."""
+    import contextlib
+    import io
+    import json
+
+    from harness.frontends.cli import main
+
+    out = saved["root"] / f"{factory}-{len(list(saved['root'].iterdir()))}.json"
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        code = main(["diff", str(saved["model"]), f"{saved['port']}:{factory}", "--json", str(out), *args])
+    return code, json.loads(out.read_text()), text.getvalue()

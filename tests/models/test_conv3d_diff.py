@@ -7,7 +7,6 @@ padding cause and a fix that passes; one with BatchNorm eps 1e-5 fails at the no
 inside the fixtures and tests."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +99,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _diff(saved: dict[str, Path], factory: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    """`python -m harness diff` in this process: (exit code, the --json file, stdout)."""
-    import contextlib
-    import io
+    from testkit import diff_cli
 
-    from harness.frontends.cli import main
-
-    out = saved["root"] / f"{factory}-{len(list(saved['root'].iterdir()))}.json"
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        code = main(["diff", str(saved["model"]), f"{saved['port']}:{factory}", "--json", str(out), *args])
-    return code, json.loads(out.read_text()), text.getvalue()
+    return diff_cli(saved, factory, *args)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ the correct port passes (exit 0), and each broken one fails at the transposed co
 makes it pass (exit 1). torch and keras are imported inside the fixtures and tests."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +101,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _diff(saved: dict[str, Path], factory: str, *args: str) -> tuple[int, dict[str, Any], str]:
-    """`python -m harness diff` in this process: (exit code, the --json file, stdout)."""
-    import contextlib
-    import io
+    from testkit import diff_cli
 
-    from harness.frontends.cli import main
-
-    out = saved["root"] / f"{factory}-{len(list(saved['root'].iterdir()))}.json"
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        code = main(["diff", str(saved["model"]), f"{saved['port']}:{factory}", "--json", str(out), *args])
-    return code, json.loads(out.read_text()), text.getvalue()
+    return diff_cli(saved, factory, *args)
 
 
 @pytest.fixture(scope="module")
