@@ -56,6 +56,9 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
     directory named by key(), written under a private name and renamed into place whole, so that a worker reads a
     complete export or makes its own. A refusal of the exporter raises, as export() does, and leaves nothing."""
     root = os.path.join(tempfile.gettempdir(), f"harness-keras-exports-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    if os.stat(root).st_uid != os.getuid():   # a folder someone else made under our name: share nothing through it
+        root = tempfile.mkdtemp(prefix="harness-keras-exports-")
     folder = os.path.join(root, key(request, fmt))
     path = os.path.join(folder, filename)
     if os.path.isfile(path):
@@ -65,7 +68,6 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
             pass
         else:
             return path
-    os.makedirs(root, exist_ok=True)
     _prune(root)
     tmp = tempfile.mkdtemp(prefix="export-", dir=root)
     try:
