@@ -15,6 +15,7 @@ from .capture import KerasNode, TorchCall, capture_keras, capture_torch
 from .checks import Issue, Span, config_issues, copies, split
 from .converted import FOLD_ULPS, fold_where_converted, unpair_composed_activations
 from .functional import judge_functional
+from .known_match import known_bug
 from .mapping import CONV_ROLES, PADDED_ROLES, LayerMapping, Pair, Unit, align, torch_role
 from .unit_refs import keras_side, ratio
 from .weights_check import weight_issues
@@ -313,15 +314,18 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     for unit, why in mapping.keras_unmapped:
         ref, expected, keras_ratio, reason = keras_side(unit, dtype)
         by_unit[id(unit)] = LayerDiff(unit.name, unit.head.kind, [], "unjudged", keras=keras_ratio,
-                                      note=why + (f" ({reason})" if reason else ""))
+                                      note=why + (f" ({reason})" if reason else ""), unit=unit)
     order = {id(u): min(n.index for n in u.nodes) for u in units}
     judge_functional(mapping, nodes, port_out, torch_first, dtype, by_unit, order)
     layers = [by_unit[k] for k in sorted(by_unit, key=lambda k: order[k])]
     for d in layers:
         if d.keras is not None and d.keras > 1.0:
             d.verdict = "fail"
+            bug = known_bug(d.unit, "keras", dtype) if d.unit is not None else None
+            known = (f": the registry's {bug.id} ({bug.summary.split(':')[0]})" if bug is not None else
+                     ": no registered bug explains it here (harness/known: a new one, or one this lookup cannot see)")
             d.cause = (d.cause + "; " if d.cause else "") + (
-                f"keras: Keras's own output is off the oracle by {format_ratio(d.keras)} x the bound")
+                f"keras: Keras's own output is off the oracle by {format_ratio(d.keras)} x the bound{known}")
     culprit = next((d.name for d in layers if d.verdict == "fail"), None)
     if culprit is not None:
         seen = False
