@@ -201,7 +201,8 @@ def _findings(case: Case, engine: str, out: EngineOutput, ref: Reference, bound:
     k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
     changed, agrees = causes.dtype_changed(case, np.asarray(out.y), ref.y, gauge, k)
     if changed is not None and agrees:
-        return [changed]   # right values in the wrong type: nothing else to explain
+        # Right values in the wrong type: nothing else to explain but the registered bug that says so, if any.
+        return [*(f for f in _known_bug(case, engine, out, []) if f.kind == "known_bug"), changed]
     dtype = [changed] if changed is not None else []
     # The failing check comes first: a wrong shape is judged before the dtype, the dtype before the values.
     parts = [] if shape else list(dtype)

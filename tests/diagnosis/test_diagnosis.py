@@ -260,6 +260,10 @@ def test_a_dtype_silently_changed_says_whether_the_values_agree_in_the_narrower_
     wrong = sentences(diagnose.explain(case, "wrong", EngineOutput(y=(ref.y * 1.5).astype(np.float32)), ref))
     assert wrong.startswith("the dtype silently changed to float32 (the case is float64): its values disagree even "
                             "within float32's bound"), wrong
+    # An engine whose registry entry says so (nobuco builds float64 as float32): the entry first, then the symptom.
+    named = diagnose.explain(case, "nobuco", EngineOutput(y=ref.y.astype(np.float32)), ref)
+    assert [(f.kind, f.id) for f in named][:1] == [("known_bug", "nobuco-float64-built-as-float32")], named
+    assert named[-1].kind == "dtype", named
 
 
 def float32_out(layer, config, x, weights):
