@@ -10,9 +10,11 @@ import numpy as np
 
 from harness.reference import oracle
 from harness.engines.base import Engine, EngineOption, EngineOutput, Isolation, Request
+from harness.engines.stopwatch import third_party
 from harness.errors import EngineRejected, EngineSkip
 
 VARIABLE = "HARNESS_FAKE_WORKER_VARIABLE"   # set by the isolation only: visible in the worker, not the harness
+SPENT = 0.3   # seconds the "spend" actions spend inside a third-party call
 LOG = "HARNESS_FAKE_WORKER_LOG"   # a file each request appends "XDIST-WORKER ENGINE PID PARENT-PID" to
 
 
@@ -43,6 +45,12 @@ def act(action: str) -> None:
         raise NotImplementedError("the fake port has no such layer")
     elif action == "crash":
         raise ValueError("the fake port crashed")
+    elif action.startswith("spend"):
+        # SPENT seconds in a "framework call" (then a refusal where it says spend-reject): they cross back either way.
+        with third_party():
+            time.sleep(SPENT)
+        if action == "spend-reject":
+            raise EngineRejected("the fake framework refuses this after a while")
     elif action == "chatter":
         # Stray output on fd 1, from Python and from "C": it must not corrupt the protocol.
         print("stray print from the engine")

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from ..known import facts
+from . import stopwatch
 from .base import (
     Engine,
     EngineOption,
@@ -307,7 +308,8 @@ def get(name: str) -> Engine:
 
                 _loaded[name] = worker.for_class(name, BUILTIN[name], cls)
             else:
-                _loaded[name] = cls()
+                with stopwatch.third_party():   # the engine's imports: its framework's own work
+                    _loaded[name] = cls()
         elif name in _plugins and (python := plugin_python(name)):
             from . import worker  # at call time, as above
 

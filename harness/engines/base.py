@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..layers.families import FAMILIES
+from .stopwatch import third_party
 
 if TYPE_CHECKING:
     from ..layers.geometry import Geometry
@@ -247,9 +248,11 @@ class FunctionEngine(Engine):
         weights = PluginWeights(self.name, request.layer, {k: v.copy() for k, v in request.inputs.weights.items()})
         args = (request.layer, dict(request.config), request.inputs.x.copy(), weights)
         if request.grad_output is None:
-            out = self.fn(*args)
+            with third_party():   # a plug-in's whole call is its framework's (or its author's) work
+                out = self.fn(*args)
         elif self.takes_grad_output():
-            out = self.fn(*args, grad_output=request.grad_output.copy())
+            with third_party():
+                out = self.fn(*args, grad_output=request.grad_output.copy())
         else:
             raise NotImplementedError(f"plug-in {self.name} computes no gradients (a function with a grad_output "
                                       "parameter returning EngineOutput(gradients=...) would)")
@@ -276,4 +279,6 @@ SequenceFn = Callable[[list[tuple[str, dict, dict[str, np.ndarray]]], np.ndarray
 def run_sequence_function(fn: SequenceFn, request: SequenceRequest) -> SequenceOutput:
     """A sequence function's answer, given copies (a function that writes into its arguments corrupts nothing)."""
     layers = [(step.layer, dict(step.config), {k: v.copy() for k, v in step.weights.items()}) for step in request.steps]
-    return SequenceOutput(ys=[np.asarray(y) for y in fn(layers, request.x.copy())])
+    with third_party():
+        ys = fn(layers, request.x.copy())
+    return SequenceOutput(ys=[np.asarray(y) for y in ys])

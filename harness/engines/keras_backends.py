@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import EngineRejected
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
 from .keras_graph import first_line, import_keras_on, keras_facts, keras_layer, versions
+from .stopwatch import third_party
 from .torch_engine import TorchThreads
 
 
@@ -34,7 +35,8 @@ class _KerasBackendEngine(Engine):
         obj = keras_layer(request, self.backend)
         facts = keras_facts(request, self.backend)
         try:
-            y = obj(request.inputs.x)
+            with third_party():
+                y = obj(request.inputs.x)
         except ValueError as exc:   # Keras's checks at call (e.g. an input the kernel does not fit)
             raise EngineRejected(f"Keras ({self.backend}) refused {request.layer} at call: "
                                  f"{type(exc).__name__}: {first_line(exc)}", facts) from exc

@@ -14,6 +14,7 @@ from ..errors import EngineRejected, EngineSkip
 from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
 from ..known import facts as env
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
+from .stopwatch import third_party
 
 
 def _import_keras():
@@ -80,7 +81,8 @@ class KerasEngine(Engine):
         cheap = {name: "zeros" for name in _initializer_args(getattr(self.keras.layers, layer, None))
                  if name not in config}
         try:
-            obj = build_keras_layer(layer, {**config, **cheap}, dtype, input_shape)
+            with third_party():
+                obj = build_keras_layer(layer, {**config, **cheap}, dtype, input_shape)
         except ValueError as exc:  # Keras's own argument checks; a TypeError would be a harness bug: an error
             raise EngineRejected(f"Keras refused {layer}({_args(config)}): {type(exc).__name__}: {exc}",
                                  self._facts(config, len(input_shape))) from exc
@@ -93,27 +95,36 @@ class KerasEngine(Engine):
         import tensorflow as tf
 
         try:
-            set_keras_weights(obj, weights)
+            with third_party():
+                set_keras_weights(obj, weights)
         except ValueError as exc:  # the family's weight names disagree with Keras: a harness bug, never a skip
             raise RuntimeError(str(exc)) from exc
         try:
-            if dy is None:
-                return obj(x).numpy(), None
-            xt = tf.constant(x)
-            with tf.GradientTape() as tape:
-                tape.watch(xt)
-                yt = obj(xt)
-            variables = list(obj.trainable_weights)
-            grads = tape.gradient(yt, [xt, *variables], output_gradients=tf.constant(dy))
-            missing = [v.name for v, gr in zip(variables, grads[1:]) if gr is None]
-            if grads[0] is None or missing:
-                raise RuntimeError(f"GradientTape returned no gradient for {missing or ['x']} of {layer}")
-            return yt.numpy(), {"x": grads[0].numpy(), **{v.name: gr.numpy() for v, gr in zip(variables, grads[1:])}}
+            with third_party():
+                return self._forward(obj, x, layer, dy)
         except (tf.errors.OpError, ValueError) as exc:
             if _is_nchw_refusal(exc):
                 raise
             raise EngineRejected(f"Keras/TensorFlow refused {layer}({_args(config)}) at call: "
                                  f"{type(exc).__name__}: {_op_message(exc)}", self._facts(config, x.ndim)) from exc
+
+    @staticmethod
+    def _forward(obj: Any, x: np.ndarray, layer: str, dy: np.ndarray | None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+        import tensorflow as tf
+
+        if dy is None:
+            return obj(x).numpy(), None
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            yt = obj(xt)
+        variables = list(obj.trainable_weights)
+        grads = tape.gradient(yt, [xt, *variables], output_gradients=tf.constant(dy))
+        missing = [v.name for v, gr in zip(variables, grads[1:]) if gr is None]
+        if grads[0] is None or missing:
+            raise RuntimeError(f"GradientTape returned no gradient for {missing or ['x']} of {layer}")
+        return yt.numpy(), {"x": grads[0].numpy(), **{v.name: gr.numpy() for v, gr in zip(variables, grads[1:])}}
 
     def _facts(self, config: dict[str, Any], ndim: int) -> dict[str, Any]:
         """What decided this run: the kernel path, the data_format the layer ran in, XLA (grouped convs, and
@@ -160,10 +171,15 @@ class KerasEngine(Engine):
     def run_sequence(self, request: SequenceRequest) -> SequenceOutput:
         """One Keras functional model of the real layers (each built, its weights set), whose outputs are every
         layer's output: Keras computes each layer in the sequence's dtype on the previous layer's output."""
-        import tensorflow as tf
 
         if self.refusal:
             raise EngineSkip(self.refusal)
+        with third_party():
+            return self._sequence(request)
+
+    def _sequence(self, request: SequenceRequest) -> SequenceOutput:
+        import tensorflow as tf
+
         objs = []
         for i, step in enumerate(request.steps):
             try:

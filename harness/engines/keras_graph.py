@@ -14,6 +14,7 @@ from ..keras_layer import build_keras_layer, import_keras, set_keras_weights
 from ..known import facts as env
 from ..layers.geometry import refuse_impossible
 from .base import Request
+from .stopwatch import third_party
 
 
 def versions(*dists: str) -> dict[str, Any]:
@@ -55,12 +56,14 @@ def keras_layer(request: Request, backend: str = "tensorflow") -> Any:
     import_keras_on(backend)
     x = request.inputs.x
     try:
-        obj = build_keras_layer(request.layer, request.config, request.dtype, x.shape)
+        with third_party():
+            obj = build_keras_layer(request.layer, request.config, request.dtype, x.shape)
     except ValueError as exc:
         raise EngineRejected(f"Keras refused {request.layer}({_args(request.config)}): {type(exc).__name__}: {exc}",
                              keras_facts(request, backend)) from exc
     try:
-        set_keras_weights(obj, request.inputs.weights)
+        with third_party():
+            set_keras_weights(obj, request.inputs.weights)
     except ValueError as exc:   # the family's weight names disagree with Keras: a harness bug, never a refusal
         raise RuntimeError(str(exc)) from exc
     return obj
@@ -72,13 +75,15 @@ def keras_model(request: Request) -> Any:
     keras = import_keras_on("tensorflow")
     obj = keras_layer(request)
     x = request.inputs.x
-    inp = keras.Input(batch_shape=tuple(x.shape), dtype=request.dtype, name="x")
     try:
-        out = obj(inp)   # symbolic: runs no kernel
+        with third_party():
+            inp = keras.Input(batch_shape=tuple(x.shape), dtype=request.dtype, name="x")
+            out = obj(inp)   # symbolic: runs no kernel
     except ValueError as exc:
         raise EngineRejected(f"Keras refused {request.layer}({_args(request.config)}) for input {tuple(x.shape)}: "
                              f"{type(exc).__name__}: {exc}", keras_facts(request)) from exc
-    return keras.Model(inp, out)
+    with third_party():
+        return keras.Model(inp, out)
 
 
 def export(model: Any, path: str, fmt: str, request: Request) -> None:
@@ -87,8 +92,9 @@ def export(model: Any, path: str, fmt: str, request: Request) -> None:
     import keras
 
     x = request.inputs.x
-    model.export(path, format=fmt, verbose=False,
-                 input_signature=[keras.InputSpec(shape=tuple(x.shape), dtype=request.dtype, name="x")])
+    with third_party():
+        model.export(path, format=fmt, verbose=False,
+                     input_signature=[keras.InputSpec(shape=tuple(x.shape), dtype=request.dtype, name="x")])
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -163,7 +169,7 @@ def export_torch_onnx(torch: Any, module: Any, xt: Any, path: str, layer: str, e
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if exporter == "dynamo":
         memoise_onnx_registry()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), third_party():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, (xt,), path, input_names=["x"], output_names=["y"], verbose=False,
@@ -185,7 +191,8 @@ def run_converted(model: Any, feed: Any, layer_dtype: str, notes: list[str]) -> 
                      f"the dtype; the input was fed as {want}")
         feed = feed.astype(np.float32).astype(want) if layer_dtype == "bfloat16" else feed.astype(want)
     try:
-        y = model(np.ascontiguousarray(feed), training=False)
+        with third_party():
+            y = model(np.ascontiguousarray(feed), training=False)
     except Exception as exc:
         if not any(cls.__name__ == "OpError" for cls in type(exc).__mro__):
             raise

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import EngineRejected, EngineSkip
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Isolation, Request
 from .keras_graph import export, first_line, import_keras_on, keras_facts, keras_model, versions
+from .stopwatch import third_party
 
 
 class TFLiteConverterFailed(RuntimeError):
@@ -59,9 +60,11 @@ class LiteRtEngine(Engine):
                                                 f"{why}") from None
                 raise EngineRejected(f"the TFLite converter refused {request.layer} ({request.dtype}): {why}",
                                      facts) from exc
-            interp = self.interpreter.Interpreter(model_path=path)
+            with third_party():
+                interp = self.interpreter.Interpreter(model_path=path)
         try:
-            interp.allocate_tensors()
+            with third_party():
+                interp.allocate_tensors()
         except RuntimeError as exc:   # ops the converter kept from TensorFlow (no kernel here), or a kernel's refusal
             if "Select TensorFlow op" not in str(exc):
                 if _PREPARE_FAILED not in str(exc):
@@ -80,8 +83,9 @@ class LiteRtEngine(Engine):
         if want != x.dtype:
             notes.append(f"the TFLite model takes {want} where the layer takes {x.dtype}: the input was fed as {want}")
             x = x.astype(want)
-        interp.set_tensor(inp["index"], np.ascontiguousarray(x))
-        interp.invoke()
+        with third_party():
+            interp.set_tensor(inp["index"], np.ascontiguousarray(x))
+            interp.invoke()
         y = np.array(interp.get_tensor(out["index"]))   # a copy: the interpreter owns its buffer
         ops = sorted({op["op_name"] for op in _ops(interp)})
         if ops:

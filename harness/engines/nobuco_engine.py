@@ -21,6 +21,7 @@ from ..errors import EngineRejected
 from . import port_variants, torchvision_standin
 from .base import Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import first_line, run_converted, torch_port_and_input, versions
+from .stopwatch import third_party
 
 
 class NobucoEngine(Engine):
@@ -56,7 +57,7 @@ class NobucoEngine(Engine):
         order = nobuco.ChannelOrder.PYTORCH if g.channels_first else nobuco.ChannelOrder.TENSORFLOW
         log = io.StringIO()   # nobuco prints its trace (and the nodes it cannot convert) on stdout
         try:
-            with contextlib.redirect_stdout(log):
+            with contextlib.redirect_stdout(log), third_party():
                 model = nobuco.pytorch_to_keras(module, args=[xt], inputs_channel_order=order,
                                                 outputs_channel_order=order, save_trace_html=False)
         except (ValueError, NotImplementedError) as exc:   # Keras 2 (or nobuco) cannot express the layer

@@ -20,6 +20,7 @@ from ..errors import EngineRejected
 from . import port_variants
 from .base import Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import export_torch_onnx, run_converted, torch_port_and_input, versions
+from .stopwatch import third_party
 
 
 class Onnx2TfEngine(Engine):
@@ -60,7 +61,7 @@ class Onnx2TfEngine(Engine):
             path = os.path.join(tmp, "model.onnx")
             export_torch_onnx(torch, module, xt, path, request.layer, self.exporter)
             try:
-                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), third_party():
                     model = self.onnx2tf.convert(input_onnx_file_path=path,
                                                  output_folder_path=os.path.join(tmp, "tf"),
                                                  disable_model_save=True, non_verbose=True)

@@ -27,6 +27,7 @@ from .keras_graph import (
     torch_port_and_input,
     versions,
 )
+from .stopwatch import third_party
 
 ONNX_VENV = "onnx"
 ORT_NO_FLOAT64 = ("onnxruntime has no float64 (tensor(double)) Conv kernel on its CPU execution provider "
@@ -55,7 +56,8 @@ def _ort_session(model: bytes | str, facts: dict[str, Any] | None = None) -> Any
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        with third_party():
+            return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as exc:   # onnxruntime raises its own classes per status code
         kind = type(exc).__name__
         if kind == "NotImplemented":   # a runtime without that kernel: a limit of the runtime, not a wrong answer
@@ -93,7 +95,8 @@ def ort_run(model: bytes | str, x: np.ndarray, facts: dict[str, Any] | None = No
         notes.append(f"the ONNX graph takes {want} where the layer takes {x.dtype}: the converter changed the "
                      f"dtype; the input was fed as {want}")
         x = x.astype(np.float32).astype(want) if str(x.dtype) == "bfloat16" else x.astype(want)
-    (y,) = session.run(None, {inp.name: np.ascontiguousarray(x)})
+    with third_party():
+        (y,) = session.run(None, {inp.name: np.ascontiguousarray(x)})
     return np.asarray(y), notes
 
 
@@ -244,7 +247,8 @@ class Onnx2TorchEngine(Engine):
         model_bytes, model = keras_onnx(request)
         onnx_model = self.onnx.load_from_string(model_bytes)
         try:
-            module = self.onnx2torch.convert(onnx_model).eval()
+            with third_party():
+                module = self.onnx2torch.convert(onnx_model).eval()
         except NotImplementedError as exc:   # onnx2torch's refusal: "Converter is not implemented (...)"
             raise EngineRejected(f"onnx2torch refused the ONNX of {request.layer}: {first_line(exc)}",
                                  keras_facts(request)) from exc
@@ -258,7 +262,7 @@ class Onnx2TorchEngine(Engine):
                          f"dtype; the input was fed as {want}")
         xt = torch.from_numpy(np.ascontiguousarray(x.astype(np.float32) if str(x.dtype) == "bfloat16" else x))
         try:
-            with torch.no_grad():
+            with torch.no_grad(), third_party():
                 yt = module(xt.to(tdtype))
         except RuntimeError as exc:   # torch's own argument checks ("negative padding is not supported")
             if _TORCH_REFUSES not in str(exc):

@@ -16,6 +16,7 @@ from ..errors import EngineRejected
 from . import export_cache
 from .base import CANONICAL_LAYOUT, Engine, EngineOption, EngineOutput, Isolation, Request
 from .keras_graph import first_line, import_keras_on, keras_facts, keras_model, versions
+from .stopwatch import third_party
 
 # OpenVINO's names for the precisions its CPU plugin can be asked to infer in.
 PRECISIONS = ("f32", "bf16", "f16")
@@ -56,7 +57,8 @@ class OpenVinoEngine(Engine):
                 raise
             raise EngineRejected(f"OpenVINO {versions('openvino')['openvino']} refused to convert "
                                  f"{request.layer} ({request.dtype}): {_frontend_message(exc)}", facts) from exc
-        compiled = self.core.compile_model(path, "CPU", config)
+        with third_party():
+            compiled = self.core.compile_model(path, "CPU", config)
         x = request.inputs.x
         notes: list[str] = []
         want = _DTYPES.get(compiled.inputs[0].get_element_type().to_string(), str(x.dtype))
@@ -67,7 +69,8 @@ class OpenVinoEngine(Engine):
         inferred = _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         notes.append(f"OpenVINO CPU inference precision: {inferred} ("
                      + (f"asked for {precision}" if precision else "OpenVINO's default here") + ")")
-        y = compiled([np.ascontiguousarray(x)])[compiled.outputs[0]]
+        with third_party():
+            y = compiled([np.ascontiguousarray(x)])[compiled.outputs[0]]
         return EngineOutput(y=np.ascontiguousarray(y), params=int(layer.count_params()),
                             weight_shapes={w.name: tuple(int(d) for d in w.shape) for w in layer.weights},
                             notes=notes, facts=facts)

@@ -139,8 +139,9 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 
 
 # ---------------------------------------------------------------- EngineOutput
-def output_frame(out: EngineOutput) -> bytes:
-    """An EngineOutput, whole: y, params, weight shapes, notes, gauge_extra, extra roundings, stages, facts."""
+def output_frame(out: EngineOutput, **extra: Any) -> bytes:
+    """An EngineOutput, whole: y, params, weight shapes, notes, gauge_extra, extra roundings, stages, facts;
+    ``extra``: more header fields about the answer (the worker's third_party_s)."""
     arrays: Arrays = {"y": np.asarray(out.y)}
     if out.gauge_extra is not None:
         arrays["gauge_extra"] = np.asarray(out.gauge_extra)
@@ -148,7 +149,7 @@ def output_frame(out: EngineOutput) -> bytes:
     arrays.update({f"stage{i}": np.asarray(out.intermediate[name]) for i, name in enumerate(stages)})
     weight_shapes = None if out.weight_shapes is None else {k: list(v) for k, v in out.weight_shapes.items()}
     header = {"ok": True, "params": out.params, "weight_shapes": weight_shapes, "notes": list(out.notes),
-              "extra_roundings": out.extra_roundings, "facts": dict(out.facts), "stages": stages}
+              "extra_roundings": out.extra_roundings, "facts": dict(out.facts), "stages": stages, **extra}
     return pack(header, arrays)
 
 
@@ -185,13 +186,13 @@ def request_of(header: dict[str, Any], arrays: Arrays) -> Request:
 
 
 # ---------------------------------------------------------------- errors
-def error_frame(exc: BaseException, trace: str) -> bytes:
+def error_frame(exc: BaseException, trace: str, **extra: Any) -> bytes:
     """An exception of the worker: EngineRejected (with its facts), EngineSkip and NotImplementedError cross as
     themselves (the runner gives each its own verdict); any other as a RuntimeError with the worker's traceback."""
     kinds = ((EngineRejected, "rejected"), (EngineSkip, "skip"), (NotImplementedError, "not_implemented"))
     kind = next((k for cls, k in kinds if isinstance(exc, cls)), "error")
     return pack({"ok": False, "kind": kind, "type": type(exc).__name__, "message": str(exc),
-                 "facts": dict(getattr(exc, "facts", None) or {}), "traceback": trace}, {})
+                 "facts": dict(getattr(exc, "facts", None) or {}), "traceback": trace, **extra}, {})
 
 
 def raise_error(header: dict[str, Any], pid: int) -> None:

@@ -11,6 +11,7 @@ from ..known import facts as env
 from ..layers.geometry import refuse_impossible
 from ..tensors.values import generate, numpy_dtype
 from .base import Engine, EngineOption, EngineOutput, Request, SequenceOutput, SequenceRequest
+from .stopwatch import third_party
 
 
 class TorchThreads:
@@ -79,7 +80,7 @@ class TorchEngine(TorchThreads, Engine):
             # so that a failing layer can say which stage went wrong.
             getattr(module, stage).register_forward_hook(lambda _m, _i, out, s=stage: stages.__setitem__(s, out))
         try:
-            with torch.set_grad_enabled(backward):
+            with torch.set_grad_enabled(backward), third_party():
                 yt = module(xt)
                 gradients = self._gradients(module, x_leaf, yt, request) if backward else None
         except RuntimeError as exc:
@@ -132,7 +133,7 @@ class TorchEngine(TorchThreads, Engine):
         x = request.x.astype(np.float32) if request.dtype == "bfloat16" else request.x
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(tdtype).movedim(-1, 1)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), third_party():
                 model(xt)
         except RuntimeError as exc:
             if "not implemented" in str(exc):

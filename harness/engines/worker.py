@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineSkip
-from . import protocol
+from . import protocol, stopwatch
 from .base import Engine, EngineOutput, FunctionEngine, Isolation, Request
 from .worker_main import watch_parent
 
@@ -62,6 +62,7 @@ class WorkerEngine(Engine):
     def run(self, request: Request) -> EngineOutput:
         with self._lock:
             header, arrays = self._exchange(protocol.request_frame(request), _describe(request))
+        stopwatch.credit(header.get("third_party_s", 0.0))   # the worker's third-party seconds count here too
         if not header.get("ok"):
             protocol.raise_error(header, self.pid or 0)
         return protocol.output_of(header, arrays)
@@ -70,6 +71,7 @@ class WorkerEngine(Engine):
         """The engine's environment() as its worker sees it (its own venv's versions), for the report."""
         with self._lock:
             header, _ = self._exchange(protocol.pack({"op": "environment"}, {}), "environment()")
+        stopwatch.credit(header.get("third_party_s", 0.0))
         if not header.get("ok"):
             protocol.raise_error(header, self.pid or 0)
         return header["environment"]

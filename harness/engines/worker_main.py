@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from . import protocol
+from . import protocol, stopwatch
 from .base import FunctionEngine
 
 
@@ -98,15 +98,19 @@ def serve(spec: dict[str, str], stream_in: BinaryIO, stream_out: BinaryIO) -> No
         try:
             if engine is None:
                 target = _resolve(spec["spec"])
-                engine = FunctionEngine(spec["name"], target) if spec["kind"] == "function" else target()
+                with stopwatch.third_party():   # the engine's imports: its framework's, the converter's
+                    engine = FunctionEngine(spec["name"], target) if spec["kind"] == "function" else target()
             if header["op"] == "run":
-                reply = protocol.output_frame(engine.run(protocol.request_of(header, arrays)))
+                out = engine.run(protocol.request_of(header, arrays))
+                reply = protocol.output_frame(out, third_party_s=stopwatch.take())
             elif header["op"] == "environment":
-                reply = protocol.pack({"ok": True, "environment": type(engine).environment()}, {})
+                reply = protocol.pack({"ok": True, "environment": type(engine).environment(),
+                                       "third_party_s": stopwatch.take()}, {})
             else:
                 raise ValueError(f"unknown worker operation {header['op']!r}")
         except Exception as exc:  # noqa: BLE001 - every failure of a request is that request's answer
-            reply = _error_reply(exc, traceback.format_exc())
+            # Every answer carries the seconds its engine spent in third-party calls (the parent credits them).
+            reply = _error_reply(exc, traceback.format_exc(), stopwatch.take())
         _send(stream_out, reply)
 
 
@@ -115,11 +119,12 @@ def _send(stream: BinaryIO, frame: bytes) -> None:
     stream.flush()
 
 
-def _error_reply(exc: BaseException, trace: str) -> bytes:
+def _error_reply(exc: BaseException, trace: str, third_party_s: float) -> bytes:
     try:
-        return protocol.error_frame(exc, trace)
+        return protocol.error_frame(exc, trace, third_party_s=third_party_s)
     except TypeError as problem:   # e.g. an EngineRejected whose facts are not JSON
-        return protocol.error_frame(RuntimeError(f"{type(exc).__name__}: {exc} ({problem})"), trace)
+        return protocol.error_frame(RuntimeError(f"{type(exc).__name__}: {exc} ({problem})"), trace,
+                                    third_party_s=third_party_s)
 
 
 def main(argv: list[str]) -> int:

@@ -37,6 +37,8 @@ class Result:
     weight_shapes: dict[str, tuple[int, ...]] | None = None
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    # Of duration_s, the seconds inside the engine's framework or converter calls (harness.engines.stopwatch)
+    third_party_s: float = 0.0
     repro: str = ""
     details: str = ""                         # traceback of a harness error
     xfail: str = ""                           # the case's known bug of this engine, where it holds: a fail is expected

@@ -81,9 +81,12 @@ class Board:
     cells: dict[str, dict[str, Cell]] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)   # the columns some case counted in
     durations: dict[str, list[float]] = field(default_factory=dict)   # engine -> seconds of each of its items
+    # engine -> seconds its items spent inside the framework's or converter's own calls (Result.third_party_s)
+    third_party: dict[str, float] = field(default_factory=dict)
 
     def add(self, case: Case, result: Result) -> None:
         self.durations.setdefault(result.engine, []).append(result.duration_s)
+        self.third_party[result.engine] = self.third_party.get(result.engine, 0.0) + result.third_party_s
         row = self.cells.setdefault(result.engine, {})
         for column in columns_of(case):
             self.used.add(column)
@@ -104,15 +107,18 @@ class Board:
 
     def timing(self, engine: str) -> dict[str, Any]:
         """An engine's seconds per item (run_one's wall time: conversion, the engine's run, judging): the median,
-        the slowest (a first item pays its worker's start) and the sum, so that a regression shows on the board."""
+        the slowest (a first item pays its worker's start) and the sum, so that a regression shows on the board;
+        and of the sum, the seconds inside the framework's or converter's own calls (third_party_s) and the
+        share left to the harness (its port, the worker protocol, the reference, the judging, the diagnosis)."""
         seconds = sorted(self.durations.get(engine, []))
         if not seconds:
-            return {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0}
+            return {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0, "third_party_s": 0.0,
+                    "harness_share": None}
         mid = len(seconds) // 2
         median = seconds[mid] if len(seconds) % 2 else (seconds[mid - 1] + seconds[mid]) / 2
         # One rounding for both, so that the median never reads above the slowest (0.0011 over 0.001 did).
         return {"items": len(seconds), "median_s": round(median, 4), "max_s": round(seconds[-1], 4),
-                "total_s": round(sum(seconds), 3)}
+                "total_s": round(sum(seconds), 3), **shares(sum(seconds), self.third_party.get(engine, 0.0))}
 
     def totals(self, engine: str) -> dict[str, Any]:
         """An engine's counts over its layer-kind x dtype cells (each item once) and its causes, merged."""
@@ -130,6 +136,13 @@ class Board:
             for reason, n in cell.skips.items():
                 merged.skips[reason] = merged.skips.get(reason, 0) + n
         return merged.as_dict()
+
+
+def shares(total_s: float, third_party_s: float) -> dict[str, Any]:
+    """Of ``total_s`` seconds, those inside third-party calls and the harness's share of the rest (None where
+    nothing ran)."""
+    return {"third_party_s": round(third_party_s, 3),
+            "harness_share": round(max(0.0, total_s - third_party_s) / total_s, 4) if total_s > 0 else None}
 
 
 def _dtype_order(dtype: str) -> int:

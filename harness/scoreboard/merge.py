@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..layers.geometry import LAYERS
-from .board import NOTABLE, OUTCOMES, _dtype_order
+from .board import NOTABLE, OUTCOMES, _dtype_order, shares
 
 
 def merge_cells(cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -51,8 +51,9 @@ def _timing(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return timings[0]
     items = sum(t.get("items", 0) for t in timings)
     slowest = [t["max_s"] for t in timings if t.get("max_s") is not None]
+    total = sum(t.get("total_s", 0.0) for t in timings)
     return {"items": items, "median_s": None, "max_s": max(slowest) if slowest else None,
-            "total_s": round(sum(t.get("total_s", 0.0) for t in timings), 3)}
+            "total_s": round(total, 3), **shares(total, sum(t.get("third_party_s") or 0.0 for t in timings))}
 
 
 def merge(docs: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:

@@ -173,6 +173,17 @@ def test_refusal_skip_and_crash_cross_as_themselves(tmp_path):
     assert "in the engine worker" in crashed.details and "in act" in crashed.details, crashed.details
 
 
+def test_a_workers_third_party_seconds_cross_back_with_its_answer_and_its_refusal(tmp_path):
+    run_one(_case(tmp_path), "fake")   # the worker started: its start is not what is measured here
+    for action, verdict in (("spend", "pass"), ("spend-reject", "rejected"), ("none", "pass")):
+        result = run_one(_misbehaving(tmp_path, "fake", action), "fake")
+        assert result.verdict == verdict, f"{action}: verdict={result.verdict} [{result.message}]"
+        spent = fakes.SPENT if action != "none" else 0.0
+        # The worker counts only its third_party() block: the sleep, and nothing of the oracle it also computes.
+        assert spent <= result.third_party_s < spent + 0.1, f"{action}: third_party_s={result.third_party_s}"
+        assert result.third_party_s <= result.duration_s, (result.third_party_s, result.duration_s)
+
+
 def test_stray_output_does_not_corrupt_the_protocol(tmp_path):
     chatty = run_one(_misbehaving(tmp_path, "fake", "chatter"), "fake")
     assert chatty.verdict == "pass", chatty.message

@@ -226,8 +226,17 @@ def test_each_engine_row_times_its_items(scoreboard):
         items = sum(t[o] for o in ("pass", "fail", "xfail", "xpass", "error", "skip", "rejected"))
         assert timing["items"] == items, f"{row['name']}: timed {timing['items']} items, but ran {items}"
         assert 0 <= timing["median_s"] <= timing["max_s"] <= timing["total_s"], timing
-        assert f"| {timing['median_s']:.3g} s median, {timing['max_s']:.3g} s slowest |" in text, row["name"]
-    assert board.Board(["x"]).timing("x") == {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0}
+        # Of the total, what the engine's framework calls took: never more than the total, some for every
+        # framework engine (its layer's build and call), none for the oracle (the harness's own NumPy).
+        assert 0 <= timing["third_party_s"] <= timing["total_s"], timing
+        assert (timing["third_party_s"] == 0) == (row["name"] == "oracle"), (row["name"], timing)
+        share = 1 - timing["third_party_s"] / timing["total_s"]
+        # Both seconds are rounded to 1 ms on the board, the share to 1e-4: that far apart at most.
+        assert abs(timing["harness_share"] - share) <= 1e-3 / timing["total_s"] + 1e-4, timing
+        assert (f"| {timing['median_s']:.3g} s median, {timing['max_s']:.3g} s slowest; harness "
+                f"{timing['harness_share']:.0%} of {timing['total_s']:.0f} s |") in text, row["name"]
+    assert board.Board(["x"]).timing("x") == {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0,
+                                              "third_party_s": 0.0, "harness_share": None}
 
 
 def test_versions_are_read_from_framework_facts_and_from_a_converters_package_table():
