@@ -361,6 +361,8 @@ def finding_label(f: Finding) -> str:
         return f"inherited from {f.evidence.get('engine', '?')}: {f.id}"
     if f.kind == "known_bug":
         return f"registered bug: {f.id}"
+    if f.kind == "hidden":
+        return f"hides {f.evidence.get('engine', '?')}'s known bug: {f.id}"
     return f"{f.kind.replace('_', ' ')}: {f.id}"
 
 

@@ -12,6 +12,9 @@ KINDS = (
     "gradient_mutant",   # a backward mutant reproduces the gradients: id = its name
     "known_bug",     # a registry entry (harness.known.registry) explains it: id = the registry id
     "inherited",     # the known bug of the engine a converter's graph comes from: id = the registry id
+    # on a pass: that known bug holds on this run's facts, but the converter's output is right (it changed the
+    # meaning of the graph it was given, which hides the bug from its users): id = the registry id
+    "hidden",
     "pattern",       # a pattern of the values no mutant reproduces (permuted channels, per-channel offset, ...)
     "shape",         # how a wrong output shape differs (an axis, the batch, the channel count)
     "dtype",         # the dtype changed silently (evidence: whether the values agree anyway)
@@ -25,9 +28,9 @@ KINDS = (
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing found about a failing item: its kind, a stable id within the kind, the sentence a person reads,
-    and the numbers behind it (evidence), for reports and tests; text may carry one configuration's numbers, the
-    (kind, id) pair never does."""
+    """One thing found about an item (a failing one; a pass only for a hidden known bug): its kind, a stable id
+    within the kind, the sentence a person reads, and the numbers behind it (evidence), for reports and tests; text
+    may carry one configuration's numbers, the (kind, id) pair never does."""
 
     kind: str
     id: str

@@ -7,6 +7,7 @@ from typing import Any
 from ..cases.schema import Case
 from ..known import facts
 from ..known.registry import OUTPUT, Applicable, Expectation, applicable
+from .findings import Finding
 from .forward import tag
 from .result import Result
 
@@ -71,8 +72,10 @@ def known_bug_of(case: Case, engine: str, result: Result, check: str) -> str:
     """The case's known bug of ``engine`` that holds here ('' where none): what makes a fail an xfail.
 
     An inherited bug (``Engine.inherits``) is not strict: a converter may hide it by accident (tf2onnx folds an
-    NHWC bias_add into the bias of an NCHW conv, which cancels the Keras bias bug), so a pass stays a pass, with
-    a note. It explains only wrong values: a wrong shape or dtype is the converter's own failure."""
+    NHWC bias_add into the bias of an NCHW conv, which cancels the Keras bias bug), so a pass stays a pass, with a
+    "hidden" finding: the converter changed the meaning of the graph it was given (a user who checks the converted
+    model against the original finds them different), which the scoreboard counts. It explains only wrong values:
+    a wrong shape or dtype is the converter's own failure."""
     bug = expected(case, case.xfail, engine, result)
     if bug is None:
         return ""
@@ -89,6 +92,10 @@ def known_bug_of(case: Case, engine: str, result: Result, check: str) -> str:
         return bug.expectation.reason
     if result.verdict == "pass":
         result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
+        result.findings.append(Finding(
+            "hidden", bug.label, f"{engine} hides {bug.parent}'s known bug {bug.label}: {bug.parent} computes it "
+            f"wrong here and the converted graph right, so the conversion changed the graph's meaning",
+            {"engine": bug.parent}))
         return ""
     if result.verdict == "fail" and check in ("shape", "dtype"):
         result.notes.append(f"{bug.parent}'s known bug {bug.label} holds here, but this {check} failure is not it: "

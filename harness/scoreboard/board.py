@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cases.schema import Case
-from ..diagnosis.causes import label, reason_label
+from ..diagnosis.causes import finding_label, label, reason_label
+from ..judge.findings import first
 from ..judge.runner import Result, outcome
 from ..layers.geometry import LAYERS, Geometry
 from ..tensors.values import DTYPES
@@ -55,13 +56,17 @@ class Cell:
     def add(self, case: Case, result: Result) -> None:
         status = outcome(result.verdict, result.xfail or None)
         self.counts[status] += 1
-        if status in FAILING:
-            cause = self.causes.setdefault(label(status, result), Cause())
+        # A pass that hides a known bug of the engine the converter's graph comes from is a finding too: counted
+        # under its cause (outcome "pass"), with a repro, so that the board shows which converters change meaning.
+        hidden = first(result.findings, "hidden") if status == "pass" else None
+        if status in FAILING or hidden:
+            cause = self.causes.setdefault(finding_label(hidden) if hidden else label(status, result), Cause())
             cause.count += 1
             cause.outcomes[status] = cause.outcomes.get(status, 0) + 1
             if not cause.example:
                 cause.example = {"case": case.id, "file": case.file, "repro": result.repro,
-                                 "message": result.message, "findings": [f.to_json() for f in result.findings]}
+                                 "message": hidden.text if hidden else result.message,
+                                 "findings": [f.to_json() for f in result.findings]}
         elif status == "skip":
             reason = reason_label(result)
             self.skips[reason] = self.skips.get(reason, 0) + 1

@@ -12,6 +12,7 @@ from harness.mutation import mutants
 from harness.engines.base import Engine, EngineOutput, Request
 from harness.errors import EngineRejected
 from harness.judge.runner import outcome, run_one
+from harness.scoreboard import board
 from testkit import load_case
 
 BUG = "keras-bias-add-guessed-nhwc"
@@ -147,6 +148,19 @@ def test_an_inherited_bug_the_converter_hides_is_a_pass_with_a_note_not_an_xpass
     r = run_one(load_case(tmp_path, BIASED), "heir")
     assert (r.verdict, r.xfail, outcome(r.verdict, r.xfail)) == ("pass", "", "pass"), (r.verdict, r.xfail, r.message)
     assert f"keras's known bug {BUG} does not show here: the converter hides it" in r.notes, r.notes
+    # A finding, not a note only: the converter changed the meaning of the graph it was given (the scoreboard
+    # counts it under its cause, with a repro); the pass's message stays the pass's.
+    assert [(f.kind, f.id, f.evidence) for f in r.findings] == [("hidden", BUG, {"engine": "keras"})], r.findings
+    cell = board.Cell()
+    cell.add(load_case(tmp_path, BIASED), r)
+    (cause,) = cell.as_dict()["causes"]
+    assert (cause["cause"], cause["count"], cause["outcomes"]) == (f"hides keras's known bug: {BUG}", 1, {"pass": 1})
+    assert cause["example"]["repro"] == r.repro and "changed the graph's meaning" in cause["example"]["message"]
+
+
+def test_a_converter_that_shows_the_inherited_bug_hides_nothing(tmp_path):
+    r = run_one(load_case(tmp_path, BIASED), "buggy_heir")
+    assert not [f for f in r.findings if f.kind == "hidden"], r.findings
 
 
 def test_an_inherited_bug_is_evaluated_on_the_heirs_own_run_facts(tmp_path):
