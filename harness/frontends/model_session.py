@@ -120,7 +120,7 @@ def diff_onnx(nodes: Sequence[KerasNode], keras_model: Any, x: np.ndarray, port:
             streams.channels_first(x) if layout == "channels_first" else x))
         return diff_captured(nodes, calls, port_out, True, overrides)
     captured = capture_onnx(source, x, torch_layout, port)
-    result = diff_captured(nodes, captured.calls, captured.output, True, overrides)
+    result = diff_captured(nodes, captured.calls, captured.output, True, overrides, port_engine=None)
     result.torch_unmapped += captured.unlisted
     notes += captured.notes
     return result

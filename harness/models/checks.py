@@ -31,7 +31,8 @@ class Fix:
 
 @dataclass
 class Issue:
-    """One difference between the port and the Keras layer (kind: config | weights | mapping | info)."""
+    """One difference between the port and the Keras layer (kind: config | weights | mapping | info), or what the
+    registry knows of a numerics-only failure (kind known_bug, id the registry's)."""
 
     kind: str
     id: str

@@ -266,8 +266,9 @@ def _judged(modules: Sequence[Any], x: np.ndarray, pads: Any, y: np.ndarray,
     return ratio(layout.to_keras(got), y, bound)
 
 
-def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
-    """One line: the weights layout, the configuration argument, the mapping, or numerics beyond the bound."""
+def triage(d: LayerDiff, failing: Sequence[Issue], known: str = "") -> str:
+    """One line: the weights layout, the configuration argument, the mapping, or numerics beyond the bound (``known``:
+    what the registry says of it, harness.models.known_match)."""
     if d.verdict != "fail":
         return ""
     if failing:
@@ -275,7 +276,34 @@ def triage(d: LayerDiff, failing: Sequence[Issue]) -> str:
     if d.isolated is None:
         return "shape: the port's module does not give the Keras layer's output shape"
     return (f"numerics: weights and configuration match, yet the module is off by {format_ratio(d.isolated)} x the "
-            "bound (a framework bug, or a difference this diff does not name)")
+            f"bound{known or ' (a framework bug, or a difference this diff does not name)'}")
+
+
+def numerics_only(d: LayerDiff) -> bool:
+    """A failing layer whose weights and configuration match the Keras layer's: its module computes a different
+    function on the same input (a framework's bug, or a difference no check names)."""
+    return (d.verdict == "fail" and d.isolated is not None and d.isolated > 1.0
+            and not [i for i in d.issues if i.kind != "info"])
+
+
+def look_up_port(d: LayerDiff, engine: str | None, dtype: str) -> None:
+    """A numerics-only failure of the port's module looked up in the registry as the single-layer case of the layer
+    for ``engine`` (the framework the port's modules run in: "torch"; None where the runtime is no engine of the
+    registry's): the cause names the entry whose condition holds, or says none does, and a known_bug issue holds
+    the entry's id as data."""
+    if not numerics_only(d) or d.unit is None:
+        return
+    if engine is None:
+        d.cause = triage(d, [], " (the port runs in onnxruntime, which no engine of the registry is by itself: not "
+                                "looked up)")
+        return
+    bug = known_bug(d.unit, engine, dtype)
+    if bug is None:
+        d.cause = triage(d, [], f": no registered {engine} bug holds here (harness/known: a new one, or one this "
+                                "lookup cannot see)")
+        return
+    d.issues.append(Issue("known_bug", bug.id, f"the registry's {bug.id}: {bug.summary}"))
+    d.cause = triage(d, [], f": the registry's {bug.id} ({bug.summary.split(':')[0]}) holds here")
 
 
 def unpadded_input(unit: Unit, nodes: Sequence[KerasNode], unmapped_pads: set[int]) -> np.ndarray | None:
@@ -288,8 +316,9 @@ def unpadded_input(unit: Unit, nodes: Sequence[KerasNode], unmapped_pads: set[in
 
 def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_out: np.ndarray,
                   torch_first: bool = True, overrides: Mapping[str, Sequence[str]] | None = None,
-                  mapping: LayerMapping | None = None) -> DiffResult:
-    """Judge a captured pair of runs (capture.capture_keras / capture_torch)."""
+                  mapping: LayerMapping | None = None, port_engine: str | None = "torch") -> DiffResult:
+    """Judge a captured pair of runs (capture.capture_keras / capture_torch). ``port_engine``: the registry's engine
+    the port's modules run in (None: a runtime the registry has no engine for, onnxruntime)."""
     mapping = mapping or align(nodes, calls, overrides)
     folded = fold_where_converted(mapping)
     unpair_composed_activations(mapping, torch_first)
@@ -319,6 +348,7 @@ def diff_captured(nodes: Sequence[KerasNode], calls: Sequence[TorchCall], port_o
     judge_functional(mapping, nodes, port_out, torch_first, dtype, by_unit, order)
     layers = [by_unit[k] for k in sorted(by_unit, key=lambda k: order[k])]
     for d in layers:
+        look_up_port(d, port_engine, dtype)
         if d.keras is not None and d.keras > 1.0:
             d.verdict = "fail"
             bug = known_bug(d.unit, "keras", dtype) if d.unit is not None else None

@@ -54,3 +54,46 @@ def test_keras_off_the_oracle_names_the_registry_entry_or_passes() -> None:
         assert d.verdict == "fail" and f"the registry's {ENTRY}" in d.cause, d.cause
     else:
         assert d.verdict == "pass", (d.verdict, d.cause)
+
+
+def _off_port() -> tuple[object, object, np.ndarray]:
+    """The Keras layer above, and a port whose Conv2d has its weights and arguments but adds 1e-3 in its forward:
+    a numerics-only failure (the kind a framework bug gives)."""
+    model, port, x = _model_and_port()
+    import torch
+
+    class OffConv(torch.nn.Conv2d):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return super().forward(t) + 1e-3
+
+    off = OffConv(1, 1, 2, stride=(1, 3), bias=False)
+    with torch.no_grad():
+        off.weight.fill_(1.0)
+    return model, torch.nn.Sequential(off), x
+
+
+def test_a_ports_numerics_only_failure_is_looked_up_for_torch(monkeypatch) -> None:
+    """The port's module off with matching weights and configuration: looked up as the layer's single-layer case for
+    torch. No torch entry holds on this layer (the cause says so); where one does (the lookup patched to find one),
+    the cause names it and a known_bug issue holds its id."""
+    from harness import api
+    from harness.known.registry import REGISTRY
+    from harness.models import diff as model_diff
+
+    model, port, x = _off_port()
+    (d,) = api.diff(model, port, x).layers
+    assert d.verdict == "fail" and d.isolated is not None and d.isolated > 1.0, d
+    assert d.cause.startswith("numerics: weights and configuration match"), d.cause
+    assert "no registered torch bug holds here" in d.cause and not [i for i in d.issues if i.kind == "known_bug"], d
+    asked: list[str] = []
+    entry = REGISTRY["torch-bf16-strided-dilated-conv2d-wrong"]
+
+    def found(unit: object, engine: str, dtype: str) -> object:
+        asked.append(engine)
+        return entry if engine == "torch" else None
+
+    monkeypatch.setattr(model_diff, "known_bug", found)
+    (d,) = api.diff(model, port, x).layers
+    assert "torch" in asked, asked
+    assert f"the registry's {entry.id}" in d.cause and "holds here" in d.cause, d.cause
+    assert [(i.kind, i.id) for i in d.issues if i.kind == "known_bug"] == [("known_bug", entry.id)], d.issues

@@ -141,6 +141,8 @@ def test_onnxruntime_sigmoid_off_for_large_negative_inputs_is_named_numerics(fil
     assert rc == 1 and result["culprit"] == "sig", stdout[-3000:]
     sig = next(d for d in result["layers"] if d["name"] == "sig")
     assert sig["cause"].startswith("numerics:") and sig["isolated"] > 10.0 and sig["keras"] <= 1.0, sig
+    # onnxruntime is no engine of the registry by itself: the cause says it was not looked up (never a wrong name)
+    assert "not looked up" in sig["cause"] and not [i for i in sig["issues"] if i["kind"] == "known_bug"], sig
     rc, stdout, result = _diff(files, "sigmoid_onnx2torch")
     assert rc == 0 and result["passed"], stdout[-3000:]
 
