@@ -6,6 +6,7 @@ from typing import Any
 from markupsafe import Markup  # jinja2's own dependency
 
 from ..report.assets import static_text, template
+from .board import shares
 from .merge import merge_cells
 
 SHOWN = ("pass", "fail", "xfail", "error", "skip", "rejected", "xpass")
@@ -87,7 +88,7 @@ def render(doc: dict[str, Any]) -> str:
     kinds, lead = matrix(doc)
     return template("scoreboard.html.j2").render(
         doc=doc, rows=rows, groups=groups(doc["columns"]), shown=SHOWN, command=" ".join(doc["command"]),
-        kinds=kinds, lead=lead, css=Markup(static_text("report.css")))
+        kinds=kinds, lead=lead, overall=overall(doc), css=Markup(static_text("report.css")))
 
 
 def timing_text(timing: dict[str, Any] | None, before: str = "") -> str:
@@ -106,11 +107,24 @@ def timing_text(timing: dict[str, Any] | None, before: str = "") -> str:
     return before + "; ".join(parts) if parts else ""
 
 
+def overall(doc: dict[str, Any]) -> str:
+    """'harness 5.5% of 726 s (the rest inside the engines' own calls)' over every engine of the board; '' for a
+    board without third-party seconds (written before them)."""
+    timings = [e.get("timing") or {} for e in doc["engines"]]
+    if not timings or any("third_party_s" not in t for t in timings):
+        return ""
+    total = sum(t.get("total_s", 0.0) for t in timings)
+    share = shares(total, sum(t["third_party_s"] for t in timings))["harness_share"]
+    return "" if share is None else (f"harness {share:.1%} of {total:.0f} s (the rest inside the engines' own "
+                                     "framework, converter and runtime calls)")
+
+
 def markdown(doc: dict[str, Any], causes: int = 3) -> str:
     """scoreboard.md: the scoreboard as Markdown for a README (engines with versions and totals, their most
     frequent causes, and per layer kind the items passed of those judged)."""
+    time = overall(doc)
     lines = [(f"Scoreboard of `{' '.join(doc['command'])}` ({doc['created']}; {doc['cases']['shipped']} shipped "
-              f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine):"), "",
+              f"cases and {doc['cases']['fuzz']} fuzzed configurations per engine{'; ' + time if time else ''}):"), "",
              ("| engine | versions | pass | fail | known bug | error | skip | rejected | most frequent causes | "
               "s per item (median, slowest); harness share of the engine's total |"),
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -235,6 +235,12 @@ def test_each_engine_row_times_its_items(scoreboard):
         assert abs(timing["harness_share"] - share) <= 1e-3 / timing["total_s"] + 1e-4, timing
         assert (f"| {timing['median_s']:.3g} s median, {timing['max_s']:.3g} s slowest; harness "
                 f"{timing['harness_share']:.0%} of {timing['total_s']:.0f} s |") in text, row["name"]
+    total = sum(row["timing"]["total_s"] for row in doc["engines"])
+    third = sum(row["timing"]["third_party_s"] for row in doc["engines"])
+    shown = re.search(r"harness ([0-9.]+)% of ([0-9]+) s \(the rest inside", text.splitlines()[0])
+    assert shown is not None, text.splitlines()[0]
+    # the board's seconds are rounded to 1 ms and its share to 1e-4: the line shows the share to 0.1%
+    assert abs(float(shown.group(1)) / 100 - max(0.0, total - third) / total) <= 1e-3 + 2e-3 / total, shown.group(0)
     assert board.Board(["x"]).timing("x") == {"items": 0, "median_s": None, "max_s": None, "total_s": 0.0,
                                               "third_party_s": 0.0, "harness_share": None}
 
