@@ -20,6 +20,7 @@ from .base import Request
 MAX_AGE_S = 3600.0
 PRUNE_EVERY = 200
 _made = [0]   # exports this worker made
+_ROOT: dict[str, str] = {}   # the folder of this process's exports (_root), once found
 
 # What else decides an export: the versions of the venv that exports it (engines/onnx.txt: Keras, TensorFlow,
 # tf2onnx, OpenVINO) and the harness code that builds and exports the model. Computed once per worker.
@@ -55,10 +56,7 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
     compile one IR for two precisions; keras-onnx and onnx2torch read one ONNX): kept in a folder of the temporary
     directory named by key(), written under a private name and renamed into place whole, so that a worker reads a
     complete export or makes its own. A refusal of the exporter raises, as export() does, and leaves nothing."""
-    root = os.path.join(tempfile.gettempdir(), f"harness-keras-exports-{os.getuid()}")
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    if os.stat(root).st_uid != os.getuid():   # a folder someone else made under our name: share nothing through it
-        root = tempfile.mkdtemp(prefix="harness-keras-exports-")
+    root = _root()
     folder = os.path.join(root, key(request, fmt))
     path = os.path.join(folder, filename)
     if os.path.isfile(path):
@@ -79,6 +77,22 @@ def exported(model: Any, request: Request, fmt: str, filename: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _root() -> str:
+    """The folder the exports live in: this user's private one in the temporary directory, shared by its workers;
+    where someone else made a folder under that name, one of this process's own (nothing shared through theirs),
+    made once and removed when the process ends."""
+    if "root" not in _ROOT:
+        root = os.path.join(tempfile.gettempdir(), f"harness-keras-exports-{os.getuid()}")
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        if os.stat(root).st_uid != os.getuid():
+            import atexit
+
+            root = tempfile.mkdtemp(prefix="harness-keras-exports-")
+            atexit.register(shutil.rmtree, root, True)
+        _ROOT["root"] = root
+    return _ROOT["root"]
 
 
 def _prune(root: str) -> None:

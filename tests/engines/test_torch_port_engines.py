@@ -201,3 +201,29 @@ def test_exports_unused_for_an_hour_are_pruned_and_others_kept(tmp_path, monkeyp
     monkeypatch.setattr(export_cache, "_made", [export_cache.PRUNE_EVERY])   # the next export prunes
     export_cache._prune(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["young"], list(tmp_path.iterdir())
+
+
+FALLBACK = """
+import os, sys, tempfile
+tempfile.tempdir = sys.argv[1]
+os.getuid = lambda: 4242   # the shared folder's name says uid 4242; this process made it as another uid
+from harness.engines import export_cache
+first, second = export_cache._root(), export_cache._root()
+print(first, second)
+"""
+
+
+def test_a_shared_folder_of_another_user_is_not_used_and_the_own_one_goes_at_exit(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FALLBACK, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second = out.stdout.split()
+    assert first == second, "the fallback folder is made once per process, not once per export"
+    assert os.path.basename(first).startswith("harness-keras-exports-") and first != str(tmp_path /
+                                                                                     "harness-keras-exports-4242")
+    assert (tmp_path / "harness-keras-exports-4242").is_dir() and not os.path.exists(first), \
+        sorted(p.name for p in tmp_path.iterdir())
