@@ -344,3 +344,20 @@ def test_a_ci_matrix_of_shards_merges_into_the_unsharded_board(scoreboard, tmp_p
     # The same engine twice outside one split (a job run twice, engine shards that overlap): refused, not doubled.
     assert cli.main(["scoreboard", "--merge", by_engine[0], by_engine[0], "--out", str(tmp_path / "m4")]) == 2
     assert "engine oracle is in 2 of the scoreboards, which are not distinct shards" in capsys.readouterr().err
+
+
+def test_jobs_auto_takes_the_usable_cores_within_the_available_memory(monkeypatch, capsys):
+    import os
+
+    from harness.frontends import scoreboard_command as sc
+
+    cores = len(os.sched_getaffinity(0))
+    count, why = sc.auto_jobs(15)
+    assert 1 <= count <= cores and why.startswith(f"--jobs auto: {count} ({cores} usable cores"), why
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    count, why = sc.auto_jobs(10_000)   # 8 TB a process: the memory, not the 64 cores, decides: one
+    assert count == 1 and "64 usable cores" in why, why
+    for bad, said in (("0", "must be at least 1"), ("two", "must be a count of processes or auto")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["scoreboard", "--jobs", bad])
+        assert exit_.value.code == 2 and said in capsys.readouterr().err, bad
