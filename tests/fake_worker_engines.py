@@ -82,6 +82,17 @@ class Fake(Engine):
         return answer(request.layer, request.config, inputs.x, inputs.weights)
 
 
+class SlowStart(Fake):
+    """Fake whose construction (a framework's import) takes START_S seconds inside a third-party call."""
+
+    name = "slowstart"
+    START_S = 0.6
+
+    def __init__(self) -> None:
+        with third_party():
+            time.sleep(self.START_S)
+
+
 class Hasty(Fake):
     """Fake with a 2 s timeout."""
 

@@ -285,6 +285,17 @@ def engine_class(name: str) -> type[Engine]:
     raise KeyError(f"unknown engine {name!r}; known: {', '.join([*BUILTIN, *_plugins])}")
 
 
+def warm(names: list[str]) -> None:
+    """Start the workers of the engines in ``names`` that run apart (an isolated built-in, a plug-in on another
+    interpreter) all at once, each importing its framework in parallel with the others and with the caller's next
+    work (harness.engines.worker.warm_all); the in-process engines load on their first item, as ever."""
+    from . import worker  # at call time: worker imports this package (a circle at import)
+
+    apart = [n for n in names if (n in BUILTIN and engine_class(n).isolation is not None)
+             or (n in _plugins and plugin_python(n))]
+    worker.warm_all([e for e in map(get, apart) if isinstance(e, worker.WorkerEngine)])
+
+
 def is_reference(name: str) -> bool:
     """Whether ``name`` is the reference (the oracle): judged in float64, never against a bound of its own."""
     return name in BUILTIN and engine_class(name).reference   # a plug-in (or an unknown name) never is

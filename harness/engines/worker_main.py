@@ -103,6 +103,8 @@ def serve(spec: dict[str, str], stream_in: BinaryIO, stream_out: BinaryIO) -> No
             if header["op"] == "run":
                 out = engine.run(protocol.request_of(header, arrays))
                 reply = protocol.output_frame(out, third_party_s=stopwatch.take())
+            elif header["op"] == "warm":   # the engine is built (its framework imported): nothing else to do
+                reply = protocol.pack({"ok": True, "third_party_s": stopwatch.take()}, {})
             elif header["op"] == "environment":
                 reply = protocol.pack({"ok": True, "environment": type(engine).environment(),
                                        "third_party_s": stopwatch.take()}, {})

@@ -123,6 +123,7 @@ def _run_cases(cases: list[Case], engines: list[str], stream: TextIO, label: str
     arrays are not kept (a scoreboard holds counts)."""
     start, total, done, out = time.perf_counter(), len(cases) * len(engines), 0, []
     diagnoser = Diagnoser()
+    registry.warm(engines)   # every worker of this job starts now, together, while the first case runs in-process
     for case in cases:
         row = []
         for engine in engines:

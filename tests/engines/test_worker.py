@@ -24,7 +24,8 @@ import fake_worker_engines as fakes
 from testkit import ROOT, close_workers, load_case
 
 FAKES = {name: f"tests.fake_worker_engines:{cls}" for name, cls in
-         (("fake", "Fake"), ("hasty", "Hasty"), ("missing", "InMissingVenv"), ("invenv", "InVenv"))}
+         (("fake", "Fake"), ("hasty", "Hasty"), ("missing", "InMissingVenv"), ("invenv", "InVenv"),
+          ("slowstart", "SlowStart"))}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -182,6 +183,24 @@ def test_a_workers_third_party_seconds_cross_back_with_its_answer_and_its_refusa
         # The worker counts only its third_party() block: the sleep, and nothing of the oracle it also computes.
         assert spent <= result.third_party_s < spent + 0.1, f"{action}: third_party_s={result.third_party_s}"
         assert result.third_party_s <= result.duration_s, (result.third_party_s, result.duration_s)
+
+
+def test_warmed_workers_build_their_engines_in_parallel_and_the_first_item_reads_it(tmp_path):
+    close_workers("slowstart", "missing")
+    start = time.perf_counter()
+    engines.warm(["slowstart", "missing", "oracle"])   # a missing venv is left for its first item to report
+    warmed_in = time.perf_counter() - start
+    pid = engines.get("slowstart").pid
+    assert pid is not None, "warm starts the worker"
+    assert warmed_in < fakes.SlowStart.START_S, f"warm waited {warmed_in:.2f} s: it must not wait for the engine"
+    time.sleep(fakes.SlowStart.START_S + 0.2)   # the caller's own work, while the worker builds its engine
+    result = run_one(_case(tmp_path), "slowstart")
+    assert result.verdict == "pass" and result.facts["pid"] == pid, (result.verdict, result.facts, pid)
+    # the engine was built during the sleep: the item did not wait for it, and its seconds are not the item's
+    assert result.duration_s < fakes.SlowStart.START_S, result.duration_s
+    assert result.third_party_s <= result.duration_s, (result.third_party_s, result.duration_s)
+    missing = run_one(_case(tmp_path), "missing")
+    assert missing.verdict == "skip" and "make engine-no-such-venv" in missing.message, missing.message
 
 
 def test_stray_output_does_not_corrupt_the_protocol(tmp_path):
