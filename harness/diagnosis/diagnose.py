@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..cases.schema import Case
-from ..engines import is_reference
+from ..engines import engine_class, is_reference
 from ..engines.base import EngineOutput
 from ..judge.findings import Finding
 from ..judge.forward import Reference
@@ -201,8 +201,9 @@ def _findings(case: Case, engine: str, out: EngineOutput, ref: Reference, bound:
     k = bound.k if bound is not None else g.reduction_length() + out.extra_roundings
     changed, agrees = causes.dtype_changed(case, np.asarray(out.y), ref.y, gauge, k)
     if changed is not None and agrees:
-        # Right values in the wrong type: nothing else to explain but the registered bug that says so, if any.
-        return [*(f for f in _known_bug(case, engine, out, []) if f.kind == "known_bug"), changed]
+        # Right values in the wrong type: nothing else to explain but the registered bug that says so, if any (the
+        # engine's own, or one it inherits: onnx2tf-legacy's float16 built in float32 is onnx2tf's).
+        return [*(f for f in _known_bug(case, engine, out, []) if f.kind in ("known_bug", "inherited")), changed]
     dtype = [changed] if changed is not None else []
     # The failing check comes first: a wrong shape is judged before the dtype, the dtype before the values.
     parts = [] if shape else list(dtype)
@@ -259,8 +260,13 @@ def _known_bug(case: Case, engine: str, out: EngineOutput, names: list[str]) -> 
     if bug.engine == engine:
         return [Finding("known_bug", bug.id, f"{engine}'s known bug {bug.id} (harness/known: its condition holds "
                         "here and the case triggers it)")]
-    return [Finding("inherited", bug.id, f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, carried "
-                    "through the conversion; not a bug of the converter)", {"engine": bug.engine})]
+    # A framework's bug carried through a converter of its graph is not the converter's; a converter's bug is its
+    # variant's too (onnx2tf-legacy inherits onnx2tf's: the same converter fed another export).
+    framework = engine_class(bug.engine).isolation is None   # keras, torch: in this process, no converter
+    why = ("carried through the conversion; not a bug of the converter" if framework else
+           f"{engine} is {bug.engine} fed otherwise: the same converter's bug")
+    return [Finding("inherited", bug.id, f"inherited from {bug.engine}: {bug.id} ({bug.engine}'s known bug, {why})",
+                    {"engine": bug.engine})]
 
 
 def explain_error(case: Case, engine: str, exc: BaseException) -> list[Finding]:

@@ -381,3 +381,30 @@ def test_a_bias_offset_on_small_integer_data_is_no_precision_problem(tmp_path):
                                "    weights: {kernel: ones, bias: ones}\n", "ints.yaml")
     ref, out = _output(case, lambda y: y + 1.0)   # the bias added twice: 10 instead of 9, a bfloat16 number too
     assert sentences(diagnose.explain(case, "wrong", out, ref)).startswith("off by a constant per output channel"), out.y
+
+
+F16 = """\
+cases:
+  - id: half
+    layer: Conv2D
+    input_shape: [1, 5, 4, 2]
+    dtype: float16
+    config: {filters: 2, kernel_size: 2}
+"""
+
+
+def test_a_bug_inherited_from_a_converter_is_named_as_that_converters_on_a_dtype_change(tmp_path, monkeypatch):
+    """onnx2tf-legacy is onnx2tf fed the legacy export: onnx2tf's float16 built in float32 is named where its values
+    are right and only the type changed (it was the symptom alone, 'dtype: changed-to-float32'), as the same
+    converter's bug, not as a framework's bug carried through a conversion."""
+    from harness.known.registry import REGISTRY
+
+    case = load_case(tmp_path, F16)
+    ref = reference(case)
+    out = EngineOutput(y=ref.y.astype(np.float32))   # right values, float32 for float16
+    entry = REGISTRY["onnx2tf-float16-returned-as-float32"]
+    monkeypatch.setattr(diagnose, "matching_bug", lambda engine, case, seen, mutant: entry)
+    found = DIAGNOSER.forward(case, "onnx2tf-legacy", out, ref, None)
+    assert [f.key for f in found] == [f"inherited:{entry.id}", "dtype:changed-to-float32"], found
+    assert found[0].evidence == {"engine": "onnx2tf"} and "the same converter's bug" in found[0].text, found[0]
+    assert "not a bug of the converter" not in found[0].text, found[0].text
