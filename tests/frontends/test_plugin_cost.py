@@ -22,8 +22,8 @@ PROBE = """\
 import gc, json, sys
 import pytest
 rc = pytest.main(sys.argv[1:])
-rewritten = sorted(n for n, m in sys.modules.items()
-                   if n.startswith("harness") and type(getattr(m, "__loader__", None)).__name__ == "AssertionRewritingHook")
+rewritten = sorted(n for n, m in sys.modules.items() if n.startswith("harness")
+                   and type(getattr(m, "__loader__", None)).__name__ == "AssertionRewritingHook")
 print(json.dumps({"rc": int(rc), "rewritten": rewritten, "hypothesis": "hypothesis" in sys.modules,
                   "frozen": gc.get_freeze_count()}))
 """
