@@ -22,10 +22,12 @@ install: $(STAMP)
 ## Under -n the harness's plugin schedules by case (one worker computes a case's reference once), the big cases
 ## first, and sizes each worker's BLAS and framework threads to its share of the cores (harness/frontends/pytest_plugin.py).
 ## pytest's logging plugin is left out (no test reads logs; it attached a handler to each of torch's 42 silent
-## loggers around every phase of every item), and hypothesis's from the case-only runs (only tests/ uses it).
+## loggers around every phase of every item; pyproject's addopts leaves it out of any pytest run here too), and
+## hypothesis's from the case-only runs (only tests/ uses it). The pytest11 entry point is pytest_conv_harness.py,
+## outside the package, so that pytest does not assertion-rewrite all of harness/ in every process.
 ## make lint: ruff and mypy over the package and tools/ (configured in pyproject.toml); `make test` runs it first
 lint: $(STAMP)
-	$(BIN)/ruff check harness tools
+	$(BIN)/ruff check harness tools pytest_conv_harness.py
 	$(BIN)/mypy
 
 test: $(STAMP) lint browser

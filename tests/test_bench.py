@@ -17,7 +17,7 @@ def test_quick_bench_measures_every_figure_with_its_goal_and_command(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"exit={done.returncode}\n{done.stdout}\n{done.stderr}"
     figures = json.loads(out.read_text())["figures"]
-    assert sorted({f["key"] for f in figures}) == ["a", "b", "d", "e"], [f["key"] for f in figures]
+    assert sorted({f["key"] for f in figures}) == ["a", "a2", "b", "d", "e"], [f["key"] for f in figures]
     assert [f["extra"]["name"] for f in figures if f["key"] == "b"] == \
         ["depthwise-small", "separable-small", "conv2d-small"]
     for f in figures:
@@ -28,6 +28,8 @@ def test_quick_bench_measures_every_figure_with_its_goal_and_command(tmp_path):
     a = next(f for f in figures if f["key"] == "a")
     bare = a["extra"]["bare_result"]
     assert bare["cases"] == a["extra"]["cases"] > 0 and bare["torch_errors"] == 0, bare
+    a2 = next(f for f in figures if f["key"] == "a2")
+    assert a2["extra"]["pytest_s"] > 0 and a2["extra"]["bare_s"] == a["extra"]["bare_s"], a2["text"]
     d = next(f for f in figures if f["key"] == "d")
     assert d["extra"]["frameworks"] == "" and d["extra"]["items"] > 0, d["text"]
     assert "(c), (f) skipped" in done.stdout

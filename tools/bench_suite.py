@@ -10,6 +10,7 @@ from typing import Any
 
 from bench_common import FRAMEWORKS, PY, Figure, Run, alternated, check, command_text, failed, median_s, run
 
+SUITE_GOAL = "<= 0.6"   # issue 21
 PARALLEL = ["-n", "2"]   # as `make test` runs the cases (the plug-in schedules by case; no --dist mode needed)
 
 
@@ -27,7 +28,7 @@ def suite(repeat: int) -> list[Figure]:
     cmds = [command_text(c) for c in commands.values()]
     speed = (f"-n 2 is {serial / parallel:.2f} x as fast as -n 0" if parallel < serial else
              f"-n 2 is {parallel / serial:.2f} x SLOWER than -n 0")
-    fig_c = Figure("c", "pytest cases -n 2 / -n 0 (2 cores)", ratio, "<= 0.65", check(ratio, "<= 0.65"),
+    fig_c = Figure("c", "pytest cases -n 2 / -n 0 (2 cores)", ratio, SUITE_GOAL, check(ratio, SUITE_GOAL),
                    f"-n 0 {serial:.1f} s ({_outcome(runs['serial'][-1])}), -n 2 {parallel:.1f} s "
                    f"({_outcome(runs['parallel'][-1])}): {speed}", cmds,
                    {"serial_s": serial, "parallel_s": parallel})

@@ -1,7 +1,9 @@
 """pytest plugin: YAML case files become one item per (case, engine); failures read as domain messages."""
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,49 @@ def pytest_configure(config: pytest.Config) -> None:
     here = config.invocation_params.dir
     config.stash[NAMED] = set() if config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR else {
         (here / a.split("::")[0]).resolve() for a in config.args}
+
+
+# A framework's import leaves millions of objects that live as long as the process (TensorFlow's alone is most of
+# them), and every full collection of the cyclic GC walks them all: 0.2-0.3 s each, a dozen or so in a run of the
+# cases (Python's own as allocations pile up, and pytest's at the end, which looks for unraisable exceptions).
+# Once an item has imported that much, they are collected once and frozen (gc.freeze: kept out of every later
+# collection); what the items allocate afterwards is collected as before.
+FREEZE_AFTER_MODULES = 200   # modules imported since the last freeze (TensorFlow: thousands; torch: hundreds)
+_modules_at_freeze = len(sys.modules)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    global _modules_at_freeze
+    if len(sys.modules) - _modules_at_freeze >= FREEZE_AFTER_MODULES:
+        gc.collect()   # the garbage of the items so far is collected, not frozen
+        gc.freeze()
+        _modules_at_freeze = len(sys.modules)
+
+
+# hypothesis's plug-in (a pytest11 entry point) imports hypothesis in its terminal summary, whether or not any test
+# used it: through pytest's assertion rewriter, which rewrites every module of a plug-in's distribution from source
+# (nothing cached under PYTHONDONTWRITEBYTECODE), 0.7 s of CPU at the end of every run of the cases alone.
+HYPOTHESIS_PLUGIN = "hypothesispytest"
+HYPOTHESIS_REPORT_KEYS = ("_hypothesis_stats", "_hypothesis_failing_examples")   # what its summary prints from
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Before the terminal summary (which the terminal reporter writes after every pytest_sessionfinish): when
+    hypothesis's summary has nothing to say, its plug-in is unregistered so that it does not import hypothesis.
+    It has nothing to say when hypothesis never ran here (not imported: nothing observed) and no report, a worker's
+    included, carries its statistics or a failing example, and its statistics were not asked for."""
+    config = session.config
+    plugin = config.pluginmanager.get_plugin(HYPOTHESIS_PLUGIN)
+    if plugin is None or "hypothesis" in sys.modules or config.getoption("hypothesis_show_statistics", False):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for reports in getattr(reporter, "stats", {}).values():
+        for report in reports:
+            if any(key in getattr(report, "__dict__", ()) for key in HYPOTHESIS_REPORT_KEYS):
+                return
+    config.pluginmanager.unregister(plugin)
 
 
 def _wanted(file_path: Path, config: pytest.Config) -> bool:
