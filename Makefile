@@ -12,6 +12,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	rm -rf *.egg-info   # the editable build's by-product: on sys.path from the checkout, its SOURCES.txt made pytest rewrite all of harness/
 	touch $(STAMP)
 
 install: $(STAMP)
