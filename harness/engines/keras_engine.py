@@ -16,8 +16,20 @@ from ..known import facts as env
 from .base import CANONICAL_LAYOUT, Engine, EngineOutput, Request, SequenceOutput, SequenceRequest
 from .stopwatch import third_party
 
+# TensorFlow's oneDNN kernels allocate from a pool (BFC) that keeps every byte it ever held: on the big worked example
+# (20x64x64x1000 float32) about 700 MB stayed with TensorFlow after the call, beside the output, for the rest of
+# the process (the torch engine ran on top of it). With the system allocator TensorFlow frees what it no longer
+# holds; the values are the same (measured, bit for bit; an allocator does no arithmetic). Read when TensorFlow is
+# imported, so set before; setdefault keeps a user's choice. KerasEngine.environment reports it.
+ALLOCATOR_VARIABLE = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"
+
+
+def _tensorflow_environment() -> None:
+    os.environ.setdefault(ALLOCATOR_VARIABLE, "1")
+
 
 def _import_keras():
+    _tensorflow_environment()
     keras = import_keras()
     if keras.backend.backend() != "tensorflow":
         raise EngineSkip(f"keras runs on the {keras.backend.backend()!r} backend; this engine needs tensorflow "
@@ -114,7 +126,9 @@ class KerasEngine(Engine):
         import tensorflow as tf
 
         if dy is None:
-            return obj(x).numpy(), None
+            # np.asarray reads the output tensor's own buffer (read-only); .numpy() would copy it: 328 MB more at
+            # the peak of the big worked example.
+            return np.asarray(obj(x)), None
         xt = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(xt)
@@ -215,6 +229,7 @@ class KerasEngine(Engine):
         if not (intra or inter):
             return
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _tensorflow_environment()
         import tensorflow as tf
 
         if intra:
@@ -226,7 +241,8 @@ class KerasEngine(Engine):
     def environment(cls) -> dict[str, dict[str, Any]]:
         """Versions from metadata; runtime state only where this process imported TensorFlow / Keras."""
         tf_info: dict[str, Any] = {"version": env.version("tensorflow"), "loaded": False,
-                                   "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+                                   "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                                   ALLOCATOR_VARIABLE: os.environ.get(ALLOCATOR_VARIABLE)}
         tf = sys.modules.get("tensorflow")
         if tf is not None and hasattr(tf, "config"):
             tf_info.update(

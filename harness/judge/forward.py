@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 class Reference:
     """What every engine of a case is judged against (computed once per case and process: judge.runner.reference).
 
-    Its memory: the inputs, the oracle output whole (float64, 8 bytes an element) and one chunk of the gauge (at
-    most harness.reference.oracle.CHUNK_ELEMENTS elements, or one image): the gauge is a LazyArray
-    (harness.reference.agreement), computed a chunk of images at a time when it is indexed, every element exactly as
-    oracle.gauge computes it.
-    Index it (gauge[index]); np.asarray(gauge) makes it whole, which only small cases should do.
+    Its memory (harness.reference.oracle.reference_pair): the inputs, and the oracle output and the gauge, both
+    float64, computed in one pass: whole where the output is one chunk (at most
+    harness.reference.oracle.CHUNK_ELEMENTS elements, or one image), else one chunk of each: both are then
+    LazyArrays (harness.reference.agreement) sharing a chunk cache, a chunk of images computed when either is
+    indexed, every element exactly as oracle.run and oracle.gauge compute it (the big worked example: 66 MB, where
+    the output whole was 656 MB).
+    Index them (y[index], gauge[index]); np.asarray makes them whole, which only small cases should do.
     """
 
     inputs: Inputs
@@ -40,7 +42,7 @@ class Reference:
 
     @property
     def y(self) -> np.ndarray:
-        """The oracle output, float64."""
+        """The oracle output, float64 (a LazyArray standing in for it beyond one chunk: see above)."""
         return self.oracle.y
 
 

@@ -3,9 +3,11 @@
 Both are computed a chunk of images at a time (CHUNK_ELEMENTS outputs, at least one image): every image's output is
 computed by the same operations whatever the chunk it is in (the primitives work image by image or keep each
 image's sums apart, and the chunk has the layout the whole batch would have), so the values do not depend on the
-chunking (tests/reference/test_chunked_oracle.py compares them bit for bit). ``run`` and ``gauge`` return whole arrays;
-``lazy_gauge`` computes G chunk by chunk on demand, keeping the last chunk: the runner's reference holds the oracle
-output whole (8 bytes an element) and the gauge as one chunk.
+chunking (tests/reference/test_chunked_oracle.py compares them bit for bit). The output and G of a chunk are one
+pass where both are asked for (harness.reference.paired: a depthwise stage's patches of x serve |x| too).
+``run``, ``gauge`` and ``run_and_gauge`` return whole arrays; ``lazy_gauge`` computes G chunk by chunk on demand,
+keeping the last chunk; ``reference_pair`` is what the runner's reference holds: both whole for an output of one
+chunk, else both lazy over one shared chunk cache.
 """
 from __future__ import annotations
 
@@ -21,43 +23,41 @@ import numpy as np
 from ..layers.activations import ACTIVATION_TABLE
 from ..layers.conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
 from ..layers.geometry import Geometry, geometry, output_shape
+from . import paired
 from .agreement import Index, LazyArray, flush_threshold
 
 __all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
-           "pre_activation", "run", "to_channels_last", "underflow_count", "flushed_operands"]
+           "pre_activation", "reference_pair", "run", "run_and_gauge", "to_channels_last", "underflow_count",
+           "flushed_operands"]
 
 # Outputs computed at once: a chunk is this many output elements' worth of whole images (at least one image).
 CHUNK_ELEMENTS = 1 << 22
 
-# Channels-last float64 outputs of the images [n0, n1).
-ChunkFn = Callable[[int, int], np.ndarray]
+# Channels-last float64 outputs of the images [n0, n1): the layer before its activation and the gauge, each None
+# where not asked for.
+Pair = tuple["np.ndarray | None", "np.ndarray | None"]
+ChunkFn = Callable[[int, int], Pair]
 
 
-def _prepared(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry, magnitudes: bool,
+def _prepared(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry, value: bool, magnitudes: bool,
               channels_last: bool = False) -> tuple[tuple[int, ...], ChunkFn]:
-    """The layer before its activation on x and the weights (with ``magnitudes``: on |x|, |w|, |b|) as a function
-    of an image range, and the channels-last shape of its whole output. ``channels_last``: x is already."""
+    """The layer before its activation on x and the weights (``value``) and on |x|, |w|, |b| (``magnitudes``: G),
+    computed together (harness.reference.paired), as a function of an image range; and the channels-last shape of
+    its whole output. ``channels_last``: x is already."""
     x_cl = np.asarray(x, dtype=np.float64)
     if not channels_last:
         x_cl = to_channels_last(x_cl, g.channels_first)
     w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
-    if magnitudes:
-        w = {k: np.abs(v) for k, v in w.items()}
     n = x_cl.shape[0]
 
-    def chunk(n0: int, n1: int) -> np.ndarray:
+    def chunk(n0: int, n1: int) -> Pair:
         part = x_cl[n0:n1]
         if (n0, n1) != (0, n) and part.flags.fnc:
             # A slice of a batch moved to channels last can be Fortran-contiguous where the batch is not (one
             # image of a channels_first Conv1D input): np.pad would then lay the padded chunk out in Fortran order,
             # and a primitive could visit its elements in another order than on the whole batch.
             part = np.ascontiguousarray(part)
-        if magnitudes:
-            part = np.abs(part)
-        y = g.kind.family.forward(part, w, g)
-        if g.use_bias:
-            y = y + w["bias"]
-        return y
+        return paired.layer(part, w, g, value, magnitudes)
 
     return output_shape(dataclasses.replace(g, channels_first=False), x_cl.shape), chunk
 
@@ -69,48 +69,84 @@ def images_per_chunk(shape: tuple[int, ...]) -> int:
 
 
 def _whole(shape: tuple[int, ...], chunk: ChunkFn, finish: Callable[[np.ndarray], np.ndarray] | None = None
-           ) -> np.ndarray:
-    """Every chunk (through ``finish``) written into one channels-last array of ``shape``: the only allocation of
-    the output's size."""
+           ) -> Pair:
+    """Every chunk (its output through ``finish``) written into channels-last arrays of ``shape``: the only
+    allocations of the output's size."""
     n, step = shape[0], images_per_chunk(shape)
-    if n <= step:   # one chunk: the array the chunk function makes is the output
-        return finish(chunk(0, n)) if finish else chunk(0, n)
-    out = np.empty(shape)
+    if n <= step:   # one chunk: the arrays the chunk function makes are the outputs
+        y, gauge = chunk(0, n)
+        return (finish(y) if finish and y is not None else y), gauge
+    outs: list[np.ndarray | None] = [None, None]
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
-        part = chunk(n0, n1)
-        out[n0:n1] = finish(part) if finish else part
+        for i, part in enumerate(chunk(n0, n1)):
+            if part is not None:
+                if outs[i] is None:
+                    outs[i] = np.empty(shape)
+                outs[i][n0:n1] = finish(part) if finish and i == 0 else part   # type: ignore[index]
         del part
-    return out
+    return outs[0], outs[1]
 
 
 def pre_activation(x: np.ndarray, weights: dict[str, np.ndarray], g: Geometry) -> np.ndarray:
     """The layer before its activation, channels last (x too), in float64."""
-    shape, chunk = _prepared(x, weights, g, magnitudes=False, channels_last=True)
-    return _whole(shape, chunk)
+    shape, chunk = _prepared(x, weights, g, value=True, magnitudes=False, channels_last=True)
+    return _only(_whole(shape, chunk)[0])
 
 
 def run(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
     """Oracle output in float64, with the engine signature (x and result in the case's data_format)."""
     g = geometry(layer, config, x.shape)
-    shape, chunk = _prepared(x, weights, g, magnitudes=False)
-    return from_channels_last(_whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference), g.channels_first)
+    shape, chunk = _prepared(x, weights, g, value=True, magnitudes=False)
+    y = _whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference)[0]
+    return from_channels_last(_only(y), g.channels_first)
 
 
 def gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
     """G: the same layer (no activation) on |x|, |w|, |b|: the scale of each element's rounding error."""
     g = geometry(layer, config, x.shape)
-    shape, chunk = _prepared(x, weights, g, magnitudes=True)
-    return from_channels_last(_whole(shape, chunk), g.channels_first)
+    shape, chunk = _prepared(x, weights, g, value=False, magnitudes=True)
+    return from_channels_last(_only(_whole(shape, chunk)[1]), g.channels_first)
+
+
+def run_and_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``run(...)`` and ``gauge(...)``, element for element, in one pass: a depthwise stage's patches serve both."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, value=True, magnitudes=True)
+    y, gauge_ = _whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference)
+    return from_channels_last(_only(y), g.channels_first), from_channels_last(_only(gauge_), g.channels_first)
+
+
+def reference_pair(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]
+                   ) -> tuple[np.ndarray | LazyArray, np.ndarray | LazyArray]:
+    """The oracle output and G as the runner's reference holds them, equal element for element to ``run(...)`` and
+    ``gauge(...)``: where the output is one chunk, both whole, computed now in one pass; else two LazyArrays that
+    share one chunk cache (a chunk's output and gauge computed together when either is indexed, the last chunk
+    kept): what such a reference holds is one chunk of each, not the output's 8 bytes an element (656 MB on the big
+    worked example), at the price of a pass per engine judged (each engine's metrics read the output and the
+    gauge, chunk after chunk) where before the gauge alone was computed again."""
+    g = geometry(layer, config, x.shape)
+    shape, chunk = _prepared(x, weights, g, value=True, magnitudes=True)
+    if shape[0] <= images_per_chunk(shape):
+        return run_and_gauge(layer, config, x, weights)
+    chunked = _Chunked(shape, chunk, g.channels_first, ACTIVATION_TABLE[g.activation].reference)
+    whole = (chunked.n, *chunked.tail)
+    return LazyArray(whole, chunked.reader(0)), LazyArray(whole, chunked.reader(1))
 
 
 def lazy_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray]) -> LazyArray:
     """G as a LazyArray: nothing is computed until it is indexed, then a chunk of images at a time, the last chunk
     kept (a case whose output fits one chunk is computed once). Every element equals ``gauge(...)``'s."""
     g = geometry(layer, config, x.shape)
-    shape, chunk = _prepared(x, weights, g, magnitudes=True)
+    shape, chunk = _prepared(x, weights, g, value=False, magnitudes=True)
     chunked = _Chunked(shape, chunk, g.channels_first)
-    return LazyArray((chunked.n, *chunked.tail), chunked.values)
+    return LazyArray((chunked.n, *chunked.tail), chunked.reader(1))
+
+
+def _only(a: np.ndarray | None) -> np.ndarray:
+    assert a is not None, "a pass asked for was not computed"
+    return a
 
 
 def flushed_operands(layer: str, config: dict[str, Any], x: np.ndarray, weights: dict[str, np.ndarray],
@@ -178,29 +214,40 @@ def underflow_count(g: Geometry, x: np.ndarray, weights: dict[str, np.ndarray], 
 
 
 class _Chunked:
-    """A layer's output in its data_format, computed a chunk of images at a time on demand; the last chunk kept."""
+    """A layer's output and gauge in its data_format, computed a chunk of images at a time on demand (the two of a
+    chunk together, as the chunk function gives them); the last chunk kept."""
 
-    def __init__(self, shape: tuple[int, ...], chunk: ChunkFn, channels_first: bool):
-        self.n, self.compute, self.channels_first = shape[0], chunk, channels_first
+    def __init__(self, shape: tuple[int, ...], chunk: ChunkFn, channels_first: bool,
+                 finish: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.n, self.compute, self.channels_first, self.finish = shape[0], chunk, channels_first, finish
         self.step = images_per_chunk(shape)
         self.tail = from_channels_last(np.empty((0, *shape[1:])), channels_first).shape[1:]
-        self.kept: tuple[int, np.ndarray] | None = None
+        self.kept: tuple[int, list[np.ndarray | None]] | None = None
 
-    def _chunk(self, k: int) -> np.ndarray:
-        """Chunk k (images [k*step, (k+1)*step)) in the data_format, read-only (views of it are handed out)."""
+    def _chunk(self, k: int, which: int) -> np.ndarray:
+        """Chunk k (images [k*step, (k+1)*step)) of the output (which=0) or the gauge (1) in the data_format,
+        read-only (views of it are handed out)."""
         if self.kept is None or self.kept[0] != k:
             self.kept = None                        # the old chunk goes before the new one is computed
             n0 = k * self.step
-            cl = self.compute(n0, min(self.n, n0 + self.step))
-            cl.flags.writeable = False
-            self.kept = (k, from_channels_last(cl, self.channels_first))
-        return self.kept[1]
+            arrays: list[np.ndarray | None] = list(self.compute(n0, min(self.n, n0 + self.step)))
+            if arrays[0] is not None and self.finish is not None:
+                arrays[0] = self.finish(arrays[0])
+            for a in arrays:
+                if a is not None:
+                    a.flags.writeable = False
+            self.kept = (k, [None if a is None else from_channels_last(a, self.channels_first) for a in arrays])
+        return _only(self.kept[1][which])
 
-    def values(self, index: Index) -> np.ndarray:
+    def reader(self, which: int) -> Callable[[Index], np.ndarray]:
+        """LazyArray's ``values`` of the output (0) or the gauge (1)."""
+        return lambda index: self.values(index, which)
+
+    def values(self, index: Index, which: int) -> np.ndarray:
         first, rest = (index[0], index[1:]) if index else (slice(None), ())
         basic = (int, np.integer, slice)
         if not all(isinstance(i, basic) and not isinstance(i, (bool, np.bool_)) for i in (first, *rest)):
-            return self.values(())[index]           # Ellipsis, None, masks, arrays: from the whole (small only)
+            return self.values((), which)[index]   # Ellipsis, None, masks, arrays: from the whole (small only)
         if isinstance(first, slice):
             images = range(*first.indices(self.n))
             if not images:
@@ -209,11 +256,12 @@ class _Chunked:
             for k, group in itertools.groupby(images, key=lambda i: i // self.step):
                 local = [i - k * self.step for i in group]
                 stop = local[-1] + (1 if images.step > 0 else -1)
-                pieces.append(self._chunk(k)[(slice(local[0], stop if stop >= 0 else None, images.step), *rest)])
+                pieces.append(self._chunk(k, which)[(slice(local[0], stop if stop >= 0 else None, images.step),
+                                                     *rest)])
             return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         i = operator.index(first)
         i = i + self.n if i < 0 else i
         if not 0 <= i < self.n:
             raise IndexError(f"index {first} is out of bounds for axis 0 with size {self.n}")
         k = i // self.step
-        return self._chunk(k)[(i - k * self.step, *rest)]
+        return self._chunk(k, which)[(i - k * self.step, *rest)]

@@ -250,14 +250,25 @@ def test_lazy_gauge_indexes_like_the_array(monkeypatch):
     assert not np.asarray(lazy[2]).flags.writeable, "the kept chunk must be read-only (views of it are handed out)"
 
 
-def test_reference_gauge_is_lazy_and_exact():
-    case = next(c for c in load_file(os.path.join(os.path.dirname(__file__), "..", "..", "cases", "separable.yaml"))[0] if not c.impossible)
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "chunk-per-image"])
+def test_reference_output_and_gauge_are_exact(monkeypatch, chunked):
+    """The runner's reference holds the oracle output and the gauge whole where the output is one chunk (one pass
+    computed both), and both lazily beyond (neither held whole): equal to oracle.run and oracle.gauge bit for bit."""
+    cases = load_file(os.path.join(os.path.dirname(__file__), "..", "..", "cases", "separable.yaml"))[0]
+    case = next(c for c in cases if not c.impossible)
+    if chunked:
+        monkeypatch.setattr(oracle, "CHUNK_ELEMENTS", 1)
     runner._cache.clear()
-    ref = runner.reference(case)
-    inputs = ref.inputs
-    assert isinstance(ref.gauge, LazyArray), f"reference gauge is {type(ref.gauge).__name__}, but should be lazy"
-    assert _same(np.asarray(ref.gauge), oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64))
-    runner._cache.clear()
+    try:
+        ref = runner.reference(case)
+        inputs = ref.inputs
+        kind = LazyArray if chunked else np.ndarray
+        for name, held in (("output", ref.y), ("gauge", ref.gauge)):
+            assert isinstance(held, kind), f"reference {name} is {type(held).__name__}, but should be {kind.__name__}"
+        assert _same(np.asarray(ref.y), oracle.run(case.layer, case.config, inputs.x64, inputs.weights64))
+        assert _same(np.asarray(ref.gauge), oracle.gauge(case.layer, case.config, inputs.x64, inputs.weights64))
+    finally:
+        runner._cache.clear()
 
 
 # ---------------------------------------------------------------- the bound and the metrics, block by block
