@@ -2,6 +2,10 @@
 golden facts (expect) against it."""
 from __future__ import annotations
 
+from typing import Any, cast
+
+import numpy as np
+
 from ..layers.geometry import refuse_impossible
 from ..reference import oracle
 from ..reference.gradients import reference_gradients
@@ -18,10 +22,22 @@ class OracleEngine(Engine):
     def run(self, request: Request) -> EngineOutput:
         g, inputs = request.geometry, request.inputs
         refuse_impossible("oracle", request.layer, g, inputs.x.shape)
+        return self._answer(request, oracle.run(request.layer, request.config, inputs.x64, inputs.weights64))
+
+    def run_and_gauge(self, request: Request) -> tuple[EngineOutput, Any]:
+        """run()'s answer and the gauge G, computed in one pass (harness.reference.oracle.reference_pair): both whole
+        for an output of one chunk, both LazyArrays sharing a chunk cache beyond (the answer's y then stands in for
+        an array: its readers index it or read its shape, dtype and size). What judge.runner.reference holds."""
+        g, inputs = request.geometry, request.inputs
+        refuse_impossible("oracle", request.layer, g, inputs.x.shape)
+        y, gauge = oracle.reference_pair(request.layer, request.config, inputs.x64, inputs.weights64)
+        return self._answer(request, cast(np.ndarray, y)), gauge
+
+    @staticmethod
+    def _answer(request: Request, y: np.ndarray) -> EngineOutput:
+        g, inputs = request.geometry, request.inputs
         return EngineOutput(
-            y=oracle.run(request.layer, request.config, inputs.x64, inputs.weights64),
-            params=g.param_count(),
-            weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()},
+            y=y, params=g.param_count(), weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()},
             gradients=None if request.grad_output is None else reference_gradients(
                 inputs.x64, inputs.weights64, g, request.grad_output.astype("float64")),
         )

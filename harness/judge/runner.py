@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 import time
 import traceback
+from typing import cast
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from ..cases.schema import MAX_ELEMENTS, Case
 from ..cases.stacks import StackCase
 from ..engines import stopwatch
 from ..engines.base import EngineOutput, Inputs, Request
+from ..engines.oracle_engine import OracleEngine
 from ..errors import EngineRejected, EngineSkip
 from ..known.registry import OUTPUT
 from ..layers.geometry import ConfigProblem
@@ -54,22 +56,12 @@ _cache: dict[tuple[str, str], Reference] = {}
 def reference(case: Case) -> Reference:
     """The oracle's answer and the gauge of ``case`` (harness.reference.oracle.reference_pair: one pass for both;
     for an output of more than one chunk both lazy, so that neither is held whole), computed once per process."""
-    from typing import cast
-
-    from ..layers.geometry import refuse_impossible
-
     key = (case.file, case.id)
     if key not in _cache:
         _cache.clear()  # one case at a time: big outputs are not kept alive across cases
         inputs = make_inputs(case)
-        # What the oracle engine answers (harness.engines.oracle_engine), its output computed with the gauge.
-        refuse_impossible(engines.REFERENCE, case.layer, case.geometry, inputs.x.shape)
-        y, gauge = oracle.reference_pair(case.layer, case.config, inputs.x64, inputs.weights64)
-        answer = EngineOutput(
-            # A LazyArray where the output is more than one chunk: every reader of the reference output indexes it
-            # or reads its shape, dtype and size (and np.asarray makes it whole, which only small outputs do).
-            y=cast(np.ndarray, y), params=case.geometry.param_count(),
-            weight_shapes={k: tuple(v.shape) for k, v in inputs.weights64.items()})
+        reference_engine = cast(OracleEngine, engines.get(engines.REFERENCE))
+        answer, gauge = reference_engine.run_and_gauge(request(case, engines.REFERENCE, inputs))
         _cache[key] = Reference(
             inputs=inputs,
             oracle=answer,
