@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..cases.selection import select_engines
 from ..diagnosis.diagnose import Diagnoser
+from ..engines import warm
 from ..engines.worker import end_workers_on, raise_exit
 from ..judge.runner import UNEXPECTED, Result, outcome, run_one
 from ..known.facts import request_onednn, request_verbose
@@ -66,6 +67,8 @@ def run_cases(args: argparse.Namespace) -> int:
     failed = 0
     shown: dict[str, dict] = {}   # the facts last printed per engine: printed again only where they change
     diagnoser = Diagnoser()   # failure messages name the known mistake that reproduces an engine's output
+    if len(cases) + len(stacks) > 1:
+        warm(engines)   # the engines that run apart start together now, beside the first case's work
     for case in cases:
         checks = [c for c in case.check if args.check in (None, c)]
         # The header first: what the engines write while they run (a port's own log line) lands under it.

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ..cases.schema import Case
 from ..cases.stacks import StackCase
-from ..engines import is_reference
+from ..engines import is_reference, warm
 from ..judge.diagnoser import Diagnoser
 from ..judge.runner import Result, reference, run_one
 from ..judge.sequence import culprit_of
@@ -154,6 +154,8 @@ def collect(cases: list[Case | StackCase], engines: list[str], stream: TextIO | 
     out = Collected()
     start = time.perf_counter()
     progress = Progress(sum(len(c.check) for c in cases) * len(engines), stream)
+    if len(cases) > 1:
+        warm(engines)   # the engines that run apart start together now, beside the first cases' work
     try:
         for case in cases:
             if isinstance(case, StackCase):   # a stack: its records beside the cases' (harness.judge.stack_run)
