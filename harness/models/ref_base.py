@@ -22,7 +22,7 @@ import numpy as np
 
 from ..judge.stack_reference import through
 from ..layers.activations import ACTIVATION_TABLE
-from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, flush_threshold, gamma, rounding_eta, underflow_eta
+from ..reference.agreement import ORACLE_DTYPE, SAFETY, flush_eta, flushable, gamma, rounding_eta, underflow_eta
 from ..tensors.values import round_to, unit_roundoff
 
 Arrays = list[np.ndarray]
@@ -101,15 +101,12 @@ class LayerRef:
         flush_threshold) may change, as for a conv (harness.reference.oracle.flushed_operands): G less G with the
         subnormal parts of the inputs and weights cut, exact for the sums and products these layers are (G is
         monotone in each magnitude); 0 where no operand has such a part (the scan is all it costs)."""
-        tiny = flush_threshold(dtype)
-
         def cut(v: np.ndarray) -> np.ndarray:
-            v = np.abs(np.asarray(v, dtype=np.float64))
-            return np.where(v < tiny, 0.0, v)
+            return np.where(flushable(v, dtype), 0.0, np.abs(np.asarray(v, dtype=np.float64)))
 
         xs = _f64(xs)
         operands = [*xs, *(np.asarray(v, dtype=np.float64) for v in self.weights.values())]
-        if not any(np.any((v != 0) & (np.abs(v) < tiny)) for v in operands):
+        if not any(np.any(flushable(v, dtype)) for v in operands):
             return 0.0
         kept = [cut(x) for x in xs]
         weights = {n: cut(v) for n, v in self.weights.items()}

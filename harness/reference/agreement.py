@@ -127,6 +127,13 @@ def flush_threshold(dtype: str) -> float:
     return float(np.finfo(np.float64).tiny) if dtype == "float64" else 2.0**-126
 
 
+def flushable(v: np.ndarray, dtype: str) -> np.ndarray:
+    """Where an operand of ``dtype``'s arithmetic may be read as zero (a nonzero value below flush_threshold): the
+    one test both bounds that cover flushing (oracle.flushed_operands, models.ref_base) make."""
+    v = np.asarray(v, dtype=np.float64)
+    return (v != 0) & (np.abs(v) < flush_threshold(dtype))
+
+
 def rounding_eta(dtype: str) -> float:
     """The absolute error one product of a sum may carry under either underflow model a correct engine may follow:
     gradual underflow (underflow_eta), or flush-to-zero, where the product and the partial sum it goes into may each

@@ -24,7 +24,7 @@ from ..layers.activations import ACTIVATION_TABLE
 from ..layers.conv_ops import conv, depthwise, from_channels_last, pointwise, to_channels_last
 from ..layers.geometry import Geometry, geometry, output_shape
 from . import paired
-from .agreement import Index, LazyArray, flush_threshold
+from .agreement import Index, LazyArray, flushable
 
 __all__ = ["CHUNK_ELEMENTS", "conv", "depthwise", "from_channels_last", "gauge", "lazy_gauge", "pointwise",
            "pre_activation", "reference_pair", "run", "run_and_gauge", "to_channels_last", "underflow_count",
@@ -156,11 +156,8 @@ def flushed_operands(layer: str, config: dict[str, Any], x: np.ndarray, weights:
     each kernel, the bias) reduced to its part below the threshold, the others whole and the bias left out, summed
     (a term with two such operands counted twice: an upper bound). None where no operand has such a part, which is
     every case but those that ask for subnormal values (the scan is cheap; the layer runs only then)."""
-    tiny = flush_threshold(dtype)
-
     def below(v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=np.float64)
-        return np.where(np.abs(v) < tiny, v, 0.0)
+        return np.where(flushable(v, dtype), v, 0.0)
 
     operands = {"input": np.asarray(x, dtype=np.float64),
                 **{n: np.asarray(v, dtype=np.float64) for n, v in weights.items()}}
