@@ -199,12 +199,21 @@ def over_parts(work: Callable[[range], None], n: int, outputs: int) -> None:
 
 
 def depthwise(x: np.ndarray, kernel: np.ndarray, g: Window) -> np.ndarray:
-    """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m; no bias.
+    """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m; no bias (depthwise_pair's value)."""
+    return depthwise_pair(x, kernel, g)[0]
 
-    One image at a time, a block of channels at a time: per channel one BLAS product of the image's patch matrix
-    (positions x taps, taps in _taps order) with that channel's (taps x M) kernel. Those products, one per channel
-    and image, are the same calls whatever the batch and the block (the order of every sum is BLAS's over the
-    taps of one element), so an output does not depend on how the batch is cut into chunks.
+
+def depthwise_pair(x: np.ndarray, kernel: np.ndarray, g: Window, magnitudes: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """x (N, *S, C), kernel (*K, C, M) -> (N, *S', C*M), output channel c*M + m, no bias; with ``magnitudes``
+    also the same on |x| and |kernel|, from the same patch matrices (|patch of x| is the patch of |x|, exactly).
+
+    Per image and channel one BLAS product, (M x taps) by (taps x positions): the patch matrix's rows are whole
+    output rows of the padded image (the last spatial axis innermost), so building it copies runs of that axis's
+    length, where a (positions x taps) layout copies runs of one kernel row (5 elements of a 5x5 kernel: on the
+    big worked example that copy was most of the time). An output is one BLAS dot product over the taps of one
+    channel, in BLAS's order, the same call whatever the chunk, the block of channels or the thread that computes
+    it, so it does not depend on them (tests/reference/test_paired_oracle.py, test_chunked_oracle.py).
     """
     n_images, c = x.shape[0], x.shape[-1]
     m = kernel.shape[-1]
@@ -213,39 +222,47 @@ def depthwise(x: np.ndarray, kernel: np.ndarray, g: Window) -> np.ndarray:
     padded = tuple(n + before + after for n, (before, after) in zip(spatial, widths))
     out = g.output_spatial(spatial)
     taps, positions = math.prod(g.kernel_size), math.prod(out)
-    k = np.ascontiguousarray(kernel.reshape(-1, c, m).transpose(1, 0, 2))   # (C, taps, M), taps in _taps order
-    y = np.empty((n_images, *out, c, m)).reshape(n_images, positions, c, m)
+    kt = np.ascontiguousarray(kernel.reshape(-1, c, m).transpose(1, 2, 0))   # (C, M, taps), taps in C order
+    k_abs = np.abs(kt) if magnitudes else kt
+    y = np.empty((n_images, positions, c, m))
+    gauge = np.empty_like(y) if magnitudes else None
+    final = (n_images, *out, c * m)
     if y.size == 0:
-        return y.reshape(n_images, *out, c * m)
-    block = max(1, min(c, PATCH_BLOCK_ELEMENTS // (positions * taps)))
+        return y.reshape(final), None if gauge is None else gauge.reshape(final)
+    # Read at call time: tests shrink it (a block of one channel must give the same values).
+    block = max(1, min(c, PATCH_BLOCK_ELEMENTS // max(1, positions * taps)))
     interior = (slice(None), *(slice(before, before + n) for (before, _), n in zip(widths, spatial)))
 
     def channels(part: range) -> None:
         """Channels ``part`` of every image, with this thread's own buffers: those channels of one padded image,
-        one block's patches. Each channel's product is the same call whatever the part and block it is in."""
+        one block's patches and products."""
         c_lo, c_hi = part.start, part.stop
         image = np.zeros((c_hi - c_lo, *padded))                  # one image's channels, channels first, padded
-        patches = np.empty((block, *out, *g.kernel_size))         # (channels, positions, taps) of one block
-        products = np.empty((block, positions, m))
+        patches = np.empty((block, *g.kernel_size, *out))         # (channels, taps, positions) of one block
+        products = np.empty((block, m, positions))
         with one_blas_thread():
             for i in range(n_images):
                 image[interior] = np.moveaxis(x[i, ..., c_lo:c_hi], -1, 0)
                 for c0 in range(c_lo, c_hi, block):
                     c1 = min(c_hi, c0 + block)
                     src = image[c0 - c_lo:c1 - c_lo]
-                    # Every kernel tap of every output position, a strided view of the padded image: the patches.
+                    # Every kernel tap's view of the padded image at every output position (taps outermost).
                     windows = np.lib.stride_tricks.as_strided(
-                        src, shape=(c1 - c0, *out, *g.kernel_size),
-                        strides=(src.strides[0], *(t * s for t, s in zip(src.strides[1:], g.strides)),
-                                 *(t * d for t, d in zip(src.strides[1:], g.dilation))), writeable=False)
+                        src, shape=(c1 - c0, *g.kernel_size, *out),
+                        strides=(src.strides[0], *(t * d for t, d in zip(src.strides[1:], g.dilation)),
+                                 *(t * s for t, s in zip(src.strides[1:], g.strides))), writeable=False)
+                    p = patches[:c1 - c0].reshape(c1 - c0, taps, positions)
                     np.copyto(patches[:c1 - c0], windows)
-                    np.matmul(patches[:c1 - c0].reshape(c1 - c0, positions, taps), k[c0:c1],
-                              out=products[:c1 - c0])
-                    y[i, :, c0:c1, :] = products[:c1 - c0].transpose(1, 0, 2)
+                    np.matmul(kt[c0:c1], p, out=products[:c1 - c0])
+                    y[i, :, c0:c1, :] = products[:c1 - c0].transpose(2, 0, 1)
+                    if gauge is not None:
+                        np.abs(p, out=p)   # the patches of |x|: no second copy of the image's windows
+                        np.matmul(k_abs[c0:c1], p, out=products[:c1 - c0])
+                        gauge[i, :, c0:c1, :] = products[:c1 - c0].transpose(2, 0, 1)
 
     # Threads share the channels (a chunk of the oracle may be one image: the worked example's is).
     over_parts(channels, c, y.size)
-    return y.reshape(n_images, *out, c * m)
+    return y.reshape(final), None if gauge is None else gauge.reshape(final)
 
 
 def pointwise(z: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -96,14 +96,23 @@ def test_chunked_oracle_and_gauge_are_the_whole_computation_bit_for_bit(index, m
 
 
 @pytest.mark.parametrize("index", [i for i, c in enumerate(CONFIGURATIONS) if not c[0].startswith("Conv")])
-def test_depthwise_primitive_is_the_previous_formulation_bit_for_bit(index):
-    """The depthwise primitive builds its patch matrix per block of channels from a strided view (no np.stack
-    of per-tap views): the same BLAS products on the same matrices as before, so the same values."""
+def test_depthwise_primitive_is_the_previous_formulation_to_float64_rounding(index):
+    """The depthwise primitive (conv_ops.depthwise_pair's value: patches laid out taps x positions, one BLAS product
+    per image and channel) sums each output's taps in BLAS's order over another layout than the formulation before
+    the chunked oracle: the two differ by at most the float64 rounding of two sums of K terms, 2 K u G (G: the
+    same on magnitudes), and its magnitudes pass is that formulation on |x|, |kernel| to the same rounding."""
     layer, config, shape, dtype = CONFIGURATIONS[index]
     g, x, w = _inputs(index, layer, config, shape, dtype)
     x_cl = oracle.to_channels_last(x, g.channels_first)
     kernel = w["kernel" if "kernel" in w else "depthwise_kernel"]
-    assert _same(conv_ops.depthwise(x_cl, kernel, g), _depthwise_before(x_cl, kernel, g)), (layer, config, shape)
+    taps = math.prod(g.kernel_size)
+    want, want_abs = _depthwise_before(x_cl, kernel, g), _depthwise_before(np.abs(x_cl), np.abs(kernel), g)
+    y, y_abs = conv_ops.depthwise_pair(x_cl, kernel, g, magnitudes=True)
+    allowed = 2 * taps * 2.0**-53 * want_abs
+    assert y_abs is not None and _same(conv_ops.depthwise(x_cl, kernel, g), y), (layer, config, shape)
+    for name, got, ref in (("output", y, want), ("magnitudes", y_abs, want_abs)):
+        off = np.max(np.abs(got - ref), initial=0.0)
+        assert np.all(np.abs(got - ref) <= allowed), f"{layer} {config} {shape}: {name} off by {off}"
 
 
 def _depthwise_before(x: np.ndarray, kernel: np.ndarray, g) -> np.ndarray:

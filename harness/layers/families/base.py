@@ -281,6 +281,13 @@ class Family:
         """The layer before bias and activation: x (N, *S, C) float64 channels last -> (N, *S', out)."""
         raise NotImplementedError
 
+    def forward_pair(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry, magnitudes: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`forward` on x and w, and with ``magnitudes`` on |x| and |w| too (the gauge's layer, before its bias): a
+        family whose passes can share work (the depthwise patches) computes both at once; this one runs twice."""
+        y = self.forward(x, w, g)
+        return y, (self.forward(np.abs(x), {k: np.abs(v) for k, v in w.items()}, g) if magnitudes else None)
+
     def stage_forward(self, stage: str, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         """One of `stages`, channels last, float64 (no bias)."""
         raise KeyError(f"{self.name} layers have no stage {stage!r}")

@@ -49,6 +49,10 @@ class DepthwiseFamily(Family):
     def forward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry) -> np.ndarray:
         return conv_ops.depthwise(x, w["kernel"], g)
 
+    def forward_pair(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry, magnitudes: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        return conv_ops.depthwise_pair(x, w["kernel"], g, magnitudes)   # one patch matrix for x and |x|
+
     def backward(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                  dz: np.ndarray) -> dict[str, np.ndarray]:
         dx, dkernel = conv_grads.depthwise_backward(x, w["kernel"], dz, g)

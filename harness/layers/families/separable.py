@@ -85,6 +85,14 @@ class SeparableFamily(Family):
             out["depthwise_bias"] = lengths["bias"] + g.filter_count       # then a dot product over the filters
         return out
 
+    def forward_pair(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry, magnitudes: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        # Both stages' magnitudes from the one depthwise pass (its patches serve x and |x|).
+        z, z_abs = conv_ops.depthwise_pair(x, w["depthwise_kernel"], g, magnitudes)
+        y = conv_ops.pointwise(z, w["pointwise_kernel"])
+        del z
+        return y, None if z_abs is None else conv_ops.pointwise(z_abs, np.abs(w["pointwise_kernel"]))
+
     def forward_rounded(self, x: np.ndarray, w: Mapping[str, np.ndarray], g: Geometry,
                         inner: Callable[[np.ndarray], np.ndarray],
                         outer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
