@@ -94,7 +94,8 @@ def known_bug_of(case: Case, engine: str, result: Result, check: str) -> str:
         result.notes.append(f"{bug.parent}'s known bug {bug.label} does not show here: the converter hides it")
         result.findings.append(Finding(
             "hidden", bug.label, f"{engine} hides {bug.parent}'s known bug {bug.label}: {bug.parent} computes it "
-            f"wrong here and the converted graph right, so the conversion changed the graph's meaning",
+            f"wrong here and {engine} right, so {engine} does not compute {bug.parent}'s function (a conversion that "
+            "changed the graph's meaning, or another backend of the same layer)",
             {"engine": bug.parent}))
         return ""
     if result.verdict == "fail" and check in ("shape", "dtype"):
