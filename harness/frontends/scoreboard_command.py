@@ -316,8 +316,9 @@ def run(args: argparse.Namespace) -> int:
     for item in stacks["unexpected"]:
         print(f"  stack {item['stack']} [{item['engine']}] {item['outcome']}: {item['message']}\n"
               f"    repro: {item['repro']}")
-    if page.overall(doc):
-        print(f"{'all engines':>16}: {page.overall(doc)}")
+    overall = page.overall(doc)
+    if overall:
+        print(f"{'all engines':>16}: {overall}")
     print(f"wrote {html_path}, {json_path} and {md_path}")
     # Every unexpected outcome (fail, xpass, error) of any engine, of cases and stacks, fails the command, as run
     # and report do: CI never reads 0 for a file with a failing or invalid entry.

@@ -5,9 +5,9 @@ computed by the same operations whatever the chunk it is in (the primitives work
 image's sums apart, and the chunk has the layout the whole batch would have), so the values do not depend on the
 chunking (tests/reference/test_chunked_oracle.py compares them bit for bit). The output and G of a chunk are one
 pass where both are asked for (harness.reference.paired: a depthwise stage's patches of x serve |x| too).
-``run``, ``gauge`` and ``run_and_gauge`` return whole arrays; ``lazy_gauge`` computes G chunk by chunk on demand,
-keeping the last chunk; ``reference_pair`` is what the runner's reference holds: both whole for an output of one
-chunk, else both lazy over one shared chunk cache.
+``run``, ``gauge`` and ``run_and_gauge`` return whole arrays; ``lazy_gauge`` computes G alone chunk by chunk on
+demand, keeping the last chunk; ``reference_pair`` is what the runner's reference holds: both whole for an output
+of one chunk, else both lazy over one shared chunk cache.
 """
 from __future__ import annotations
 
@@ -113,7 +113,11 @@ def run_and_gauge(layer: str, config: dict[str, Any], x: np.ndarray, weights: di
                   ) -> tuple[np.ndarray, np.ndarray]:
     """``run(...)`` and ``gauge(...)``, element for element, in one pass: a depthwise stage's patches serve both."""
     g = geometry(layer, config, x.shape)
-    shape, chunk = _prepared(x, weights, g, value=True, magnitudes=True)
+    return _both_whole(g, *_prepared(x, weights, g, value=True, magnitudes=True))
+
+
+def _both_whole(g: Geometry, shape: tuple[int, ...], chunk: ChunkFn) -> tuple[np.ndarray, np.ndarray]:
+    """The output (its activation applied) and G, whole, in the case's data_format."""
     y, gauge_ = _whole(shape, chunk, ACTIVATION_TABLE[g.activation].reference)
     return from_channels_last(_only(y), g.channels_first), from_channels_last(_only(gauge_), g.channels_first)
 
@@ -128,8 +132,8 @@ def reference_pair(layer: str, config: dict[str, Any], x: np.ndarray, weights: d
     gauge, chunk after chunk) where before the gauge alone was computed again."""
     g = geometry(layer, config, x.shape)
     shape, chunk = _prepared(x, weights, g, value=True, magnitudes=True)
-    if shape[0] <= images_per_chunk(shape):
-        return run_and_gauge(layer, config, x, weights)
+    if shape[0] <= images_per_chunk(shape):   # one chunk: run_and_gauge's pass, on the inputs prepared here
+        return _both_whole(g, shape, chunk)
     chunked = _Chunked(shape, chunk, g.channels_first, ACTIVATION_TABLE[g.activation].reference)
     whole = (chunked.n, *chunked.tail)
     return LazyArray(whole, chunked.reader(0)), LazyArray(whole, chunked.reader(1))
